@@ -1,0 +1,100 @@
+# shellcheck shell=bash
+# Source me: `source scripts/env.sh`. Creates and activates the project's virtualenv, .venv/.
+#
+# - .venv is made with python3.11 (or python3 when that is 3.11; override with TINYTORCH_PYTHON),
+#   and remade when it is broken or built by another Python version.
+# - It installs `-r requirements.lock` (exact pins; torch==2.13.0 comes from the CPU wheel that
+#   pip's own configuration points at), then the checkout itself with `--no-deps -e .`
+#   (the distribution is tinytorch-course: `tinytorch` is never resolved from a registry).
+# - The install is skipped when .venv/.tinytorch-env-stamp holds the sha256 of
+#   requirements.lock + pyproject.toml, so sourcing is fast when nothing changed.
+#
+# Safe to source from scripts running under `set -euo pipefail` and from an interactive shell
+# (a failure returns 1 instead of exiting the shell). Exports TINYTORCH_ROOT.
+
+# pip, minus the harmless "Location 'file:///...' is ignored" lines that an extra-index-url of
+# local directories produces for every package; keeps pip's exit status.
+_tt_pip() {
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv_py" -m pip "$@" 2>&1 \
+        | { grep -v "^WARNING: Location 'file:.*' is ignored: it is neither a file nor a directory\.\$" || true; }
+    return "${PIPESTATUS[0]}"
+}
+
+_tt_env_setup() {
+    local root py ver want stamp_file want_stamp have_stamp venv_py
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
+    want="3.11"
+
+    # 1. A Python 3.11 to build the venv with.
+    if [[ -n "${TINYTORCH_PYTHON:-}" ]]; then
+        py="$TINYTORCH_PYTHON"
+    elif command -v python3.11 >/dev/null 2>&1; then
+        py="$(command -v python3.11)"
+    elif command -v python3 >/dev/null 2>&1; then
+        py="$(command -v python3)"
+    else
+        echo "env.sh: no python3.11 or python3 on PATH" >&2; return 1
+    fi
+    ver="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" || {
+        echo "env.sh: $py does not run" >&2; return 1; }
+    if [[ "$ver" != "$want" ]]; then
+        echo "env.sh: need Python $want, but $py is Python $ver (set TINYTORCH_PYTHON)" >&2
+        return 1
+    fi
+
+    # 2. The venv, (re)made when missing, broken or of another Python version.
+    venv_py="$root/.venv/bin/python"
+    if [[ -x "$venv_py" ]]; then
+        local have
+        have="$("$venv_py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)"
+        if [[ "$have" != "$want" ]]; then
+            echo "env.sh: .venv is broken or not Python $want ('$have'); recreating it" >&2
+            rm -rf "$root/.venv"
+        fi
+    elif [[ -e "$root/.venv" ]]; then
+        echo "env.sh: .venv has no working python; recreating it" >&2
+        rm -rf "$root/.venv"
+    fi
+    if [[ ! -x "$venv_py" ]]; then
+        echo "env.sh: creating .venv with $py ($("$py" --version 2>&1))"
+        "$py" -m venv "$root/.venv" || {
+            echo "env.sh: 'python -m venv' failed (on Debian/Ubuntu install python3.11-venv)" >&2
+            rm -rf "$root/.venv"; return 1; }
+    fi
+
+    # 3. The pinned packages and the checkout, unless the stamp says they are current.
+    stamp_file="$root/.venv/.tinytorch-env-stamp"
+    want_stamp="$(cat "$root/requirements.lock" "$root/pyproject.toml" \
+        | "$venv_py" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')" \
+        || { echo "env.sh: cannot read requirements.lock / pyproject.toml" >&2; return 1; }
+    have_stamp="$(cat "$stamp_file" 2>/dev/null || true)"
+    if [[ "$have_stamp" != "$want_stamp" ]]; then
+        echo "env.sh: installing requirements.lock into .venv (this takes a few minutes the first time)"
+        local t0=$SECONDS
+        rm -f "$stamp_file"
+        _tt_pip install --no-input -q -r "$root/requirements.lock" \
+            || { echo "env.sh: pip install -r requirements.lock failed" >&2; return 1; }
+        _tt_pip install --no-input -q --no-deps -e "$root" \
+            || { echo "env.sh: pip install --no-deps -e . failed" >&2; return 1; }
+        echo "$want_stamp" > "$stamp_file" || return 1
+        echo "env.sh: environment ready in $((SECONDS - t0)) s"
+    fi
+
+    # 4. Activate.
+    # shellcheck disable=SC1091
+    source "$root/.venv/bin/activate" \
+        || { echo "env.sh: cannot activate .venv" >&2; return 1; }
+    export TINYTORCH_ROOT="$root"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+    return 0
+}
+
+_tt_env_setup
+_tt_env_status=$?
+unset -f _tt_env_setup _tt_pip
+if [[ $_tt_env_status -ne 0 ]]; then
+    unset _tt_env_status
+    echo "env.sh: environment setup failed" >&2
+    return 1 2>/dev/null || exit 1
+fi
+unset _tt_env_status

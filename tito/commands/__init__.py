@@ -1,0 +1,23 @@
+"""tito subcommands. Each module here defines ``register(subparsers)``, which adds its parser
+and sets ``func=run``; ``run(args, ctx)`` returns the exit code. To add a command (release,
+grade, module complete, milestone, bench, book), write ``tito/commands/<name>.py`` and list it
+below."""
+
+COMMANDS = ["export", "test", "status"]
+
+
+def add_module_selection(parser, what: str) -> None:
+    """The shared `NN [NN ...] | --all` arguments."""
+    parser.add_argument("modules", nargs="*", metavar="NN",
+                        help=f"module number(s) to {what}, e.g. 1 or 01")
+    parser.add_argument("--all", action="store_true", help=f"{what} every module")
+
+
+def selected_modules(args, ctx):
+    from ..errors import TitoError
+    if args.all and args.modules:
+        raise TitoError("give module numbers or --all, not both", exit_code=2)
+    if not args.all and not args.modules:
+        raise TitoError(f"give a module number (valid: {ctx.manifest.valid_range()}) or --all",
+                        exit_code=2)
+    return ctx.manifest.select(args.modules, all_=args.all)

@@ -1,0 +1,103 @@
+"""``tito status``: one line per manifest module: is the notebook there, is the package in sync
+with it, and the last recorded test result.
+
+"exported" is checked by exporting every notebook into a temporary copy of the project and
+comparing the generated text with the package on disk: ``in sync``, ``stale`` (the notebook
+changed since the last export), ``missing`` (not exported yet), or ``no notebook``.
+Always exits 0 (2 if the manifest itself is broken).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub):
+    p = sub.add_parser("status", help="show every module's notebook, export and test state",
+                       description=__doc__.split("\n\n", 1)[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lib-path", metavar="DIR",
+                   help="package directory to compare (default: lib_path of settings.ini)")
+    p.set_defaults(func=run)
+
+
+def run(args, ctx) -> int:
+    from pathlib import Path
+    from ..exporter import check_sync
+    from ..results import describe, load_results
+
+    manifest, settings, root = ctx.manifest, ctx.settings, ctx.root
+    lib_path = Path(args.lib_path).resolve() if args.lib_path else settings.lib_path
+    report = check_sync(root, lib_path, settings.nbs_path, settings.lib_name)
+    results = load_results(root)
+
+    def rel(p):
+        try:
+            return str(Path(p).relative_to(root))
+        except ValueError:
+            return str(p)
+
+    rows, notes = [], []
+    for m in manifest:
+        nb = m.notebook.resolve()
+        targets = m.export_files(lib_path, settings.lib_name)
+        has_nb = nb.is_file()
+        if not has_nb:
+            exported = "no notebook" + (" (files present)" if all(t.exists() for t in targets)
+                                        else "")
+        elif nb in report.notebook_errors:
+            exported = "export error"
+            notes.append(f"{m.folder}: exporting the notebook fails: {report.notebook_errors[nb]}")
+        else:
+            written = set(report.notebook_files.get(nb, []))
+            lacking = [x for x, t in zip(m.exports, targets) if t not in written]
+            absent = [t for t in targets if not t.exists()]
+            stale = [t for t in targets if t in report.differing]
+            if lacking:
+                exported = "incomplete"
+                notes.append(f"{m.folder}: the notebook does not export {', '.join(lacking)} "
+                             "(listed in the manifest)")
+            elif absent:
+                exported = "missing"
+                notes.append(f"{m.folder}: not exported yet: "
+                             + ", ".join(rel(t) for t in absent) + f" (run: tito export {m.nn})")
+            elif stale:
+                exported = "stale"
+                notes.append(f"{m.folder}: {', '.join(rel(t) for t in stale)} differs from the "
+                             f"notebook (run: tito export {m.nn})")
+            else:
+                exported = "in sync"
+            if nb in [p.resolve() for p in report.missing_ids]:
+                notes.append(f"{m.folder}: the notebook has cells without ids, so every export "
+                             f"differs (run: tito export {m.nn}, which cleans it first)")
+        entry = results.get(m.folder)
+        if entry:
+            tests = describe(entry)
+        elif not m.test_paths():
+            tests = "no tests yet"
+        else:
+            tests = "not run"
+        rows.append((m.nn, m.folder, "yes" if has_nb else "no", exported, tests))
+
+    header = ("#", "module", "notebook", "exported", "tests")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(f"project {root}  (package {rel(lib_path)}/, notebooks {rel(settings.nbs_path)}/)")
+    print(fmt.format(*header))
+    print(fmt.format(*("-" * w for w in widths)))
+    for r in rows:
+        print(fmt.format(*r))
+
+    n_nb = sum(r[2] == "yes" for r in rows)
+    n_sync = sum(r[3] == "in sync" for r in rows)
+    n_pass = sum(r[4].startswith("passed") for r in rows)
+    print(f"\n{len(rows)} modules: {n_nb} notebooks, {n_sync} exported in sync, "
+          f"{n_pass} passing tests")
+    pkg_files = {t for m in manifest for t in m.export_files(lib_path, settings.lib_name)}
+    other = [p for p in report.differing + report.missing if p not in pkg_files]
+    if other:
+        notes.append("other generated files differ from a fresh export: "
+                     + ", ".join(rel(p) for p in other) + " (run: tito export --all)")
+    for n in notes:
+        print(f"  - {n}")
+    return 0

@@ -1,0 +1,92 @@
+"""Run a module's tests (``tests/NN_name/``) and checkpoint
+(``tests/checkpoints/checkpoint_NN_name.py``) with pytest in a subprocess.
+
+By default the tests import the course's own ``tinytorch`` (the project root is the cwd).
+``lib_path`` points them at another package instead (e.g. a student's export in a temporary
+directory): its parent goes first on ``PYTHONPATH`` and Python runs with ``-P`` so the project
+root is *not* put on ``sys.path`` ahead of it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .manifest import ModuleInfo
+
+# pytest exit codes: 0 ok, 1 tests failed, 2 interrupted, 3 internal error, 4 usage error,
+# 5 no tests collected.
+_STATUS = {0: "passed", 1: "failed", 2: "interrupted", 3: "error", 4: "error", 5: "no tests"}
+_SUMMARY_RE = re.compile(r"\b\d+ (passed|failed|error|errors|skipped|xfailed|xpassed|deselected"
+                         r"|warnings?)\b.* in [0-9.]+s")
+
+
+@dataclass
+class TestRun:
+    __test__ = False                 # not a pytest test class
+    module: ModuleInfo
+    status: str                      # passed | failed | no tests | interrupted | error
+    exit_code: int | None
+    summary: str
+    duration_s: float
+    paths: list[Path] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def as_record(self, root: Path) -> dict:
+        return {"number": self.module.number, "status": self.status,
+                "exit_code": self.exit_code, "summary": self.summary,
+                "duration_s": round(self.duration_s, 2),
+                "paths": [str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+                          for p in self.paths]}
+
+
+def pytest_command(paths, lib_path: Path | None = None, extra_args=()) -> tuple[list[str], dict]:
+    """The command line and environment that run pytest on ``paths``."""
+    env = os.environ.copy()
+    cmd = [sys.executable]
+    if lib_path is not None:
+        cmd.append("-P")
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(lib_path).resolve().parent)]
+            + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    cmd += ["-m", "pytest", *map(str, paths), *extra_args]
+    return cmd, env
+
+
+def run_module_tests(mod: ModuleInfo, root: Path, lib_path: Path | None = None,
+                     extra_args=(), out=None) -> TestRun:
+    """Run pytest for one module, echoing its output to ``out`` (default stdout)."""
+    out = out or sys.stdout
+    paths = mod.test_paths()
+    if not paths:
+        return TestRun(mod, "no tests", None,
+                       f"no tests found: neither {mod.tests_dir.relative_to(root)}/ nor "
+                       f"{mod.checkpoint.relative_to(root)} exists", 0.0, [])
+    cmd, env = pytest_command(paths, lib_path, extra_args)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            encoding="utf-8", errors="replace", bufsize=1)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out.write(line)
+        lines.append(line.rstrip("\n"))
+    rc = proc.wait()
+    dt = time.perf_counter() - t0
+    summary = next((ln.strip().strip("= ") for ln in reversed(lines) if _SUMMARY_RE.search(ln)), "")
+    status = _STATUS.get(rc, "error")
+    if rc == 5:
+        summary = "pytest collected no tests in " + ", ".join(
+            str(p.relative_to(root)) for p in paths)
+    elif not summary:
+        summary = f"pytest exited with code {rc}"
+    return TestRun(mod, status, rc, summary, dt, paths)
