@@ -39,10 +39,21 @@ class set_grad_enabled(contextlib.ContextDecorator):
         _grad_mode.enabled = self.prev
         return False
 
+    def _recreate_cm(self):
+        # a decorated function gets a fresh context per call, so recursion and threads are safe
+        return set_grad_enabled(self.mode)
+
 # %% ../../modules/05_autograd/05_autograd.ipynb #41207a90
 class no_grad(set_grad_enabled):
     "Within this context (or decorated function), no op is recorded: results have requires_grad=False."
-    def __init__(self):
+    def __new__(cls, func=None):
+        if func is None:
+            return super().__new__(cls)
+        if not callable(func):
+            raise TypeError(f"no_grad takes no arguments (or a function to decorate), got {func!r}")
+        return cls()(func)
+
+    def __init__(self, func=None):
         ### BEGIN SOLUTION
         super().__init__(False)
         ### END SOLUTION
@@ -211,16 +222,15 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
             x = inputs[i].data
             analytic = (np.zeros_like(x) if inputs[i].grad is None else inputs[i].grad.data)
             numeric = np.zeros_like(x)
-            flat = x.reshape(-1)                    # a view: edits reach the tensor
             with no_grad():
-                for k in range(flat.size):
-                    orig = flat[k]
-                    flat[k] = orig + eps
+                for k in np.ndindex(x.shape):       # index x itself: works for non-contiguous arrays too
+                    orig = x[k]
+                    x[k] = orig + eps
                     f_plus = float(np.sum(fn(*inputs).data * v))
-                    flat[k] = orig - eps
+                    x[k] = orig - eps
                     f_minus = float(np.sum(fn(*inputs).data * v))
-                    flat[k] = orig
-                    numeric.reshape(-1)[k] = (f_plus - f_minus) / (2 * eps)
+                    x[k] = orig
+                    numeric[k] = (f_plus - f_minus) / (2 * eps)
             bad = ~np.isclose(analytic, numeric, atol=atol, rtol=rtol)
             if bad.any():
                 k = tuple(int(j) for j in np.argwhere(bad)[0])

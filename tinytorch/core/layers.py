@@ -55,13 +55,13 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def named_modules(self, prefix: str = ""):
-        "(name, module) for this module and every descendant, each module once."
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True):
+        "(name, module) for this module and every descendant; a shared module once unless remove_duplicate=False."
         seen = set()
         stack = [(prefix, self)]
         while stack:
             name, mod = stack.pop()
-            if id(mod) in seen:
+            if remove_duplicate and id(mod) in seen:
                 continue
             seen.add(id(mod))
             yield name, mod
@@ -81,7 +81,7 @@ class Module:
         "(dotted name, Parameter) for every parameter; a shared Parameter appears once (first name)."
         ### BEGIN SOLUTION
         seen = set()
-        for mod_name, mod in self.named_modules(prefix):
+        for mod_name, mod in self.named_modules(prefix, remove_duplicate=remove_duplicate):
             for name, p in mod._own_parameters():
                 if remove_duplicate and id(p) in seen:
                     continue
@@ -104,8 +104,8 @@ class Module:
         if name not in self._buffer_names:
             self._buffer_names.append(name)
 
-    def named_buffers(self, prefix: str = ""):
-        for mod_name, mod in self.named_modules(prefix):
+    def named_buffers(self, prefix: str = "", remove_duplicate: bool = True):
+        for mod_name, mod in self.named_modules(prefix, remove_duplicate=remove_duplicate):
             for name in getattr(mod, "_buffer_names", ()):
                 yield (f"{mod_name}.{name}" if mod_name else name), getattr(mod, name)
 
@@ -131,7 +131,7 @@ class Module:
         out = OrderedDict()
         for name, p in self.named_parameters(remove_duplicate=False):
             out[name] = p.data.copy()
-        for name, b in self.named_buffers():
+        for name, b in self.named_buffers(remove_duplicate=False):
             out[name] = b.data.copy()
         return out
         ### END SOLUTION
@@ -142,7 +142,7 @@ class Module:
         or anything `np.asarray` accepts (a CPU torch tensor). Missing or unexpected keys (strict) and
         shape mismatches raise an error naming them."""
         own = OrderedDict(self.named_parameters(remove_duplicate=False))
-        own.update(self.named_buffers())
+        own.update(self.named_buffers(remove_duplicate=False))
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):

@@ -135,6 +135,7 @@ class MSELoss(Module):
 class BCEFunction(Function):
     @staticmethod
     def forward(ctx, p, t):
+        t = t.astype(p.dtype, copy=False)
         ### BEGIN SOLUTION
         with np.errstate(divide="ignore"):
             log_p = np.maximum(np.log(p), -100.0)
@@ -147,9 +148,10 @@ class BCEFunction(Function):
     @staticmethod
     def backward(ctx, grad):
         p, t = ctx.saved_tensors
-        eps = 1e-12
+        eps = 1e-12                       # as PyTorch: the gradient stays finite at p = 0 or 1
         gp = (p - t) / np.maximum(p * (1.0 - p), eps) * (grad / p.size)
-        gt = (np.maximum(np.log(1.0 - p), -100.0) - np.maximum(np.log(np.maximum(p, eps)), -100.0)) * (grad / p.size)
+        with np.errstate(divide="ignore"):
+            gt = (np.maximum(np.log(1.0 - p), -100.0) - np.maximum(np.log(p), -100.0)) * (grad / p.size)
         return gp.astype(p.dtype, copy=False), gt.astype(p.dtype, copy=False)
 
 
@@ -160,8 +162,6 @@ class BinaryCrossEntropyLoss(Module):
             probs = Tensor(probs)
         if not isinstance(target, Tensor):
             target = Tensor(target, dtype=probs.dtype)
-        if target.dtype != probs.dtype:
-            target = Tensor(target.data, dtype=probs.dtype)
         if probs.shape != target.shape:
             raise ValueError(f"BinaryCrossEntropyLoss: probabilities of shape {probs.shape} and targets of "
                              f"shape {target.shape} differ")

@@ -298,6 +298,11 @@ def _keep(keepdims, keepdim):
     return bool(keepdim) if keepdim is not None else bool(keepdims)
 
 
+def _floating(a: np.ndarray) -> np.ndarray:
+    "Functions like exp or tanh promote integer input to float32, as PyTorch does."
+    return a if a.dtype.kind == "f" else a.astype(np.float32)
+
+
 def _float_result(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     "NumPy promotes int/int division and int-with-float32 to float64; PyTorch gives float32. Follow PyTorch."
     if out.dtype == np.float64 and a.dtype != np.float64 and b.dtype != np.float64:
@@ -432,6 +437,8 @@ class MatMul(Function):
         need_a, need_b = ctx.needs_input_grad
         if a.ndim == 2 and b.ndim == 2:               # the common case, no reshaping
             return (grad @ b.T if need_a else None), (a.T @ grad if need_b else None)
+        if a.ndim == 1 and b.ndim == 1:               # a dot product: grad is a scalar
+            return (grad * b if need_a else None), (grad * a if need_b else None)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = grad
@@ -507,7 +514,7 @@ class _Extremum(Function):
         a, out = ctx.saved_tensors
         out_k = _expand(out, a.shape, ctx.axis, ctx.keepdims)
         hit = (a == out_k)
-        count = np.sum(hit, axis=ctx.axis, keepdims=True)
+        count = np.sum(hit, axis=ctx.axis, keepdims=True).astype(grad.dtype)
         g_k = _expand(grad, a.shape, ctx.axis, ctx.keepdims)
         return g_k * hit / count
 
@@ -570,6 +577,7 @@ class GetItem(Function):
 class Exp(Function):
     @staticmethod
     def forward(ctx, a):
+        a = _floating(a)
         out = np.exp(a)
         ctx.save_for_backward(out)
         return out
@@ -583,6 +591,7 @@ class Exp(Function):
 class Log(Function):
     @staticmethod
     def forward(ctx, a):
+        a = _floating(a)
         ctx.save_for_backward(a)
         return np.log(a)
 
@@ -595,6 +604,7 @@ class Log(Function):
 class Sqrt(Function):
     @staticmethod
     def forward(ctx, a):
+        a = _floating(a)
         out = np.sqrt(a)
         ctx.save_for_backward(out)
         return out
@@ -608,6 +618,7 @@ class Sqrt(Function):
 class Tanh(Function):
     @staticmethod
     def forward(ctx, a):
+        a = _floating(a)
         ### BEGIN SOLUTION
         out = np.tanh(a)
         ### END SOLUTION
