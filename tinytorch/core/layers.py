@@ -147,7 +147,8 @@ class Module:
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        for name, target in own.items():
+        arrays = {}
+        for name, target in own.items():          # check everything first: a failed load changes nothing
             if name not in state:
                 continue
             value = state[name]
@@ -155,7 +156,9 @@ class Module:
             if arr.shape != target.data.shape:
                 raise ValueError(f"load_state_dict: {name} has shape {target.data.shape} in the model "
                                  f"but {arr.shape} in the state dict")
-            target.data[...] = arr.astype(target.data.dtype, copy=False)
+            arrays[name] = arr
+        for name, arr in arrays.items():
+            own[name].data[...] = arr.astype(own[name].data.dtype, copy=False)
         return {"missing_keys": missing, "unexpected_keys": unexpected}
 
     def num_parameters(self) -> int:

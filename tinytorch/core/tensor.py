@@ -218,6 +218,10 @@ class Tensor:
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
+        if self.ndim == 0:
+            if dim not in (0, -1):
+                raise IndexError(f"squeeze: dim {dim} is out of range for a 0-d tensor")
+            return self
         d = dim % self.ndim
         if self.shape[d] != 1:
             return self
@@ -387,6 +391,8 @@ class PowScalar(Function):
     def backward(ctx, grad):
         (a,) = ctx.saved_tensors
         p = ctx.exponent
+        if p == 0:                                  # d(x^0)/dx = 0 everywhere, not 0 * inf at x = 0
+            return np.zeros_like(grad)
         return grad * (p * a ** (p - 1))
 
 
