@@ -1,0 +1,92 @@
+"""Can I store numbers with a shape and dtype and compute with them as NumPy does?"""
+import re
+
+import numpy as np
+import pytest
+
+from tinytorch.core.tensor import Tensor, _check_matmul
+
+
+def test_stores_numbers_with_a_shape_and_a_dtype():
+    arr = np.arange(6, dtype=np.float32).reshape(2, 3)
+    t = Tensor(arr)
+    assert t.shape == (2, 3) and t.ndim == 2 and t.size == 6 and t.dtype == np.float32
+    assert t.data is arr                                    # the array itself, not a copy
+    arr[0, 0] = 9.0
+    assert t.data[0, 0] == 9.0                              # so in-place edits are seen
+    assert Tensor([1.5, 2.5]).dtype == np.float32           # Python floats -> float32
+    assert Tensor(np.zeros((2, 2))).dtype == np.float32     # float64 arrays -> float32
+    assert Tensor([1, 2, 3]).dtype == np.int64              # integers stay integers
+    q = Tensor([1, -2, 127], dtype=np.int8)
+    assert q.dtype == np.int8 and q.data.nbytes == 3        # int8 is one real byte per element
+    assert Tensor(2.5).item() == 2.5 and float(Tensor([4.0])) == 4.0
+    assert Tensor(Tensor([1.0, 2.0])).data.tolist() == [1.0, 2.0]
+
+
+def test_elementwise_arithmetic_broadcasts_like_numpy():
+    a = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=np.float32)
+    b = np.array([10.0, 20.0, 40.0], dtype=np.float32)
+    c = np.array([[2.0], [4.0]], dtype=np.float32)
+    ta, tb, tc = Tensor(a), Tensor(b), Tensor(c)
+    for got, want in [(ta + tb, a + b), (ta - tc, a - c), (ta * tb, a * b), (ta / tc, a / c),
+                      (tb / ta, b / a), (1 - ta, 1 - a), (ta * 2, a * 2), (2 / ta, 2 / a)]:
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got.data, want, rtol=1e-6)
+    ints = Tensor([1, 2]) / Tensor([2, 4])
+    assert ints.dtype == np.float32 and ints.data.tolist() == [0.5, 0.5]     # int / int -> float32
+    assert (Tensor([1, 2]) + Tensor([3, 4])).data.tolist() == [4, 6]
+    assert (Tensor([1, 2], dtype=np.int8) * 3).dtype == np.int8
+
+
+def test_matrix_multiplication_checks_shapes():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 3)).astype(np.float32)
+    b = rng.standard_normal((3, 4)).astype(np.float32)
+    batch = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    v = rng.standard_normal(3).astype(np.float32)
+    for got, want in [(Tensor(a) @ Tensor(b), a @ b), (Tensor(batch) @ Tensor(b), batch @ b),
+                      (Tensor(a) @ Tensor(v), a @ v), (Tensor(v) @ Tensor(b), v @ b)]:
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.data, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(4, 2\)"):
+        Tensor(a) @ Tensor(np.ones((4, 2)))
+    with pytest.raises(ValueError, match=r"\(3,\).*\(2,\)"):
+        Tensor(v) @ Tensor(np.ones(2))
+    # the shape rule itself, checked before NumPy is asked
+    assert _check_matmul((5, 2, 3), (3, 4)) is None and _check_matmul((3,), (3, 4)) is None
+    for bad in [((2, 3), (4, 2)), ((2, 3), (2,)), ((7, 2, 3), (2, 3))]:
+        with pytest.raises(ValueError, match=re.escape(str(bad[0])) + ".*" + re.escape(str(bad[1]))):
+            _check_matmul(*bad)
+
+
+def test_reductions_with_axis_and_keepdims():
+    m = np.array([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]], dtype=np.float32)
+    t = Tensor(m)
+    assert t.sum().item() == 21.0
+    assert t.sum(axis=0).data.tolist() == [5.0, 7.0, 9.0]
+    assert t.sum(axis=1, keepdims=True).shape == (2, 1)
+    assert t.sum(axis=-1, keepdims=True).data.tolist() == [[9.0], [12.0]]
+    assert t.sum(axis=(0, 1)).item() == 21.0
+    assert t.mean(axis=0).data.tolist() == [2.5, 3.5, 4.5]
+    assert t.max(axis=1).data.tolist() == [5.0, 6.0] and t.min().item() == 1.0
+    cube = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    np.testing.assert_array_equal(Tensor(cube).sum(axis=(0, 2), keepdims=True).data,
+                                  cube.sum(axis=(0, 2), keepdims=True))
+
+
+def test_shapes_indexing_and_elementwise_functions():
+    r = np.arange(12, dtype=np.float32)
+    t = Tensor(r)
+    assert t.reshape(3, 4).shape == (3, 4) and t.reshape(-1, 6).shape == (2, 6)
+    cube = Tensor(r.reshape(2, 3, 2))
+    np.testing.assert_array_equal(cube.permute(2, 0, 1).data, r.reshape(2, 3, 2).transpose(2, 0, 1))
+    np.testing.assert_array_equal(cube.transpose(0, 2).data, np.swapaxes(r.reshape(2, 3, 2), 0, 2))
+    assert t.reshape(3, 4).T.shape == (4, 3)
+    assert t[3].item() == 3.0 and t[2:5].data.tolist() == [2.0, 3.0, 4.0]
+    assert t.reshape(3, 4)[:, 1].data.tolist() == [1.0, 5.0, 9.0]
+    assert t[t > 9].data.tolist() == [10.0, 11.0]
+    x = np.array([0.25, 1.0, 2.0], dtype=np.float32)
+    for name in ("exp", "log", "sqrt", "tanh"):
+        got = getattr(Tensor(x), name)()
+        assert got.dtype == np.float32, name
+        np.testing.assert_allclose(got.data, getattr(np, name)(x), rtol=1e-6, err_msg=name)
