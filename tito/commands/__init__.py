@@ -3,7 +3,9 @@ and sets ``func=run``; ``run(args, ctx)`` returns the exit code. To add a comman
 grade, module complete, milestone, bench, book), write ``tito/commands/<name>.py`` and list it
 below."""
 
-COMMANDS = ["export", "test", "status"]
+COMMANDS = ["export", "test", "status", "release", "module", "grade"]
+COMMANDS.append("book")          # tito/commands/book.py: the course book
+COMMANDS.append("milestone")     # tito/commands/milestone.py: list and run milestones/
 
 
 def add_module_selection(parser, what: str) -> None:

@@ -1,0 +1,64 @@
+"""``tito milestone list`` and ``tito milestone run NAME [--fast] [--out DIR]``.
+
+Milestones are the scripts ``milestones/YYYY_name.py`` (found on disk, sorted by year); the first
+line of each script's docstring is its title. ``run`` accepts the full name (``1986_mlp``), the year
+(``1986``) or the name part (``mlp``), runs the script with this Python, streams its output, and
+returns its exit code (1 when a gate fails).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+
+def register(sub):
+    p = sub.add_parser("milestone", help="list or run the historical milestones",
+                       description=__doc__.split("\n\n", 1)[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    msub = p.add_subparsers(dest="milestone_cmd", metavar="{list,run}")
+    msub.required = True
+    msub.add_parser("list", help="list the milestones")
+    r = msub.add_parser("run", help="run one milestone")
+    r.add_argument("name", help="e.g. 1986_mlp, 1986 or mlp")
+    r.add_argument("--fast", action="store_true", help="the short run used by the tests")
+    r.add_argument("--out", help="where results and plots go (default milestones/results/)")
+    p.set_defaults(func=run)
+
+
+def discover(root: Path) -> list[tuple[str, str, Path]]:
+    "(name, title, path) of every milestone script, by year."
+    found = []
+    for path in sorted((root / "milestones").glob("[0-9][0-9][0-9][0-9]_*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        found.append((path.stem, doc.strip().splitlines()[0] if doc.strip() else path.stem, path))
+    return found
+
+
+def resolve(root: Path, name: str):
+    from ..errors import TitoError
+    milestones = discover(root)
+    matches = [m for m in milestones
+               if name in (m[0], m[0].split("_", 1)[0], m[0].split("_", 1)[1])]
+    if len(matches) != 1:
+        known = ", ".join(m[0] for m in milestones) or "none"
+        what = "matches several milestones" if matches else "is not a milestone"
+        raise TitoError(f"{name!r} {what}; known milestones: {known}", exit_code=2)
+    return matches[0]
+
+
+def run(args, ctx) -> int:
+    if args.milestone_cmd == "list":
+        for name, title, _ in discover(ctx.root):
+            print(f"  {name:<22} {title}")
+        return 0
+    name, title, path = resolve(ctx.root, args.name)
+    cmd = [sys.executable, str(path)]
+    if args.fast:
+        cmd.append("--fast")
+    if args.out:
+        cmd += ["--out", args.out]
+    print(f"running {name}: {title}", flush=True)
+    return subprocess.call(cmd, cwd=ctx.root)
