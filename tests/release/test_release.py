@@ -1,0 +1,300 @@
+"""`tito release`: solution blocks become stubs, nothing of a solution survives, every released
+notebook is valid and runs until its first exercise stub, and the student copy is complete."""
+
+import json
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tito.exporter import check_sync
+from tito.manifest import load_manifest
+from tito.nbrun import run_notebook
+from tito.release import (MarkerError, STUB_PREFIX, is_begin, is_end, parse_stub_message,
+                          solution_blocks, strip_notebook, strip_source)
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = load_manifest(ROOT)
+RELEASED = [m for m in MANIFEST if m.notebook.is_file()]     # modules that have a notebook
+
+
+def tito(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "tito.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+
+def cell_text(cell):
+    src = cell["source"]
+    return "".join(src) if isinstance(src, list) else src
+
+
+# ---------------------------------------------------------------------------------------------
+# stripping one cell
+# ---------------------------------------------------------------------------------------------
+
+CELL = '''#| export
+class LinearFunction(Function):
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        ### BEGIN SOLUTION
+        out = x @ w.T
+        return out
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        ### BEGIN SOLUTION
+        return grad @ w, grad.T @ x
+        ### END SOLUTION'''
+
+
+def test_each_block_becomes_one_stub_indented_like_the_block_and_naming_the_exercise():
+    out, blocks = strip_source(CELL, "nb.ipynb: cell 3", "module 03", "cell 3")
+    assert [b.name for b in blocks] == ["LinearFunction.forward", "LinearFunction.backward"]
+    lines = out.split("\n")
+    stubs = [ln for ln in lines if STUB_PREFIX in ln]
+    assert stubs == [
+        '        raise NotImplementedError("Exercise: implement this (module 03, '
+        'LinearFunction.forward)")',
+        '        raise NotImplementedError("Exercise: implement this (module 03, '
+        'LinearFunction.backward)")']
+    assert "x @ w.T" not in out and "grad.T @ x" not in out and "SOLUTION" not in out
+    # everything outside the blocks is kept, in order
+    kept = [ln for ln in CELL.split("\n")]
+    for ln in ("#| export", "    def forward(ctx, x, w):", "        ctx.save_for_backward(x, w)",
+               "", "    def backward(ctx, grad):", "        x, w = ctx.saved_tensors"):
+        assert ln in kept and ln in lines
+    assert len(lines) == len(CELL.split("\n")) - 7 + 2
+    compile(out.replace("#| export", ""), "<cell>", "exec")
+
+
+def test_top_level_function_and_two_blocks_in_one_function():
+    src = ("def unbroadcast(g, shape):\n    ### BEGIN SOLUTION\n    a = 1\n    ### END SOLUTION\n"
+           "    x = 2\n    ### BEGIN SOLUTION\n    return a + x\n    ### END SOLUTION\n")
+    out, blocks = strip_source(src, "w", "module 05", "cell 1")
+    assert [b.name for b in blocks] == ["unbroadcast, part 1", "unbroadcast, part 2"]
+    assert out.count("    raise NotImplementedError(") == 2
+    assert "    x = 2" in out.split("\n")
+
+
+def test_block_outside_any_function_is_named_after_its_cell():
+    out, blocks = strip_source("x = 1\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION\n", "w",
+                               "module 07", "cell 12")
+    assert blocks[0].name == "cell 12"
+    assert out.split("\n")[1] == ('raise NotImplementedError("Exercise: implement this '
+                                  '(module 07, cell 12)")')
+
+
+def test_markdown_answers_are_replaced_too():
+    out, blocks = strip_source("Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION", "w",
+                               "module 01", "cell 2", cell_type="markdown")
+    assert len(blocks) == 1 and "Because." not in out and "Your answer here" in out
+
+
+@pytest.mark.parametrize("src, words", [
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\nx\n### END SOLUTION\n### END SOLUTION", "nested"),
+    ("x = 1\n### END SOLUTION", "without"),
+    ("def f():\n    ### BEGIN SOLUTION\n    return 1\n", "never closed"),
+])
+def test_unbalanced_or_nested_markers_are_an_error_naming_the_cell(src, words):
+    nb = {"cells": [{"cell_type": "markdown", "id": "a", "metadata": {}, "source": "# t"},
+                    {"cell_type": "code", "id": "c0ffee", "metadata": {}, "outputs": [],
+                     "execution_count": None, "source": src}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    with pytest.raises(MarkerError) as ei:
+        strip_notebook(nb, "modules/09_x/09_x.ipynb", "module 09")
+    msg = str(ei.value)
+    assert "modules/09_x/09_x.ipynb" in msg and "cell 1" in msg and "c0ffee" in msg
+    assert words in msg
+
+
+def test_stub_that_breaks_the_cell_is_an_error():
+    src = "if x:\n### BEGIN SOLUTION\n    y = 1\n### END SOLUTION\nelse:\n    y = 2\n"
+    out, _ = strip_source(src, "w", "m", "c")            # the body's indentation is used
+    assert out.split("\n")[1].startswith("    raise NotImplementedError")
+    bad = "try:\n    a = 1\n### BEGIN SOLUTION\nexcept E:\n    pass\n### END SOLUTION\n"
+    with pytest.raises(MarkerError, match="not valid Python"):
+        strip_source(bad, "nb: cell 4", "m", "c")
+
+
+def test_parse_stub_message():
+    assert parse_stub_message("Exercise: implement this (module 03, Linear.forward)") == \
+        "module 03, Linear.forward"
+    assert parse_stub_message("some other error") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# the release of this checkout
+# ---------------------------------------------------------------------------------------------
+
+def test_release_is_a_complete_student_copy(release):
+    out, report = release
+    for rel in ("modules/manifest.toml", "settings.ini", "pyproject.toml", "requirements.lock",
+                "README.md", "CONTRIBUTING.md", "tito/cli.py", "scripts/test.sh",
+                "tinytorch/__init__.py", "tests/checkpoints", "datasets"):
+        assert (out / rel).exists(), rel
+    assert (out / "tests" / "checkpoints" / "checkpoint_00_environment.py").is_file()
+    # instructor-only tests need the solutions: they are not in a student copy
+    assert not (out / "tests" / "release").exists() and not (out / "tests" / "grading").exists()
+    assert not (out / "book").exists() and not (out / "tests" / "book").exists()
+    for d in ("milestones", "benchmarks"):                 # shipped when the course has them
+        assert (out / d).is_dir() == (ROOT / d).is_dir()
+    released = sorted(p.relative_to(out / "modules") for p in (out / "modules").rglob("*.ipynb"))
+    assert released == sorted(Path(f) / f"{f}.ipynb" for f in report.reference)
+    assert set(report.reference) >= {m.folder for m in RELEASED[:1]}
+    # no cache copied from the project (the package itself may get Numba caches once run)
+    assert not [p for p in out.rglob("__pycache__") if p.relative_to(out).parts[0] != "tinytorch"]
+
+
+def test_released_package_is_exported_from_the_stripped_notebooks(release):
+    out, report = release
+    sync = check_sync(out, out / "tinytorch", out / "modules")
+    assert sync.in_sync(), (sync.differing, sync.missing, sync.notebook_errors)
+    for m in RELEASED:
+        if not report.notebooks[out / "modules" / m.folder / f"{m.folder}.ipynb"].n_blocks:
+            continue
+        for f in m.export_files(out / "tinytorch"):
+            text = f.read_text()
+            assert f'raise NotImplementedError("{STUB_PREFIX} (module {m.nn},' in text, f
+            assert text != (ROOT / "tinytorch" / f.relative_to(out / "tinytorch")).read_text()
+
+
+@pytest.mark.parametrize("mod", RELEASED, ids=lambda m: m.folder)
+def test_released_notebook_is_valid_nbformat(release, mod):
+    out, _ = release
+    path = out / "modules" / mod.folder / f"{mod.folder}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4
+    ref = json.loads(release[1].reference[mod.folder])
+    assert [c["id"] for c in nb.cells] == [c.get("id") for c in ref["cells"]]
+
+
+@pytest.mark.parametrize("mod", RELEASED, ids=lambda m: m.folder)
+def test_no_solution_text_survives(release, mod):
+    out, report = release
+    path = out / "modules" / mod.folder / f"{mod.folder}.ipynb"
+    rel_nb = json.loads(path.read_text())
+    ref_nb = json.loads(report.reference[mod.folder])
+    blocks = solution_blocks(ref_nb, str(mod.notebook))
+    assert len(rel_nb["cells"]) == len(ref_nb["cells"])
+    raw = path.read_text()
+    assert "BEGIN SOLUTION" not in raw and "END SOLUTION" not in raw
+    package_text = "".join(f.read_text() for f in mod.export_files(out / "tinytorch")
+                           if f.is_file())
+    ref_text = "\n".join(cell_text(c) for c in ref_nb["cells"])
+    n_stubs = 0
+    for i, (ref_cell, rel_cell) in enumerate(zip(ref_nb["cells"], rel_nb["cells"])):
+        ref_lines = cell_text(ref_cell).split("\n")
+        rel_lines = cell_text(rel_cell).split("\n")
+        assert not any(is_begin(ln) or is_end(ln) for ln in rel_lines)
+        if i not in blocks:
+            assert rel_lines == ref_lines, f"cell {i} changed although it has no solution"
+            continue
+        inside = {k for b in blocks[i] for k in range(b.begin, b.end + 1)}
+        outside = [ln for k, ln in enumerate(ref_lines) if k not in inside]
+        outside_set = {ln.strip() for ln in outside}
+        rel_set = {ln.strip() for ln in rel_lines}
+        for b in blocks[i]:
+            for ln in b.body:
+                s = ln.strip()
+                if not s or s in outside_set:
+                    continue
+                assert s not in rel_set, f"cell {i}: solution line survives: {s!r}"
+                # nor in the package exported for students (a long line is unmistakable)
+                if len(s) >= 25 and ref_text.count(s) == 1:
+                    assert s not in package_text, f"solution line in the package: {s!r}"
+        # everything else is kept: the released cell is the outside lines plus one stub each
+        stubs = [ln for ln in rel_lines if STUB_PREFIX in ln]
+        assert len(stubs) == len(blocks[i])
+        assert [ln for ln in rel_lines if STUB_PREFIX not in ln] == outside
+        n_stubs += len(stubs)
+    assert n_stubs == report.notebooks[path].n_blocks
+
+
+@pytest.fixture(scope="session")
+def notebook_runs(release):
+    out, _ = release
+    paths = {m.folder: out / "modules" / m.folder / f"{m.folder}.ipynb" for m in RELEASED}
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        futs = {k: ex.submit(run_notebook, p, out / "tinytorch", 300) for k, p in paths.items()}
+        return {k: f.result() for k, f in futs.items()}
+
+
+@pytest.mark.parametrize("mod", RELEASED, ids=lambda m: m.folder)
+def test_released_notebook_runs_until_its_first_exercise_stub(release, notebook_runs, mod):
+    out, report = release
+    res = notebook_runs[mod.folder]
+    all_exercises = {f"module {(MANIFEST.by_folder(p.parent.name)).nn}, {name}"
+                     for p, info in report.notebooks.items() for name in info.exercises()}
+    if res["status"] == "finished":
+        # only a notebook without exercises of its own may run to the end
+        assert report.notebooks[out / "modules" / mod.folder / f"{mod.folder}.ipynb"].n_blocks == 0
+    else:
+        assert res["status"] == "stub", (
+            f"{mod.folder}: the first error is not an exercise stub: {res.get('ename')}: "
+            f"{res.get('evalue')}\n{res.get('traceback', '')}")
+        assert res["ename"] == "NotImplementedError"
+        assert res["exercise"] in all_exercises
+        assert res["cells_run"] >= 1
+
+
+def test_reference_notebooks_run_past_where_the_release_stops(release, notebook_runs):
+    """The stub is the only reason the released notebook stops: the same notebook with its
+    solutions (run against the reference package) gets past that cell."""
+    mod = RELEASED[0]
+    stop = notebook_runs[mod.folder]
+    ref = run_notebook(mod.notebook, ROOT / "tinytorch", 300)
+    assert ref["status"] in ("finished", "error", "stub")
+    assert ref["status"] != "stub"
+    assert ref.get("cell", 10**9) > stop["cell"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------
+
+def test_release_refuses_a_non_empty_out_unless_forced(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    r = tito("release", out)
+    assert r.returncode == 1 and "not empty" in r.stderr and "--force" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    r = tito("release", out, "--force")
+    assert r.returncode == 0, r.stderr
+    assert (out / "notes.txt").read_text() == "mine"           # not ours: left alone
+    assert (out / "tinytorch" / "core" / "tensor.py").is_file()
+    assert "import check: all" in r.stdout and "student copy ready" in r.stdout
+
+
+def test_release_refuses_to_write_into_the_project(tmp_path):
+    r = tito("release", ROOT / "tests" / "x")
+    assert r.returncode == 1 and "inside the project" in r.stderr
+    assert not (ROOT / "tests" / "x").exists()
+
+
+def test_release_names_the_notebook_and_cell_of_bad_markers(tmp_path):
+    proj = tmp_path / "proj"
+    (proj / "modules").mkdir(parents=True)
+    for f in ("settings.ini", "pyproject.toml"):
+        shutil.copy(ROOT / f, proj / f)
+    shutil.copy(ROOT / "modules" / "manifest.toml", proj / "modules" / "manifest.toml")
+    nbdir = proj / "modules" / "01_tensor"
+    nbdir.mkdir()
+    cells = [{"cell_type": "code", "id": "aaa", "metadata": {}, "outputs": [],
+              "execution_count": None, "source": "#| default_exp core.tensor"},
+             {"cell_type": "code", "id": "bbb", "metadata": {}, "outputs": [],
+              "execution_count": None,
+              "source": "#| export\ndef f():\n    ### BEGIN SOLUTION\n    return 1\n"}]
+    (nbdir / "01_tensor.ipynb").write_text(json.dumps(
+        {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    r = tito("--root", proj, "release", tmp_path / "out")
+    assert r.returncode == 1
+    assert "01_tensor.ipynb" in r.stderr and "cell 1" in r.stderr and "never closed" in r.stderr

@@ -1,0 +1,179 @@
+"""``tito module complete NN``: check your own work on one module, in your copy of the course.
+
+1. Exports *your* notebook ``modules/NN_name/NN_name.ipynb`` into *your* package (the
+   ``tinytorch/`` of the copy you are working in; the notebook itself is not modified).
+2. Runs the module's checkpoint (``tests/checkpoints/checkpoint_NN_name.py``) and its
+   progressive tests (``tests/NN_name/test_progressive_integration.py``) against that package
+   in a fresh process: ``python -P -s``, your package's parent the only entry of PYTHONPATH,
+   editable-install finders of any other tinytorch removed. The run fails if any tinytorch
+   module was imported from anywhere but your package.
+3. Prints which package was tested, what passed, and for each failure what to fix: the test,
+   the exercise stub you have not filled in yet or the assertion message, and the first lines
+   of the failure. The result is recorded for ``tito status``.
+
+Exit code 0 when every test passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub):
+    p = sub.add_parser("module", help="work on one module: `tito module complete NN`",
+                       description="Commands for the module you are working on.")
+    msub = p.add_subparsers(dest="module_command", metavar="ACTION")
+    msub.required = True
+    c = msub.add_parser("complete", help="export your notebook and run the module's checkpoint "
+                                         "and progressive tests against your package",
+                        description=__doc__.split("\n\n", 1)[1],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("module", metavar="NN", help="module number, e.g. 3 or 03")
+    c.add_argument("--timeout", type=float, default=900, metavar="S",
+                   help="stop the tests after S seconds (default 900)")
+    c.add_argument("-v", "--verbose", action="store_true",
+                   help="also show pytest's own output")
+    c.set_defaults(func=run_complete)
+    p.set_defaults(func=run_complete)
+
+
+def _progressive_tests(mod) -> Path:
+    return mod.tests_dir / "test_progressive_integration.py"
+
+
+def run_complete(args, ctx) -> int:
+    from ..checkrun import first_lines, run_pytest, short_message
+    from ..errors import TitoError
+    from ..exporter import export_notebooks
+    from ..release import parse_stub_message, read_notebook
+    from ..results import record_result
+
+    root, settings = ctx.root, ctx.settings
+    mod = ctx.manifest.get(args.module)
+    nb = mod.notebook
+    if not nb.is_file():
+        raise TitoError(f"module {mod.nn} ({mod.title}): your notebook {nb} is missing")
+    read_notebook(nb)                               # a clear error if it is not valid JSON
+    lib_path = settings.lib_path
+
+    print(f"== module {mod.nn} {mod.title}")
+    print(f"exporting your notebook {nb.relative_to(root)} into your package {lib_path}")
+    res = export_notebooks([nb], lib_path, root, nbs_path=settings.nbs_path, clean=False,
+                           lib_name=settings.lib_name, keep_going=True)
+    rec = res.notebooks[0]
+    if rec.error:
+        raise TitoError(f"exporting {nb.relative_to(root)} failed: {rec.error}")
+    written = [res.module_name(f) for f in rec.files]
+    lacking = [x for x in mod.exports if x not in written]
+    if lacking:
+        print(f"warning: your notebook did not export {', '.join(lacking)} (check its "
+              "`#| default_exp` and `#| export` lines)")
+
+    paths = [p for p in (mod.checkpoint, _progressive_tests(mod)) if p.is_file()]
+    if not paths:
+        raise TitoError(f"module {mod.nn} has no checkpoint ({mod.checkpoint.relative_to(root)}) "
+                        f"and no progressive tests ({_progressive_tests(mod).relative_to(root)})")
+    print("running: " + ", ".join(str(p.relative_to(root)) for p in paths), flush=True)
+    run = run_pytest(paths, lib_path, cwd=root, timeout=args.timeout,
+                     extra_args=["-q", "--no-header", "-rN", "--tb=native"],
+                     echo=sys.stdout if args.verbose else None)
+
+    tested = run.lib_file
+    if tested:
+        print(f"tested package: {Path(tested).parent}")
+    print()
+    groups = {}
+    for t in run.tests:
+        groups.setdefault(t["nodeid"].split("::", 1)[0], []).append(t)
+    fixes = []
+    for path in paths:
+        rel = str(path.relative_to(root))
+        tests = groups.get(rel, [])
+        kind = "checkpoint" if path == mod.checkpoint else "progressive tests"
+        n_ok = sum(t["outcome"] == "passed" for t in tests)
+        print(f"{kind} {rel}: {n_ok}/{len(tests)} passed")
+        for t in tests:
+            mark = "PASS" if t["outcome"] == "passed" else t["outcome"].upper()
+            print(f"  {mark:<7} {t['name']}")
+            if t["outcome"] != "passed":
+                fixes.append(t)
+    for e in run.collect_errors:
+        fixes.append({**e, "name": f"{e['nodeid'] or 'collection'} (could not be loaded)"})
+
+    problems = []
+    if run.timed_out:
+        problems.append(f"the tests did not finish within {args.timeout:g} s (an endless loop?); "
+                        "they were stopped")
+    if run.foreign:
+        problems.append("tinytorch modules were imported from outside your package: "
+                        + ", ".join(run.foreign))
+    if not run.has_results and not run.timed_out:
+        problems.append(f"pytest did not run (exit code {run.exit_code}):\n"
+                        + "\n".join(run.output.strip().splitlines()[-15:]))
+    elif not run.tests and not run.collect_errors and not run.timed_out:
+        problems.append("no tests were collected")
+
+    if fixes:
+        print("\nwhat to fix:")
+        stubs: dict[str, list[str]] = {}
+        others = []
+        for t in fixes:
+            where = parse_stub_message(t.get("message") or "")
+            if where:
+                stubs.setdefault(where, []).append(t["name"])
+            else:
+                others.append(t)
+        if stubs:
+            print("  exercises not implemented yet (their stub raised NotImplementedError):")
+            for where, names in stubs.items():
+                hint = ""
+                num = where.split(",")[0].replace("module", "").strip()
+                if num.isdigit() and int(num) != mod.number:
+                    hint = (f" [module {num} comes first: finish it, then "
+                            f"`tito module complete {num}`]")
+                eg = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+                print(f"  - {where}: needed by {len(names)} test(s) ({eg}){hint}")
+        groups: dict[tuple, list[dict]] = {}
+        for t in others:                 # one entry per distinct failure
+            groups.setdefault((t.get("message") or "", t.get("location")), []).append(t)
+        items = list(groups.items())
+        shown = items if args.verbose else items[:10]
+        for (msg, loc), ts in shown:
+            names = [t["name"] for t in ts]
+            print(f"  - {names[0]}" + (f" (and {len(names) - 1} more: "
+                                       + ", ".join(names[1:4])
+                                       + (", ..." if len(names) > 4 else "") + ")"
+                                       if len(names) > 1 else ""))
+            for ln in short_message(msg) or ["(no message)"]:
+                print(f"      {ln}")
+            where = first_lines(ts[0].get("details", ""))
+            if where:
+                print("      where:")
+                for ln in where:
+                    print(f"        {ln}")
+            elif loc:
+                print(f"      at {loc}")
+        if len(items) > len(shown):
+            print(f"  ... and {len(items) - len(shown)} more distinct failure(s) (-v shows all)")
+    for p in problems:
+        print(f"\nproblem: {p}")
+
+    n_pass = len(run.passed)
+    n_all = len(run.tests)
+    ok = run.all_passed and not problems
+    summary = (f"{n_pass}/{n_all} tests passed" + (f", {len(run.collect_errors)} file(s) could "
+               "not be loaded" if run.collect_errors else "") + (", timed out" if run.timed_out
+                                                                  else ""))
+    record_result(root, mod.folder, {
+        "number": mod.number, "status": "passed" if ok else "failed",
+        "exit_code": run.exit_code, "summary": f"module complete: {summary}",
+        "duration_s": round(run.duration_s, 2),
+        "paths": [str(p.relative_to(root)) for p in paths], "command": "module complete"})
+    print()
+    if ok:
+        print(f"module {mod.nn} complete: {summary}. Well done!")
+        return 0
+    print(f"module {mod.nn} not complete yet: {summary}")
+    return 1

@@ -1,0 +1,101 @@
+"""``tito release OUT [--force] [--check]``: write the student copy of the course into OUT.
+
+Every notebook's solution blocks (``### BEGIN SOLUTION`` ... ``### END SOLUTION``) become a stub
+``raise NotImplementedError("Exercise: implement this (module NN, Class.method)")`` indented like
+the block; everything else is kept (code-cell outputs are cleared). OUT gets modules/ (stripped
+notebooks and the manifest), a tinytorch/ package exported from the *stripped* notebooks (the
+reference package is never copied), tests/ (without the instructor-only tests/release and
+tests/grading, and without tests/book: the book is not shipped), tito/, scripts/, datasets/,
+milestones/, benchmarks/, settings.ini, pyproject.toml, requirements.lock, README.md and
+CONTRIBUTING.md. No solution marker may be left anywhere in OUT.
+
+OUT must be empty or new unless ``--force`` (which replaces what a release writes and leaves
+other files alone). Unbalanced or nested markers are an error naming the notebook and cell.
+After writing, every package module is imported once (from OUT, python -P) to prove the release
+imports; ``--check`` also runs each released notebook top to bottom and requires that it stops at
+its first exercise stub (or finishes, when it has none) and at no other error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub):
+    p = sub.add_parser("release", help="write the student copy (solutions replaced by stubs)",
+                       description=__doc__.split("\n\n", 1)[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", metavar="OUT", help="directory to write the student copy into")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty OUT (replacing a previous release there)")
+    p.add_argument("--check", action="store_true",
+                   help="also run every released notebook until its first exercise stub")
+    p.set_defaults(func=run)
+
+
+def run(args, ctx) -> int:
+    from ..release import check_imports, make_release
+    from ..manifest import load_manifest
+
+    root = ctx.root
+    out = Path(args.out).resolve()
+    report = make_release(root, out, ctx.manifest, force=args.force)
+    manifest = ctx.manifest
+    by_folder = {m.folder: m for m in manifest}
+    total = 0
+    print(f"released {len(report.notebooks)} notebook(s) into {out}")
+    for nb_path, info in sorted(report.notebooks.items()):
+        total += info.n_blocks
+        mod = by_folder.get(nb_path.parent.name)
+        label = mod.label if mod else nb_path.stem
+        names = ", ".join(info.exercises()) or "no exercises"
+        print(f"  {label}: {info.n_blocks} exercise stub(s): {names}")
+    print(f"  {total} solution block(s) replaced; package exported from the stripped notebooks: "
+          f"{len(report.package_files)} file(s) in {out / manifest.settings.lib_name}")
+    missing_nb = [m.folder for m in manifest if not m.notebook.is_file()]
+    if missing_nb:
+        print(f"  note: {len(missing_nb)} manifest module(s) have no notebook yet: "
+              + ", ".join(missing_nb))
+    if report.not_released:
+        print("  note: reference package files that no notebook exports (not in the release): "
+              + ", ".join(report.not_released))
+    if report.skipped:
+        print("  note: not in the project, so not in the release: " + ", ".join(report.skipped))
+
+    rel_manifest = load_manifest(out)
+    lib = rel_manifest.settings.lib_path
+    exported = [x for m in rel_manifest for x in m.exports
+                if any(f.is_file() for f in m.export_files(lib, rel_manifest.settings.lib_name))]
+    errors = check_imports(lib, exported) if exported else {}
+    problems = 0
+    if errors:
+        problems += len(errors)
+        for name, err in errors.items():
+            print(f"tito release: error: released package module {name} does not import: {err}",
+                  file=sys.stderr)
+    else:
+        print(f"  import check: all {len(exported)} released package module(s) import")
+
+    if args.check:
+        from ..nbrun import run_notebook
+        for nb_path in sorted(report.notebooks):
+            res = run_notebook(nb_path, lib)
+            rel = nb_path.relative_to(out)
+            if res["status"] == "stub":
+                print(f"  run {rel}: stops at its first exercise ({res['exercise']}) in cell "
+                      f"{res['cell']}, after {res['cells_run']} cell(s)")
+            elif res["status"] == "finished" and not report.notebooks[nb_path].n_blocks:
+                print(f"  run {rel}: runs to the end (no exercises)")
+            else:
+                problems += 1
+                where = f" in cell {res.get('cell')}" if res.get("cell") is not None else ""
+                print(f"tito release: error: {rel} does not stop at an exercise stub: "
+                      f"{res['status']}{where}: {res.get('ename', '')}: {res.get('evalue', '')}",
+                      file=sys.stderr)
+    if problems:
+        print(f"tito release: {problems} problem(s) in the release at {out}", file=sys.stderr)
+        return 1
+    print(f"student copy ready: {out}")
+    return 0
