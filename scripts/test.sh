@@ -121,6 +121,7 @@ EOF
 
 phase_pytest() {
     local rc=0
+    bash "$ROOT/scripts/system-deps.sh"   # chromium + libjs-mathjax for tests/book (no-op when present)
     python -m pytest || rc=$?
     if [[ $rc -eq 5 ]]; then
         echo "pytest collected no tests (exit 5): the test suite is empty or not found" >&2

@@ -1,0 +1,579 @@
+"""The course book: `tito book build` stages it from the manifest and builds it with Jupyter Book.
+
+- The real book is built once (module fixture, into a temp dir): every manifest module whose
+  notebook exists is a chapter, in manifest order; the chapters are the student version (no
+  solution line from any notebook survives); MathJax is served from the book itself.
+- Every page (intro, each chapter, milestones) is opened in headless Chromium with DNS disabled:
+  its title is in the rendered article, there is no error node, no JavaScript error and no
+  resource that failed to load, every formula was typeset by MathJax, and a screenshot is saved
+  to book/_build/screenshots/ (the test prints the folder).
+- A one-notebook throwaway project checks the instructor build, the milestones table, and that
+  warnings and broken solution markers fail the build.
+
+Chromium comes from Debian (scripts/system-deps.sh installs it): its absence is a failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tito.errors import TitoError
+from tito.manifest import load_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "book" / "_build" / "screenshots"
+CHROMIUM_TABS = 3                 # pages rendered at once, in one browser
+WINDOW = (1280, 1600)
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+# classes of elements that mean a page did not render right: docutils/Sphinx problems, error
+# outputs of notebook cells, MathJax 2/3 formula errors
+ERROR_CLASSES = {"problematic", "system-message", "system-messages", "traceback",
+                 "mjx-merror", "merror", "MathJax_Error", "noError"}
+ERROR_TEXTS = ("Traceback (most recent call last)", "Math Processing Error", "Math input error",
+               "Unknown directive type", "Unknown interpreted text role")
+
+
+def tito(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "tito.cli", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def norm(text: str) -> str:
+    """Whitespace collapsed, markdown code/emphasis marks dropped, case folded."""
+    return " ".join(re.sub(r"[`*]", "", text).split()).casefold()
+
+
+def first_h1(markdown: str) -> str:
+    m = re.search(r"^# (.+)$", markdown, re.M)
+    assert m, "no '# ' heading found"
+    return m.group(1).strip()
+
+
+class Page(HTMLParser):
+    """What a test needs from an HTML page: the article's visible text (scripts and styles
+    left out), every element's classes and ids, and the sidebar's links in order."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+            "source", "track", "wbr"}
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.classes: Counter = Counter()
+        self.ids: list[str] = []
+        self.nav_links: list[str] = []
+        self._stack: list[tuple[str, bool, bool, bool]] = []  # tag, article, nav, skip
+        self._article: list[str] = []
+        self._body: list[str] = []
+        self.feed(text)
+        self.close()
+        self.article_text = " ".join("".join(self._article).split())
+        self.body_text = " ".join("".join(self._body).split())
+
+    def _flags(self):
+        return self._stack[-1][1:] if self._stack else (False, False, False)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        cls = (a.get("class") or "").split()
+        self.classes.update(cls)
+        if a.get("id"):
+            self.ids.append(a["id"])
+        article, nav, skip = self._flags()
+        article = article or (tag == "article" and "bd-article" in cls)
+        nav = nav or (tag == "nav" and "bd-docs-nav" in cls)
+        skip = skip or tag in ("script", "style", "template")
+        if nav and tag == "a" and a.get("href"):
+            self.nav_links.append(a["href"])
+        if tag not in self.VOID:
+            self._stack.append((tag, article, nav, skip))
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag not in self.VOID and self._stack:
+            self._stack.pop()
+
+    def handle_endtag(self, tag):
+        for i in range(len(self._stack) - 1, -1, -1):
+            if self._stack[i][0] == tag:
+                del self._stack[i:]
+                break
+
+    def handle_data(self, data):
+        article, _nav, skip = self._flags()
+        if skip:
+            return
+        self._body.append(data)
+        if article:
+            self._article.append(data)
+
+
+def solution_blocks(nb: dict) -> tuple[list[list[str]], list[str]]:
+    """(the solution blocks of the code cells, as lists of lines; every line outside them)."""
+    blocks, outside = [], []
+    for cell in nb["cells"]:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        cur = None
+        for ln in src.splitlines():
+            s = ln.strip()
+            if cell["cell_type"] == "code" and s.startswith(BEGIN):
+                cur = []
+            elif cell["cell_type"] == "code" and s.startswith(END) and cur is not None:
+                blocks.append(cur)
+                cur = None
+            elif cur is not None:
+                cur.append(ln)
+            else:
+                outside.append(ln)
+    return blocks, outside
+
+
+# ---------------------------------------------------------------------------------------------
+# the real book, built once
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    manifest = load_manifest(ROOT)
+    present = [m for m in manifest if m.notebook.is_file()]
+    notebooks = {m.folder: json.loads(m.notebook.read_text(encoding="utf-8")) for m in present}
+    assert present, "no module notebook exists: there is no book to build"
+    out = tmp_path_factory.mktemp("book")
+    r = tito("book", "build", "--out", out)
+    assert r.returncode == 0, f"tito book build failed:\n{r.stdout}\n{r.stderr}"
+    index = Path(r.stdout.strip().splitlines()[-1])
+    html = out / "_build" / "html"
+    assert index == html / "index.html" and index.is_file(), r.stdout
+    return {"manifest": manifest, "present": present, "notebooks": notebooks, "out": out,
+            "html": html, "src": out / "_build" / "src", "stdout": r.stdout}
+
+
+def test_every_written_module_is_a_chapter_in_manifest_order(book):
+    folders = [m.folder for m in book["present"]]
+    html = book["html"]
+    for f in folders:
+        assert (html / f"{f}.html").is_file(), f"no chapter page for {f}"
+    for m in book["manifest"]:
+        if m not in book["present"]:
+            assert not (html / f"{m.folder}.html").exists(), f"{m.folder} has no notebook"
+
+    toc = yaml.safe_load((book["src"] / "_toc.yml").read_text(encoding="utf-8"))
+    toc_files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert toc["root"] == "intro"
+    assert toc_files == folders + ["milestones"]
+
+    # the sidebar every reader sees: chapters in manifest order, then the milestones page
+    known = {m.folder for m in book["manifest"]} | {"milestones"}
+    nav = Page((html / "intro.html").read_text(encoding="utf-8")).nav_links
+    stems = [Path(h.split("#")[0]).stem for h in nav]
+    order = [s for s in stems if s in known]
+    assert order == folders + ["milestones"], f"sidebar order {order}"
+
+    # the intro's chapter table lists every manifest module, linking those that exist
+    intro = Page((html / "intro.html").read_text(encoding="utf-8"))
+    for m in book["manifest"]:
+        assert norm(m.title) in norm(intro.article_text), f"intro lacks {m.title!r}"
+    assert (html / "index.html").read_text(encoding="utf-8").count("intro.html") >= 1
+
+
+def test_chapters_are_the_student_version(book):
+    total_blocks = 0
+    for m in book["present"]:
+        nb = book["notebooks"][m.folder]
+        blocks, outside = solution_blocks(nb)
+        total_blocks += len(blocks)
+        text = norm(Page((book["html"] / f"{m.folder}.html").read_text(encoding="utf-8"))
+                    .article_text)
+        outside_text = norm("\n".join(outside))
+        leaked = []
+        for block in blocks:
+            for ln in block:
+                s = norm(ln)
+                if len(s) >= 16 and s not in outside_text and s in text:
+                    leaked.append(ln.strip())
+        assert not leaked, f"{m.folder}: solution lines in the student book: {leaked[:5]}"
+        n_stubs = text.count(norm('raise NotImplementedError("Exercise'))
+        assert n_stubs >= len(blocks), (f"{m.folder}: {len(blocks)} solution blocks but "
+                                        f"{n_stubs} exercise stubs on the page")
+        # the text extraction does see highlighted code: a long line outside the solutions
+        code_outside = [norm(ln) for c in nb["cells"] if c["cell_type"] == "code"
+                        for ln in solution_blocks({"cells": [c]})[1]
+                        if len(norm(ln)) >= 16 and not ln.lstrip().startswith("#")]
+        if code_outside:
+            probe = max(code_outside, key=len)
+            assert probe in text, f"{m.folder}: code line {probe!r} missing from its page"
+    assert total_blocks > 0, "no notebook has a solution block: the check would be vacuous"
+
+
+def test_mathjax_is_served_by_the_book_itself(book):
+    html = book["html"]
+    mj = html / "_static" / "mathjax" / "MathJax.js"
+    assert mj.is_file() and mj.stat().st_size > 10_000
+    assert (html / "_static" / "mathjax" / "jax" / "output" / "CommonHTML" / "jax.js").is_file()
+    pages = sorted(html.glob("*.html"))
+    assert len(pages) >= len(book["present"]) + 2
+    script_re = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S | re.I)
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for attrs, body in script_re.findall(text):
+            assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", attrs + body, re.I), \
+                f"{page.name}: a script refers to the network: {(attrs + body)[:200]}"
+        for href in re.findall(r"<link\b[^>]*href=\"([^\"]+)\"", text):
+            assert not re.match(r"(https?:)?//", href), f"{page.name}: loads {href}"
+        assert not re.search(r"cdn\.jsdelivr|cdnjs|unpkg\.com|mathjax\.org", text, re.I), page
+    intro = (html / "intro.html").read_text(encoding="utf-8")
+    assert re.search(r'<script[^>]+src="_static/mathjax/MathJax\.js(\?v=[0-9a-f]+)?"', intro)
+    assert 'type="text/x-mathjax-config"' in intro
+
+
+def test_milestones_page(book):
+    page = Page((book["html"] / "milestones.html").read_text(encoding="utf-8"))
+    results = sorted((ROOT / "milestones" / "results").glob("*.json"))
+    if results:
+        for p in results:
+            name = json.loads(p.read_text(encoding="utf-8")).get("name") or p.stem
+            assert norm(str(name)) in norm(page.article_text), f"milestones page lacks {name}"
+    else:
+        assert "No milestone has been run yet" in page.article_text
+        assert "tito milestone run NAME" in page.article_text
+
+
+# ---------------------------------------------------------------------------------------------
+# every page in headless Chromium
+# ---------------------------------------------------------------------------------------------
+
+class Chromium:
+    """Debian's headless Chromium, driven over its DevTools pipe (``--remote-debugging-pipe``):
+    one browser for every page, so a page costs a tab instead of a browser start (3-4 times
+    faster on two busy cores than one ``chromium --dump-dom --screenshot`` per page). A page is
+    rendered as ``--virtual-time-budget=10000 --window-size=1280,1600 --dump-dom --screenshot``
+    would: virtual time runs until the budget is spent with no fetch pending, then the DOM is
+    serialised and the viewport captured. JavaScript exceptions, console errors and resources
+    that fail to load are collected too."""
+
+    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", "--hide-scrollbars", "--remote-debugging-pipe",
+             "--host-resolver-rules=MAP * ~NOTFOUND",     # no DNS: a page must work offline
+             f"--window-size={WINDOW[0]},{WINDOW[1]}"]
+    TIMEOUT = 60.0
+
+    def __init__(self, profile: Path, log: Path):
+        exe = shutil.which("chromium")
+        assert exe, "chromium is not installed: run `bash scripts/system-deps.sh`"
+        cmd_r, cmd_w = os.pipe()          # we write commands, Chromium reads them on fd 3
+        res_r, res_w = os.pipe()          # Chromium writes replies and events on fd 4
+        # the child's ends, moved to fds >= 10 so that bash's `3<&N 4>&M` never clobbers them
+        child_r = fcntl.fcntl(cmd_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        child_w = fcntl.fcntl(res_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(cmd_r)
+        os.close(res_w)
+        self.log = log
+        with open(log, "wb") as logf:
+            self.proc = subprocess.Popen(
+                ["bash", "-c", f'exec "$0" "$@" 3<&{child_r} 4>&{child_w} {child_r}<&- {child_w}>&-',
+                 exe, *self.FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                pass_fds=(child_r, child_w), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        os.close(child_r)
+        os.close(child_w)
+        self._out = os.fdopen(cmd_w, "wb", buffering=0)
+        self._in = os.fdopen(res_r, "rb", buffering=0)
+        self._lock = threading.Lock()
+        self._id = 0
+        self._replies: dict[int, queue.Queue] = {}
+        self._events: dict[tuple, queue.Queue] = {}
+        self._alive = True
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        buf = b""
+        while chunk := self._in.read(1 << 16):
+            buf += chunk
+            *messages, buf = buf.split(b"\0")
+            for raw in messages:
+                msg = json.loads(raw)
+                if "id" in msg:
+                    self._replies.pop(msg["id"], queue.Queue()).put(msg)
+                else:
+                    self._queue(msg.get("sessionId"), msg.get("method")).put(msg)
+        self._alive = False
+
+    def _queue(self, session, method) -> queue.Queue:
+        with self._lock:
+            return self._events.setdefault((session, method), queue.Queue())
+
+    def _get(self, q: queue.Queue, what: str) -> dict:
+        deadline = time.monotonic() + self.TIMEOUT
+        while True:
+            try:
+                return q.get(timeout=0.25)
+            except queue.Empty:
+                if not self._alive:
+                    raise RuntimeError(f"chromium exited while waiting for {what}; its log: "
+                                       f"{self.log.read_text(errors='replace')[-1500:]}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"chromium: no {what} within {self.TIMEOUT} s")
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None):
+        reply: queue.Queue = queue.Queue()
+        with self._lock:
+            self._id += 1
+            msg = {"id": self._id, "method": method, "params": params or {}}
+            if session:
+                msg["sessionId"] = session
+            self._replies[self._id] = reply
+            self._out.write(json.dumps(msg).encode() + b"\0")
+        res = self._get(reply, f"reply to {method}")
+        if "error" in res:
+            raise RuntimeError(f"chromium: {method} failed: {res['error']}")
+        return res["result"]
+
+    def render(self, url: str, png: Path, budget_ms: int = 10_000) -> tuple[str, list[str]]:
+        """(the DOM after the virtual-time budget, the page's errors); writes the screenshot."""
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        s = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        try:
+            for domain in ("Page", "Runtime", "Log"):
+                self.send(f"{domain}.enable", session=s)
+            self.send("Emulation.setDeviceMetricsOverride",
+                      {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1,
+                       "mobile": False}, session=s)
+            expired = self._queue(s, "Emulation.virtualTimeBudgetExpired")
+            self.send("Emulation.setVirtualTimePolicy", {"policy": "pause"}, session=s)
+            self.send("Page.navigate", {"url": url}, session=s)
+            self.send("Emulation.setVirtualTimePolicy",
+                      {"policy": "pauseIfNetworkFetchesPending", "budget": budget_ms}, session=s)
+            self._get(expired, f"end of the virtual-time budget of {url}")
+            dom = self.send("Runtime.evaluate", {"expression": "document.documentElement.outerHTML",
+                                                 "returnByValue": True}, session=s)
+            shot = self.send("Page.captureScreenshot", {"format": "png"}, session=s)
+            png.write_bytes(base64.b64decode(shot["data"]))
+        finally:
+            self.send("Target.closeTarget", {"targetId": target})
+        errors = []
+        for method in ("Runtime.exceptionThrown", "Runtime.consoleAPICalled", "Log.entryAdded"):
+            q = self._queue(s, method)
+            while not q.empty():
+                p = q.get()["params"]
+                if method == "Runtime.exceptionThrown":
+                    errors.append(f"JavaScript exception: {p['exceptionDetails'].get('text')} "
+                                  f"{p['exceptionDetails'].get('exception', {}).get('description', '')}")
+                elif method == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert"):
+                    errors.append("console error: " + " ".join(
+                        str(a.get("value", a.get("description", ""))) for a in p["args"]))
+                elif method == "Log.entryAdded" and p["entry"]["level"] == "error":
+                    errors.append(f"browser error: {p['entry'].get('text')} "
+                                  f"{p['entry'].get('url', '')}")
+        return dom["result"]["value"], errors
+
+    def close(self):
+        with self._lock:
+            self._out.close()                 # Chromium exits when its pipe closes
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_every_page_renders_in_chromium(book, capsys, tmp_path):
+    from PIL import Image
+
+    html = book["html"]
+    pages = [("intro", first_h1((ROOT / "book" / "intro.md").read_text(encoding="utf-8")))]
+    pages += [(m.folder, m.title) for m in book["present"]]
+    pages += [("milestones", first_h1((ROOT / "book" / "milestones.md")
+                                      .read_text(encoding="utf-8")))]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
+
+    browser = Chromium(tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        def render(name):
+            return browser.render((html / f"{name}.html").as_uri(), SCREENSHOTS / f"{name}.png")
+        with ThreadPoolExecutor(CHROMIUM_TABS) as pool:
+            rendered = dict(zip([p for p, _ in pages], pool.map(render, [p for p, _ in pages])))
+    finally:
+        browser.close()
+
+    problems = []
+    for name, title in pages:
+        dom_text, page_errors = rendered[name]
+        problems += [f"{name}: {e}" for e in page_errors]
+        dom = Page(dom_text)
+        if norm(title) not in norm(dom.article_text):
+            problems.append(f"{name}: title {title!r} not in the rendered article")
+        bad = sorted(c for c in ERROR_CLASSES if dom.classes[c])
+        if bad:
+            problems.append(f"{name}: error elements in the page: {bad}")
+        for t in ERROR_TEXTS:
+            if t in dom.body_text:
+                problems.append(f"{name}: {t!r} in the page")
+        static = (html / f"{name}.html").read_text(encoding="utf-8")
+        n_math = len(re.findall(r'class="math notranslate nohighlight"', static))
+        n_typeset = sum(bool(re.fullmatch(r"MathJax-Element-\d+-Frame", i)) for i in dom.ids)
+        if n_typeset != n_math:
+            problems.append(f"{name}: {n_math} formulas but MathJax typeset {n_typeset}")
+        if name == "intro" and (n_math < 2 or not dom.classes["MJXc-display"]):
+            problems.append(f"intro: expected inline and display math, found {n_math} formulas")
+        png = SCREENSHOTS / f"{name}.png"
+        if not png.is_file() or png.stat().st_size == 0:
+            problems.append(f"{name}: no screenshot written")
+            continue
+        with Image.open(png) as im:
+            colors = im.convert("RGB").getcolors(1 << 20)
+            if im.size != WINDOW or colors is None or len(colors) < 50:
+                problems.append(f"{name}: screenshot {im.size} with "
+                                f"{len(colors) if colors else 'many'} colours looks blank")
+    with capsys.disabled():
+        print(f"\nbook screenshots ({len(pages)} pages): {SCREENSHOTS}")
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# a throwaway one-notebook project: instructor build, milestones table, failures
+# ---------------------------------------------------------------------------------------------
+
+SOLUTION_LINE = "return a + b  # the reference solution, shown to instructors only"
+
+
+def _nb(cells):
+    return {"cells": [{"cell_type": t, "id": f"c{i}", "metadata": {}, "source": s,
+                       **({"outputs": [], "execution_count": None} if t == "code" else {})}
+                      for i, (t, s) in enumerate(cells)],
+            "metadata": {"kernelspec": {"display_name": "python3", "language": "python",
+                                        "name": "python3"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+@pytest.fixture
+def mini(tmp_path):
+    """A project with the real settings, manifest and book sources and one small notebook."""
+    root = tmp_path / "proj"
+    (root / "modules").mkdir(parents=True)
+    shutil.copy2(ROOT / "settings.ini", root / "settings.ini")
+    shutil.copy2(ROOT / "modules" / "manifest.toml", root / "modules" / "manifest.toml")
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build"))
+    first = load_manifest(root).modules[0]
+
+    def write(extra_markdown="", code=None):
+        nb = _nb([("markdown", f"# Module {first.nn} — {first.title}\n\nThe norm "
+                               "$\\|x\\|_2 = \\sqrt{\\sum_i x_i^2}$.\n\n$$a^2 + b^2 = c^2$$\n"
+                               + extra_markdown),
+                  ("code", code if code is not None else
+                   f"def add(a, b):\n    {BEGIN}\n    {SOLUTION_LINE}\n    {END}\n")])
+        nb_path = root / "modules" / first.folder / f"{first.folder}.ipynb"
+        nb_path.parent.mkdir(parents=True, exist_ok=True)
+        nb_path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+        return nb_path
+    return root, first, write
+
+
+BROKEN_REFERENCE = "\nSee {doc}`no_such_chapter`.\n"      # a Sphinx warning: unknown document
+
+
+def test_instructor_version_milestones_table_and_allowed_warnings(mini):
+    root, first, write = mini
+    write(extra_markdown=BROKEN_REFERENCE)
+    results = root / "milestones" / "results"
+    results.mkdir(parents=True)
+    # the layout milestones/_common.py writes, with a plot beside it
+    (results / "1957_perceptron.json").write_text(json.dumps(
+        {"name": "1957_perceptron", "title": "Perceptron | 1957", "fast": True, "seconds": 1.26,
+         "metrics": {"held-out accuracy": 0.953412, "epochs": 20},
+         "gates": [{"gate": "held-out accuracy >= 0.9", "passed": True},
+                   {"gate": "converges in 50 epochs", "passed": False}],
+         "passed": False}), encoding="utf-8")
+    from PIL import Image
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(results / "1957_perceptron.png")
+    (results / "broken.json").write_text("{not json", encoding="utf-8")
+    out = root / "out"
+    r = tito("--root", root, "book", "build", "--with-solutions", "--allow-warnings",
+             "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"warning: .*no_such_chapter", r.stdout), r.stdout
+    html = out / "_build" / "html"
+    assert r.stdout.strip().splitlines()[-1] == str(html / "index.html")
+    chapter = Page((html / f"{first.folder}.html").read_text(encoding="utf-8")).article_text
+    assert norm(SOLUTION_LINE) in norm(chapter)
+    assert "NotImplementedError" not in chapter
+    assert "instructor version" in Page((html / "intro.html").read_text(encoding="utf-8")
+                                        ).article_text
+    ms_html = (html / "milestones.html").read_text(encoding="utf-8")
+    ms = " ".join(Page(ms_html).article_text.split())
+    assert "<table" in ms_html
+    assert "1957_perceptron" in ms and "Perceptron | 1957" in ms
+    assert "held-out accuracy = 0.9534" in ms and "epochs = 20" in ms
+    assert "FAIL (1/2)" in ms and "failed: converges in 50 epochs" in ms
+    assert "1.3 s" in ms and "fast mode" in ms
+    assert "broken.json: unreadable" in ms
+    assert "No milestone has been run yet" not in ms
+    img = re.search(r'<img[^>]+src="([^"]*1957_perceptron\.png)"', ms_html)
+    assert img and (html / img.group(1)).is_file(), "the milestone's plot is not in the page"
+
+
+def test_warnings_fail_the_build(mini):
+    root, first, write = mini
+    write(extra_markdown=BROKEN_REFERENCE)
+    r = tito("--root", root, "book", "build", "--out", root / "out")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "warning" in r.stderr and "no_such_chapter" in r.stderr, r.stderr
+    assert "--allow-warnings" in r.stderr
+
+
+def test_broken_solution_markers_fail_the_build(mini):
+    root, first, write = mini
+    write(code=f"def add(a, b):\n    {BEGIN}\n    return a + b\n")     # never closed
+    r = tito("--root", root, "book", "build", "--out", root / "out")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{first.folder}.ipynb" in r.stderr and "never closed" in r.stderr, r.stderr
+    assert not (root / "out" / "_build" / "html").exists()
+
+
+def test_a_hand_written_toc_is_refused(mini):
+    root, first, write = mini
+    write()
+    (root / "book" / "_toc.yml").write_text("format: jb-book\nroot: intro\n", encoding="utf-8")
+    r = tito("--root", root, "book", "build", "--out", root / "out")
+    assert r.returncode == 1
+    assert "_toc.yml is generated" in r.stderr, r.stderr
+
+
+def test_missing_jupyter_book_is_a_clear_error(monkeypatch):
+    import importlib.util
+
+    from tito import book as tbook
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "jupyter_book" else real(name, *a))
+    with pytest.raises(TitoError, match="jupyter-book is not installed"):
+        tbook.jupyter_book_command()
+
+
+def test_milestone_cells_are_escaped():
+    from tito.book import MilestoneResult, milestones_markdown, NO_MILESTONES_TEXT
+    assert milestones_markdown([]) == NO_MILESTONES_TEXT + "\n"
+    md = milestones_markdown([MilestoneResult(name="a|b", file="a.json",
+                                              metrics={"cost $": 1.23456789, "ok": True})])
+    rows = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert len(rows) == 3 and all(ln.count("|") == 5 for ln in rows), md
+    assert "a&#124;b" in md and "cost &#36;&nbsp;=&nbsp;1.235" in md and "ok&nbsp;=&nbsp;True" in md
