@@ -3,8 +3,10 @@
 ``book/`` holds only hand-written sources (``_config.yml``, ``intro.md``, ``milestones.md``).
 Everything else is generated at build time into ``<out>/_build/src``::
 
-    _toc.yml               one chapter per manifest module whose notebook exists, in manifest order
-    NN_name.ipynb          the module notebooks, student version by default (solutions stubbed)
+    _toc.yml               one chapter per manifest module whose notebook exists, in manifest order;
+                           the other notebooks of a module that has several are sections of its
+                           chapter (``sections:`` under the main notebook)
+    NN_name*.ipynb         the module notebooks, student version by default (solutions stubbed)
     intro.md               book/intro.md with the chapter table filled in
     milestones.md          book/milestones.md with milestones/results/*.json as a table
     _extra/_static/mathjax MathJax 2 copied from Debian's libjs-mathjax (the book loads no CDN)
@@ -302,6 +304,8 @@ class StagedBook:
     src: Path
     chapters: list = field(default_factory=list)      # ModuleInfo with a notebook, in order
     missing: list = field(default_factory=list)       # ModuleInfo without a notebook yet
+    sections: dict = field(default_factory=dict)      # folder -> stems of its other notebooks
+    missing_sections: dict = field(default_factory=dict)   # folder -> stems not written yet
     milestones: list = field(default_factory=list)    # MilestoneResult
     notes: list = field(default_factory=list)
 
@@ -330,31 +334,36 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
 
     staged = StagedBook(src=src)
     for m in manifest:
+        # one chapter per module: its main notebook; the module's other notebooks (if it has
+        # several) are sections of that chapter
         nb_path = m.notebook
         if not nb_path.is_file():
             staged.missing.append(m)
+            extra = [p.name for p in m.notebooks[1:] if p.is_file()]
+            if extra:
+                staged.notes.append(f"{m.folder}: the main notebook {nb_path.name} is not written "
+                                    f"yet, so {', '.join(extra)} is left out too")
             continue
-        try:
-            nb = json.loads(nb_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise TitoError(f"{nb_path}: not a readable notebook: {e}") from None
-        rel = nb_path.relative_to(root) if nb_path.is_relative_to(root) else nb_path
-        chapter = book_notebook(nb, str(rel), f"module {m.nn}", with_solutions=with_solutions)
-        if not with_solutions:
-            from .release import is_begin, is_end
-            leaked = [ln for c in chapter.get("cells", []) for ln in _cell_source(c).splitlines()
-                      if is_begin(ln) or is_end(ln)]
-            if leaked:
-                raise TitoError(f"{rel}: solution markers left in the student chapter: {leaked[0]!r}")
+        chapter = _stage_notebook(nb_path, root, m, src, with_solutions)
         heading = first_heading(chapter)
         if heading is None:
             staged.notes.append(f"{m.folder}: the notebook has no '# ' title heading")
         elif normalize_title(m.title) not in normalize_title(heading):
             staged.notes.append(f"{m.folder}: its title heading {heading!r} does not contain the "
                                 f"manifest title {m.title!r}")
-        (src / f"{m.folder}.ipynb").write_text(
-            json.dumps(chapter, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         staged.chapters.append(m)
+        for path in m.notebooks[1:]:
+            if not path.is_file():
+                staged.missing_sections.setdefault(m.folder, []).append(path.stem)
+                continue
+            section = _stage_notebook(path, root, m, src, with_solutions)
+            if first_heading(section) is None:
+                staged.notes.append(f"{path.stem}: the notebook has no '# ' title heading")
+            staged.sections.setdefault(m.folder, []).append(path.stem)
+        absent = staged.missing_sections.get(m.folder)
+        if absent:
+            staged.notes.append(f"{m.folder}: not written yet (left out of its chapter): "
+                                + ", ".join(f"{stem}.ipynb" for stem in absent))
 
     # intro: the chapter table
     intro = (src / "intro.md").read_text(encoding="utf-8")
@@ -387,8 +396,13 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
     # table of contents
     parts = []
     if staged.chapters:
-        parts.append({"caption": "Modules", "chapters": [
-            {"file": m.folder, "title": f"{m.nn}. {m.title}"} for m in staged.chapters]})
+        chapters = []
+        for m in staged.chapters:
+            entry = {"file": m.folder, "title": f"{m.nn}. {m.title}"}
+            if staged.sections.get(m.folder):
+                entry["sections"] = [{"file": stem} for stem in staged.sections[m.folder]]
+            chapters.append(entry)
+        parts.append({"caption": "Modules", "chapters": chapters})
     parts.append({"caption": "Results", "chapters": [{"file": "milestones"}]})
     toc = {"format": "jb-book", "root": "intro", "parts": parts}
     (src / "_toc.yml").write_text(
@@ -397,6 +411,31 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
 
     copy_mathjax(src / MATHJAX_STAGE)
     return staged
+
+
+def _stage_notebook(nb_path: Path, root: Path, m, src: Path, with_solutions: bool) -> dict:
+    """Write the book's copy of one notebook of module ``m`` as ``src/<stem>.ipynb``."""
+    try:
+        nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TitoError(f"{nb_path}: not a readable notebook: {e}") from None
+    rel = nb_path.relative_to(root) if nb_path.is_relative_to(root) else nb_path
+    page = book_notebook(nb, str(rel), f"module {m.nn}", with_solutions=with_solutions)
+    if not with_solutions:
+        from .release import is_begin, is_end
+        leaked = [ln for c in page.get("cells", []) for ln in _cell_source(c).splitlines()
+                  if is_begin(ln) or is_end(ln)]
+        if leaked:
+            raise TitoError(f"{rel}: solution markers left in the student chapter: {leaked[0]!r}")
+    (src / f"{nb_path.stem}.ipynb").write_text(
+        json.dumps(page, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return page
+
+
+def staged_pages(staged: StagedBook) -> list[tuple]:
+    """``(module, stem)`` of every staged notebook page, in the book's order."""
+    return [(m, stem) for m in staged.chapters
+            for stem in [m.folder, *staged.sections.get(m.folder, [])]]
 
 
 def jupyter_book_command() -> list[str]:
@@ -467,7 +506,9 @@ def build_book(manifest, out: Path | None = None, with_solutions: bool = False,
     staged = stage_book(manifest, build / "src", with_solutions=with_solutions)
     version = "instructor version, WITH SOLUTIONS" if with_solutions else "student version"
     echo(f"book: {len(staged.chapters)} chapter(s) ({version}): "
-         + (", ".join(m.folder for m in staged.chapters) or "none"))
+         + (", ".join(m.folder + (f" (+ sections {', '.join(staged.sections[m.folder])})"
+                                  if staged.sections.get(m.folder) else "")
+                      for m in staged.chapters) or "none"))
     if staged.missing:
         echo(f"  not written yet (left out): {', '.join(m.folder for m in staged.missing)}")
     echo(f"  milestones: {len(staged.milestones)} result file(s)")
@@ -482,9 +523,8 @@ def build_book(manifest, out: Path | None = None, with_solutions: bool = False,
     log_text = _ANSI_RE.sub("", proc.stdout + ("\n" + proc.stderr if proc.stderr else ""))
     # point at the files authors edit, not at their staged copies
     src_dir = str(build / "src") + os.sep
-    for m in staged.chapters:
-        log_text = log_text.replace(f"{src_dir}{m.folder}.ipynb",
-                                    f"modules/{m.folder}/{m.folder}.ipynb")
+    for m, stem in staged_pages(staged):
+        log_text = log_text.replace(f"{src_dir}{stem}.ipynb", f"modules/{m.folder}/{stem}.ipynb")
     log_text = log_text.replace(src_dir, "book/")
     diags = [ln.strip() for ln in log_text.splitlines() if _DIAG_RE.search(ln)]
     log = build / "book-build.log"
@@ -509,8 +549,8 @@ def build_book(manifest, out: Path | None = None, with_solutions: bool = False,
              "--allow-warnings):\n  " + "\n  ".join(warnings), show_log=False)
     if not index.is_file():
         fail(f"jupyter-book finished but wrote no {index}")
-    missing_pages = [m.folder for m in staged.chapters
-                     if not (html_dir / f"{m.folder}.html").is_file()]
+    missing_pages = [stem for _, stem in staged_pages(staged)
+                     if not (html_dir / f"{stem}.html").is_file()]
     if missing_pages:
         fail(f"no HTML page was written for: {', '.join(missing_pages)}")
     ext = external_assets(html_dir)

@@ -7,12 +7,13 @@ package's parent, and the plugin removes editable-install finders that would res
 submodule to the installed checkout. The imported package's location is reported, and a run
 that imported the package from anywhere else fails.
 
-Used by ``tito module complete`` and the release tests; ``tito grade`` runs the same plugin in
-its sandbox (:mod:`tito.grading`).
+Used by ``tito module complete``, ``tito test --lib-path`` and the release tests; ``tito grade``
+runs the same plugin in its sandbox (:mod:`tito.grading`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -77,10 +78,16 @@ def clean_env(lib_path: Path, extra: dict | None = None) -> dict:
     return env
 
 
-def run_pytest(paths, lib_path: Path, cwd: Path, timeout: float | None = None,
-               extra_args=(), env_extra: dict | None = None, echo=None) -> PytestRun:
-    """Run pytest on ``paths`` against the package at ``lib_path``; kill the process group on
-    timeout. ``echo`` (a file) receives the output as it comes."""
+@contextlib.contextmanager
+def isolated_pytest(paths, lib_path: Path, extra_args=(), env_extra: dict | None = None):
+    """The command line and environment of a pytest run against exactly the package at
+    ``lib_path``, valid inside the ``with`` block: yields ``(cmd, env, results_file)``.
+
+    Python runs with ``-P -s``, ``PYTHONPATH`` is the package's parent plus a temporary folder
+    holding only the results plugin (:mod:`tito.pytest_plugin`, loaded with ``-p``), which
+    removes editable-install finders and fails the session when a ``tinytorch`` module was
+    imported from anywhere else; it writes its JSON report to ``results_file``
+    (see :meth:`PytestRun.load`). Used by :func:`run_pytest` and by ``tito test --lib-path``."""
     lib_path = Path(lib_path).resolve()
     with tempfile.TemporaryDirectory(prefix="tito-run-") as td:
         results = Path(td) / "results.json"
@@ -92,6 +99,25 @@ def run_pytest(paths, lib_path: Path, cwd: Path, timeout: float | None = None,
         env["PYTHONPATH"] = os.pathsep.join([str(lib_path.parent), str(plugdir)])
         cmd = [sys.executable, "-P", "-s", "-m", "pytest", "-p", PLUGIN_MODULE,
                "-p", "no:cacheprovider", *map(str, paths), *extra_args]
+        yield cmd, env, results
+
+
+def read_results(results: Path) -> dict | None:
+    """The plugin's JSON report, or None when the run wrote none (or an unreadable one)."""
+    if not Path(results).is_file():
+        return None
+    try:
+        data = json.loads(Path(results).read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_pytest(paths, lib_path: Path, cwd: Path, timeout: float | None = None,
+               extra_args=(), env_extra: dict | None = None, echo=None) -> PytestRun:
+    """Run pytest on ``paths`` against the package at ``lib_path``; kill the process group on
+    timeout. ``echo`` (a file) receives the output as it comes."""
+    with isolated_pytest(paths, lib_path, extra_args, env_extra) as (cmd, env, results):
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -99,11 +125,9 @@ def run_pytest(paths, lib_path: Path, cwd: Path, timeout: float | None = None,
         output, timed_out = _pump(proc, timeout, echo)
         run = PytestRun(None if timed_out else proc.returncode, timed_out,
                         time.perf_counter() - t0, output)
-        if results.is_file():
-            try:
-                run.load(json.loads(results.read_text(encoding="utf-8")))
-            except ValueError:
-                pass
+        data = read_results(results)
+        if data is not None:
+            run.load(data)
         return run
 
 

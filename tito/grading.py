@@ -2,10 +2,15 @@
 
 For each student folder of the submissions directory (its notebooks under ``modules/``):
 
-1. The notebooks are read and checked in this (parent) process: a missing notebook, a symlink
-   or a file that is not a JSON notebook scores 0 for its module and is reported. Valid
-   notebooks are copied into the student's own folder in a private workspace, next to a copy of
-   every checkpoint file (read once, before any student code runs).
+1. The notebooks are read and checked in this (parent) process: every notebook of every module
+   (a module may have several, ``notebooks = [...]`` in the manifest, the main one first). A
+   missing main notebook, a symlink or a file that is not a JSON notebook scores 0 for its
+   module and is reported. Valid notebooks are copied into the student's own folder in a private
+   workspace, next to a copy of every checkpoint file (read once, before any student code runs).
+   A notebook that is missing or invalid is replaced there by its stand-in, the stripped release
+   version (exercises raise NotImplementedError, never a solution), so that the modules which
+   import it can still be graded; when it is not the main notebook of its module, the module is
+   graded too and its message names the notebook.
 2. A sandboxed child (:mod:`tito.sandbox`) exports the notebooks into the student's own
    ``tinytorch`` package there (:mod:`tito.grade_worker`).
 3. One sandboxed child per graded module runs ``tests/checkpoints/checkpoint_NN_*.py`` against
@@ -15,10 +20,10 @@ For each student folder of the submissions directory (its notebooks under ``modu
    kills the child's whole process group.
 
 Scoring rule (also written into the JSON gradebook): a module scores its manifest points times
-the fraction of its checkpoint tests that passed; it scores 0 when its notebook is missing or
-invalid, when the checkpoint cannot be collected (syntax error, import error), when the run
-times out or crashes, or when any ``tinytorch`` module was imported from outside the student's
-package.
+the fraction of its checkpoint tests that passed; it scores 0 when its (main) notebook is
+missing or invalid, when the checkpoint cannot be collected (syntax error, import error), when
+the run times out or crashes, or when any ``tinytorch`` module was imported from outside the
+student's package.
 
 Children run concurrently (``jobs``), all spawned from the main thread. After every child the
 reference package and tests are hashed and compared with their state before grading; any change
@@ -49,10 +54,12 @@ from .sandbox import Sandbox, child_env, choose_isolation, make_workspace
 PLUGIN_NAME = "_tito_pytest_plugin"
 SCORING_RULE = (
     "module points = manifest points x (checkpoint tests passed / checkpoint tests collected); "
-    "0 when the notebook is missing or not a valid notebook, when the checkpoint cannot be "
-    "collected (syntax or import error), when the run times out or crashes, or when a "
-    "tinytorch module was imported from outside the student's package. Skipped tests do not "
-    "count as passed.")
+    "0 when the module's main notebook is missing or not a valid notebook, when the checkpoint "
+    "cannot be collected (syntax or import error), when the run times out or crashes, or when a "
+    "tinytorch module was imported from outside the student's package. Another notebook of a "
+    "module that has several, when missing or invalid, is replaced by its stripped release "
+    "version (its exercises fail) and the module is graded. Skipped tests do not count as "
+    "passed.")
 PYTEST_INI = ("[pytest]\n"
               "python_files = checkpoint_*.py test_*.py\n"
               "addopts = --import-mode=importlib\n")
@@ -77,11 +84,27 @@ class ModuleGrade:
     tests: list[dict] = field(default_factory=list)
     lib_file: str | None = None
     log_tail: str = ""
+    notebooks: dict[str, str] = field(default_factory=dict)   # stem -> ok / missing / why not
+    stand_ins: list[str] = field(default_factory=list)        # stems given the stripped version
+
+    def stand_in_note(self) -> str:
+        """What the message says about the module's other notebooks (not the main one) that the
+        submission lacks or has broken: each was replaced by its stripped release version."""
+        notes = []
+        for stem, state in self.notebooks.items():
+            if stem == self.folder or state == "ok":
+                continue
+            what = f"{stem}.ipynb missing" if state == "missing" else state
+            notes.append(what + ("; its stripped release version was used instead (its "
+                                 "exercises fail)" if stem in self.stand_ins
+                                 else "; no release version to stand in for it"))
+        return "".join(f" [{n}]" for n in notes)
 
     def as_dict(self) -> dict:
         return {"number": self.number, "status": self.status, "points": self.points,
                 "max_points": self.max_points, "passed": self.passed, "total": self.total,
                 "message": self.message, "duration_s": round(self.duration_s, 2),
+                "notebooks": self.notebooks, "stripped_stand_ins": self.stand_ins,
                 "tinytorch": self.lib_file, "tests": self.tests, "log_tail": self.log_tail}
 
 
@@ -90,10 +113,10 @@ class StudentGrade:
     name: str
     path: str
     modules: dict[str, ModuleGrade] = field(default_factory=dict)
-    notebooks: dict[str, str] = field(default_factory=dict)     # folder -> ok / why not
+    notebooks: dict[str, str] = field(default_factory=dict)     # stem -> ok / why not
     export: dict = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
-    stand_ins: list[str] = field(default_factory=list)    # folders given the stripped notebook
+    stand_ins: list[str] = field(default_factory=list)    # stems given the stripped notebook
 
     @property
     def total(self) -> float:
@@ -154,14 +177,16 @@ def find_students(submissions: Path) -> list[Path]:
                   key=lambda p: p.name)
 
 
-def find_notebook(student: Path, folder: str) -> Path | None:
-    """The student's notebook of module ``folder``: ``modules/F/F.ipynb``, else ``F/F.ipynb``,
-    else any ``F.ipynb`` in the student's folder."""
-    for cand in (student / "modules" / folder / f"{folder}.ipynb",
-                 student / folder / f"{folder}.ipynb"):
+def find_notebook(student: Path, folder: str, stem: str | None = None) -> Path | None:
+    """The student's notebook ``stem`` (default: the main one, named like the folder) of module
+    ``folder``: ``modules/F/S.ipynb``, else ``F/S.ipynb``, else any ``S.ipynb`` in the student's
+    folder."""
+    stem = stem or folder
+    for cand in (student / "modules" / folder / f"{stem}.ipynb",
+                 student / folder / f"{stem}.ipynb"):
         if cand.exists() or cand.is_symlink():
             return cand
-    hits = sorted(p for p in student.rglob(f"{folder}.ipynb")
+    hits = sorted(p for p in student.rglob(f"{stem}.ipynb")
                   if not any(part.startswith(".") for part in p.relative_to(student).parts))
     return hits[0] if hits else None
 
@@ -253,18 +278,21 @@ class Grader:
         return files
 
     def _stand_ins(self) -> dict[str, bytes]:
-        """The stripped release version of every reference notebook (folder -> bytes)."""
+        """The stripped release version of every reference notebook, each notebook of every
+        module (stem -> bytes)."""
         from .release import read_notebook, strip_notebook
         out = {}
         for m in self.manifest:
-            if m.notebook.is_file():
-                try:
-                    nb = strip_notebook(read_notebook(m.notebook), m.folder, f"module {m.nn}")
-                except TitoError as e:
-                    self.log(f"warning: no stand-in for {m.folder}: {e}", file=sys.stderr)
+            for path in m.notebooks:
+                if not path.is_file():
                     continue
-                out[m.folder] = (json.dumps(nb.notebook, indent=1, sort_keys=True,
-                                            ensure_ascii=False) + "\n").encode("utf-8")
+                try:
+                    nb = strip_notebook(read_notebook(path), path.stem, f"module {m.nn}")
+                except TitoError as e:
+                    self.log(f"warning: no stand-in for {path.name}: {e}", file=sys.stderr)
+                    continue
+                out[path.stem] = (json.dumps(nb.notebook, indent=1, sort_keys=True,
+                                             ensure_ascii=False) + "\n").encode("utf-8")
         return out
 
     def _tools(self) -> Path:
@@ -293,22 +321,24 @@ class Grader:
         (sd / "settings.ini").write_bytes((self.root / "settings.ini").read_bytes())
         (sd / "modules").mkdir()
         for m in self.manifest:
-            nb = find_notebook(src, m.folder)
-            data = None
-            if nb is None:
-                g.notebooks[m.folder] = "missing"
-            else:
-                data, why = check_notebook(nb)
-                g.notebooks[m.folder] = why
-            if data is None and m.folder in self.stand_ins:
-                # so that the modules which import this one can still be graded: the *stripped*
-                # release notebook (its exercises raise NotImplementedError), never a solution
-                data = self.stand_ins[m.folder]
-                g.stand_ins.append(m.folder)
-            if data is not None:
-                dst = sd / "modules" / m.folder / f"{m.folder}.ipynb"
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                dst.write_bytes(data)
+            for stem in m.stems:                 # every notebook of the module, main one first
+                nb = find_notebook(src, m.folder, stem)
+                data = None
+                if nb is None:
+                    g.notebooks[stem] = "missing"
+                else:
+                    data, why = check_notebook(nb)
+                    g.notebooks[stem] = why
+                if data is None and stem in self.stand_ins:
+                    # so that the modules which import this one can still be graded: the
+                    # *stripped* release notebook (its exercises raise NotImplementedError),
+                    # never a solution
+                    data = self.stand_ins[stem]
+                    g.stand_ins.append(stem)
+                if data is not None:
+                    dst = sd / "modules" / m.folder / f"{stem}.ipynb"
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    dst.write_bytes(data)
         for d, dirs, files in os.walk(sd):
             os.chmod(d, 0o755)
             for f in files:
@@ -321,10 +351,15 @@ class Grader:
         for m in self.modules:
             mg = ModuleGrade(m.folder, m.number, float(m.points))
             g.modules[m.folder] = mg
-            state = g.notebooks.get(m.folder, "missing")
+            mg.notebooks = {stem: g.notebooks.get(stem, "missing") for stem in m.stems}
+            mg.stand_ins = [stem for stem in m.stems if stem in g.stand_ins]
+            state = mg.notebooks[m.folder]              # the main notebook decides
             if state == "missing":
+                others = [f"{stem}.ipynb" for stem in m.stems[1:]
+                          if mg.notebooks[stem] == "missing"]
                 mg.status, mg.message = "missing notebook", \
-                    f"no notebook {m.folder}/{m.folder}.ipynb in the submission"
+                    f"no notebook {m.folder}/{m.folder}.ipynb in the submission" + (
+                        f" (nor {', '.join(others)})" if others else "")
             elif state != "ok":
                 mg.status, mg.message = "invalid notebook", state
             else:
@@ -401,11 +436,13 @@ class Grader:
                 for m in run.todo:
                     mg = run.grade.modules[m.folder]
                     mg.status, mg.message = "export error", f"exporting the notebooks failed: {why}"
+                    mg.message += mg.stand_in_note()
                 run.todo = []
             self._check_package(run)
             return
-        self._score(run.grade.modules[job.module.folder], job.module, data, timed_out,
-                    job.proc.returncode, dt, tail, run)
+        mg = run.grade.modules[job.module.folder]
+        self._score(mg, job.module, data, timed_out, job.proc.returncode, dt, tail, run)
+        mg.message += mg.stand_in_note()
 
     def _check_package(self, run: _StudentRun) -> None:
         """Every file the export wrote must be inside the student's package."""
@@ -419,8 +456,14 @@ class Grader:
     def _score(self, mg: ModuleGrade, mod, data, timed_out, rc, dt, tail, run) -> None:
         mg.duration_s = dt
         mg.log_tail = tail
-        nbinfo = run.grade.export.get("notebooks", {}).get(f"{mod.folder}/{mod.folder}.ipynb", {})
-        export_note = f" (export: {nbinfo['error']})" if nbinfo.get("error") else ""
+        exported = run.grade.export.get("notebooks", {})
+        errs = [(stem, exported.get(f"{mod.folder}/{stem}.ipynb", {}).get("error"))
+                for stem in mod.stems]
+        errs = [(stem, e) for stem, e in errs if e]
+        export_note = ""
+        if errs:
+            export_note = " (export: " + "; ".join(
+                (f"{stem}.ipynb: " if len(mod.stems) > 1 else "") + e for stem, e in errs) + ")"
         if timed_out:
             mg.status = "timeout"
             mg.message = (f"timed out after {self.timeout:g} s: the process group was killed "
@@ -748,6 +791,12 @@ def summary_table(report: dict) -> str:
             m = s["modules"][f]
             if m["status"] != "graded":
                 notes.append(f"{f[:2]}: {m['status']}")
+            else:
+                for stem, state in (m.get("notebooks") or {}).items():
+                    if stem != f and state != "ok":
+                        notes.append(f"{f[:2]}: " + ("stand-in for " if stem in
+                                                     m.get("stripped_stand_ins", []) else "no ")
+                                     + stem)
         if s["violations"]:
             notes.append(f"{len(s['violations'])} violation(s)")
         rows.append([s["name"], *[f"{s['modules'][f]['points']:g}" for f in folders],

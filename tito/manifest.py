@@ -7,6 +7,11 @@ book) derives folder names, notebook paths, test paths and export targets from i
     m = load_manifest()              # finds the project root from the cwd
     mod = m.get("01")                # "1" and "01" work; "1.0", "x", "21" raise UnknownModuleError
     mod.notebook, mod.tests_dir, mod.checkpoint, mod.export_files()
+
+A module is normally one notebook, ``modules/NN_name/NN_name.ipynb``. nbdev writes one package
+module per notebook, so a module with several export targets (17: compression, sparse kernels,
+the PyTorch-style prune API) lists its notebooks, main one first, with ``notebooks = [...]``
+(names without ``.ipynb``, all inside the module's folder). ``mod.notebooks`` gives them all.
 """
 
 from __future__ import annotations
@@ -93,6 +98,12 @@ class ModuleInfo:
     points: float
     root: Path = field(repr=False)
     nbs_path: Path = field(repr=False)
+    notebook_names: tuple[str, ...] = ()
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """The module's notebook names without ``.ipynb``, the main one (the folder's name) first."""
+        return self.notebook_names or (self.folder,)
 
     @property
     def nn(self) -> str:
@@ -114,8 +125,20 @@ class ModuleInfo:
         return self.notebook_in(self.nbs_path)
 
     def notebook_in(self, nbs_path: str | os.PathLike) -> Path:
-        """The notebook of this module inside another notebooks folder (a student's copy)."""
+        """The main notebook of this module inside another notebooks folder (a student's copy)."""
         return Path(nbs_path) / self.folder / f"{self.folder}.ipynb"
+
+    @property
+    def notebooks(self) -> list[Path]:
+        """Every notebook of this module in this checkout, the main one first."""
+        return self.notebooks_in(self.nbs_path)
+
+    def notebooks_in(self, nbs_path: str | os.PathLike) -> list[Path]:
+        return [Path(nbs_path) / self.folder / f"{stem}.ipynb" for stem in self.stems]
+
+    def notebook_label(self, stem: str) -> str:
+        """``"01 01_tensor"`` for the main notebook, ``"17 17_compression_sparse"`` for another."""
+        return f"{self.nn} {stem}"
 
     @property
     def tests_dir(self) -> Path:
@@ -207,6 +230,15 @@ class Manifest:
                 return m
         raise UnknownModuleError(f"unknown module folder {folder!r}")
 
+    def module_of_notebook(self, path: str | os.PathLike) -> ModuleInfo | None:
+        """The module a notebook ``<folder>/<stem>.ipynb`` belongs to (in any notebooks folder),
+        or None when it is not one of a module's notebooks."""
+        p = Path(path)
+        for m in self.modules:
+            if p.parent.name == m.folder and p.suffix == ".ipynb" and p.stem in m.stems:
+                return m
+        return None
+
     def select(self, specs, all_: bool = False) -> list[ModuleInfo]:
         """Modules named by ``specs`` (in the given order, duplicates dropped), or every module."""
         if all_:
@@ -246,12 +278,13 @@ def load_manifest(root: str | os.PathLike | None = None) -> Manifest:
     seen_numbers: set[int] = set()
     seen_folders: set[str] = set()
     required = ("number", "folder", "title", "exports", "prerequisites", "points")
+    optional = ("notebooks",)
     for i, e in enumerate(entries, 1):
         where = f"{path.name}: module entry #{i}"
         missing = [k for k in required if k not in e]
         if missing:
             raise ManifestError(f"{where} lacks {', '.join(missing)}")
-        unknown = sorted(set(e) - set(required))
+        unknown = sorted(set(e) - set(required) - set(optional))
         if unknown:
             raise ManifestError(f"{where} has unknown keys {unknown}")
         number, folder = e["number"], e["folder"]
@@ -281,11 +314,17 @@ def load_manifest(root: str | os.PathLike | None = None) -> Manifest:
         points = e["points"]
         if not isinstance(points, (int, float)) or isinstance(points, bool) or points < 0:
             raise ManifestError(f"{where}: points must be a non-negative number, got {points!r}")
+        names = _as_tuple(e.get("notebooks", [folder]), str, where, "notebooks")
+        if not names or names[0] != folder or len(set(names)) != len(names) or \
+                not all(n == folder or n.startswith(folder + "_") for n in names):
+            raise ManifestError(f"{where}: notebooks must start with {folder!r} and every name must "
+                                f"begin with '{folder}_', without repeats; got {list(names)!r}")
         seen_numbers.add(number)
         seen_folders.add(folder)
         modules.append(ModuleInfo(number=number, folder=folder, title=e["title"],
                                   exports=exports, prerequisites=prereqs, points=points,
-                                  root=root, nbs_path=settings.nbs_path))
+                                  root=root, nbs_path=settings.nbs_path,
+                                  notebook_names=names if len(names) > 1 else ()))
 
     all_exports = [x for m in modules for x in m.exports]
     dup = sorted({x for x in all_exports if all_exports.count(x) > 1})

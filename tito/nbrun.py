@@ -57,7 +57,8 @@ def _transform(src: str) -> str:
 
 
 def _main(nb_file: str) -> int:
-    import traceback
+    import shutil
+    import tempfile
     # the plugin's helper drops editable-install finders that would resolve a missing
     # submodule to the installed checkout (the reference solution)
     try:
@@ -67,16 +68,32 @@ def _main(nb_file: str) -> int:
         pass
     nb = json.loads(Path(nb_file).read_text(encoding="utf-8"))
     ns = {"__name__": "__main__", "__builtins__": __builtins__}
-    ran = 0
     stub_prefix = "Exercise: implement this ("
     sys.argv = [nb_file]
+    # each cell's code is compiled from a real file, as a kernel's cells are (IPython keeps
+    # them too): tracebacks show the lines, and what needs a function's source file (inspect,
+    # Numba's `cache=True`) works as it does in Jupyter
+    cell_dir = tempfile.mkdtemp(prefix="tito-nbrun-")
+    try:
+        return _run_cells(nb, ns, cell_dir, stub_prefix)
+    finally:
+        shutil.rmtree(cell_dir, ignore_errors=True)
+
+
+def _run_cells(nb: dict, ns: dict, cell_dir: str, stub_prefix: str) -> int:
+    import traceback
+    ran = 0
     for i, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
         src = cell.get("source", "")
         src = "".join(src) if isinstance(src, list) else src
         try:
-            code = compile(_transform(src), f"<cell {i}>", "exec")
+            src = _transform(src)
+            fname = os.path.join(cell_dir, f"cell_{i}.py")
+            with open(fname, "w", encoding="utf-8") as f:
+                f.write(src)
+            code = compile(src, fname, "exec")
             if "get_ipython" in code.co_names and "get_ipython" not in ns:
                 from IPython.core.interactiveshell import InteractiveShell
                 ns["get_ipython"] = InteractiveShell.instance

@@ -363,13 +363,13 @@ def make_release(root: Path, out: Path, manifest, force: bool = False,
     report = ReleaseReport(out)
 
     # 1. modules/: every file copied, notebooks stripped (markers checked before anything else)
+    # every notebook under modules/, so every notebook of a module with several
     stripped: dict[Path, StrippedNotebook] = {}
-    by_folder = {m.folder: m for m in manifest}
     nb_files = sorted(p for p in nbs_src.rglob("*.ipynb")
                       if not any(part.startswith(".") for part in p.relative_to(nbs_src).parts))
     for nb_path in nb_files:
         rel = nb_path.relative_to(nbs_src)
-        mod = by_folder.get(nb_path.parent.name) if nb_path.stem == nb_path.parent.name else None
+        mod = manifest.module_of_notebook(nb_path)
         module_label = f"module {mod.nn}" if mod else f"notebook {nb_path.stem}"
         nb = read_notebook(nb_path)
         stripped[rel] = strip_notebook(nb, str(nb_path.relative_to(root)

@@ -3,12 +3,16 @@
 
 By default the tests import the course's own ``tinytorch`` (the project root is the cwd).
 ``lib_path`` points them at another package instead (e.g. a student's export in a temporary
-directory): its parent goes first on ``PYTHONPATH`` and Python runs with ``-P`` so the project
-root is *not* put on ``sys.path`` ahead of it.
+directory), run exactly as :mod:`tito.checkrun` runs ``tito module complete``
+(:func:`tito.checkrun.isolated_pytest`): ``python -P -s``, the package's parent the only
+``PYTHONPATH`` entry, the editable install's import hook removed, so a piece missing from that
+package (say ``tinytorch/core/``) is an import error and not silently the reference's; a run
+that still imported any ``tinytorch`` module from elsewhere fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -48,17 +52,11 @@ class TestRun:
                           for p in self.paths]}
 
 
-def pytest_command(paths, lib_path: Path | None = None, extra_args=()) -> tuple[list[str], dict]:
-    """The command line and environment that run pytest on ``paths``."""
-    env = os.environ.copy()
-    cmd = [sys.executable]
-    if lib_path is not None:
-        cmd.append("-P")
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(lib_path).resolve().parent)]
-            + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    cmd += ["-m", "pytest", *map(str, paths), *extra_args]
-    return cmd, env
+def pytest_command(paths, extra_args=()) -> tuple[list[str], dict]:
+    """The command line and environment that run pytest on ``paths`` against the project's own
+    package (the cwd, the project root, is on ``sys.path``). Runs against another package go
+    through :func:`tito.checkrun.isolated_pytest`."""
+    return [sys.executable, "-m", "pytest", *map(str, paths), *extra_args], os.environ.copy()
 
 
 def run_module_tests(mod: ModuleInfo, root: Path, lib_path: Path | None = None,
@@ -70,18 +68,28 @@ def run_module_tests(mod: ModuleInfo, root: Path, lib_path: Path | None = None,
         return TestRun(mod, "no tests", None,
                        f"no tests found: neither {mod.tests_dir.relative_to(root)}/ nor "
                        f"{mod.checkpoint.relative_to(root)} exists", 0.0, [])
-    cmd, env = pytest_command(paths, lib_path, extra_args)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                            encoding="utf-8", errors="replace", bufsize=1)
-    lines = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        out.write(line)
-        lines.append(line.rstrip("\n"))
-    rc = proc.wait()
-    dt = time.perf_counter() - t0
+    with contextlib.ExitStack() as stack:
+        results = None
+        if lib_path is None:
+            cmd, env = pytest_command(paths, extra_args)
+        else:
+            from .checkrun import isolated_pytest
+            cmd, env, results = stack.enter_context(isolated_pytest(paths, lib_path, extra_args))
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                                encoding="utf-8", errors="replace", bufsize=1)
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            lines.append(line.rstrip("\n"))
+        rc = proc.wait()
+        dt = time.perf_counter() - t0
+        report = None
+        if results is not None:
+            from .checkrun import read_results
+            report = read_results(results)
     summary = next((ln.strip().strip("= ") for ln in reversed(lines) if _SUMMARY_RE.search(ln)), "")
     status = _STATUS.get(rc, "error")
     if rc == 5:
@@ -89,4 +97,12 @@ def run_module_tests(mod: ModuleInfo, root: Path, lib_path: Path | None = None,
             str(p.relative_to(root)) for p in paths)
     elif not summary:
         summary = f"pytest exited with code {rc}"
+    if lib_path is not None:
+        if report is None:
+            status = "error" if status == "passed" else status
+            summary += "; the run wrote no report, so the package it imported is unknown"
+        elif report.get("foreign"):
+            status = "failed"
+            summary = (f"tinytorch imported from outside {Path(lib_path).resolve()}: "
+                       + ", ".join(report["foreign"]) + f" ({summary})")
     return TestRun(mod, status, rc, summary, dt, paths)

@@ -1,14 +1,17 @@
 """The course book: `tito book build` stages it from the manifest and builds it with Jupyter Book.
 
 - The real book is built once (module fixture, into a temp dir): every manifest module whose
-  notebook exists is a chapter, in manifest order; the chapters are the student version (no
-  solution line from any notebook survives); MathJax is served from the book itself.
+  notebook exists is a chapter, in manifest order; the other notebooks of a module that has
+  several (``notebooks = [...]`` in the manifest) are sections of its chapter, present whenever
+  they exist; every page is the student version (no solution line from any notebook survives);
+  MathJax is served from the book itself.
 - Every page (intro, each chapter, milestones) is opened in headless Chromium with DNS disabled:
   its title is in the rendered article, there is no error node, no JavaScript error and no
   resource that failed to load, every formula was typeset by MathJax, and a screenshot is saved
   to book/_build/screenshots/ (the test prints the folder).
 - A one-notebook throwaway project checks the instructor build, the milestones table, and that
-  warnings and broken solution markers fail the build.
+  warnings and broken solution markers fail the build; a two-notebook one checks that the second
+  notebook is a section of its module's chapter (and is left out, with a note, until written).
 
 Chromium comes from Debian (scripts/system-deps.sh installs it): its absence is a failure.
 """
@@ -154,8 +157,13 @@ def solution_blocks(nb: dict) -> tuple[list[list[str]], list[str]]:
 def book(tmp_path_factory):
     manifest = load_manifest(ROOT)
     present = [m for m in manifest if m.notebook.is_file()]
-    notebooks = {m.folder: json.loads(m.notebook.read_text(encoding="utf-8")) for m in present}
     assert present, "no module notebook exists: there is no book to build"
+    # folder -> the stems of the module's other notebooks that exist (its chapter's sections)
+    sections = {m.folder: [p.stem for p in m.notebooks[1:] if p.is_file()] for m in present}
+    # every page of a module, in book order: (module, stem)
+    pages = [(m, stem) for m in present for stem in [m.folder, *sections[m.folder]]]
+    notebooks = {stem: json.loads((m.nbs_path / m.folder / f"{stem}.ipynb")
+                                  .read_text(encoding="utf-8")) for m, stem in pages}
     out = tmp_path_factory.mktemp("book")
     r = tito("book", "build", "--out", out)
     assert r.returncode == 0, f"tito book build failed:\n{r.stdout}\n{r.stderr}"
@@ -163,29 +171,37 @@ def book(tmp_path_factory):
     html = out / "_build" / "html"
     assert index == html / "index.html" and index.is_file(), r.stdout
     return {"manifest": manifest, "present": present, "notebooks": notebooks, "out": out,
+            "sections": sections, "pages": pages,
             "html": html, "src": out / "_build" / "src", "stdout": r.stdout}
 
 
 def test_every_written_module_is_a_chapter_in_manifest_order(book):
     folders = [m.folder for m in book["present"]]
+    page_stems = [stem for _, stem in book["pages"]]
     html = book["html"]
-    for f in folders:
-        assert (html / f"{f}.html").is_file(), f"no chapter page for {f}"
+    for stem in page_stems:
+        assert (html / f"{stem}.html").is_file(), f"no page for {stem}"
     for m in book["manifest"]:
         if m not in book["present"]:
-            assert not (html / f"{m.folder}.html").exists(), f"{m.folder} has no notebook"
+            for stem in m.stems:
+                assert not (html / f"{stem}.html").exists(), f"{m.folder} has no notebook"
 
     toc = yaml.safe_load((book["src"] / "_toc.yml").read_text(encoding="utf-8"))
-    toc_files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    chapters = [c for part in toc["parts"] for c in part["chapters"]]
+    toc_files = [c["file"] for c in chapters]
     assert toc["root"] == "intro"
     assert toc_files == folders + ["milestones"]
+    # a module's other notebooks are the sections of its chapter, whenever they exist
+    for c in chapters[:-1]:
+        assert [s["file"] for s in c.get("sections", [])] == book["sections"][c["file"]], c
 
-    # the sidebar every reader sees: chapters in manifest order, then the milestones page
-    known = {m.folder for m in book["manifest"]} | {"milestones"}
+    # the sidebar every reader sees: chapters in manifest order (each followed by its
+    # sections), then the milestones page
+    known = {stem for m in book["manifest"] for stem in m.stems} | {"milestones"}
     nav = Page((html / "intro.html").read_text(encoding="utf-8")).nav_links
     stems = [Path(h.split("#")[0]).stem for h in nav]
     order = [s for s in stems if s in known]
-    assert order == folders + ["milestones"], f"sidebar order {order}"
+    assert order == page_stems + ["milestones"], f"sidebar order {order}"
 
     # the intro's chapter table lists every manifest module, linking those that exist
     intro = Page((html / "intro.html").read_text(encoding="utf-8"))
@@ -196,11 +212,11 @@ def test_every_written_module_is_a_chapter_in_manifest_order(book):
 
 def test_chapters_are_the_student_version(book):
     total_blocks = 0
-    for m in book["present"]:
-        nb = book["notebooks"][m.folder]
+    for m, stem in book["pages"]:                 # every notebook of every module
+        nb = book["notebooks"][stem]
         blocks, outside = solution_blocks(nb)
         total_blocks += len(blocks)
-        text = norm(Page((book["html"] / f"{m.folder}.html").read_text(encoding="utf-8"))
+        text = norm(Page((book["html"] / f"{stem}.html").read_text(encoding="utf-8"))
                     .article_text)
         outside_text = norm("\n".join(outside))
         leaked = []
@@ -209,9 +225,9 @@ def test_chapters_are_the_student_version(book):
                 s = norm(ln)
                 if len(s) >= 16 and s not in outside_text and s in text:
                     leaked.append(ln.strip())
-        assert not leaked, f"{m.folder}: solution lines in the student book: {leaked[:5]}"
+        assert not leaked, f"{stem}: solution lines in the student book: {leaked[:5]}"
         n_stubs = text.count(norm('raise NotImplementedError("Exercise'))
-        assert n_stubs >= len(blocks), (f"{m.folder}: {len(blocks)} solution blocks but "
+        assert n_stubs >= len(blocks), (f"{stem}: {len(blocks)} solution blocks but "
                                         f"{n_stubs} exercise stubs on the page")
         # the text extraction does see highlighted code: a long line outside the solutions
         code_outside = [norm(ln) for c in nb["cells"] if c["cell_type"] == "code"
@@ -219,7 +235,7 @@ def test_chapters_are_the_student_version(book):
                         if len(norm(ln)) >= 16 and not ln.lstrip().startswith("#")]
         if code_outside:
             probe = max(code_outside, key=len)
-            assert probe in text, f"{m.folder}: code line {probe!r} missing from its page"
+            assert probe in text, f"{stem}: code line {probe!r} missing from its page"
     assert total_blocks > 0, "no notebook has a solution block: the check would be vacuous"
 
 
@@ -229,7 +245,7 @@ def test_mathjax_is_served_by_the_book_itself(book):
     assert mj.is_file() and mj.stat().st_size > 10_000
     assert (html / "_static" / "mathjax" / "jax" / "output" / "CommonHTML" / "jax.js").is_file()
     pages = sorted(html.glob("*.html"))
-    assert len(pages) >= len(book["present"]) + 2
+    assert len(pages) >= len(book["pages"]) + 2
     script_re = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S | re.I)
     for page in pages:
         text = page.read_text(encoding="utf-8")
@@ -400,6 +416,13 @@ def test_every_page_renders_in_chromium(book, capsys, tmp_path):
     html = book["html"]
     pages = [("intro", first_h1((ROOT / "book" / "intro.md").read_text(encoding="utf-8")))]
     pages += [(m.folder, m.title) for m in book["present"]]
+    # the sections (a module's other notebooks): their own first heading is their title
+    from tito.book import first_heading
+    for m, stem in book["pages"]:
+        if stem != m.folder:
+            title = first_heading(book["notebooks"][stem])
+            assert title, f"{stem}: the notebook has no '# ' title heading"
+            pages.append((stem, title))
     pages += [("milestones", first_h1((ROOT / "book" / "milestones.md")
                                       .read_text(encoding="utf-8")))]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -577,3 +600,89 @@ def test_milestone_cells_are_escaped():
     rows = [ln for ln in md.splitlines() if ln.startswith("|")]
     assert len(rows) == 3 and all(ln.count("|") == 5 for ln in rows), md
     assert "a&#124;b" in md and "cost &#36;&nbsp;=&nbsp;1.235" in md and "ok&nbsp;=&nbsp;True" in md
+
+
+# ---------------------------------------------------------------------------------------------
+# a throwaway two-notebook module: the second notebook is a section of the module's chapter
+# ---------------------------------------------------------------------------------------------
+
+MULTI_MANIFEST = '''
+[[module]]
+number = 1
+folder = "01_pair"
+title = "Pair: one chapter in two notebooks"
+exports = ["tinytorch.core.pair", "tinytorch.nn.pair_ops"]
+notebooks = ["01_pair", "01_pair_ops"]
+prerequisites = []
+points = 10
+
+[[module]]
+number = 2
+folder = "02_later"
+title = "Later: not written yet"
+exports = ["tinytorch.core.later"]
+prerequisites = [1]
+points = 10
+'''
+OPS_TITLE = "Pair operations: the second notebook"
+OPS_SOLUTION = "return double(double(t))  # the quadruple solution, for instructors only"
+
+
+@pytest.fixture
+def multi(tmp_path):
+    root = tmp_path / "proj"
+    (root / "modules").mkdir(parents=True)
+    shutil.copy2(ROOT / "settings.ini", root / "settings.ini")
+    (root / "modules" / "manifest.toml").write_text(MULTI_MANIFEST, encoding="utf-8")
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build"))
+    nbs = root / "modules" / "01_pair"
+    nbs.mkdir()
+    (nbs / "01_pair.ipynb").write_text(json.dumps(_nb([
+        ("markdown", "# Module 01 — Pair: one chapter in two notebooks\n\nDoubling $2x$.\n"),
+        ("code", f"def double(t):\n    {BEGIN}\n    {SOLUTION_LINE}\n    {END}\n")])),
+        encoding="utf-8")
+    (nbs / "01_pair_ops.ipynb").write_text(json.dumps(_nb([
+        ("markdown", f"# {OPS_TITLE}\n\nQuadrupling $4x$.\n"),
+        ("code", f"def quadruple(t):\n    {BEGIN}\n    {OPS_SOLUTION}\n    {END}\n")])),
+        encoding="utf-8")
+    return root
+
+
+def test_a_modules_other_notebooks_are_sections_of_its_chapter(multi):
+    out = multi / "out"
+    r = tito("--root", multi, "book", "build", "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "01_pair (+ sections 01_pair_ops)" in r.stdout
+    src, html = out / "_build" / "src", out / "_build" / "html"
+    toc = yaml.safe_load((src / "_toc.yml").read_text(encoding="utf-8"))
+    chapters = [c for part in toc["parts"] for c in part["chapters"]]
+    assert [c["file"] for c in chapters] == ["01_pair", "milestones"]
+    assert chapters[0]["sections"] == [{"file": "01_pair_ops"}]
+    # the section's page: the student version of the second notebook
+    page = Page((html / "01_pair_ops.html").read_text(encoding="utf-8"))
+    assert norm(OPS_TITLE) in norm(page.article_text)
+    assert 'raise NotImplementedError("Exercise: implement this (module 01, quadruple)")' \
+        in page.article_text
+    assert norm(OPS_SOLUTION) not in norm(page.body_text)
+    assert norm(SOLUTION_LINE) not in norm(
+        Page((html / "01_pair.html").read_text(encoding="utf-8")).body_text)
+    # in the sidebar, right after its chapter (seen from the intro and from the chapter)
+    nav = [Path(h.split("#")[0]).stem
+           for h in Page((html / "intro.html").read_text(encoding="utf-8")).nav_links]
+    assert [s for s in nav if s in ("01_pair", "01_pair_ops", "milestones")] == \
+        ["01_pair", "01_pair_ops", "milestones"], nav
+    assert "01_pair_ops.html" in Page((html / "01_pair.html").read_text(encoding="utf-8")
+                                      ).nav_links
+    assert not (html / "02_later.html").exists()
+
+
+def test_a_section_not_written_yet_is_left_out_with_a_note(multi, tmp_path):
+    from tito.book import stage_book
+    (multi / "modules/01_pair/01_pair_ops.ipynb").unlink()
+    staged = stage_book(load_manifest(multi), tmp_path / "src")
+    assert [m.folder for m in staged.chapters] == ["01_pair"]
+    assert staged.sections == {} and staged.missing_sections == {"01_pair": ["01_pair_ops"]}
+    assert any("01_pair_ops.ipynb" in n and "not written yet" in n for n in staged.notes)
+    toc = yaml.safe_load((tmp_path / "src" / "_toc.yml").read_text(encoding="utf-8"))
+    assert "sections" not in toc["parts"][0]["chapters"][0]
+    assert not (tmp_path / "src" / "01_pair_ops.ipynb").exists()

@@ -407,3 +407,179 @@ def test_timeout_kills_the_whole_process_group(sandbox):
         time.sleep(0.05)
     with pytest.raises(ProcessLookupError):
         os.kill(grandchild, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# a module with several notebooks (a throwaway course: module 02 is two notebooks)
+# ---------------------------------------------------------------------------------------------
+
+MULTI_MANIFEST = '''
+[[module]]
+number = 1
+folder = "01_tensor"
+title = "Tensor"
+exports = ["tinytorch.core.tensor"]
+prerequisites = []
+points = 10
+
+[[module]]
+number = 2
+folder = "02_pair"
+title = "Pair: one chapter in two notebooks"
+exports = ["tinytorch.core.pair", "tinytorch.nn.pair_ops"]
+notebooks = ["02_pair", "02_pair_ops"]
+prerequisites = [1]
+points = 10
+'''
+MULTI_CHECKPOINT = '''"""Can the pair module double and quadruple?"""
+from tinytorch.core.tensor import Tensor
+from tinytorch.core.pair import double
+from tinytorch.nn.pair_ops import quadruple
+
+
+def test_double():
+    assert double(Tensor([1.0, -2.0])).data.tolist() == [2.0, -4.0]
+
+
+def test_quadruple():
+    assert quadruple(Tensor([1.0])).data.tolist() == [4.0]
+'''
+
+
+def _nb(sources):
+    return {"cells": [{"cell_type": "markdown" if s.startswith("# ") else "code",
+                       "id": f"c{i}", "metadata": {}, "source": s,
+                       **({} if s.startswith("# ") else {"outputs": [], "execution_count": None})}
+                      for i, s in enumerate(sources)],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+MULTI_NOTEBOOKS = {
+    "01_tensor/01_tensor.ipynb": _nb([
+        "# Tensor", "#| default_exp core.tensor",
+        "#| export\nimport numpy as np\n\nclass Tensor:\n    def __init__(self, data):\n"
+        "        self.data = np.asarray(data, dtype=np.float32)\n"]),
+    "02_pair/02_pair.ipynb": _nb([
+        "# Pair", "#| default_exp core.pair",
+        "#| export\nfrom tinytorch.core.tensor import Tensor\n\ndef double(t):\n"
+        "    ### BEGIN SOLUTION\n    return Tensor(t.data * 2)\n    ### END SOLUTION\n"]),
+    "02_pair/02_pair_ops.ipynb": _nb([
+        "# Pair ops", "#| default_exp nn.pair_ops",
+        "#| export\nfrom tinytorch.core.pair import double\n\ndef quadruple(t):\n"
+        "    ### BEGIN SOLUTION\n    return double(double(t))\n    ### END SOLUTION\n"]),
+}
+
+
+def test_find_notebook_finds_each_notebook_of_a_module(tmp_path):
+    from tito.grading import find_notebook
+    s = tmp_path / "ann"
+    (s / "modules/02_pair").mkdir(parents=True)
+    (s / "modules/02_pair/02_pair.ipynb").write_text("{}")
+    (s / "notes/02_pair_ops.ipynb").parent.mkdir()
+    (s / "notes/02_pair_ops.ipynb").write_text("{}")
+    assert find_notebook(s, "02_pair") == s / "modules/02_pair/02_pair.ipynb"
+    assert find_notebook(s, "02_pair", "02_pair") == s / "modules/02_pair/02_pair.ipynb"
+    assert find_notebook(s, "02_pair", "02_pair_ops") == s / "notes/02_pair_ops.ipynb"
+    (s / "02_pair").mkdir()
+    (s / "02_pair/02_pair_ops.ipynb").write_text("{}")
+    assert find_notebook(s, "02_pair", "02_pair_ops") == s / "02_pair/02_pair_ops.ipynb"
+    assert find_notebook(s, "02_pair", "02_pair_extra") is None
+
+
+@pytest.fixture(scope="module")
+def graded_multi(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("multi")
+    root = tmp / "course"
+    (root / "modules").mkdir(parents=True)
+    shutil.copy(ROOT / "settings.ini", root / "settings.ini")
+    (root / "modules/manifest.toml").write_text(MULTI_MANIFEST)
+    for rel, nb in MULTI_NOTEBOOKS.items():
+        (root / "modules" / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_notebook(nb, root / "modules" / rel)
+    (root / "tests/checkpoints").mkdir(parents=True)
+    (root / "tests/checkpoints/checkpoint_02_pair.py").write_text(MULTI_CHECKPOINT)
+    subs = tmp / "subs"
+
+    def submit(name, files):
+        for rel, content in files.items():
+            dst = subs / name / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, dict):
+                write_notebook(content, dst)
+            else:
+                dst.write_text(content)
+
+    t = MULTI_NOTEBOOKS["01_tensor/01_tensor.ipynb"]
+    main = MULTI_NOTEBOOKS["02_pair/02_pair.ipynb"]
+    ops = MULTI_NOTEBOOKS["02_pair/02_pair_ops.ipynb"]
+    # every notebook, in the three places find_notebook looks
+    submit("full", {"modules/01_tensor/01_tensor.ipynb": t, "02_pair/02_pair.ipynb": main,
+                    "my work/02_pair_ops.ipynb": ops})
+    submit("nosecond", {"modules/01_tensor/01_tensor.ipynb": t,
+                        "modules/02_pair/02_pair.ipynb": main})
+    submit("nomain", {"modules/01_tensor/01_tensor.ipynb": t,
+                      "modules/02_pair/02_pair_ops.ipynb": ops})
+    submit("badsecond", {"modules/01_tensor/01_tensor.ipynb": t,
+                         "modules/02_pair/02_pair.ipynb": main,
+                         "modules/02_pair/02_pair_ops.ipynb": "{ not a notebook"})
+    out = tmp / "gradebook"
+    r = tito("--root", root, "grade", subs, "--modules", "2", "--timeout", 60, "--out", out,
+             "--jobs", "2", "--no-progress")
+    report = json.loads((out / "gradebook.json").read_text()) \
+        if (out / "gradebook.json").exists() else None
+    return {"r": r, "out": out, "report": report}
+
+
+def test_multi_notebook_module_is_graded_from_all_its_notebooks(graded_multi):
+    r = graded_multi["r"]
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = grades(graded_multi)["full"]
+    m = s["modules"]["02_pair"]
+    assert m["status"] == "graded" and m["passed"] == m["total"] == 2 and m["points"] == 10, m
+    assert s["notebooks"] == {"01_tensor": "ok", "02_pair": "ok", "02_pair_ops": "ok"}
+    assert m["notebooks"] == {"02_pair": "ok", "02_pair_ops": "ok"}
+    assert s["stripped_stand_ins"] == [] and m["stripped_stand_ins"] == []
+    assert "stripped release version" not in m["message"]
+    exported = s["export"]["notebooks"]
+    assert set(exported) == {"01_tensor/01_tensor.ipynb", "02_pair/02_pair.ipynb",
+                             "02_pair/02_pair_ops.ipynb"}
+    assert all(e["error"] is None and e["files"] for e in exported.values())
+
+
+def test_missing_second_notebook_gets_its_stand_in_and_is_named(graded_multi):
+    s = grades(graded_multi)["nosecond"]
+    m = s["modules"]["02_pair"]
+    assert m["status"] == "graded", m
+    assert (m["passed"], m["total"], m["points"]) == (1, 2, 5)
+    assert s["notebooks"]["02_pair_ops"] == "missing"
+    assert m["notebooks"] == {"02_pair": "ok", "02_pair_ops": "missing"}
+    assert m["stripped_stand_ins"] == ["02_pair_ops"] and "02_pair_ops" in s["stripped_stand_ins"]
+    assert "02_pair_ops.ipynb missing" in m["message"]
+    assert "stripped release version" in m["message"]
+    failed = [t for t in m["tests"] if t["outcome"] != "passed"]
+    assert [t["name"] for t in failed] == ["test_quadruple"]
+    assert "module 02, quadruple" in failed[0]["message"]        # the stand-in's stub
+    table = graded_multi["r"].stdout
+    assert re.search(r"^nosecond\s+5\s+5/10\s+02: stand-in for 02_pair_ops", table, re.M), table
+
+
+def test_missing_main_notebook_is_a_missing_notebook(graded_multi):
+    s = grades(graded_multi)["nomain"]
+    m = s["modules"]["02_pair"]
+    assert m["status"] == "missing notebook" and m["points"] == 0 and m["tests"] == []
+    assert "02_pair/02_pair.ipynb" in m["message"]
+    assert m["notebooks"] == {"02_pair": "missing", "02_pair_ops": "ok"}
+
+
+def test_invalid_second_notebook_gets_its_stand_in_and_is_named(graded_multi):
+    s = grades(graded_multi)["badsecond"]
+    m = s["modules"]["02_pair"]
+    assert m["status"] == "graded" and m["points"] == 5, m
+    assert "not a valid notebook" in m["notebooks"]["02_pair_ops"]
+    assert "02_pair_ops.ipynb is not a valid notebook" in m["message"]
+    assert "stripped release version" in m["message"]
+    assert m["stripped_stand_ins"] == ["02_pair_ops"]
+    rows = list(csv.reader((graded_multi["out"] / "gradebook.csv").open()))
+    assert rows[0] == ["student", "02_pair", "total"]
+    assert {r[0]: r[1] for r in rows[1:]} == {"badsecond": "5", "full": "10", "nomain": "0",
+                                             "nosecond": "5"}

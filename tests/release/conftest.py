@@ -18,15 +18,18 @@ def manifest():
 
 
 def _notebooks(manifest):
-    return {m.folder: m.notebook.read_text(encoding="utf-8") for m in manifest
-            if m.notebook.is_file()}
+    """``{"NN_name/stem.ipynb": text}`` of every notebook of every module (a module may have
+    several), those that exist."""
+    return {f"{m.folder}/{p.name}": p.read_text(encoding="utf-8") for m in manifest
+            for p in m.notebooks if p.is_file()}
 
 
 @pytest.fixture(scope="session")
 def release(tmp_path_factory, manifest):
     """`tito release` of this checkout (the library call the command makes). The reference
-    notebooks as they were released are kept in ``report.reference`` (folder -> text), so the
-    tests compare the release with exactly what it was made from."""
+    notebooks as they were released are kept in ``report.reference`` ("NN_name/stem.ipynb" ->
+    text, every notebook of every module), so the tests compare the release with exactly what
+    it was made from."""
     out = tmp_path_factory.mktemp("release") / "student"
     for attempt in range(3):          # a notebook saved while releasing: release again
         before = _notebooks(manifest)

@@ -64,9 +64,11 @@ def student_copy(release, tmp_path_factory):
     copy = tmp_path_factory.mktemp("student") / "course"
     shutil.copytree(out, copy)
     for m in MANIFEST:
-        if m is TARGET or not m.notebook.is_file():
+        if m is TARGET:
             continue
-        shutil.copy(m.notebook, copy / "modules" / m.folder / f"{m.folder}.ipynb")
+        for nb in m.notebooks:                 # every notebook of a module that has several
+            if nb.is_file():
+                shutil.copy(nb, copy / "modules" / m.folder / nb.name)
     nb_path = copy / "modules" / TARGET.folder / f"{TARGET.folder}.ipynb"
     filled = fill_stubs(json.loads(nb_path.read_text()),
                         json.loads(TARGET.notebook.read_text()),

@@ -1,7 +1,12 @@
 """`tito release`: solution blocks become stubs, nothing of a solution survives, every released
-notebook is valid and runs until its first exercise stub, and the student copy is complete."""
+notebook is valid and runs until its first exercise stub, and the student copy is complete.
+
+"Every notebook" is every notebook of every module: a module may have several (``notebooks =
+[...]`` in the manifest), each checked on its own. A throwaway project with a two-notebook module
+checks this even where the course has no such module yet."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,14 +17,31 @@ import nbformat
 import pytest
 
 from tito.exporter import check_sync
-from tito.manifest import load_manifest
+from tito.manifest import load_manifest, module_file
 from tito.nbrun import run_notebook
-from tito.release import (MarkerError, STUB_PREFIX, is_begin, is_end, parse_stub_message,
-                          solution_blocks, strip_notebook, strip_source)
+from tito.release import (MARKDOWN_STUB, MarkerError, STUB_PREFIX, is_begin, is_end,
+                          parse_stub_message, solution_blocks, strip_notebook, strip_source)
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = load_manifest(ROOT)
 RELEASED = [m for m in MANIFEST if m.notebook.is_file()]     # modules that have a notebook
+# every notebook of every module that exists: (module, "NN_name/stem.ipynb")
+NOTEBOOKS = [(m, f"{m.folder}/{p.name}") for m in MANIFEST for p in m.notebooks if p.is_file()]
+
+
+def nb_id(item):
+    return Path(item[1]).stem
+
+
+def default_exp_files(nb: dict, lib: Path, lib_name: str = "tinytorch") -> list[Path]:
+    """The package files a notebook exports to (its ``#| default_exp`` targets) under ``lib``."""
+    out = []
+    for c in nb["cells"]:
+        for ln in cell_text(c).split("\n"):
+            m = re.match(r"^#\|\s*default_exp\s+(\S+)", ln.strip())
+            if m and c["cell_type"] == "code":
+                out.append(module_file(f"{lib_name}.{m.group(1)}", lib, lib_name))
+    return out
 
 
 def tito(*args, cwd=ROOT):
@@ -146,8 +168,10 @@ def test_release_is_a_complete_student_copy(release):
     for d in ("milestones", "benchmarks"):                 # shipped when the course has them
         assert (out / d).is_dir() == (ROOT / d).is_dir()
     released = sorted(p.relative_to(out / "modules") for p in (out / "modules").rglob("*.ipynb"))
-    assert released == sorted(Path(f) / f"{f}.ipynb" for f in report.reference)
-    assert set(report.reference) >= {m.folder for m in RELEASED[:1]}
+    assert released == sorted(Path(k) for k in report.reference)
+    # every notebook of every module (several for some modules) is in the release
+    assert {Path(key) for _, key in NOTEBOOKS} <= set(released)
+    assert set(report.reference) >= {f"{m.folder}/{m.folder}.ipynb" for m in RELEASED[:1]}
     # no cache copied from the project (the package itself may get Numba caches once run)
     assert not [p for p in out.rglob("__pycache__") if p.relative_to(out).parts[0] != "tinytorch"]
 
@@ -156,38 +180,45 @@ def test_released_package_is_exported_from_the_stripped_notebooks(release):
     out, report = release
     sync = check_sync(out, out / "tinytorch", out / "modules")
     assert sync.in_sync(), (sync.differing, sync.missing, sync.notebook_errors)
-    for m in RELEASED:
-        if not report.notebooks[out / "modules" / m.folder / f"{m.folder}.ipynb"].n_blocks:
+    for m, key in NOTEBOOKS:
+        if not report.notebooks[out / "modules" / key].n_blocks:
             continue
-        for f in m.export_files(out / "tinytorch"):
+        files = default_exp_files(json.loads(report.reference[key]), out / "tinytorch")
+        assert files, f"{key} has exercises but no `#| default_exp`"
+        for f in files:
+            assert f in m.export_files(out / "tinytorch"), f"{key} writes {f}, not in the manifest"
             text = f.read_text()
             assert f'raise NotImplementedError("{STUB_PREFIX} (module {m.nn},' in text, f
             assert text != (ROOT / "tinytorch" / f.relative_to(out / "tinytorch")).read_text()
 
 
-@pytest.mark.parametrize("mod", RELEASED, ids=lambda m: m.folder)
-def test_released_notebook_is_valid_nbformat(release, mod):
+@pytest.mark.parametrize("item", NOTEBOOKS, ids=nb_id)
+def test_released_notebook_is_valid_nbformat(release, item):
     out, _ = release
-    path = out / "modules" / mod.folder / f"{mod.folder}.ipynb"
+    mod, key = item
+    path = out / "modules" / key
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.nbformat == 4
-    ref = json.loads(release[1].reference[mod.folder])
+    ref = json.loads(release[1].reference[key])
     assert [c["id"] for c in nb.cells] == [c.get("id") for c in ref["cells"]]
 
 
-@pytest.mark.parametrize("mod", RELEASED, ids=lambda m: m.folder)
-def test_no_solution_text_survives(release, mod):
+@pytest.mark.parametrize("item", NOTEBOOKS, ids=nb_id)
+def test_no_solution_text_survives(release, item):
     out, report = release
-    path = out / "modules" / mod.folder / f"{mod.folder}.ipynb"
+    mod, key = item
+    path = out / "modules" / key
     rel_nb = json.loads(path.read_text())
-    ref_nb = json.loads(report.reference[mod.folder])
-    blocks = solution_blocks(ref_nb, str(mod.notebook))
+    ref_nb = json.loads(report.reference[key])
+    blocks = solution_blocks(ref_nb, key)
     assert len(rel_nb["cells"]) == len(ref_nb["cells"])
     raw = path.read_text()
     assert "BEGIN SOLUTION" not in raw and "END SOLUTION" not in raw
-    package_text = "".join(f.read_text() for f in mod.export_files(out / "tinytorch")
-                           if f.is_file())
+    # the package files this notebook exports (for a one-notebook module: all of the module's)
+    own = default_exp_files(ref_nb, out / "tinytorch")
+    assert blocks == {} or own, f"{key} has exercises but no `#| default_exp`"
+    package_text = "".join(f.read_text() for f in own if f.is_file())
     ref_text = "\n".join(cell_text(c) for c in ref_nb["cells"])
     n_stubs = 0
     for i, (ref_cell, rel_cell) in enumerate(zip(ref_nb["cells"], rel_nb["cells"])):
@@ -211,9 +242,16 @@ def test_no_solution_text_survives(release, mod):
                 if len(s) >= 25 and ref_text.count(s) == 1:
                     assert s not in package_text, f"solution line in the package: {s!r}"
         # everything else is kept: the released cell is the outside lines plus one stub each
-        stubs = [ln for ln in rel_lines if STUB_PREFIX in ln]
+        # (a code stub raising NotImplementedError, or the markdown answer placeholder)
+        if ref_cell["cell_type"] == "code":
+            def is_stub(ln):
+                return STUB_PREFIX in ln
+        else:
+            def is_stub(ln):
+                return ln.strip() == MARKDOWN_STUB
+        stubs = [ln for ln in rel_lines if is_stub(ln)]
         assert len(stubs) == len(blocks[i])
-        assert [ln for ln in rel_lines if STUB_PREFIX not in ln] == outside
+        assert [ln for ln in rel_lines if not is_stub(ln)] == outside
         n_stubs += len(stubs)
     assert n_stubs == report.notebooks[path].n_blocks
 
@@ -221,24 +259,25 @@ def test_no_solution_text_survives(release, mod):
 @pytest.fixture(scope="session")
 def notebook_runs(release):
     out, _ = release
-    paths = {m.folder: out / "modules" / m.folder / f"{m.folder}.ipynb" for m in RELEASED}
+    paths = {key: out / "modules" / key for _, key in NOTEBOOKS}
     with ThreadPoolExecutor(max_workers=2) as ex:
         futs = {k: ex.submit(run_notebook, p, out / "tinytorch", 300) for k, p in paths.items()}
         return {k: f.result() for k, f in futs.items()}
 
 
-@pytest.mark.parametrize("mod", RELEASED, ids=lambda m: m.folder)
-def test_released_notebook_runs_until_its_first_exercise_stub(release, notebook_runs, mod):
+@pytest.mark.parametrize("item", NOTEBOOKS, ids=nb_id)
+def test_released_notebook_runs_until_its_first_exercise_stub(release, notebook_runs, item):
     out, report = release
-    res = notebook_runs[mod.folder]
+    mod, key = item
+    res = notebook_runs[key]
     all_exercises = {f"module {(MANIFEST.by_folder(p.parent.name)).nn}, {name}"
                      for p, info in report.notebooks.items() for name in info.exercises()}
     if res["status"] == "finished":
         # only a notebook without exercises of its own may run to the end
-        assert report.notebooks[out / "modules" / mod.folder / f"{mod.folder}.ipynb"].n_blocks == 0
+        assert report.notebooks[out / "modules" / key].n_blocks == 0
     else:
         assert res["status"] == "stub", (
-            f"{mod.folder}: the first error is not an exercise stub: {res.get('ename')}: "
+            f"{key}: the first error is not an exercise stub: {res.get('ename')}: "
             f"{res.get('evalue')}\n{res.get('traceback', '')}")
         assert res["ename"] == "NotImplementedError"
         assert res["exercise"] in all_exercises
@@ -249,7 +288,7 @@ def test_reference_notebooks_run_past_where_the_release_stops(release, notebook_
     """The stub is the only reason the released notebook stops: the same notebook with its
     solutions (run against the reference package) gets past that cell."""
     mod = RELEASED[0]
-    stop = notebook_runs[mod.folder]
+    stop = notebook_runs[f"{mod.folder}/{mod.folder}.ipynb"]
     ref = run_notebook(mod.notebook, ROOT / "tinytorch", 300)
     assert ref["status"] in ("finished", "error", "stub")
     assert ref["status"] != "stub"
@@ -298,3 +337,123 @@ def test_release_names_the_notebook_and_cell_of_bad_markers(tmp_path):
     r = tito("--root", proj, "release", tmp_path / "out")
     assert r.returncode == 1
     assert "01_tensor.ipynb" in r.stderr and "cell 1" in r.stderr and "never closed" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# a module with several notebooks (a throwaway project: module 02 is two notebooks)
+# ---------------------------------------------------------------------------------------------
+
+MULTI_MANIFEST = '''
+[[module]]
+number = 1
+folder = "01_tensor"
+title = "Tensor"
+exports = ["tinytorch.core.tensor"]
+prerequisites = []
+points = 10
+
+[[module]]
+number = 2
+folder = "02_pair"
+title = "Pair: one chapter in two notebooks"
+exports = ["tinytorch.core.pair", "tinytorch.nn.pair_ops"]
+notebooks = ["02_pair", "02_pair_ops"]
+prerequisites = [1]
+points = 10
+'''
+PAIR_SECRET = "return Tensor(t.data * 2)  # the solution of double"
+OPS_SECRET = "return double(double(t))  # the solution of quadruple"
+
+
+def _write_nb(path, sources):
+    cells = [{"cell_type": "markdown" if s.startswith("# ") else "code", "id": f"c{i}",
+              "metadata": {}, "source": s,
+              **({} if s.startswith("# ") else {"outputs": [], "execution_count": None})}
+             for i, s in enumerate(sources)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                                "nbformat_minor": 5}, indent=1))
+
+
+@pytest.fixture
+def multi_project(tmp_path):
+    proj = tmp_path / "proj"
+    (proj / "modules").mkdir(parents=True)
+    for f in ("settings.ini", "pyproject.toml"):
+        shutil.copy(ROOT / f, proj / f)
+    (proj / "modules" / "manifest.toml").write_text(MULTI_MANIFEST)
+    nbs = proj / "modules"
+    _write_nb(nbs / "01_tensor/01_tensor.ipynb", [
+        "# Tensor", "#| default_exp core.tensor",
+        "#| export\nimport numpy as np\n\nclass Tensor:\n    def __init__(self, data):\n"
+        "        self.data = np.asarray(data, dtype=np.float32)\n"])
+    _write_nb(nbs / "02_pair/02_pair.ipynb", [
+        "# Pair", "#| default_exp core.pair",
+        "#| export\nfrom tinytorch.core.tensor import Tensor\n\ndef double(t):\n"
+        f"    ### BEGIN SOLUTION\n    {PAIR_SECRET}\n    ### END SOLUTION\n",
+        "assert double(Tensor([1.0])).data.tolist() == [2.0]"])
+    _write_nb(nbs / "02_pair/02_pair_ops.ipynb", [
+        "# Pair ops", "#| default_exp nn.pair_ops",
+        "#| export\nfrom tinytorch.core.pair import double\n\ndef quadruple(t):\n"
+        f"    ### BEGIN SOLUTION\n    {OPS_SECRET}\n    ### END SOLUTION\n",
+        "from tinytorch.core.tensor import Tensor\n"
+        "assert quadruple(Tensor([1.0])).data.tolist() == [4.0]"])
+    return proj
+
+
+def test_release_strips_every_notebook_of_a_multi_notebook_module(multi_project, tmp_path):
+    out = tmp_path / "student"
+    r = tito("--root", multi_project, "release", out, "--check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "released 3 notebook(s)" in r.stdout
+    assert "02 02_pair: 1 exercise stub(s): double" in r.stdout
+    assert "02 02_pair_ops: 1 exercise stub(s): quadruple" in r.stdout
+    for stem, name, secret in (("02_pair", "double", PAIR_SECRET),
+                               ("02_pair_ops", "quadruple", OPS_SECRET)):
+        raw = (out / "modules/02_pair" / f"{stem}.ipynb").read_text()
+        assert secret not in raw and "SOLUTION" not in raw
+        # the stub names the module, whichever of its notebooks it is in
+        assert f"{STUB_PREFIX} (module 02, {name})" in raw
+        # each released notebook runs until its own first exercise
+        assert re.search(rf"run modules/02_pair/{stem}\.ipynb: stops at its first exercise "
+                         rf"\(module 02, {name}\)", r.stdout), r.stdout
+    # the package is exported from the stripped notebooks, both of them
+    for f, secret, name in (("core/pair.py", PAIR_SECRET, "double"),
+                            ("nn/pair_ops.py", OPS_SECRET, "quadruple")):
+        text = (out / "tinytorch" / f).read_text()
+        assert secret.split("  #")[0] not in text
+        assert f'raise NotImplementedError("{STUB_PREFIX} (module 02, {name})")' in text
+    sync = check_sync(out, out / "tinytorch", out / "modules")
+    assert sync.in_sync(), (sync.differing, sync.missing, sync.notebook_errors)
+    res = run_notebook(out / "modules/02_pair/02_pair_ops.ipynb", out / "tinytorch", 120)
+    assert res["status"] == "stub" and res["exercise"] == "module 02, quadruple", res
+    # the reference notebooks, untouched, still hold the solutions
+    assert OPS_SECRET in (multi_project / "modules/02_pair/02_pair_ops.ipynb").read_text()
+
+
+def test_release_notes_a_notebook_not_written_yet(multi_project, tmp_path):
+    (multi_project / "modules/02_pair/02_pair_ops.ipynb").unlink()
+    r = tito("--root", multi_project, "release", tmp_path / "student")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"note: 1 notebook\(s\) of the manifest's modules not written yet .*"
+                     r"02_pair_ops\.ipynb", r.stdout), r.stdout
+    assert not (tmp_path / "student/modules/02_pair/02_pair_ops.ipynb").exists()
+
+
+def test_notebook_runner_runs_cells_like_a_kernel_does(tmp_path):
+    """A released notebook is run by tito.nbrun, not by a kernel: code that needs its cell's
+    source (Numba's `cache=True`, inspect) must work there as it does in Jupyter."""
+    lib = tmp_path / "pkg" / "tinytorch"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text("")
+    nb_path = tmp_path / "nb" / "99_x.ipynb"
+    _write_nb(nb_path, [
+        "# Runner",
+        "import inspect\nimport numba\n\n@numba.njit(cache=True)\ndef plus_one(x):\n"
+        "    return x + 1\n\nassert plus_one(1) == 2\n"
+        "assert 'return x + 1' in inspect.getsource(plus_one.py_func)",
+        f'raise NotImplementedError("{STUB_PREFIX} (module 99, later)")'])
+    res = run_notebook(nb_path, lib, 300)
+    assert res["status"] == "stub", res
+    assert res["cells_run"] == 1 and res["exercise"] == "module 99, later"
+    assert not (nb_path.parent / "__pycache__").exists()      # nothing left next to it

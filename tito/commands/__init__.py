@@ -6,6 +6,7 @@ below."""
 COMMANDS = ["export", "test", "status", "release", "module", "grade"]
 COMMANDS.append("book")          # tito/commands/book.py: the course book
 COMMANDS.append("milestone")     # tito/commands/milestone.py: list and run milestones/
+COMMANDS.append("bench")         # tito/commands/bench.py: benchmarks/run_all.py, one table
 
 
 def add_module_selection(parser, what: str) -> None:

@@ -1,7 +1,8 @@
 """``tito book build [--with-solutions] [--out DIR] [--allow-warnings]``: the course book.
 
 Stages the book into ``DIR/_build/src`` from ``book/`` (intro, milestones page, configuration)
-and ``modules/manifest.toml``: one chapter per module whose notebook exists, in manifest order,
+and ``modules/manifest.toml``: one chapter per module whose notebook exists, in manifest order
+(a module with several notebooks: its main notebook is the chapter, the others its sections),
 plus the milestones' results from ``milestones/results/*.json``. Then runs ``jupyter-book build``
 (Jupyter Book 1.x; notebooks are not executed) and prints the path of ``index.html``.
 

@@ -7,6 +7,12 @@ every notebook under the notebooks folder (exactly the set ``nbdev_export`` woul
 ``--lib-path DIR`` writes the package somewhere else (DIR must be named ``tinytorch``, e.g.
 ``/tmp/grade/tinytorch``); ``--nbs-path DIR`` reads notebooks from another folder laid out like
 ``modules/`` (``DIR/NN_name/NN_name.ipynb``); ``--no-clean`` leaves the notebooks untouched.
+
+A module is all of its notebooks: most have one, a module whose manifest entry lists
+``notebooks = [...]`` (nbdev writes one package module per notebook) has several in its folder,
+and ``tito export NN`` exports every one of them. The manifest's ``exports`` of the module are
+checked against what its notebooks wrote together. A missing notebook is an error naming the
+file (the module's other notebooks are still exported).
 """
 
 from __future__ import annotations
@@ -42,47 +48,58 @@ def run(args, ctx) -> int:
     if not nbs_path.is_dir():
         raise TitoError(f"notebooks folder {nbs_path} does not exist")
 
+    # a module is the set of its notebooks (one per package module it writes, main one first)
+    absent = {m: [nb for nb in m.notebooks_in(nbs_path) if not nb.is_file()] for m in mods}
+    problems = []
     if args.all:
         notebooks = find_notebooks(nbs_path, root)
-        missing = [m for m in mods if not m.notebook_in(nbs_path).is_file()]
-        if missing:
-            print(f"note: {len(missing)} manifest module(s) have no notebook yet: "
-                  + ", ".join(m.folder for m in missing))
+        lacking_nb = [m for m in mods if absent[m]]
+        if lacking_nb:
+            print(f"note: {len(lacking_nb)} manifest module(s) lack notebook(s): "
+                  + "; ".join(f"{m.folder} (no {', '.join(nb.name for nb in absent[m])})"
+                              for m in lacking_nb))
         if not notebooks:
             raise TitoError(f"no notebooks found under {nbs_path}")
     else:
-        notebooks = []
+        notebooks = [nb for m in mods for nb in m.notebooks_in(nbs_path) if nb.is_file()]
         for m in mods:
-            nb = m.notebook_in(nbs_path)
-            if not nb.is_file():
-                raise TitoError(f"module {m.nn} ({m.title}): notebook {nb} not found")
-            notebooks.append(nb)
+            if absent[m]:
+                problems.append(f"module {m.nn} ({m.title}): notebook(s) not found: "
+                                + ", ".join(str(nb) for nb in absent[m]))
+        if not notebooks:
+            raise TitoError("; ".join(problems))
 
     res = export_notebooks(notebooks, lib_path, root, nbs_path=nbs_path,
                            clean=not args.no_clean, lib_name=settings.lib_name)
 
-    by_nb = {m.notebook_in(nbs_path).resolve(): m for m in manifest}
+    by_nb = {nb.resolve(): (m, nb.stem) for m in manifest for nb in m.notebooks_in(nbs_path)}
+    written_by: dict = {}                     # module -> package modules its notebooks wrote
     changed = set(res.changed)
-    problems = []
     print(f"exported {len(res.notebooks)} notebook(s) into {lib_path}")
     for rec in res.notebooks:
-        mod = by_nb.get(rec.notebook)
-        label = f"{mod.nn} {mod.folder}" if mod else rec.notebook.name
+        mod, stem = by_nb.get(rec.notebook, (None, None))
+        label = mod.notebook_label(stem) if mod else rec.notebook.name
         written = [res.module_name(f) for f in rec.files]
+        if mod:
+            written_by.setdefault(mod, []).extend(written)
         if not written:
             print(f"  {label}: wrote nothing (no `#| default_exp` / `#| export` cells)")
         for f, name in zip(rec.files, written):
             state = "updated" if f in changed else "unchanged"
             print(f"  {label}: {name}  ({f.relative_to(lib_path.parent)}, {state})")
-        if mod:
-            lacking = [x for x in mod.exports if x not in written]
-            extra = [x for x in written if x not in mod.exports]
-            if lacking:
-                problems.append(f"{label}: the manifest says it exports {', '.join(lacking)} "
-                                "but the notebook did not write it")
-            if extra:
-                print(f"  warning: {label} also wrote {', '.join(extra)}, "
-                      "which the manifest does not list")
+    # the manifest's exports of a module against the union of what its notebooks wrote
+    for mod, written in written_by.items():
+        lacking = [x for x in mod.exports if x not in written]
+        extra = [x for x in written if x not in mod.exports]
+        what = "its notebooks" if len(mod.stems) > 1 else "the notebook"
+        if lacking:
+            why = (" (missing notebook(s): " + ", ".join(nb.name for nb in absent[mod]) + ")"
+                   if absent.get(mod) else "")
+            problems.append(f"{mod.label}: the manifest says it exports {', '.join(lacking)} "
+                            f"but {what} did not write it{why}")
+        if extra:
+            print(f"  warning: {mod.label} also wrote {', '.join(extra)}, "
+                  "which the manifest does not list")
     nb_files = {f for rec in res.notebooks for f in rec.files}
     others = [f for f in res.changed if f not in nb_files]
     if others:

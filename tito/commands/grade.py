@@ -2,15 +2,18 @@
 
 SUBMISSIONS_DIR holds one folder per student, each with the student's notebooks under
 ``modules/NN_name/NN_name.ipynb`` (``NN_name/NN_name.ipynb`` or any ``NN_name.ipynb`` inside
-the folder also works). For every student: the notebooks are exported into an isolated,
-temporary package of their own, and each graded module's checkpoint
-(``tests/checkpoints/checkpoint_NN_name.py``, copied next to it) runs against that package in a
-separate sandboxed process with a time limit and a memory limit. The reference package is never
-imported (a run that imports any other tinytorch scores 0).
+the folder also works; a module with several notebooks has each of them, e.g.
+``modules/17_compression/17_compression_sparse.ipynb``, found the same way). For every
+student: the notebooks are exported into an isolated, temporary package of their own, and each
+graded module's checkpoint (``tests/checkpoints/checkpoint_NN_name.py``, copied next to it) runs
+against that package in a separate sandboxed process with a time limit and a memory limit. The
+reference package is never imported (a run that imports any other tinytorch scores 0).
 
 A module scores its manifest points times the fraction of its checkpoint tests that pass, and 0
-when its notebook is missing or invalid, the checkpoint cannot be loaded (syntax or import
-error), or the run times out or crashes. Broken and hostile submissions are graded, not fatal.
+when its (main) notebook is missing or invalid, the checkpoint cannot be loaded (syntax or import
+error), or the run times out or crashes. Another notebook of the module that is missing or
+invalid is replaced by its stripped release version (its exercises fail) and the module's
+message says so. Broken and hostile submissions are graded, not fatal.
 
 Writes OUT/gradebook.csv (student x module points), OUT/gradebook.json (every test's outcome and
 message, the scoring rule, limits and isolation used) and OUT/gradebook.junit.xml, and prints a

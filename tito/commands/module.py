@@ -1,7 +1,8 @@
 """``tito module complete NN``: check your own work on one module, in your copy of the course.
 
-1. Exports *your* notebook ``modules/NN_name/NN_name.ipynb`` into *your* package (the
-   ``tinytorch/`` of the copy you are working in; the notebook itself is not modified).
+1. Exports *your* notebook ``modules/NN_name/NN_name.ipynb`` (every notebook of the module, when
+   it has several: ``NN_name_*.ipynb`` as the manifest lists them) into *your* package (the
+   ``tinytorch/`` of the copy you are working in; the notebooks themselves are not modified).
 2. Runs the module's checkpoint (``tests/checkpoints/checkpoint_NN_name.py``) and its
    progressive tests (``tests/NN_name/test_progressive_integration.py``) against that package
    in a fresh process: ``python -P -s``, your package's parent the only entry of PYTHONPATH,
@@ -52,24 +53,34 @@ def run_complete(args, ctx) -> int:
 
     root, settings = ctx.root, ctx.settings
     mod = ctx.manifest.get(args.module)
-    nb = mod.notebook
-    if not nb.is_file():
-        raise TitoError(f"module {mod.nn} ({mod.title}): your notebook {nb} is missing")
-    read_notebook(nb)                               # a clear error if it is not valid JSON
+    notebooks = mod.notebooks                       # the main one first
+    absent = [nb for nb in notebooks if not nb.is_file()]
+    if absent:
+        which = ("your notebook" if len(absent) == 1 else "your notebooks") + " " + \
+            ", ".join(str(nb) for nb in absent)
+        raise TitoError(f"module {mod.nn} ({mod.title}): {which} "
+                        f"{'is' if len(absent) == 1 else 'are'} missing"
+                        + (f" (the module has {len(notebooks)} notebooks: "
+                           + ", ".join(nb.name for nb in notebooks) + ")"
+                           if len(notebooks) > 1 else ""))
+    for nb in notebooks:
+        read_notebook(nb)                           # a clear error if it is not valid JSON
     lib_path = settings.lib_path
 
     print(f"== module {mod.nn} {mod.title}")
-    print(f"exporting your notebook {nb.relative_to(root)} into your package {lib_path}")
-    res = export_notebooks([nb], lib_path, root, nbs_path=settings.nbs_path, clean=False,
+    names = ", ".join(str(nb.relative_to(root)) for nb in notebooks)
+    print(f"exporting your notebook{'s' if len(notebooks) > 1 else ''} {names} into your "
+          f"package {lib_path}")
+    res = export_notebooks(notebooks, lib_path, root, nbs_path=settings.nbs_path, clean=False,
                            lib_name=settings.lib_name, keep_going=True)
-    rec = res.notebooks[0]
-    if rec.error:
-        raise TitoError(f"exporting {nb.relative_to(root)} failed: {rec.error}")
-    written = [res.module_name(f) for f in rec.files]
+    for rec in res.notebooks:
+        if rec.error:
+            raise TitoError(f"exporting {rec.notebook.relative_to(root)} failed: {rec.error}")
+    written = [res.module_name(f) for rec in res.notebooks for f in rec.files]
     lacking = [x for x in mod.exports if x not in written]
     if lacking:
-        print(f"warning: your notebook did not export {', '.join(lacking)} (check its "
-              "`#| default_exp` and `#| export` lines)")
+        print(f"warning: your notebook{'s' if len(notebooks) > 1 else ''} did not export "
+              f"{', '.join(lacking)} (check the `#| default_exp` and `#| export` lines)")
 
     paths = [p for p in (mod.checkpoint, _progressive_tests(mod)) if p.is_file()]
     if not paths:

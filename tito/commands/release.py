@@ -1,6 +1,7 @@
 """``tito release OUT [--force] [--check]``: write the student copy of the course into OUT.
 
-Every notebook's solution blocks (``### BEGIN SOLUTION`` ... ``### END SOLUTION``) become a stub
+The solution blocks (``### BEGIN SOLUTION`` ... ``### END SOLUTION``) of every notebook under
+modules/ (each notebook of a module that has several, too) become a stub
 ``raise NotImplementedError("Exercise: implement this (module NN, Class.method)")`` indented like
 the block; everything else is kept (code-cell outputs are cleared). OUT gets modules/ (stripped
 notebooks and the manifest), a tinytorch/ package exported from the *stripped* notebooks (the
@@ -43,21 +44,20 @@ def run(args, ctx) -> int:
     out = Path(args.out).resolve()
     report = make_release(root, out, ctx.manifest, force=args.force)
     manifest = ctx.manifest
-    by_folder = {m.folder: m for m in manifest}
     total = 0
     print(f"released {len(report.notebooks)} notebook(s) into {out}")
     for nb_path, info in sorted(report.notebooks.items()):
         total += info.n_blocks
-        mod = by_folder.get(nb_path.parent.name)
-        label = mod.label if mod else nb_path.stem
+        mod = manifest.module_of_notebook(nb_path)
+        label = mod.notebook_label(nb_path.stem) if mod else nb_path.stem
         names = ", ".join(info.exercises()) or "no exercises"
         print(f"  {label}: {info.n_blocks} exercise stub(s): {names}")
     print(f"  {total} solution block(s) replaced; package exported from the stripped notebooks: "
           f"{len(report.package_files)} file(s) in {out / manifest.settings.lib_name}")
-    missing_nb = [m.folder for m in manifest if not m.notebook.is_file()]
+    missing_nb = [nb for m in manifest for nb in m.notebooks if not nb.is_file()]
     if missing_nb:
-        print(f"  note: {len(missing_nb)} manifest module(s) have no notebook yet: "
-              + ", ".join(missing_nb))
+        print(f"  note: {len(missing_nb)} notebook(s) of the manifest's modules not written yet "
+              "(not in the release): " + ", ".join(nb.name for nb in missing_nb))
     if report.not_released:
         print("  note: reference package files that no notebook exports (not in the release): "
               + ", ".join(report.not_released))
@@ -66,8 +66,10 @@ def run(args, ctx) -> int:
 
     rel_manifest = load_manifest(out)
     lib = rel_manifest.settings.lib_path
-    exported = [x for m in rel_manifest for x in m.exports
-                if any(f.is_file() for f in m.export_files(lib, rel_manifest.settings.lib_name))]
+    # every package module the release has (a module's notebooks not written yet export nothing)
+    exported = [x for m in rel_manifest
+                for x, f in zip(m.exports, m.export_files(lib, rel_manifest.settings.lib_name))
+                if f.is_file()]
     errors = check_imports(lib, exported) if exported else {}
     problems = 0
     if errors:

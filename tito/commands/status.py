@@ -1,9 +1,13 @@
-"""``tito status``: one line per manifest module: is the notebook there, is the package in sync
-with it, and the last recorded test result.
+"""``tito status``: one line per manifest module: are its notebooks there, is the package in sync
+with them, and the last recorded test result.
 
 "exported" is checked by exporting every notebook into a temporary copy of the project and
 comparing the generated text with the package on disk: ``in sync``, ``stale`` (the notebook
-changed since the last export), ``missing`` (not exported yet), or ``no notebook``.
+changed since the last export), ``missing`` (not exported yet), ``incomplete`` (a notebook of
+the module, or an export the manifest lists, is missing), or ``no notebook``. A module with
+several notebooks (``notebooks = [...]`` in the manifest) is in sync only when every one of them
+exists and exports in sync; the notebook column then reads ``2/3`` when some are missing, and
+the notes below the table name them.
 Always exits 0 (2 if the manifest itself is broken).
 """
 
@@ -38,38 +42,61 @@ def run(args, ctx) -> int:
             return str(p)
 
     rows, notes = [], []
+    missing_ids = {p.resolve() for p in report.missing_ids}
     for m in manifest:
-        nb = m.notebook.resolve()
+        # a module is the set of its notebooks: in sync only when every one exists and exports
+        # in sync
+        nbs = [nb.resolve() for nb in m.notebooks]
+        present = [nb for nb in nbs if nb.is_file()]
+        absent = [nb for nb in nbs if not nb.is_file()]
         targets = m.export_files(lib_path, settings.lib_name)
-        has_nb = nb.is_file()
-        if not has_nb:
+        if not present:
+            has_nb = "no"
+        elif absent:
+            has_nb = f"{len(present)}/{len(nbs)}"
+        else:
+            has_nb = "yes"
+        errors = [nb for nb in present if nb in report.notebook_errors]
+        if not present:
             exported = "no notebook" + (" (files present)" if all(t.exists() for t in targets)
                                         else "")
-        elif nb in report.notebook_errors:
+            if len(nbs) > 1:
+                notes.append(f"{m.folder}: no notebook yet: " + ", ".join(rel(nb) for nb in nbs))
+        elif errors:
             exported = "export error"
-            notes.append(f"{m.folder}: exporting the notebook fails: {report.notebook_errors[nb]}")
+            for nb in errors:
+                notes.append(f"{m.folder}: exporting {nb.name} fails: "
+                             f"{report.notebook_errors[nb]}")
         else:
-            written = set(report.notebook_files.get(nb, []))
+            written = {f for nb in present for f in report.notebook_files.get(nb, [])}
             lacking = [x for x, t in zip(m.exports, targets) if t not in written]
-            absent = [t for t in targets if not t.exists()]
+            missing_files = [t for t in targets if not t.exists()]
             stale = [t for t in targets if t in report.differing]
-            if lacking:
+            source, verb = ("its notebooks", "do") if len(nbs) > 1 else ("the notebook", "does")
+            if absent:
                 exported = "incomplete"
-                notes.append(f"{m.folder}: the notebook does not export {', '.join(lacking)} "
+                notes.append(f"{m.folder}: notebook(s) missing: "
+                             + ", ".join(rel(nb) for nb in absent)
+                             + (f" (so {', '.join(lacking)} is not exported)" if lacking else ""))
+            elif lacking:
+                exported = "incomplete"
+                notes.append(f"{m.folder}: {source} {verb} not export {', '.join(lacking)} "
                              "(listed in the manifest)")
-            elif absent:
+            elif missing_files:
                 exported = "missing"
                 notes.append(f"{m.folder}: not exported yet: "
-                             + ", ".join(rel(t) for t in absent) + f" (run: tito export {m.nn})")
+                             + ", ".join(rel(t) for t in missing_files)
+                             + f" (run: tito export {m.nn})")
             elif stale:
                 exported = "stale"
-                notes.append(f"{m.folder}: {', '.join(rel(t) for t in stale)} differs from the "
-                             f"notebook (run: tito export {m.nn})")
+                notes.append(f"{m.folder}: {', '.join(rel(t) for t in stale)} differs from "
+                             f"{source} (run: tito export {m.nn})")
             else:
                 exported = "in sync"
-            if nb in [p.resolve() for p in report.missing_ids]:
-                notes.append(f"{m.folder}: the notebook has cells without ids, so every export "
-                             f"differs (run: tito export {m.nn}, which cleans it first)")
+            for nb in present:
+                if nb in missing_ids:
+                    notes.append(f"{m.folder}: {nb.name} has cells without ids, so every export "
+                                 f"differs (run: tito export {m.nn}, which cleans it first)")
         entry = results.get(m.folder)
         if entry:
             tests = describe(entry)
@@ -77,7 +104,7 @@ def run(args, ctx) -> int:
             tests = "no tests yet"
         else:
             tests = "not run"
-        rows.append((m.nn, m.folder, "yes" if has_nb else "no", exported, tests))
+        rows.append((m.nn, m.folder, has_nb, exported, tests))
 
     header = ("#", "module", "notebook", "exported", "tests")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

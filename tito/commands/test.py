@@ -4,7 +4,10 @@ one pytest run per module, print a PASS/FAIL line per module and record the resu
 ``.tito/results.json``. A module with neither tests nor checkpoint fails.
 
 ``--lib-path DIR`` runs the tests against another package (e.g. a student's export, DIR named
-``tinytorch``) instead of the course's own; such runs are not recorded.
+``tinytorch``) instead of the course's own, and against it only: ``python -P -s``, DIR's parent
+the only ``PYTHONPATH`` entry, the editable install's import hook removed (so a part missing from
+DIR is an import error, never the course's own code), and a run that imported ``tinytorch``
+from anywhere else fails. Such runs are not recorded.
 """
 
 from __future__ import annotations
