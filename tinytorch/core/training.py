@@ -37,7 +37,11 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if
     for p in parameters:
         g = getattr(p, "grad", None)
         if g is not None:
-            grads.append(g.data if isinstance(g, Tensor) else g)
+            g = g.data if isinstance(g, Tensor) else g
+            mask = getattr(p, "mask", None)     # a pruned weight (module 17) has no gradient to count
+            if mask is not None:
+                np.multiply(g, mask, out=g, casting="unsafe")
+            grads.append(g)
     if not grads:
         return 0.0
     max_norm, norm_type = float(max_norm), float(norm_type)
