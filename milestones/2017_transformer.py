@@ -34,18 +34,16 @@ from tinytorch.core.transformers import GPT  # noqa: E402
 
 NAME = "2017_transformer"
 GATE_VAL_LOSS = 2.20                 # nats; the unigram baseline is 3.31
-FULL = dict(embed_dim=128, num_layers=4, num_heads=4, max_seq_len=64, batch=32, steps=700, lr=3e-3,
-            min_lr=3e-4, warmup=30, eval_every=50, eval_batches=8, budget_s=200.0, final_windows=None)
+FULL = dict(embed_dim=96, num_layers=3, num_heads=4, max_seq_len=64, batch=32, steps=1500, lr=5e-3,
+            min_lr=5e-4, warmup=30, eval_every=100, eval_batches=8, budget_s=195.0, final_windows=None)
 FAST = dict(embed_dim=48, num_layers=2, num_heads=4, max_seq_len=32, batch=16, steps=80, lr=3e-3,
             min_lr=3e-4, warmup=10, eval_every=20, eval_batches=4, budget_s=25.0, final_windows=256)
 
 
-def lr_at(step: int, total: int, cfg: dict) -> float:
-    "Linear warm-up, then cosine decay to min_lr at `total` (nanoGPT's schedule)."
-    if step < cfg["warmup"]:
-        return cfg["lr"] * (step + 1) / cfg["warmup"]
-    frac = min(1.0, (step - cfg["warmup"]) / max(1, total - cfg["warmup"]))
-    return cfg["min_lr"] + (cfg["lr"] - cfg["min_lr"]) * 0.5 * (1 + math.cos(math.pi * frac))
+def lr_at(step: int, progress: float, cfg: dict) -> float:
+    "Linear warm-up over the first steps, times a cosine decay from lr to min_lr as progress goes 0 -> 1."
+    warm = min(1.0, (step + 1) / cfg["warmup"])
+    return warm * (cfg["min_lr"] + (cfg["lr"] - cfg["min_lr"]) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def random_windows(data: np.ndarray, T: int, B: int, rng) -> np.ndarray:
@@ -76,7 +74,7 @@ def plot(path: Path, history: dict, baseline: float, gate: float, attention: np.
     import matplotlib.pyplot as plt
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1.2, 1]})
-    ax.plot(history["step"], history["train"], label="train (mean since last point)")
+    ax.plot(history["train_step"], history["train"], lw=1, label="train (mean of 10 batches)")
     ax.plot(history["step"], history["val"], marker="o", ms=3, label="validation (fixed batches)")
     ax.axhline(baseline, ls="--", c="gray", label=f"unigram baseline {baseline:.2f}")
     ax.axhline(gate, ls=":", c="red", label=f"gate {gate:.2f}")
@@ -137,14 +135,28 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     eval_windows = random_windows(val, T, cfg["eval_batches"] * B, np.random.default_rng(1234))
     steps = args.steps if args.steps is not None else cfg["steps"]
-    history = {"step": [], "train": [], "val": []}
-    recent = []
+    budget = math.inf if args.steps is not None else cfg["budget_s"]
+    print(f"  training: {steps} steps or {budget:.0f} s, whichever comes first; the learning rate anneals "
+          f"with whichever is closer to done" if args.steps is None else f"  training: {steps} steps")
+    history = {"step": [], "val": [], "train_step": [], "train": []}
+    recent, since_eval = [], []
+
+    def record(step):
+        v = mean_loss(model, loss_fn, eval_windows)
+        history["step"].append(step)
+        history["val"].append(v)
+        print(f"  step {step:4d}  train {np.mean(since_eval):.3f}  val {v:.3f}  lr {opt.param_groups[0]['lr']:.1e}  "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        since_eval.clear()
+
     t0 = time.perf_counter()
-    t_eval = 0.0
     step = 0
-    while step < steps:
+    while True:
+        progress = max(step / steps, (time.perf_counter() - t0) / budget)
+        if progress >= 1.0:
+            break
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, cfg)
+            group["lr"] = lr_at(step, progress, cfg)
         batch = random_windows(train, T, B, rng)
         opt.zero_grad()
         loss = loss_fn(model(batch[:, :-1]).reshape(-1, V), batch[:, 1:].reshape(-1))
@@ -152,25 +164,17 @@ def main(argv=None):
         clip_grad_norm(model.parameters(), 1.0)
         opt.step()
         recent.append(loss.item())
-        if step == 10 and args.steps is None:          # calibrate: fit the run into the time budget
-            per_step = (time.perf_counter() - t0 - t_eval) / 11
-            n_evals = steps // cfg["eval_every"]
-            affordable = int((cfg["budget_s"] - n_evals * t_eval) / per_step)
-            if affordable < steps:
-                print(f"  this machine takes {per_step * 1e3:.0f} ms per step: training {affordable} steps instead "
-                      f"of {steps} to stay within the {cfg['budget_s']:.0f} s budget")
-                steps = max(affordable, 12)
-        if step % cfg["eval_every"] == 0 or step == steps - 1:
-            t1 = time.perf_counter()
-            v = mean_loss(model, loss_fn, eval_windows)
-            t_eval = time.perf_counter() - t1 if step == 0 else t_eval
-            history["step"].append(step)
+        since_eval.append(recent[-1])
+        if step % 10 == 0:                           # the training curve: mean of the last 10 batches
+            history["train_step"].append(step)
             history["train"].append(float(np.mean(recent)))
-            history["val"].append(v)
-            print(f"  step {step:4d}  train {np.mean(recent):.3f}  val {v:.3f}  lr {lr_at(step, steps, cfg):.1e}  "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
-            recent = []
+            recent.clear()
+        if step % cfg["eval_every"] == 0:
+            record(step)
         step += 1
+    if since_eval:
+        record(step - 1)
+    steps = step
     train_seconds = time.perf_counter() - t0
 
     # -- final measurement on the whole validation split (its first windows in fast mode) -------------
@@ -179,7 +183,7 @@ def main(argv=None):
         n_win = min(n_win, cfg["final_windows"])
     all_windows = val[np.arange(n_win)[:, None] * T + np.arange(T + 1)]
     val_loss = mean_loss(model, loss_fn, all_windows)
-    train_probe = mean_loss(model, loss_fn, random_windows(train, T, len(all_windows), np.random.default_rng(99)))
+    train_probe = mean_loss(model, loss_fn, random_windows(train, T, min(len(all_windows), 512), np.random.default_rng(99)))
 
     # -- a sample and an attention map ---------------------------------------------------------------
     prompt = "ROMEO:\n"

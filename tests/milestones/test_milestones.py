@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-GATED = ["1957_perceptron", "1969_xor", "1986_mlp", "1998_cnn"]
+GATED = ["1957_perceptron", "1969_xor", "1986_mlp", "1998_cnn", "2015_pruning"]
 
 
 def run_script(name, out, *extra):

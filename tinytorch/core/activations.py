@@ -95,8 +95,9 @@ class GELUFunction(Function):
         ctx.save_for_backward(x)
         ctx.approximate = approximate
         if approximate == "tanh":
-            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
-            ctx.t = t
+            x2 = x * x                          # x * x * x, not x ** 3: NumPy's float32 power is ~300x slower
+            t = np.tanh(_SQRT_2_OVER_PI * x * (1 + 0.044715 * x2))
+            ctx.t, ctx.x2 = t, x2
             return 0.5 * x * (1 + t)
         cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
         ctx.cdf = cdf
@@ -107,7 +108,7 @@ class GELUFunction(Function):
         (x,) = ctx.saved_tensors
         if ctx.approximate == "tanh":
             t = ctx.t
-            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            d = 0.5 * (1 + t) + (0.5 * _SQRT_2_OVER_PI) * x * (1 - t * t) * (1 + 3 * 0.044715 * ctx.x2)
             return grad * d
         pdf = np.exp(-0.5 * x.astype(np.float64) ** 2) / math.sqrt(2 * math.pi)
         return (grad * (ctx.cdf + x * pdf)).astype(grad.dtype, copy=False)

@@ -181,26 +181,28 @@ class Module:
 class LinearFunction(Function):
     @staticmethod
     def forward(ctx, x, w, b=None):
-        ctx.save_for_backward(x, w)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])          # (batch, ..., in) -> (N, in): one 2-D BLAS call
+        ctx.save_for_backward(x2, w)
+        ctx.lead = lead
         ### BEGIN SOLUTION
-        out = x @ w.T
+        out = x2 @ w.T
         if b is not None:
             out += b
-        return out
         ### END SOLUTION
+        return out.reshape(lead + (w.shape[0],))
 
     @staticmethod
     def backward(ctx, grad):
-        x, w = ctx.saved_tensors
+        x2, w = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        ### BEGIN SOLUTION
         g2 = grad.reshape(-1, grad.shape[-1])
-        x2 = x.reshape(-1, x.shape[-1])
-        gx = (grad @ w) if needs[0] else None
+        ### BEGIN SOLUTION
+        gx = (g2 @ w).reshape(ctx.lead + (w.shape[1],)) if needs[0] else None
         gw = (g2.T @ x2) if needs[1] else None
         gb = g2.sum(axis=0) if len(needs) > 2 and needs[2] else None
-        return gx, gw, gb
         ### END SOLUTION
+        return gx, gw, gb
 
 
 class Linear(Module):
