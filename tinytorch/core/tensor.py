@@ -10,8 +10,28 @@ import numpy as np
 from .autograd import Function, backward as _run_backward, is_grad_enabled
 
 # %% auto #0
-__all__ = ['Tensor', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'PowScalar', 'Pow', 'MatMul', 'Sum', 'Mean', 'Max', 'Min', 'Reshape',
-           'Permute', 'GetItem', 'Exp', 'Log', 'Sqrt', 'Tanh', 'Abs']
+__all__ = ['ALLOCATOR_TUNED', 'Tensor', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'PowScalar', 'Pow', 'MatMul', 'Sum', 'Mean', 'Max',
+           'Min', 'Reshape', 'Permute', 'GetItem', 'Exp', 'Log', 'Sqrt', 'Tanh', 'Abs']
+
+# %% ../../modules/01_tensor/01_tensor.ipynb #d86d1859
+import ctypes
+import os
+import sys
+
+
+def _tune_allocator() -> bool:
+    "Ask glibc to keep freed large blocks for reuse (M_MMAP_THRESHOLD 256 MiB, M_TRIM_THRESHOLD 1 GiB)."
+    if os.environ.get("TINYTORCH_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):        # not glibc (e.g. musl): nothing to tune
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, 256 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
+ALLOCATOR_TUNED = _tune_allocator()
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #7c38b35f
 def _check_requires_grad(arr: np.ndarray, flag: bool):
