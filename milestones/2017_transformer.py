@@ -15,7 +15,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import math  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,44 +26,15 @@ import numpy as np  # noqa: E402
 from tinytorch.core.autograd import no_grad  # noqa: E402
 from tinytorch.core.dataloader import load_tinyshakespeare  # noqa: E402
 from tinytorch.core.losses import CrossEntropyLoss  # noqa: E402
-from tinytorch.core.optimizers import AdamW  # noqa: E402
 from tinytorch.core.tokenization import CharTokenizer  # noqa: E402
-from tinytorch.core.training import clip_grad_norm, save_checkpoint  # noqa: E402
-from tinytorch.core.transformers import GPT  # noqa: E402
+# the TinyGPT presets and their training loop live in the package (module 20), shared with the experiments
+from tinytorch.experiments import (TINYGPT_PRESETS, build_tinygpt, mean_loss, random_windows,  # noqa: E402
+                                   save_tinygpt, train_tinygpt)
 
 NAME = "2017_transformer"
 GATE_VAL_LOSS = 2.20                 # nats; the unigram baseline is 3.31
-FULL = dict(embed_dim=96, num_layers=3, num_heads=4, max_seq_len=64, batch=32, steps=1500, lr=5e-3,
-            min_lr=5e-4, warmup=30, eval_every=100, eval_batches=8, budget_s=195.0, final_windows=None)
-FAST = dict(embed_dim=48, num_layers=2, num_heads=4, max_seq_len=32, batch=16, steps=80, lr=3e-3,
-            min_lr=3e-4, warmup=10, eval_every=20, eval_batches=4, budget_s=25.0, final_windows=256)
-
-
-def lr_at(step: int, progress: float, cfg: dict) -> float:
-    "Linear warm-up over the first steps, times a cosine decay from lr to min_lr as progress goes 0 -> 1."
-    warm = min(1.0, (step + 1) / cfg["warmup"])
-    return warm * (cfg["min_lr"] + (cfg["lr"] - cfg["min_lr"]) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def random_windows(data: np.ndarray, T: int, B: int, rng) -> np.ndarray:
-    "B random windows of T + 1 consecutive ids: inputs [:, :-1], next-character targets [:, 1:]."
-    starts = rng.integers(0, len(data) - T - 1, B)
-    return data[starts[:, None] + np.arange(T + 1)]
-
-
-def mean_loss(model, loss_fn, windows: np.ndarray, batch: int = 128) -> float:
-    "Cross-entropy per character over `windows` (N, T + 1), in evaluation mode."
-    V = model.vocab_size
-    total, count = 0.0, 0
-    model.eval()
-    with no_grad():
-        for i in range(0, len(windows), batch):
-            w = windows[i:i + batch]
-            loss = loss_fn(model(w[:, :-1]).reshape(-1, V), w[:, 1:].reshape(-1)).item()
-            total += loss * w[:, 1:].size
-            count += w[:, 1:].size
-    model.train()
-    return total / count
+FULL = TINYGPT_PRESETS["tinygpt-2017"]          # 3 layers x 96 wide, 4 heads, context 64; 1500 steps or 195 s
+FAST = TINYGPT_PRESETS["tinygpt-2017-fast"]
 
 
 def plot(path: Path, history: dict, baseline: float, gate: float, attention: np.ndarray, chars: list,
@@ -123,59 +93,15 @@ def main(argv=None):
           f"uniform over the vocabulary: {math.log(V):.3f} nats")
 
     # -- model and optimiser -------------------------------------------------------------------------
-    model = GPT(V, cfg["embed_dim"], cfg["num_layers"], cfg["num_heads"], T, dropout=0.0, seed=args.seed)
-    decay = [p for p in model.parameters() if p.ndim >= 2]          # no weight decay on biases and norms
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                lr=cfg["lr"], betas=(0.9, 0.99))
+    model = build_tinygpt(cfg, V, seed=args.seed)
     loss_fn = CrossEntropyLoss()
     print(f"  model: GPT, {cfg['num_layers']} layers x {cfg['embed_dim']} wide, {cfg['num_heads']} heads, "
           f"context {T}: {model.num_parameters():,} parameters; batch {B} x {T} characters")
 
-    rng = np.random.default_rng(args.seed)
-    eval_windows = random_windows(val, T, cfg["eval_batches"] * B, np.random.default_rng(1234))
-    steps = args.steps if args.steps is not None else cfg["steps"]
-    budget = math.inf if args.steps is not None else cfg["budget_s"]
-    print(f"  training: {steps} steps or {budget:.0f} s, whichever comes first; the learning rate anneals "
-          f"with whichever is closer to done" if args.steps is None else f"  training: {steps} steps")
-    history = {"step": [], "val": [], "train_step": [], "train": []}
-    recent, since_eval = [], []
-
-    def record(step):
-        v = mean_loss(model, loss_fn, eval_windows)
-        history["step"].append(step)
-        history["val"].append(v)
-        print(f"  step {step:4d}  train {np.mean(since_eval):.3f}  val {v:.3f}  lr {opt.param_groups[0]['lr']:.1e}  "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
-        since_eval.clear()
-
-    t0 = time.perf_counter()
-    step = 0
-    while True:
-        progress = max(step / steps, (time.perf_counter() - t0) / budget)
-        if progress >= 1.0:
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, progress, cfg)
-        batch = random_windows(train, T, B, rng)
-        opt.zero_grad()
-        loss = loss_fn(model(batch[:, :-1]).reshape(-1, V), batch[:, 1:].reshape(-1))
-        loss.backward()
-        clip_grad_norm(model.parameters(), 1.0)
-        opt.step()
-        recent.append(loss.item())
-        since_eval.append(recent[-1])
-        if step % 10 == 0:                           # the training curve: mean of the last 10 batches
-            history["train_step"].append(step)
-            history["train"].append(float(np.mean(recent)))
-            recent.clear()
-        if step % cfg["eval_every"] == 0:
-            record(step)
-        step += 1
-    if since_eval:
-        record(step - 1)
-    steps = step
-    train_seconds = time.perf_counter() - t0
+    # AdamW (weight decay on matrices only), clipping at 1, warm-up then cosine decay: tinytorch.experiments
+    trained = train_tinygpt(model, cfg, train, val, steps=args.steps, seed=args.seed,
+                            log=lambda line: print(line, flush=True))
+    history, steps, train_seconds = trained["history"], trained["steps"], trained["seconds"]
 
     # -- final measurement on the whole validation split (its first windows in fast mode) -------------
     n_win = (len(val) - 1) // T
@@ -206,8 +132,7 @@ def main(argv=None):
     # -- save ---------------------------------------------------------------------------------------
     weights = m.out / f"{NAME}.npz"
     vocab = m.out / f"{NAME}_vocab.json"
-    save_checkpoint(weights, model, config=model.config, val_loss=val_loss, steps=steps)
-    tok.save(vocab)
+    save_tinygpt(m.out / NAME, model, tok, val_loss=val_loss, steps=steps)
     png = m.out / f"{NAME}.png"
     plot(png, history, baseline, GATE_VAL_LOSS, attention, list(snippet),
          f"Character-level GPT on Tiny Shakespeare ({model.num_parameters():,} parameters, {steps} steps)")

@@ -1715,7 +1715,8 @@ def growth_scores(model: Module, strategy: str = "gradient_sensitivity", data=No
     on would change the loss (Michel et al.'s importance, measured on the pruned model);
     "entropy_gap": how far its attention entropy is from that of the nearest surviving head of its layer (a
     layer with no survivor: the entropy of uniform attention, the largest gap) — heads that see what no survivor
-    sees; "random": seeded. ("balanced" is a selection rule, not a score: see select_growth.)"""
+    sees; "balanced": the number of heads off in the head's layer, plus (in [0, 1)) the size of its kept weights —
+    the priority of the first pick (select_growth then re-counts after each pick); "random": seeded."""
     _check_choice(strategy, GROWTH_STRATEGIES, "strategy", "growth_scores")
     alive = head_alive(model)
     candidates = pruned_heads(model)
@@ -1728,8 +1729,11 @@ def growth_scores(model: Module, strategy: str = "gradient_sensitivity", data=No
     ### BEGIN SOLUTION
     if strategy == "random":
         scores[idx] = np.random.default_rng(seed).random(len(candidates))
-    elif strategy == "balanced":
-        scores[idx] = 0.0
+    elif strategy == "balanced":                     # the first pick's priority: the emptiest layer, then size
+        layers = attention_layers(model)
+        for l, h in candidates:
+            size = _kept_norm(vars(layers[l]).get("pruned_head_weights", {}).get(h))
+            scores[l, h] = (alive.shape[1] - alive[l].sum()) + size / (1.0 + size)
     elif strategy == "gradient_sensitivity":
         probe = _growth_probe(model, candidates, "growth_scores")
         scores[idx] = head_gate_gradients(probe, data, loss_fn)[idx]

@@ -7,6 +7,7 @@ COMMANDS = ["export", "test", "status", "release", "module", "grade"]
 COMMANDS.append("book")          # tito/commands/book.py: the course book
 COMMANDS.append("milestone")     # tito/commands/milestone.py: list and run milestones/
 COMMANDS.append("bench")         # tito/commands/bench.py: benchmarks/run_all.py, one table
+COMMANDS.append("experiment")    # tito/commands/experiment.py: module 20's pruning experiment on a TinyGPT
 
 
 def add_module_selection(parser, what: str) -> None:

@@ -1,0 +1,96 @@
+"""``tito experiment [--model NAME] [--strategy S] [--pruning-percent F] [--growth-strategy G] [--epochs N]
+[--batch-size B] [--lr LR] [--device cpu] [--output-dir DIR] [--seed N] [--test-mode] [--physical] [--list-models]``.
+
+Runs one pruning experiment on a TinyGPT (module 20, ``tinytorch.experiments.run_experiment``) with a progress
+bar: the baseline, the heads pruned by ``--strategy`` (random, magnitude, entropy, gradient), fine-tuning, and,
+with ``--growth-strategy`` (gradient_sensitivity, entropy_gap, balanced, random), heads grown back and
+fine-tuned again. Prints loss and perplexity at every stage and the heads pruned; writes progress.json,
+summary.json and plots to ``--output-dir`` (default ``experiment_results/``). The model is a preset of this course,
+loaded from ``milestones/results/`` or trained there (``--list-models``); ``--test-mode`` uses the tiny preset
+and runs in seconds. The only device is the CPU. Exit code: 0, 2 for a bad argument.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub):
+    p = sub.add_parser("experiment", help="prune (and regrow) the attention heads of a small GPT, measured at every stage",
+                       description=__doc__.split("\n\n", 1)[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="tinygpt-4x4", help="a TinyGPT preset (default tinygpt-4x4; see --list-models)")
+    p.add_argument("--strategy", default="gradient", help="head importance: random, magnitude, entropy, gradient")
+    p.add_argument("--pruning-percent", type=float, default=0.3, metavar="F",
+                   help="fraction of the heads to prune, in [0, 1) (default 0.3)")
+    p.add_argument("--growth-strategy", default=None,
+                   help="grow heads back after fine-tuning: gradient_sensitivity, entropy_gap, balanced, random")
+    p.add_argument("--grow-count", type=int, default=None, help="how many heads to grow (default: half the pruned ones)")
+    p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs (default 1)")
+    p.add_argument("--steps-per-epoch", type=int, default=40, help="fine-tuning batches per epoch (default 40)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (default 1e-3)")
+    p.add_argument("--device", default="cpu", help="cpu (the only device tinytorch has)")
+    p.add_argument("--output-dir", default="experiment_results", help="where the JSON and plots go")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--physical", action="store_true", help="remove pruned heads from the weights (not only mask them)")
+    p.add_argument("--test-mode", action="store_true", help="a tiny model and small stages: seconds")
+    p.add_argument("--list-models", action="store_true", help="list the TinyGPT presets and exit")
+    p.set_defaults(func=run)
+
+
+def run(args, ctx) -> int:
+    from pathlib import Path
+    from ..errors import TitoError
+
+    root = str(ctx.root)
+    if root not in sys.path:
+        sys.path.insert(0, root)              # the checkout's package
+    try:
+        from tinytorch import experiments as ex
+    except ImportError as e:
+        raise TitoError(f"cannot import tinytorch.experiments ({e}); export module 20 first: tito export 20") from None
+    if args.list_models:
+        for name, p in ex.TINYGPT_PRESETS.items():
+            print(f"  {name:<18} {p['num_layers']} layers x {p['embed_dim']} wide, {p['num_heads']} heads, "
+                  f"context {p['max_seq_len']}" + (f"  (weights: {p['file']}.npz)" if p["file"] else ""))
+        return 0
+    out = Path(args.output_dir)
+    if not out.is_absolute():
+        out = Path.cwd() / out
+    try:
+        config = ex.ExperimentConfig(model_name=args.model, pruning_percent=args.pruning_percent,
+                                     strategy=args.strategy, growth_strategy=args.growth_strategy,
+                                     num_epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                                     device=args.device, output_dir=str(out), seed=args.seed,
+                                     test_mode=args.test_mode, steps_per_epoch=args.steps_per_epoch,
+                                     grow_count=args.grow_count, physical=args.physical)
+    except ValueError as e:
+        raise TitoError(str(e), exit_code=2) from None
+    from tqdm import tqdm
+
+    stages = ex.experiment_stages(config)
+    with tqdm(total=len(stages), desc="experiment", unit="stage", file=sys.stderr, dynamic_ncols=True) as bar:
+        def progress(stage):
+            if bar.n or stage != stages[0]:
+                bar.update(1)
+            bar.set_postfix_str(stage)
+
+        def log(message):
+            bar.write(str(message), file=sys.stderr)
+
+        model, tok, summary = ex.run_experiment(config, progress=progress, log=log)
+        bar.update(len(stages) - bar.n)
+    m = summary["model"]
+    print(f"model: {m['preset']} ({m['source']}), {m['layers']} layers, heads per layer {m['heads_per_layer']}")
+    print(f"{'stage':<22s}{'loss':>8s}{'perplexity':>12s}{'heads on':>10s}")
+    for s in summary["stages"]:
+        print(f"{s['stage']:<22s}{s['loss']:8.3f}{s['perplexity']:12.3f}{s['heads_on']:10d}")
+    print(f"pruned ({config.strategy}): {summary['pruned_heads']}")
+    if config.growth_strategy:
+        print(f"grown back ({config.growth_strategy}): {summary['grown_heads']}")
+    last = summary["stages"][-1]["stage"]
+    print(f"sample after '{last}':\n  " + summary["samples"][last].replace("\n", "\n  "))
+    for kind, path in summary["files"].items():
+        print(f"{kind}: {path}")
+    return 0
