@@ -19,7 +19,7 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYTORCH_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("TINYTORCH_SPARSE_CROSSOVER", raising=False)
     monkeypatch.setattr(sparse, "_crossovers", {})
-    handles = sparse._openblas_handles()
+    handles = sparse.openblas_handles()
     before = [get() for _, get, _ in handles]
     sparse.set_blas_threads(1)
     yield tmp_path

@@ -63,32 +63,8 @@ def summarize(xs) -> dict:
 # %% ../../modules/19_benchmarking/19_benchmarking.ipynb #c429e741
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                    "VECLIB_MAXIMUM_THREADS")
-_OPENBLAS_SYMBOLS = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-                     ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
-                     ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-                     ("openblas_get_num_threads", "openblas_set_num_threads"))
-
-
-def _openblas_libraries() -> list:
-    "(path, get, set) for every OpenBLAS library loaded in this process."
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ln.split()[-1].startswith("/")})
-    except OSError:
-        return []
-    found = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for get, put in _OPENBLAS_SYMBOLS:
-            if hasattr(lib, get) and hasattr(lib, put):
-                g, p = getattr(lib, get), getattr(lib, put)
-                g.restype, g.argtypes, p.argtypes = ctypes.c_int, [], [ctypes.c_int]
-                found.append((path, g, p))
-                break
-    return found
+# module 17 already finds the OpenBLAS libraries loaded in this process (for its crossover cache key)
+from .sparse import openblas_handles as _openblas_libraries
 
 
 def thread_state() -> dict:

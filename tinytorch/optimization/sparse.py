@@ -26,8 +26,8 @@ __all__ = ['prange', 'CROSSOVER_ENV', 'CACHE_DIR_ENV', 'SAFETY', 'DENSITIES', 'i
            'jit_kernel', 'transpose_into', 'row_times_dense', 'matmat', 'matmat_parallel', 'row_dot', 'matvec',
            'matvec_parallel', 'kernels', 'use_parallel', 'csr_linear_forward', 'row_values_grad', 'values_grad',
            'values_grad_parallel', 'transpose_into_parallel', 'SparseLinearFunction', 'SparseLinear', 'cache_dir',
-           'blas_threads', 'set_blas_threads', 'machine_key', 'shape_class', 'measure_crossover', 'crossover_density',
-           'choose_format', 'sparse_plan', 'to_sparse']
+           'openblas_handles', 'blas_threads', 'set_blas_threads', 'machine_key', 'shape_class', 'measure_crossover',
+           'crossover_density', 'choose_format', 'sparse_plan', 'to_sparse']
 
 # %% ../../modules/17_compression/17_compression_sparse.ipynb #dec2269f
 def index_dtype(n: int) -> np.dtype:
@@ -619,7 +619,7 @@ _OPENBLAS_SYMBOLS = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_n
                      ("openblas_get_num_threads", "openblas_set_num_threads"))
 
 
-def _openblas_handles() -> list:
+def openblas_handles() -> list:
     "(path, get, set) for each OpenBLAS library loaded in this process (found in /proc/self/maps)."
     try:
         with open("/proc/self/maps") as f:
@@ -643,13 +643,13 @@ def _openblas_handles() -> list:
 
 def blas_threads() -> str:
     "The thread counts of the loaded OpenBLAS libraries, e.g. '1' (or 'unknown')."
-    counts = sorted({str(g()) for _, g, _ in _openblas_handles()})
+    counts = sorted({str(g()) for _, g, _ in openblas_handles()})
     return ",".join(counts) if counts else "unknown"
 
 
 def set_blas_threads(n: int) -> None:
     "Set every loaded OpenBLAS library to `n` threads (the measurements in this notebook use one)."
-    for _, _, put in _openblas_handles():
+    for _, _, put in openblas_handles():
         put(int(n))
 
 
