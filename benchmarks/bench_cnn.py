@@ -16,10 +16,11 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
     os.environ[var] = "1"
 
 import argparse
-import statistics
 import time
 
 import numpy as np
+
+from _versus import versus_pytorch
 
 GOAL = 3.0
 
@@ -84,13 +85,6 @@ def make_steps(size, x, y):
     return tt_step, pt_step
 
 
-def round_time(step, number: int) -> float:
-    t = time.perf_counter()
-    for _ in range(number):
-        step()
-    return (time.perf_counter() - t) / number
-
-
 def bench(size, repeats, batch=64):
     rng = np.random.default_rng(1)
     x = rng.random((batch, 1, size, size)).astype(np.float32)
@@ -103,16 +97,9 @@ def bench(size, repeats, batch=64):
         tt(); pt()
     per_step = (time.perf_counter() - t0) / 10
     number = max(1, int(0.05 / per_step))                # about 50 ms per round and framework
-    times_tt, times_pt = [], []
-    for _ in range(repeats):                             # interleaved, so drift on a shared machine hits both
-        times_tt.append(round_time(tt, number))
-        times_pt.append(round_time(pt, number))
-    m_tt, m_pt = statistics.median(times_tt), statistics.median(times_pt)
     print(f"CNN on {size}x{size} images, batch {batch}, forward + backward, 1 thread "
           f"({repeats} rounds of {number} steps)")
-    print(f"  tinytorch: {m_tt * 1e3:8.3f} ms/step  (spread {min(times_tt) * 1e3:.3f}-{max(times_tt) * 1e3:.3f})")
-    print(f"  PyTorch:   {m_pt * 1e3:8.3f} ms/step  (spread {min(times_pt) * 1e3:.3f}-{max(times_pt) * 1e3:.3f})")
-    print(f"  ratio tinytorch/PyTorch: {m_tt / m_pt:.2f}  (goal <= {GOAL:.2f})")
+    versus_pytorch(tt, pt, repeats=repeats, number=number, warmup=0, unit="ms", digits=3, goal=GOAL)
     return tt
 
 

@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from _versus import versus_pytorch
+
 
 def torch_gpt(cfg: dict):
     "The tinytorch GPT written in PyTorch: the same modules under the same names, so state dicts match."
@@ -128,13 +130,6 @@ def make_torch(cfg, state, ids, lr):
     return model, step
 
 
-def timed(step, number: int) -> float:
-    t = time.perf_counter()
-    for _ in range(number):
-        step()
-    return (time.perf_counter() - t) / number
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds (median taken)")
@@ -186,16 +181,9 @@ def main():
     w_pt = pt_model.blocks[0].attn.q_proj.weight.detach().numpy()
     assert np.allclose(w_tt, w_pt, atol=1e-4), "the weights diverged after three AdamW steps"
 
-    times_tt, times_pt = [], []
-    for _ in range(args.repeats):                       # interleaved, so drift on a shared machine hits both
-        times_tt.append(timed(tt, args.number))
-        times_pt.append(timed(pt, args.number))
-    m_tt, m_pt = statistics.median(times_tt), statistics.median(times_pt)
     print(desc)
     print("training step (zero_grad, forward, cross-entropy, backward, AdamW step), 1 thread")
-    print(f"  tinytorch: {m_tt * 1e3:8.1f} ms/step  (spread {min(times_tt) * 1e3:.1f}-{max(times_tt) * 1e3:.1f})")
-    print(f"  PyTorch:   {m_pt * 1e3:8.1f} ms/step  (spread {min(times_pt) * 1e3:.1f}-{max(times_pt) * 1e3:.1f})")
-    print(f"  ratio tinytorch/PyTorch: {m_tt / m_pt:.2f}  (goal <= 1.50)")
+    versus_pytorch(tt, pt, repeats=args.repeats, number=args.number, warmup=0, unit="ms", goal=1.5)
 
     from tinytorch.core.transformers import GPT
     from tinytorch.optimization.memoization import cached_generate

@@ -10,12 +10,12 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
     os.environ[var] = "1"
 
 import argparse
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+from _versus import versus_pytorch
 
 
 def import_time(module: str) -> float:
@@ -63,13 +63,6 @@ def make_torch(w1, b1, w2, b2, x, y):
     return step
 
 
-def median_time(step, number: int) -> float:
-    t = time.perf_counter()
-    for _ in range(number):
-        step()
-    return (time.perf_counter() - t) / number
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="interleaved rounds (median taken)")
@@ -87,17 +80,8 @@ def main():
     tt, pt = make_tinytorch(w1, b1, w2, b2, x, y), make_torch(w1, b1, w2, b2, x, y)
     (l_tt, g_tt), (l_pt, g_pt) = tt(), pt()
     assert abs(l_tt - l_pt) < 1e-5 and np.allclose(g_tt, g_pt, atol=1e-6), "the two models disagree"
-    for _ in range(50):                     # warm-up
-        tt(); pt()
-    times_tt, times_pt = [], []
-    for _ in range(args.repeats):           # interleaved, so drift on a shared machine hits both
-        times_tt.append(median_time(tt, args.number))
-        times_pt.append(median_time(pt, args.number))
-    m_tt, m_pt = statistics.median(times_tt), statistics.median(times_pt)
     print("MLP 64-128-10, batch 64, forward + backward, 1 thread")
-    print(f"  tinytorch: {m_tt * 1e6:8.1f} us/step  (spread {min(times_tt) * 1e6:.1f}-{max(times_tt) * 1e6:.1f})")
-    print(f"  PyTorch:   {m_pt * 1e6:8.1f} us/step  (spread {min(times_pt) * 1e6:.1f}-{max(times_pt) * 1e6:.1f})")
-    print(f"  ratio tinytorch/PyTorch: {m_tt / m_pt:.2f}  (goal <= 1.00)")
+    versus_pytorch(tt, pt, repeats=args.repeats, number=args.number, warmup=50, goal=1.0)
     for module in ("tinytorch", "tinytorch.core.losses"):
         print(f"import {module}: {import_time(module) * 1e3:.0f} ms  (goal < 500 ms)")
 

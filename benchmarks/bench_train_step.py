@@ -11,10 +11,11 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
     os.environ[var] = "1"
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+
+from _versus import versus_pytorch
+from tinytorch.optimization.benchmarking import Benchmark
 
 
 def make_tinytorch(w1, b1, w2, b2, x, y, lr):
@@ -61,22 +62,6 @@ def make_torch(w1, b1, w2, b2, x, y, lr):
     return step, opt.step, lambda: model[0].weight.detach().numpy()
 
 
-def per_step(fn, number: int) -> float:
-    t = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - t) / number
-
-
-def compare(a, b, repeats, number):
-    "Interleaved rounds (so drift on a shared machine hits both); medians of the per-step times."
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(per_step(a, number))
-        tb.append(per_step(b, number))
-    return ta, tb
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="interleaved rounds (median taken)")
@@ -100,16 +85,12 @@ def main():
     for _ in range(50):                     # warm-up
         tt(); pt()
 
-    times_tt, times_pt = compare(tt, pt, args.repeats, args.number)
-    opt_tt, opt_pt = compare(tt_opt, pt_opt, max(args.repeats // 3, 3), args.number)
-    m_tt, m_pt = statistics.median(times_tt), statistics.median(times_pt)
-    o_tt, o_pt = statistics.median(opt_tt), statistics.median(opt_pt)
+    opt = (Benchmark("Adam step", repeats=max(args.repeats // 3, 3), number=args.number, warmup=0, threads=None)
+           .add("PyTorch", pt_opt, baseline=True).add("tinytorch", tt_opt).run())
     print("MLP 64-128-10, batch 64, zero_grad + forward + backward + Adam step, 1 thread")
-    print(f"  tinytorch: {m_tt * 1e6:8.1f} us/step  (spread {min(times_tt) * 1e6:.1f}-{max(times_tt) * 1e6:.1f})")
-    print(f"  PyTorch:   {m_pt * 1e6:8.1f} us/step  (spread {min(times_pt) * 1e6:.1f}-{max(times_pt) * 1e6:.1f})")
-    print(f"  Adam step alone: tinytorch {o_tt * 1e6:.1f} us, PyTorch {o_pt * 1e6:.1f} us "
-          f"(ratio {o_tt / o_pt:.2f})")
-    print(f"  ratio tinytorch/PyTorch: {m_tt / m_pt:.2f}  (goal <= 1.00)")
+    print(f"  Adam step alone: tinytorch {opt['tinytorch'].median * 1e6:.1f} us, PyTorch "
+          f"{opt['PyTorch'].median * 1e6:.1f} us (ratio {opt.ratio('tinytorch'):.2f})")
+    versus_pytorch(tt, pt, repeats=args.repeats, number=args.number, warmup=0, goal=1.0)
 
 
 if __name__ == "__main__":
