@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from fake_course import MULTI_MANIFEST, PAIR_CHECKPOINT, TENSOR_SRC, notebook, ops_src, pair_src
 from tito.manifest import load_manifest
 from tito.release import read_notebook, strip_notebook, write_notebook
 from tito.sandbox import Isolation, Sandbox, child_env, choose_isolation, make_workspace
@@ -413,60 +414,14 @@ def test_timeout_kills_the_whole_process_group(sandbox):
 # a module with several notebooks (a throwaway course: module 02 is two notebooks)
 # ---------------------------------------------------------------------------------------------
 
-MULTI_MANIFEST = '''
-[[module]]
-number = 1
-folder = "01_tensor"
-title = "Tensor"
-exports = ["tinytorch.core.tensor"]
-prerequisites = []
-points = 10
-
-[[module]]
-number = 2
-folder = "02_pair"
-title = "Pair: one chapter in two notebooks"
-exports = ["tinytorch.core.pair", "tinytorch.nn.pair_ops"]
-notebooks = ["02_pair", "02_pair_ops"]
-prerequisites = [1]
-points = 10
-'''
-MULTI_CHECKPOINT = '''"""Can the pair module double and quadruple?"""
-from tinytorch.core.tensor import Tensor
-from tinytorch.core.pair import double
-from tinytorch.nn.pair_ops import quadruple
-
-
-def test_double():
-    assert double(Tensor([1.0, -2.0])).data.tolist() == [2.0, -4.0]
-
-
-def test_quadruple():
-    assert quadruple(Tensor([1.0])).data.tolist() == [4.0]
-'''
-
-
-def _nb(sources):
-    return {"cells": [{"cell_type": "markdown" if s.startswith("# ") else "code",
-                       "id": f"c{i}", "metadata": {}, "source": s,
-                       **({} if s.startswith("# ") else {"outputs": [], "execution_count": None})}
-                      for i, s in enumerate(sources)],
-            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-
-
 MULTI_NOTEBOOKS = {
-    "01_tensor/01_tensor.ipynb": _nb([
-        "# Tensor", "#| default_exp core.tensor",
-        "#| export\nimport numpy as np\n\nclass Tensor:\n    def __init__(self, data):\n"
-        "        self.data = np.asarray(data, dtype=np.float32)\n"]),
-    "02_pair/02_pair.ipynb": _nb([
+    "01_tensor/01_tensor.ipynb": notebook(["# Tensor", "#| default_exp core.tensor", TENSOR_SRC]),
+    "02_pair/02_pair.ipynb": notebook([
         "# Pair", "#| default_exp core.pair",
-        "#| export\nfrom tinytorch.core.tensor import Tensor\n\ndef double(t):\n"
-        "    ### BEGIN SOLUTION\n    return Tensor(t.data * 2)\n    ### END SOLUTION\n"]),
-    "02_pair/02_pair_ops.ipynb": _nb([
+        pair_src("    ### BEGIN SOLUTION\n    return Tensor(t.data * 2)\n    ### END SOLUTION\n")]),
+    "02_pair/02_pair_ops.ipynb": notebook([
         "# Pair ops", "#| default_exp nn.pair_ops",
-        "#| export\nfrom tinytorch.core.pair import double\n\ndef quadruple(t):\n"
-        "    ### BEGIN SOLUTION\n    return double(double(t))\n    ### END SOLUTION\n"]),
+        ops_src("    ### BEGIN SOLUTION\n    return double(double(t))\n    ### END SOLUTION\n")]),
 }
 
 
@@ -497,7 +452,7 @@ def graded_multi(tmp_path_factory):
         (root / "modules" / rel).parent.mkdir(parents=True, exist_ok=True)
         write_notebook(nb, root / "modules" / rel)
     (root / "tests/checkpoints").mkdir(parents=True)
-    (root / "tests/checkpoints/checkpoint_02_pair.py").write_text(MULTI_CHECKPOINT)
+    (root / "tests/checkpoints/checkpoint_02_pair.py").write_text(PAIR_CHECKPOINT)
     subs = tmp / "subs"
 
     def submit(name, files):

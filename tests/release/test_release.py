@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 from tito.exporter import check_sync
+from fake_course import MULTI_MANIFEST, TENSOR_SRC, ops_src, pair_src, write_notebook
 from tito.manifest import load_manifest, module_file
 from tito.nbrun import run_notebook
 from tito.release import (MARKDOWN_STUB, MarkerError, STUB_PREFIX, is_begin, is_end,
@@ -343,36 +344,8 @@ def test_release_names_the_notebook_and_cell_of_bad_markers(tmp_path):
 # a module with several notebooks (a throwaway project: module 02 is two notebooks)
 # ---------------------------------------------------------------------------------------------
 
-MULTI_MANIFEST = '''
-[[module]]
-number = 1
-folder = "01_tensor"
-title = "Tensor"
-exports = ["tinytorch.core.tensor"]
-prerequisites = []
-points = 10
-
-[[module]]
-number = 2
-folder = "02_pair"
-title = "Pair: one chapter in two notebooks"
-exports = ["tinytorch.core.pair", "tinytorch.nn.pair_ops"]
-notebooks = ["02_pair", "02_pair_ops"]
-prerequisites = [1]
-points = 10
-'''
 PAIR_SECRET = "return Tensor(t.data * 2)  # the solution of double"
 OPS_SECRET = "return double(double(t))  # the solution of quadruple"
-
-
-def _write_nb(path, sources):
-    cells = [{"cell_type": "markdown" if s.startswith("# ") else "code", "id": f"c{i}",
-              "metadata": {}, "source": s,
-              **({} if s.startswith("# ") else {"outputs": [], "execution_count": None})}
-             for i, s in enumerate(sources)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
-                                "nbformat_minor": 5}, indent=1))
 
 
 @pytest.fixture
@@ -383,19 +356,14 @@ def multi_project(tmp_path):
         shutil.copy(ROOT / f, proj / f)
     (proj / "modules" / "manifest.toml").write_text(MULTI_MANIFEST)
     nbs = proj / "modules"
-    _write_nb(nbs / "01_tensor/01_tensor.ipynb", [
-        "# Tensor", "#| default_exp core.tensor",
-        "#| export\nimport numpy as np\n\nclass Tensor:\n    def __init__(self, data):\n"
-        "        self.data = np.asarray(data, dtype=np.float32)\n"])
-    _write_nb(nbs / "02_pair/02_pair.ipynb", [
+    write_notebook(nbs / "01_tensor/01_tensor.ipynb", ["# Tensor", "#| default_exp core.tensor", TENSOR_SRC])
+    write_notebook(nbs / "02_pair/02_pair.ipynb", [
         "# Pair", "#| default_exp core.pair",
-        "#| export\nfrom tinytorch.core.tensor import Tensor\n\ndef double(t):\n"
-        f"    ### BEGIN SOLUTION\n    {PAIR_SECRET}\n    ### END SOLUTION\n",
+        pair_src(f"    ### BEGIN SOLUTION\n    {PAIR_SECRET}\n    ### END SOLUTION\n"),
         "assert double(Tensor([1.0])).data.tolist() == [2.0]"])
-    _write_nb(nbs / "02_pair/02_pair_ops.ipynb", [
+    write_notebook(nbs / "02_pair/02_pair_ops.ipynb", [
         "# Pair ops", "#| default_exp nn.pair_ops",
-        "#| export\nfrom tinytorch.core.pair import double\n\ndef quadruple(t):\n"
-        f"    ### BEGIN SOLUTION\n    {OPS_SECRET}\n    ### END SOLUTION\n",
+        ops_src(f"    ### BEGIN SOLUTION\n    {OPS_SECRET}\n    ### END SOLUTION\n"),
         "from tinytorch.core.tensor import Tensor\n"
         "assert quadruple(Tensor([1.0])).data.tolist() == [4.0]"])
     return proj
@@ -447,7 +415,7 @@ def test_notebook_runner_runs_cells_like_a_kernel_does(tmp_path):
     lib.mkdir(parents=True)
     (lib / "__init__.py").write_text("")
     nb_path = tmp_path / "nb" / "99_x.ipynb"
-    _write_nb(nb_path, [
+    write_notebook(nb_path, [
         "# Runner",
         "import inspect\nimport numba\n\n@numba.njit(cache=True)\ndef plus_one(x):\n"
         "    return x + 1\n\nassert plus_one(1) == 2\n"

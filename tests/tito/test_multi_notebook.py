@@ -17,28 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from fake_course import MULTI_MANIFEST, PAIR_CHECKPOINT, TENSOR_SRC, ops_src, pair_src, write_notebook
 from tito.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-MANIFEST = '''
-[[module]]
-number = 1
-folder = "01_tensor"
-title = "Tensor: the data structure"
-exports = ["tinytorch.core.tensor"]
-prerequisites = []
-points = 10
-
-[[module]]
-number = 2
-folder = "02_pair"
-title = "Pair: one chapter in two notebooks"
-exports = ["tinytorch.core.pair", "tinytorch.nn.pair_ops"]
-notebooks = ["02_pair", "02_pair_ops"]
-prerequisites = [1]
-points = 10
-
+MANIFEST = MULTI_MANIFEST + '''
 [[module]]
 number = 3
 folder = "03_later"
@@ -47,47 +31,14 @@ exports = ["tinytorch.core.later"]
 prerequisites = [2]
 points = 10
 '''
-
-TENSOR_SRC = ("#| export\nimport numpy as np\n\nclass Tensor:\n"
-              "    def __init__(self, data):\n"
-              "        self.data = np.asarray(data, dtype=np.float32)\n")
-PAIR_SRC = ("#| export\nfrom tinytorch.core.tensor import Tensor\n\n"
-            "def double(t):\n    return Tensor(t.data * 2)\n")
-OPS_SRC = ("#| export\nfrom tinytorch.core.pair import double\n\n"
-           "def quadruple(t):\n    return double(double(t))\n")
-CHECKPOINT = '''"""Can the pair module double and quadruple?"""
-from tinytorch.core.tensor import Tensor
-from tinytorch.core.pair import double
-from tinytorch.nn.pair_ops import quadruple
-
-
-def test_double():
-    assert double(Tensor([1.0, -2.0])).data.tolist() == [2.0, -4.0]
-
-
-def test_quadruple():
-    assert quadruple(Tensor([1.0])).data.tolist() == [4.0]
-'''
+PAIR_SRC = pair_src("    return Tensor(t.data * 2)\n")
+OPS_SRC = ops_src("    return double(double(t))\n")
+CHECKPOINT = PAIR_CHECKPOINT
 
 
 def tito(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "tito.cli", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
-
-
-def write_notebook(path, sources):
-    cells = []
-    for i, src in enumerate(sources):
-        kind = "markdown" if src.startswith("# ") else "code"
-        c = {"cell_type": kind, "id": f"{path.stem[:6]}{i}", "metadata": {}, "source": src}
-        if kind == "code":
-            c.update(execution_count=None, outputs=[])
-        cells.append(c)
-    nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
-          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
-                                      "name": "python3"}}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
 
 
 def status_rows(stdout):
