@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .tensor import Function, GradcheckError, is_grad_enabled, set_grad_enabled
-from .tensor import compare_gradients, numerical_gradient
+from .tensor import _grad_mode, compare_gradients, numerical_gradient
 
 # %% auto #0
 __all__ = ['no_grad', 'enable_grad', 'unbroadcast', 'backward', 'gradcheck']
