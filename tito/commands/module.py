@@ -3,9 +3,9 @@
 1. Exports *your* notebook ``modules/NN_name/NN_name.ipynb`` (every notebook of the module, when
    it has several: ``NN_name_*.ipynb`` as the manifest lists them) into *your* package (the
    ``tinytorch/`` of the copy you are working in; the notebooks themselves are not modified).
-2. Runs the module's checkpoint (``tests/checkpoints/checkpoint_NN_name.py``) and its
-   progressive tests (``tests/NN_name/test_progressive_integration.py``) against that package
-   in a fresh process: ``python -P -s``, your package's parent the only entry of PYTHONPATH,
+2. Runs the module's tests (``tests/NN_name/``) and its checkpoint
+   (``tests/checkpoints/checkpoint_NN_name.py``), exactly what ``tito test NN`` runs
+   (:func:`tito.testing.module_test_paths`), against that package in a fresh process: ``python -P -s``, your package's parent the only entry of PYTHONPATH,
    editable-install finders of any other tinytorch removed. The run fails if any tinytorch
    module was imported from anywhere but your package.
 3. Prints which package was tested, what passed, and for each failure what to fix: the test,
@@ -38,10 +38,6 @@ def register(sub):
                    help="also show pytest's own output")
     c.set_defaults(func=run_complete)
     p.set_defaults(func=run_complete)
-
-
-def _progressive_tests(mod) -> Path:
-    return mod.tests_dir / "test_progressive_integration.py"
 
 
 def run_complete(args, ctx) -> int:
@@ -82,10 +78,11 @@ def run_complete(args, ctx) -> int:
         print(f"warning: your notebook{'s' if len(notebooks) > 1 else ''} did not export "
               f"{', '.join(lacking)} (check the `#| default_exp` and `#| export` lines)")
 
-    paths = [p for p in (mod.checkpoint, _progressive_tests(mod)) if p.is_file()]
+    from ..testing import module_test_paths
+    paths = module_test_paths(mod)                  # the same as `tito test NN`
     if not paths:
         raise TitoError(f"module {mod.nn} has no checkpoint ({mod.checkpoint.relative_to(root)}) "
-                        f"and no progressive tests ({_progressive_tests(mod).relative_to(root)})")
+                        f"and no tests ({mod.tests_dir.relative_to(root)}/)")
     print("running: " + ", ".join(str(p.relative_to(root)) for p in paths), flush=True)
     run = run_pytest(paths, lib_path, cwd=root, timeout=args.timeout,
                      extra_args=["-q", "--no-header", "-rN", "--tb=native"],
@@ -99,10 +96,14 @@ def run_complete(args, ctx) -> int:
     for t in run.tests:
         groups.setdefault(t["nodeid"].split("::", 1)[0], []).append(t)
     fixes = []
-    for path in paths:
+    files = [p for p in paths if p.is_file()] + sorted(
+        f for d in paths if d.is_dir() for f in d.rglob("test*.py"))
+    for path in files:
         rel = str(path.relative_to(root))
         tests = groups.get(rel, [])
-        kind = "checkpoint" if path == mod.checkpoint else "progressive tests"
+        if not tests and path != mod.checkpoint:
+            continue
+        kind = "checkpoint" if path == mod.checkpoint else "tests"
         n_ok = sum(t["outcome"] == "passed" for t in tests)
         print(f"{kind} {rel}: {n_ok}/{len(tests)} passed")
         for t in tests:
