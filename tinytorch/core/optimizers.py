@@ -3,6 +3,7 @@
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #13fabede
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -12,7 +13,8 @@ from .autograd import enable_grad, no_grad
 from .tensor import Tensor
 
 # %% auto #0
-__all__ = ['Optimizer', 'sgd_update', 'SGD', 'adam_update', 'Adam', 'AdamW']
+__all__ = ['RemovableHandle', 'register_optimizer_step_pre_hook', 'register_optimizer_step_post_hook', 'Optimizer', 'sgd_update',
+           'SGD', 'adam_update', 'Adam', 'AdamW']
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #19815a08
 def _real(owner: str, name: str, value) -> float:
@@ -52,9 +54,82 @@ def _hyper_from_array(value, like):
     return a.copy()
 
 
+class RemovableHandle:
+    "What a register_*_hook call returns: `handle.remove()` unregisters the hook (torch.utils.hooks.RemovableHandle)."
+    _next_id = 0
+
+    def __init__(self, hooks: dict):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        "Unregister the hook (a second call does nothing)."
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+_global_step_pre_hooks: dict = {}       # handle id -> hook, run around the step() of every optimizer
+_global_step_post_hooks: dict = {}
+
+
+def _add_hook(hooks: dict, hook, who: str) -> RemovableHandle:
+    if not callable(hook):
+        raise TypeError(f"{who}: a hook must be a callable hook(optimizer, args, kwargs), got {hook!r}")
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    return handle
+
+
+def register_optimizer_step_pre_hook(hook) -> RemovableHandle:
+    """Run `hook(optimizer, args, kwargs)` before the step() of *every* optimizer (as
+    torch.optim.optimizer.register_optimizer_step_pre_hook); it may return None or new (args, kwargs)."""
+    return _add_hook(_global_step_pre_hooks, hook, "register_optimizer_step_pre_hook")
+
+
+def register_optimizer_step_post_hook(hook) -> RemovableHandle:
+    "Run `hook(optimizer, args, kwargs)` after the step() of *every* optimizer; its result is ignored."
+    return _add_hook(_global_step_post_hooks, hook, "register_optimizer_step_post_hook")
+
+
+def _step_with_hooks(step):
+    "Wrap an optimizer's step(): pre-hooks (global, then own), the step, post-hooks (own, then global), as PyTorch."
+    @functools.wraps(step)
+    def step_with_hooks(self, *args, **kwargs):
+        if self._in_step:                    # a step() calling super().step(): hooks run around the outer call
+            return step(self, *args, **kwargs)
+        for hook in (*_global_step_pre_hooks.values(), *self._step_pre_hooks.values()):
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+                    raise RuntimeError(f"{type(self).__name__}: a step pre-hook must return None or "
+                                       f"(args, kwargs), got {result!r}")
+                args, kwargs = result
+        self._in_step = True
+        try:
+            out = step(self, *args, **kwargs)
+        finally:
+            self._in_step = False
+        for hook in (*self._step_post_hooks.values(), *_global_step_post_hooks.values()):
+            hook(self, args, kwargs)
+        return out
+    return step_with_hooks
+
+
 class Optimizer:
-    "Base class of every optimizer: parameter groups, per-parameter state, zero_grad, state_dict."
-    _mask_buffers = ()               # names of the state buffers the pruning mask also zeroes
+    "Base class of every optimizer: parameter groups, per-parameter state, zero_grad, state_dict, step hooks."
+    _in_step = False
+
+    def __init_subclass__(cls, **kwargs):
+        "Every subclass's own step() runs its hooks (section 4)."
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step = _step_with_hooks(cls.__dict__["step"])
 
     def __init__(self, params, defaults: dict):
         name = type(self).__name__
@@ -75,6 +150,8 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
         self.state: dict = {}
+        self._step_pre_hooks: dict = {}
+        self._step_post_hooks: dict = {}
         if not isinstance(params[0], dict):
             params = [{"params": params}]
         for group in params:
@@ -140,6 +217,16 @@ class Optimizer:
     def step(self, closure=None):
         raise NotImplementedError(f"{type(self).__name__} must define step()")
 
+    def register_step_pre_hook(self, hook) -> RemovableHandle:
+        """Run `hook(optimizer, args, kwargs)` before each step() of this optimizer; it may return None or
+        new (args, kwargs) for step. Returns a handle whose remove() unregisters it."""
+        return _add_hook(self._step_pre_hooks, hook, f"{type(self).__name__}.register_step_pre_hook")
+
+    def register_step_post_hook(self, hook) -> RemovableHandle:
+        """Run `hook(optimizer, args, kwargs)` after each step() of this optimizer (its result is ignored).
+        Returns a handle whose remove() unregisters it."""
+        return _add_hook(self._step_post_hooks, hook, f"{type(self).__name__}.register_step_post_hook")
+
     def _closure(self, closure):
         "PyTorch's optional closure: re-evaluate the model and return the loss (gradients on)."
         if closure is None:
@@ -157,21 +244,6 @@ class Optimizer:
         if g.dtype != w.dtype:
             g = g.astype(w.dtype)
         return g
-
-    def _apply_mask(self, p, state: dict) -> None:
-        "Multiply the weight and its state buffers by p.mask (0 = pruned), so pruned entries stay 0."
-        mask = p.mask
-        if isinstance(mask, Tensor):
-            mask = mask.data
-        try:
-            p.data *= mask
-            for key in self._mask_buffers:
-                buf = state.get(key)
-                if buf is not None:
-                    buf *= mask
-        except ValueError as e:
-            raise ValueError(f"{type(self).__name__}: the mask of shape {np.shape(mask)} does not "
-                             f"broadcast to its parameter of shape {p.data.shape} ({e})") from e
 
     # -- saving and loading ------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -290,7 +362,6 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, m
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #72b86eba
 class SGD(Optimizer):
     "Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay."
-    _mask_buffers = ("momentum_buffer",)
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
@@ -327,8 +398,6 @@ class SGD(Optimizer):
                         state = state_of[p] = {}
                     sgd_update(w, self._grad(p, w), state, lr=lr, momentum=momentum, dampening=dampening,
                                weight_decay=weight_decay, nesterov=nesterov)
-                    if getattr(p, "mask", None) is not None:
-                        self._apply_mask(p, state)
         return loss
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #979b8734
@@ -363,7 +432,6 @@ def adam_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #9438e619
 class Adam(Optimizer):
     "Adam; weight_decay is L2 added to the gradient (as torch.optim.Adam) unless decoupled_weight_decay."
-    _mask_buffers = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, *, decoupled_weight_decay: bool = False):
@@ -402,8 +470,6 @@ class Adam(Optimizer):
                                                "exp_avg_sq": np.zeros_like(w)}
                     adam_update(w, self._grad(p, w), state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                                 weight_decay=weight_decay, decoupled_weight_decay=decoupled)
-                    if getattr(p, "mask", None) is not None:
-                        self._apply_mask(p, state)
         return loss
 
 

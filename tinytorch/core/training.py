@@ -26,7 +26,13 @@ __all__ = ['clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'Line
 # %% ../../modules/07_training/07_training.ipynb #01e4e4ce
 def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
     """Scale the gradients of `parameters` in place so that their total norm is at most `max_norm`.
-    Returns the total norm before clipping (as torch.nn.utils.clip_grad_norm_, but a Python float)."""
+    Returns the total norm before clipping (as torch.nn.utils.clip_grad_norm_, but a Python float).
+
+    The exercise receives `grads` (a list of the gradients' NumPy arrays, each of its parameter's shape and
+    dtype), `max_norm` and `norm_type` as floats (`math.inf` for the largest absolute entry). It computes the
+    total norm of all entries together, raises RuntimeError("... the total norm of order {norm_type} of the
+    gradients is {total}") when `error_if_nonfinite` and the total is inf/NaN, multiplies every array in
+    place by max_norm / (total + 1e-6) when that factor is < 1, and returns the total as a float."""
     if isinstance(parameters, Tensor):
         parameters = [parameters]
     if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not max_norm >= 0:
@@ -37,11 +43,7 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if
     for p in parameters:
         g = getattr(p, "grad", None)
         if g is not None:
-            g = g.data if isinstance(g, Tensor) else g
-            mask = getattr(p, "mask", None)     # a pruned weight (module 17) has no gradient to count
-            if mask is not None:
-                np.multiply(g, mask, out=g, casting="unsafe")
-            grads.append(g)
+            grads.append(g.data if isinstance(g, Tensor) else g)
     if not grads:
         return 0.0
     max_norm, norm_type = float(max_norm), float(norm_type)
@@ -58,8 +60,8 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if
     if coef < 1.0:
         for g in grads:
             g *= coef
-    ### END SOLUTION
     return total
+    ### END SOLUTION
 
 # %% ../../modules/07_training/07_training.ipynb #f982ff9c
 def _check_int(owner: str, name: str, value, low: int) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 from ..core.autograd import Function
 from ..core.layers import Linear, Module, Parameter
 from ..core.tensor import Tensor
+from .compression import keep_masks_in_optimizers
 
 # %% auto #0
 __all__ = ['prange', 'CROSSOVER_ENV', 'CACHE_DIR_ENV', 'SAFETY', 'DENSITIES', 'index_dtype', 'offset_dtype', 'CSRMatrix',
@@ -550,7 +551,8 @@ class SparseLinear(Module):
         lin.weight.data = self.to_dense().astype(self.values.data.dtype)
         mask = CSRMatrix(np.ones_like(self.values.data), self.indices.data, self.indptr.data,
                          (self.out_features, self.in_features), check=False).to_dense() != 0
-        lin.weight.mask = mask                               # the optimizers keep pruned entries at 0
+        lin.weight.mask = mask
+        keep_masks_in_optimizers()                           # every optimizer keeps pruned entries at 0
         lin.register_buffer("weight_mask", Tensor(mask))     # as module 17 does: saved and loaded with the model
         if self.bias is not None:
             lin.bias.data = self.bias.data.copy()
