@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import math
 import numbers
@@ -1183,7 +1182,7 @@ def write_json_atomic(path, obj) -> str:
 def _quantization():
     "Module 16, or a clear error when it is not there."
     try:
-        quantization = importlib.import_module("tinytorch.optimization.quantization")
+        import tinytorch.optimization.quantization as quantization     # module 16, a prerequisite
     except ImportError as e:
         raise RuntimeError("compress_model: quantize=True needs module 16 (tinytorch.optimization.quantization: "
                            f"quantize_model, model_size_bytes), which cannot be imported here ({e}). Export module 16 "
