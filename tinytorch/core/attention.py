@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from .autograd import Function, is_grad_enabled
+from .autograd import Function
 from .tensor import Tensor
 from .layers import Linear, Module
 
@@ -263,20 +263,35 @@ class MultiHeadAttention(Module):
         self.register_buffer("head_mask", Tensor(np.ones(self.num_heads, dtype=np.float32)))
         self.store_attention = False
         self.last_attention_weights = None
+        self.last_kv_length = None
 
-    def forward(self, x: Tensor, mask=None, cache=None, start_pos: int = 0) -> Tensor:
+    def forward(self, x: Tensor, mask=None, kv_hook=None) -> Tensor:
         if not isinstance(x, Tensor):
             x = Tensor(x)
         if x.ndim != 3 or x.shape[-1] != self.embed_dim:
             raise ValueError(f"MultiHeadAttention: expected input of shape (B, T, {self.embed_dim}); "
                              f"got shape {x.shape}")
-        H = self.num_heads
+        q, k, v = self.project_heads(x)
+        if kv_hook is not None:
+            k, v = self._run_kv_hook(kv_hook, k, v)
+        self.last_kv_length = k.shape[2]
+        return self.attend(q, k, v, mask)
+
+    def project_heads(self, x: Tensor) -> tuple:
+        """Exercise. x: a Tensor (B, T, embed_dim) (float32). Returns (q, k, v): q_proj(x), k_proj(x) and
+        v_proj(x), each split into self.num_heads heads with split_heads: three Tensors (B, H, T, head_dim)."""
         ### BEGIN SOLUTION
-        q = split_heads(self.q_proj(x), H)
-        k = split_heads(self.k_proj(x), H)
-        v = split_heads(self.v_proj(x), H)
-        if cache is not None:
-            k, v = self._through_cache(cache, k, v, start_pos)
+        H = self.num_heads
+        return split_heads(self.q_proj(x), H), split_heads(self.k_proj(x), H), split_heads(self.v_proj(x), H)
+        ### END SOLUTION
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask=None) -> Tensor:
+        """Exercise. q: (B, H, T_q, hd); k and v: (B, H, T_k, hd) Tensors; mask: None or boolean, broadcastable
+        to (B, H, T_q, T_k). Returns the layer's output, a Tensor (B, T_q, embed_dim):
+        scaled_dot_product_attention(q, k, v, mask, dropout_p=self.dropout while self.training else 0.0,
+        return_weights=self.store_attention, rng=self.rng); with store_attention it returns (out, weights) and
+        self.last_attention_weights must be set to weights.data; then out_proj(merge_heads(out, self.head_mask))."""
+        ### BEGIN SOLUTION
         out = scaled_dot_product_attention(q, k, v, mask,
                                            dropout_p=self.dropout if self.training else 0.0,
                                            return_weights=self.store_attention, rng=self.rng)
@@ -286,18 +301,19 @@ class MultiHeadAttention(Module):
         return self.out_proj(merge_heads(out, self.head_mask))
         ### END SOLUTION
 
-    def _through_cache(self, cache, k: Tensor, v: Tensor, start_pos: int):
-        "Store the new keys/values in `cache`; return all of them (as constants) for the queries to attend over."
-        if is_grad_enabled() and k.requires_grad:
-            raise RuntimeError("MultiHeadAttention: a KV cache is for inference (its arrays carry no gradient); "
-                               "run generation under no_grad()")
-        k_all, v_all = cache.update(k.data, v.data)
-        expected = start_pos + k.shape[2]
-        if k_all.shape[2] != expected or v_all.shape[2] != expected:
-            raise ValueError(f"MultiHeadAttention: the cache returned {k_all.shape[2]} positions, but start_pos="
-                             f"{start_pos} plus {k.shape[2]} new tokens makes {expected}; is the cache out of "
-                             f"step with the positions (reset it for a new sequence)?")
-        return Tensor(k_all), Tensor(v_all)
+    def _run_kv_hook(self, kv_hook, k: Tensor, v: Tensor):
+        "kv_hook(k, v) -> (k2, v2), checked: Tensors of one shape (B, H, T_k, head_dim)."
+        if not callable(kv_hook):
+            raise TypeError(f"MultiHeadAttention: kv_hook must be a callable kv_hook(k, v) -> (k, v), got {kv_hook!r}")
+        out = kv_hook(k, v)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError(f"MultiHeadAttention: kv_hook must return a pair (k, v), got {type(out).__name__}")
+        k2, v2 = (t if isinstance(t, Tensor) else Tensor(t) for t in out)
+        B, H, _, hd = k.shape
+        if k2.ndim != 4 or k2.shape[:2] != (B, H) or k2.shape[3] != hd or v2.shape != k2.shape:
+            raise ValueError(f"MultiHeadAttention: kv_hook returned keys {k2.shape} and values {v2.shape}; "
+                             f"both must have shape ({B}, {H}, T_k, {hd})")
+        return k2, v2
 
     def extra_repr(self):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"

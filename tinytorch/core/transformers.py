@@ -124,9 +124,11 @@ class TransformerBlock(Module):
         self.mlp = MLP(embed_dim, int(round(mlp_ratio * embed_dim)), dropout=dropout, rng=rng)
         self.resid_dropout = Dropout(dropout, rng=rng)
 
-    def forward(self, x: Tensor, mask=None, cache=None, start_pos: int = 0) -> Tensor:
+    def forward(self, x: Tensor, mask=None, kv_hook=None) -> Tensor:
+        """Exercise. x: a Tensor (B, T, embed_dim); mask and kv_hook are passed on to self.attn. Returns a Tensor
+        (B, T, embed_dim): h = x + resid_dropout(attn(ln1(x), mask=mask, kv_hook=kv_hook)), then h + mlp(ln2(h))."""
         ### BEGIN SOLUTION
-        x = x + self.resid_dropout(self.attn(self.ln1(x), mask=mask, cache=cache, start_pos=start_pos))
+        x = x + self.resid_dropout(self.attn(self.ln1(x), mask=mask, kv_hook=kv_hook))
         x = x + self.mlp(self.ln2(x))
         return x
         ### END SOLUTION
@@ -236,13 +238,11 @@ class GPT(Module):
         ### END SOLUTION
 
     def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 seed=None, use_cache: bool = False):
+                 seed=None):
         """Continue `prompt_ids` by `max_new_tokens` sampled tokens (see `sample_next_token`); `seed` makes it
         repeatable; temperature 0 or top_k=1 is greedy. The context is cropped to the last max_seq_len tokens.
-        Returns prompt + continuation in the prompt's form (section 5). use_cache=True: see module 15's
-        tinytorch.optimization.memoization.cached_generate."""
-        return generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
-                        use_cache=use_cache)
+        Returns prompt + continuation in the prompt's form (section 5)."""
+        return generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
 
     def extra_repr(self):
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
@@ -312,12 +312,8 @@ def _last_logits(model: GPT, ids: np.ndarray) -> np.ndarray:
 
 
 def generate(model: GPT, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-             seed=None, use_cache: bool = False):
-    "GPT.generate: autoregressive sampling without a cache (each step runs the whole context)."
-    if use_cache:
-        raise ValueError("GPT.generate: use_cache=True needs the KV cache of module 15, which module 13 does "
-                         "not import. Call tinytorch.optimization.memoization.cached_generate(model, prompt_ids, "
-                         "max_new_tokens, temperature=..., top_k=..., seed=...): it returns the same tokens, faster.")
+             seed=None):
+    "GPT.generate: autoregressive sampling (each step runs the whole context, cropped to max_seq_len)."
     check_generation_args(max_new_tokens, temperature, top_k)
     ids, restore = as_prompt_batch(prompt_ids)
     rng = np.random.default_rng(seed)

@@ -108,9 +108,7 @@ def _conv_rule(m, args, kwargs, out):
 
 def _attention_rule(m, args, kwargs, out):
     b, tq, _ = _shape_of(args[0])
-    cache = kwargs.get("cache", args[2] if len(args) > 2 else None)
-    start = kwargs.get("start_pos", args[3] if len(args) > 3 else 0)
-    tk = tq + int(start) if cache is not None else tq
+    tk = getattr(m, "last_kv_length", None) or tq     # keys attended over (a kv_hook may have added some)
     return attention_flops(b, m.num_heads, tq, tk, m.head_dim), "4·B·H·Tq·Tk·hd (Q·Kᵀ and A·V)"
 
 
