@@ -54,7 +54,7 @@ class KVCache:
         if len(heads) != num_layers:
             raise ValueError(f"KVCache: num_heads lists {len(heads)} layers but num_layers={num_layers}")
         self.num_layers, self.batch_size = int(num_layers), int(batch_size)
-        self.layer_heads = [int(h) for h in heads]          # per layer (pruned models may differ)
+        self.layer_heads = [int(h) for h in heads]          # per layer (layers may differ)
         self.num_heads = self.layer_heads[0] if len(set(self.layer_heads)) == 1 else tuple(self.layer_heads)
         self.head_dim, self.max_len = int(head_dim), int(max_len)
         ### BEGIN SOLUTION
@@ -67,7 +67,7 @@ class KVCache:
     @classmethod
     def for_model(cls, model: GPT, batch_size: int = 1, max_len: int | None = None) -> "KVCache":
         """A cache shaped for `model`'s attention layers (their head counts read from each layer, so a model
-        whose heads were pruned away still fits); max_len defaults to the model's max_seq_len."""
+        whose layers have different head counts still fits); max_len defaults to the model's max_seq_len."""
         attns = [block.attn for block in model.blocks]
         return cls(len(attns), batch_size, [a.num_heads for a in attns], attns[0].head_dim,
                    model.max_seq_len if max_len is None else max_len)
