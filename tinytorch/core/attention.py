@@ -66,8 +66,11 @@ def _as_mask(mask, scores_shape: tuple):
 
 # %% ../../modules/12_attention/12_attention.ipynb #2b0d8599
 def _masked_softmax(scores: np.ndarray, mask_bias=None) -> np.ndarray:
-    """softmax over the last axis, in place. `mask_bias` (broadcastable; 0 = may attend, -inf = masked)
-    is added first: masked entries get exactly 0, and a row with every entry masked becomes all zeros."""
+    """Softmax over the last axis, in place. scores: a float array (..., T_q, T_k), overwritten and returned.
+    mask_bias: None, or an array broadcastable to scores holding 0 (may attend) and -inf (masked), added to
+    the scores first. Subtract each row's maximum before exp (a fully masked row's maximum is -inf: use 0
+    instead, so no NaN appears), divide by the row sums (a row summing to 0 is divided by 1, so a fully
+    masked row becomes all zeros). Masked entries come out exactly 0."""
     ### BEGIN SOLUTION
     if mask_bias is not None:
         scores += mask_bias
@@ -97,20 +100,28 @@ class ScaledDotProductAttention(Function):
     `weights_sink` (a list the weights are appended to, for inspection)."""
     @staticmethod
     def forward(ctx, q, k, v, mask_bias=None, scale=1.0, dropout_mask=None, weights_sink=None):
+        """q (..., T_q, d), k (..., T_k, d), v (..., T_k, d_v): float arrays. Returns out (..., T_q, d_v) =
+        pd @ v with p = _masked_softmax(q @ kᵀ * scale, mask_bias) (the weights, (..., T_q, T_k)) and pd = p, or
+        p * dropout_mask when one is given. Must save ctx.save_for_backward(q, k, v, p, pd), ctx.scale and
+        ctx.dropout_mask, and append p to weights_sink when that list is given."""
         ### BEGIN SOLUTION
         scores = q @ _scaled_transpose(k, scale)
         p = _masked_softmax(scores, mask_bias)
         pd = p if dropout_mask is None else p * dropout_mask
         out = pd @ v
-        ### END SOLUTION
         ctx.save_for_backward(q, k, v, p, pd)
         ctx.scale, ctx.dropout_mask = scale, dropout_mask
         if weights_sink is not None:
             weights_sink.append(p)
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (..., T_q, d_v) -> (gq, gk, gv), shapes of q, k, v; each None unless ctx.needs_input_grad asks
+        for it. Given: q, k, v, p, pd from ctx.saved_tensors. gv = pdᵀ @ grad; dL/dpd = grad @ vᵀ, times the
+        dropout mask if any; through the softmax dS = p * (dP - rowsum(dP * p)); gq = dS @ k * scale,
+        gk = dSᵀ @ q * scale."""
         q, k, v, p, pd = ctx.saved_tensors
         need_q, need_k, need_v = ctx.needs_input_grad
         gq = gk = gv = None
@@ -129,8 +140,8 @@ class ScaledDotProductAttention(Function):
             if need_k:
                 gk = np.swapaxes(gs, -1, -2) @ q
                 gk *= ctx.scale
-        ### END SOLUTION
         return gq, gk, gv
+        ### END SOLUTION
 
 # %% ../../modules/12_attention/12_attention.ipynb #429d4265
 def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, is_causal: bool = False,
@@ -176,14 +187,18 @@ class SplitHeads(Function):
     "(B, T, H*hd) -> (B, H, T, hd)."
     @staticmethod
     def forward(ctx, x, num_heads):
+        """x (B, T, D) with D = num_heads * hd -> (B, num_heads, T, hd), head h holding features h*hd:(h+1)*hd
+        (a reshape to (B, T, H, hd), then a transpose). Given: ctx.shape = x.shape."""
+        ctx.shape = x.shape                                 # what backward reshapes the gradient back to
         ### BEGIN SOLUTION
         B, T, D = x.shape
-        ctx.shape = x.shape
         return x.reshape(B, T, num_heads, D // num_heads).transpose(0, 2, 1, 3)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (B, H, T, hd) -> the gradient of x, shape ctx.shape (B, T, H*hd): the inverse transpose and
+        reshape."""
         ### BEGIN SOLUTION
         return grad.transpose(0, 2, 1, 3).reshape(ctx.shape)
         ### END SOLUTION
@@ -193,6 +208,8 @@ class MergeHeads(Function):
     "(B, H, T, hd) and a gate (H,) -> (B, T, H*hd), head h multiplied by gate[h]."
     @staticmethod
     def forward(ctx, x, gate):
+        """x (B, H, T, hd), gate (H,) -> (B, T, H*hd): head h multiplied by gate[h] (skip the product when
+        ctx.gate_is_one), then the inverse of split_heads. Given: B, H, T, hd, x and gate saved, ctx.gate_is_one."""
         B, H, T, hd = x.shape
         ctx.save_for_backward(x, gate)
         ctx.gate_is_one = bool((gate == 1).all())
@@ -203,6 +220,8 @@ class MergeHeads(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (B, T, H*hd) -> (gx, ggate): gx (B, H, T, hd) = the gradient reshaped to heads, times gate[h];
+        ggate (H,) in gate's dtype = sum over b, t, d of grad_h * x_h. Each None unless need_x / need_gate."""
         x, gate = ctx.saved_tensors
         B, H, T, hd = x.shape
         need_x, need_gate = ctx.needs_input_grad
@@ -210,8 +229,8 @@ class MergeHeads(Function):
         g = grad.reshape(B, T, H, hd).transpose(0, 2, 1, 3)
         gx = (g if ctx.gate_is_one else g * gate.astype(g.dtype, copy=False)[:, None, None]) if need_x else None
         ggate = np.einsum("bhtd,bhtd->h", g, x).astype(gate.dtype) if need_gate else None
-        ### END SOLUTION
         return gx, ggate
+        ### END SOLUTION
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:

@@ -24,6 +24,11 @@ class LayerNormFunction(Function):
     "Layer normalisation over the last `ndim` axes, with optional elementwise weight and bias, as one op."
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, eps=1e-5, ndim=1):
+        """x: a float array whose last `ndim` axes (n features, given as `x2` (rows, n)) are normalised; weight,
+        bias: arrays of those axes' shape, or None. Returns out, x's shape: xhat * weight + bias with
+        xhat = (x - mean) / sqrt(var + eps) per row (biased variance). Given: n, x2, inv_n (n values 1/n: a mean
+        is x2 @ inv_n). Must save ctx.save_for_backward(xhat, rstd, weight) (xhat (rows, n), rstd (rows,) =
+        1/sqrt(var + eps)) and ctx.shape = x.shape, ctx.inv_n = inv_n, ctx.has_bias = bias is not None."""
         n = math.prod(x.shape[x.ndim - ndim:])
         x2 = x.reshape(-1, n)                                   # (rows, features)
         inv_n = np.full(n, 1.0 / n, dtype=x.dtype)
@@ -36,13 +41,17 @@ class LayerNormFunction(Function):
         out = xhat * weight.reshape(-1) if weight is not None else xhat.copy()
         if bias is not None:
             out += bias.reshape(-1)
-        ### END SOLUTION
         ctx.save_for_backward(xhat, rstd, weight)
         ctx.shape, ctx.inv_n, ctx.has_bias = x.shape, inv_n, bias is not None
         return out.reshape(x.shape)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (x's shape) -> (gx,) without a weight; (gx, gw) with a weight and no bias; (gx, gw, gb) with both.
+        gw = sum over rows of grad * xhat, gb = sum over rows of grad (each None unless needed: needs[1],
+        needs[-1]); gx = rstd * (dx̂ - mean(dx̂) - xhat * mean(dx̂ * xhat)) per row, dx̂ = grad * weight, reshaped
+        to ctx.shape (None unless needs[0]). Given: xhat, rstd, weight, inv_n, g2 = grad as (rows, n), ones."""
         xhat, rstd, weight = ctx.saved_tensors
         inv_n, needs = ctx.inv_n, ctx.needs_input_grad
         g2 = grad.reshape(xhat.shape)
@@ -63,10 +72,10 @@ class LayerNormFunction(Function):
             gx -= tmp
             gx *= rstd[:, None]
             gx = gx.reshape(ctx.shape)
-        ### END SOLUTION
         if weight is None:
             return (gx,)
         return (gx, gw, gb) if ctx.has_bias else (gx, gw)
+        ### END SOLUTION
 
 
 class LayerNorm(Module):
@@ -85,6 +94,7 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype=np.float32)) if elementwise_affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: a Tensor (..., embed_dim) -> dropout(fc2(act(fc1(x)))), same shape."""
         if not isinstance(x, Tensor):
             x = Tensor(x)
         n = len(self.normalized_shape)
@@ -205,7 +215,8 @@ class GPT(Module):
 
     # -- the three stages of the forward pass ---------------------------------------------------------
     def embed(self, ids, start_pos: int = 0) -> Tensor:
-        "(B, T) ids at positions start_pos.. -> (B, T, D) token + position embeddings."
+        """(B, T) ids at positions start_pos.. -> (B, T, D): token_embedding(ids), plus position_embedding
+        (x, start_pos=start_pos), through self.drop. (The checks above are given.)"""
         ids = _as_ids(ids)
         if ids.ndim != 2:
             raise ValueError(f"GPT: expected token ids of shape (B, T), got shape {ids.shape}")
@@ -223,12 +234,14 @@ class GPT(Module):
         ### END SOLUTION
 
     def unembed(self, x: Tensor) -> Tensor:
-        "(B, T, D) hidden states -> (B, T, vocab_size) logits: final LayerNorm, then the head."
+        """(B, T, D) hidden states -> (B, T, vocab_size) logits: lm_head(ln_f(x))."""
         ### BEGIN SOLUTION
         return self.lm_head(self.ln_f(x))
         ### END SOLUTION
 
     def forward(self, ids) -> Tensor:
+        """ids (B, T) int -> logits (B, T, vocab_size): x = self.embed(ids) (given), then every block of
+        self.blocks with the causal mask create_causal_mask(T), then self.unembed(x)."""
         x = self.embed(ids)
         ### BEGIN SOLUTION
         mask = create_causal_mask(x.shape[1])
@@ -313,7 +326,11 @@ def _last_logits(model: GPT, ids: np.ndarray) -> np.ndarray:
 
 def generate(model: GPT, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
              seed=None):
-    "GPT.generate: autoregressive sampling (each step runs the whole context, cropped to max_seq_len)."
+    """GPT.generate: autoregressive sampling (each step runs the whole context, cropped to max_seq_len).
+    The exercise (in eval mode, under no_grad) appends max_new_tokens columns to `ids` (int64 (B, T), given):
+    per step, the last position's logits (_last_logits(model, ids), (B, V)), one token per row from
+    sample_next_token(logits, temperature, top_k, rng), concatenated to ids. The given code returns
+    restore(ids)."""
     check_generation_args(max_new_tokens, temperature, top_k)
     ids, restore = as_prompt_batch(prompt_ids)
     rng = np.random.default_rng(seed)
