@@ -101,6 +101,13 @@ def _step_with_hooks(step):
     "Wrap an optimizer's step(): pre-hooks (global, then own), the step, post-hooks (own, then global), as PyTorch."
     @functools.wraps(step)
     def step_with_hooks(self, *args, **kwargs):
+        """Exercise: unless already inside a step (self._in_step: a step() calling super().step() runs `step`
+        directly), run every pre-hook (the global ones, then self._step_pre_hooks; dicts id -> hook) as
+        hook(self, args, kwargs): a result other than None must be a pair (args, kwargs) that replaces them,
+        else RuntimeError("... a step pre-hook must return None or (args, kwargs), got ..."); then
+        step(self, *args, **kwargs) with self._in_step True (reset in a finally); then the post-hooks (own,
+        then global). Returns step's result."""
+        ### BEGIN SOLUTION
         if self._in_step:                    # a step() calling super().step(): hooks run around the outer call
             return step(self, *args, **kwargs)
         for hook in (*_global_step_pre_hooks.values(), *self._step_pre_hooks.values()):
@@ -118,6 +125,7 @@ def _step_with_hooks(step):
         for hook in (*self._step_post_hooks.values(), *_global_step_post_hooks.values()):
             hook(self, args, kwargs)
         return out
+        ### END SOLUTION
     return step_with_hooks
 
 
@@ -206,13 +214,16 @@ class Optimizer:
 
     # -- gradients and steps -----------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
-        "Forget the gradients: set them to None (default, as PyTorch) or fill them with zeros."
+        """Forget the gradients of every parameter of every group: set .grad to None (default, as PyTorch) or,
+        with set_to_none=False, fill an existing gradient's array with zeros in place."""
+        ### BEGIN SOLUTION
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
                     p.grad.data[...] = 0
+        ### END SOLUTION
 
     def step(self, closure=None):
         raise NotImplementedError(f"{type(self).__name__} must define step()")
@@ -340,7 +351,11 @@ class Optimizer:
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #6f6d659a
 def sgd_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, momentum: float = 0.0,
                dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> None:
-    "One SGD step on the array `param`, in place (PyTorch's formulas)."
+    """One SGD step on the array `param`, in place (PyTorch's formulas); returns None.
+    param, grad: float arrays of one shape (grad is never modified); state: the parameter's dict, where the
+    momentum buffer lives as state["momentum_buffer"] (created on the first step as a copy of d). With
+    d = grad + weight_decay * param: momentum buf = momentum * buf + (1 - dampening) * d; d = d + momentum *
+    buf (nesterov) or buf; then param -= lr * d."""
     ### BEGIN SOLUTION
     d = grad
     if weight_decay != 0:
@@ -382,7 +397,11 @@ class SGD(Optimizer):
                              f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
     def step(self, closure=None):
-        "Update every parameter that has a gradient; return closure's loss if a closure was given."
+        """Update every parameter that has a gradient; return closure's loss if a closure was given.
+        Exercise: loss = self._closure(closure); then under no_grad, for each group (its hyper-parameters read
+        once) and each of its params whose .grad is not None: sgd_update(p.data, self._grad(p, p.data),
+        state, lr=..., ...) with state = self.state[p], created as {} on the parameter's first step."""
+        ### BEGIN SOLUTION
         loss = self._closure(closure)
         state_of = self.state
         with no_grad():
@@ -399,12 +418,17 @@ class SGD(Optimizer):
                     sgd_update(w, self._grad(p, w), state, lr=lr, momentum=momentum, dampening=dampening,
                                weight_decay=weight_decay, nesterov=nesterov)
         return loss
+        ### END SOLUTION
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #979b8734
 def adam_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, beta1: float = 0.9,
                 beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
                 decoupled_weight_decay: bool = False) -> None:
-    "One Adam (or, with decoupled_weight_decay, AdamW) step on the array `param`, in place."
+    """One Adam (or, with decoupled_weight_decay, AdamW) step on the array `param`, in place; returns None.
+    state holds "step" (an int, incremented first: t), "exp_avg" (m) and "exp_avg_sq" (v), arrays of param's
+    shape updated in place. Weight decay: AdamW shrinks param by (1 - lr * weight_decay); Adam adds
+    weight_decay * param to the gradient. m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g²;
+    param -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
     ### BEGIN SOLUTION
     state["step"] = t = state["step"] + 1
     if weight_decay != 0:
@@ -453,7 +477,11 @@ class Adam(Optimizer):
         _check_nonneg(name, "weight_decay", group["weight_decay"])
 
     def step(self, closure=None):
-        "Update every parameter that has a gradient; return closure's loss if a closure was given."
+        """Update every parameter that has a gradient; return closure's loss if a closure was given.
+        Exercise: as SGD.step, with adam_update(p.data, self._grad(p, p.data), state, lr=..., beta1=...,
+        beta2=..., eps=..., weight_decay=..., decoupled_weight_decay=...) and a parameter's state created on
+        its first step as {"step": 0, "exp_avg": zeros like p.data, "exp_avg_sq": zeros like p.data}."""
+        ### BEGIN SOLUTION
         loss = self._closure(closure)
         state_of = self.state
         with no_grad():
@@ -471,6 +499,7 @@ class Adam(Optimizer):
                     adam_update(w, self._grad(p, w), state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                                 weight_decay=weight_decay, decoupled_weight_decay=decoupled)
         return loss
+        ### END SOLUTION
 
 
 class AdamW(Adam):

@@ -159,6 +159,8 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """A list, one float per group: base * gamma ** (self.last_epoch // self.step_size) for each base in
+        self.base_lrs."""
         ### BEGIN SOLUTION
         return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
         ### END SOLUTION
@@ -172,6 +174,8 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """A list, one float per group: eta_min + (base - eta_min) * (1 + cos(pi * last_epoch / T_max)) / 2 for
+        each base in self.base_lrs (the closed form, which climbs back after T_max as PyTorch's does)."""
         ### BEGIN SOLUTION
         cos = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
         return [self.eta_min + (base - self.eta_min) * cos for base in self.base_lrs]
@@ -190,6 +194,8 @@ class LinearWarmup(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """A list, one float per group: base * factor with factor rising linearly from start_factor (at
+        last_epoch 0) to 1 (at warmup_steps), then 1."""
         ### BEGIN SOLUTION
         frac = min(self.last_epoch, self.warmup_steps) / self.warmup_steps
         factor = self.start_factor + (1.0 - self.start_factor) * frac
@@ -213,6 +219,8 @@ class WarmupCosine(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """A list, one float per group (t = last_epoch, w = warmup_steps, n = total_steps, given): t < w: base *
+        (t + 1) / (w + 1); t >= n: min_lr; between: min_lr + (base - min_lr) * (1 + cos(pi (t - w) / (n - w))) / 2."""
         t, w, n = self.last_epoch, self.warmup_steps, self.total_steps
         ### BEGIN SOLUTION
         if t < w:
@@ -240,7 +248,8 @@ class EarlyStopping:
         self.best, self.best_epoch, self.num_bad_epochs, self.should_stop, self._epoch = None, None, 0, False, 0
 
     def is_improvement(self, value: float) -> bool:
-        "True when `value` beats the best so far by more than min_delta (NaN never does)."
+        """True when `value` (a float) beats self.best by more than self.min_delta: mode "min": value < best -
+        min_delta; "max": value > best + min_delta. The first value (best None) always improves; NaN never."""
         ### BEGIN SOLUTION
         if value != value:                               # NaN
             return False
@@ -275,7 +284,9 @@ _VERSION = 1
 
 
 def _atomic_savez(path: str, arrays: dict) -> None:
-    "Write `arrays` to `path` as an .npz so that an interrupted save leaves the old file intact."
+    """Write `arrays` (name -> array) to `path` as an .npz so that an interrupted save leaves the old file
+    intact: write to the given temporary name `tmp` in the same directory (open(tmp, "xb"), np.savez, flush,
+    os.fsync), then os.replace(tmp, path). On any error (KeyboardInterrupt too) remove tmp and re-raise."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
     ### BEGIN SOLUTION
@@ -518,7 +529,12 @@ class Trainer:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def train_step(self, x, y, epoch: int | None = None, step: int | None = None):
-        "One optimization step on the batch (x, y); returns (loss value, model output)."
+        """One optimization step on the batch (x, y) (Tensors, given); returns (loss value as a float, model output).
+        zero_grad; out = model(x); loss = loss_fn(out, y); a NaN/inf loss raises NonFiniteLossError("non-finite
+        loss (...) at epoch {epoch}, step {step} ...") before backward; backward; with self.clip_grad_norm set,
+        clip_grad_norm(self._params(), ...) into self.last_grad_norm (a non-finite norm raises
+        NonFiniteLossError("non-finite gradient norm ...")); optimizer.step(); self.global_step += 1; and a
+        per-step scheduler (scheduler_interval == "step") steps."""
         x, y = _as_tensor(x), _as_tensor(y)
         epoch = self.epoch + 1 if epoch is None else epoch
         step = "?" if step is None else step
@@ -540,11 +556,11 @@ class Trainer:
                     f"non-finite gradient norm ({self.last_grad_norm}) at epoch {epoch}, step {step} (loss {value}); "
                     f"training stopped before the optimizer step, so the weights are those of the last good step.")
         self.optimizer.step()
-        ### END SOLUTION
         self.global_step += 1
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
         return value, out
+        ### END SOLUTION
 
     def _bar(self, data, desc):
         if not self.progress:
@@ -555,12 +571,17 @@ class Trainer:
         return bar, bar
 
     def train_epoch(self, data, epoch: int | None = None, epochs: int | None = None) -> dict:
-        "One pass over `data` in training mode; returns the epoch's mean loss and metrics."
+        """One pass over `data` (an iterable of (x, y) batches) in training mode; returns the epoch's mean loss and
+        metrics {"loss": ..., name: ...}, each averaged per example (a batch weighs its size, _batch_len(y)).
+        Given: the model in train mode, `sums` (zeros), `count`, `iterable` and `bar` (None, or a progress bar
+        to update and close). A batch that is not a pair raises TypeError("... must be an (x, y) pair ...");
+        no batch at all raises ValueError("... yielded no batches ...")."""
         epoch = self.epoch + 1 if epoch is None else epoch
         self.model.train()
         sums = dict.fromkeys(["loss", *self.metrics], 0.0)
         count = 0
         iterable, bar = self._bar(data, f"epoch {epoch}/{epochs or '?'}")
+        ### BEGIN SOLUTION
         try:
             for step, batch in enumerate(iterable, 1):
                 try:
@@ -585,13 +606,17 @@ class Trainer:
             raise ValueError(f"Trainer: the training data yielded no batches in epoch {epoch} (a generator can be "
                              f"iterated only once; pass a list or a DataLoader)")
         return {k: v / count for k, v in sums.items()}
+        ### END SOLUTION
 
     def evaluate(self, data) -> dict:
-        "Mean loss and metrics over `data`, under no_grad() and in eval mode (modes restored after)."
+        """Mean loss and metrics over `data` (batches (x, y)), per example, under no_grad() and in eval mode; every
+        module's training flag restored afterwards (given: `modes`), even on an error. Returns {"loss": ...,
+        name: ...}; no batch at all raises ValueError("Trainer.evaluate: the data yielded no batches")."""
         modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         sums = dict.fromkeys(["loss", *self.metrics], 0.0)
         count = 0
+        ### BEGIN SOLUTION
         try:
             with no_grad():
                 for batch in data:
@@ -609,13 +634,19 @@ class Trainer:
         if count == 0:
             raise ValueError("Trainer.evaluate: the data yielded no batches")
         return {k: v / count for k, v in sums.items()}
+        ### END SOLUTION
 
     def _record(self, key: str, value: float) -> None:
         self.history.setdefault(key, []).append(float(value))
 
     def fit(self, train_data, val_data=None, epochs: int = 1, early_stopping=None) -> dict:
         """Train for `epochs` epochs (fewer if early stopping says so); returns `history`.
-        `early_stopping` is an EarlyStopping, or an int patience (monitoring val_loss, else train_loss)."""
+        `early_stopping` is an EarlyStopping, or an int patience (monitoring val_loss, else train_loss).
+        Per epoch: train_epoch; a per-epoch scheduler steps; self.epoch advances; history (self._record) gets
+        "lr" (the rate the epoch used), "train_<k>" for each result, "val_<k>" from evaluate(val_data) when
+        given, and "epoch_time"; with self.progress a line is written (tqdm.write); early stopping feeds the
+        monitored history value and sets self.stopped_early when it stops (an unknown key raises
+        ValueError("EarlyStopping monitors ..., which is not in the history ..."))."""
         epochs = _check_int("Trainer.fit", "epochs", epochs, 1)
         if isinstance(early_stopping, (int, np.integer)) and not isinstance(early_stopping, bool):
             early_stopping = EarlyStopping(patience=int(early_stopping))
@@ -623,6 +654,7 @@ class Trainer:
             raise TypeError(f"Trainer.fit: early_stopping must be an EarlyStopping or an int patience, "
                             f"got {early_stopping!r}")
         self.stopped_early = False
+        ### BEGIN SOLUTION
         for _ in range(epochs):
             epoch = self.epoch + 1
             lr = self.optimizer.param_groups[0]["lr"]
@@ -651,6 +683,7 @@ class Trainer:
                     self.stopped_early = True
                     break
         return self.history
+        ### END SOLUTION
 
     def save(self, path, **extra) -> str:
         "Checkpoint the model, optimizer, scheduler, epoch and history (see save_checkpoint)."
