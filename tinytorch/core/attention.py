@@ -13,8 +13,8 @@ from .tensor import Tensor
 from .layers import Linear, Module
 
 # %% auto #0
-__all__ = ['ScaledDotProductAttention', 'scaled_dot_product_attention', 'SplitHeads', 'MergeHeads', 'split_heads', 'merge_heads',
-           'MultiHeadAttention']
+__all__ = ['ScaledDotProductAttention', 'attention_bias', 'dropout_multiplier', 'scaled_dot_product_attention', 'SplitHeads',
+           'MergeHeads', 'split_heads', 'merge_heads', 'MultiHeadAttention']
 
 # %% ../../modules/12_attention/12_attention.ipynb #2a607d7d
 def _check_qkv(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple:
@@ -144,6 +144,29 @@ class ScaledDotProductAttention(Function):
         ### END SOLUTION
 
 # %% ../../modules/12_attention/12_attention.ipynb #429d4265
+def attention_bias(m, shape: tuple, is_causal: bool, dtype) -> np.ndarray | None:
+    """The additive mask of the scores. m: None or a boolean array broadcastable to `shape` (..., T_q, T_k),
+    True = may attend; is_causal: also forbid key j > query i (np.tril of ones (T_q, T_k)); dtype: a NumPy
+    float dtype. Returns None when nothing is masked, else an array of `dtype` (m's broadcast shape) holding 0
+    where attending is allowed and -inf where it is not."""
+    ### BEGIN SOLUTION
+    if is_causal:
+        causal = np.tril(np.ones(shape[-2:], dtype=bool))
+        m = causal if m is None else (m & causal)
+    if m is None:
+        return None
+    return np.where(m, dtype.type(0), dtype.type(-np.inf))
+    ### END SOLUTION
+
+
+def dropout_multiplier(shape: tuple, p: float, rng, dtype) -> np.ndarray:
+    """Inverted dropout for the attention weights: an array of `shape` and `dtype` holding 0 with probability
+    p and 1 / (1 - p) otherwise (one rng.random(shape) draw: an entry is kept when its draw is >= p)."""
+    ### BEGIN SOLUTION
+    return (rng.random(shape) >= p).astype(dtype) / dtype.type(1.0 - p)
+    ### END SOLUTION
+
+
 def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, is_causal: bool = False,
                                  scale=None, return_weights: bool = False, rng=None):
     """softmax(q kᵀ / √d + mask) v on (..., T, d) tensors.
@@ -158,14 +181,8 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, 
     flows through it)."""
     q, k, v = (t if isinstance(t, Tensor) else Tensor(t) for t in (q, k, v))
     shape = _check_qkv(q.data, k.data, v.data)
-    m = _as_mask(mask, shape)
-    if is_causal:
-        causal = np.tril(np.ones(shape[-2:], dtype=bool))
-        m = causal if m is None else (m & causal)
-    mask_bias = None
-    if m is not None:
-        dt = np.result_type(q.dtype, k.dtype)
-        mask_bias = np.where(m, dt.type(0), dt.type(-np.inf))
+    dt = np.result_type(q.dtype, k.dtype)
+    mask_bias = attention_bias(_as_mask(mask, shape), shape, is_causal, dt)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 <= dropout_p < 1.0:
@@ -173,8 +190,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, 
     dropout_mask = None
     if dropout_p > 0.0:
         rng = np.random.default_rng() if rng is None else rng
-        dt = np.result_type(q.dtype, k.dtype)
-        dropout_mask = (rng.random(shape) >= dropout_p).astype(dt) / dt.type(1.0 - dropout_p)
+        dropout_mask = dropout_multiplier(shape, dropout_p, rng, dt)
     sink = [] if return_weights else None
     out = ScaledDotProductAttention.apply(q, k, v, mask_bias=mask_bias, scale=float(scale),
                                           dropout_mask=dropout_mask, weights_sink=sink)

@@ -89,8 +89,11 @@ class Embedding(Module):
             self.weight.data[padding_idx] = 0.0
 
     def forward(self, ids) -> Tensor:
+        "ids (any shape, ints) -> Tensor ids.shape + (embedding_dim,): token_ids checks them, EmbeddingFunction looks up."
+        ### BEGIN SOLUTION
         arr = token_ids(ids, self.num_embeddings)
         return EmbeddingFunction.apply(self.weight, ids=arr, padding_idx=self.padding_idx)
+        ### END SOLUTION
 
     def extra_repr(self):
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""

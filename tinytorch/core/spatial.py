@@ -31,8 +31,11 @@ def _pair(value, name: str, layer: str, minimum: int) -> tuple:
 
 
 def conv_output_size(size: tuple, kernel: tuple, stride: tuple, padding: tuple) -> tuple:
-    "(OH, OW) for an input of spatial size (H, W)."
+    """(OH, OW), a tuple of ints, for an input of spatial size (H, W): per axis (n + 2p - k) // s + 1 with
+    kernel k, stride s, padding p (each argument a pair)."""
+    ### BEGIN SOLUTION
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
+    ### END SOLUTION
 
 
 def _check_input(x, layer: str, channels=None, kernel=None, padding=(0, 0)) -> Tensor:
@@ -54,7 +57,9 @@ def _check_input(x, layer: str, channels=None, kernel=None, padding=(0, 0)) -> T
 
 # %% ../../modules/09_spatial/09_spatial.ipynb #c024ba50
 def _pad(x: np.ndarray, padding: tuple, value: float = 0.0) -> np.ndarray:
-    "x (N, C, H, W) with `padding` (ph, pw) rows/columns of `value` on each side (x itself if none)."
+    """x (N, C, H, W) with `padding` (ph, pw) rows/columns of `value` on each side: a new array (N, C, H + 2ph,
+    W + 2pw) of x's dtype, or x itself when there is no padding."""
+    ### BEGIN SOLUTION
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
@@ -63,6 +68,7 @@ def _pad(x: np.ndarray, padding: tuple, value: float = 0.0) -> np.ndarray:
     out.fill(value)
     out[:, :, ph:ph + h, pw:pw + w] = x
     return out
+    ### END SOLUTION
 
 
 def _window_slices(kernel: tuple, stride: tuple, out_size: tuple):
@@ -182,10 +188,13 @@ class Conv2d(Module):
         self.bias = Parameter(rng.uniform(-bound, bound, self.out_channels).astype(np.float32)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        "x (N, C_in, H, W), checked -> Conv2dFunction.apply(x, weight[, bias], stride=..., padding=...)."
         x = _check_input(x, "Conv2d", self.in_channels, self.kernel_size, self.padding)
+        ### BEGIN SOLUTION
         if self.bias is None:
             return Conv2dFunction.apply(x, self.weight, stride=self.stride, padding=self.padding)
         return Conv2dFunction.apply(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        ### END SOLUTION
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -370,10 +379,16 @@ class BatchNorm2d(Module):
         self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (N, C, H, W), checked -> BatchNorm2dFunction.apply(x[, weight, bias], running_mean=.data,
+        running_var=.data, training=self.training, momentum=factor, eps=self.eps). While training: a batch with
+        one value per channel raises ValueError("BatchNorm2d: expected more than 1 value per channel when
+        training ..."); num_batches_tracked (a buffer) += 1; factor = self.momentum, or 1/num_batches_tracked
+        when momentum is None (a cumulative average). In eval mode factor is 0."""
         x = _check_input(x, "BatchNorm2d")
         if x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm2d: expected {self.num_features} channels (num_features), got "
                              f"{x.shape[1]} (input shape {x.shape})")
+        ### BEGIN SOLUTION
         factor = 0.0
         if self.training:
             if x.size // x.shape[1] < 2:
@@ -386,6 +401,7 @@ class BatchNorm2d(Module):
         if self.affine:
             return BatchNorm2dFunction.apply(x, self.weight, self.bias, **params)
         return BatchNorm2dFunction.apply(x, **params)
+        ### END SOLUTION
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"

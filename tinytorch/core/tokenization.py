@@ -464,8 +464,12 @@ class BPETokenizer(Tokenizer):
         ### END SOLUTION
 
     def _encode_text(self, text: str) -> list:
+        """text -> a list of ids: pretokenize(text); each piece's token strings from self._bpe(piece); each
+        string's id in self._token_to_id (self.unk_id if unknown). Remember each piece's ids in self._cache (a dict
+        piece -> list of ids, at most 100,000 entries) and reuse them. (The not-trained check is given.)"""
         if not self.alphabet:
             raise RuntimeError("BPETokenizer: not trained yet; call train(text) or BPETokenizer.load(path)")
+        ### BEGIN SOLUTION
         ids, cache, lookup, unk = [], self._cache, self._token_to_id, self.unk_id
         for piece in pretokenize(text):
             got = cache.get(piece)
@@ -475,6 +479,7 @@ class BPETokenizer(Tokenizer):
                     cache[piece] = got
             ids.extend(got)
         return ids
+        ### END SOLUTION
 
     def _config(self) -> dict:
         return {"target_vocab_size": self.target_vocab_size, "min_frequency": self.min_frequency,

@@ -104,12 +104,15 @@ class LRScheduler:
         raise NotImplementedError(f"{type(self).__name__} must define get_lr()")
 
     def step(self) -> None:
-        "Advance one step (epoch) and write the new learning rates into the optimizer's groups."
+        """Advance one step (epoch): last_epoch += 1, then write get_lr()'s rates (as floats) into the optimizer's
+        groups' "lr" and keep them as self._last_lr (a list)."""
+        ### BEGIN SOLUTION
         self.last_epoch += 1
         lrs = [float(lr) for lr in self.get_lr()]
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
         self._last_lr = lrs
+        ### END SOLUTION
 
     def get_last_lr(self) -> list:
         return list(self._last_lr)
@@ -261,7 +264,10 @@ class EarlyStopping:
         ### END SOLUTION
 
     def step(self, value: float) -> bool:
-        "Record one epoch's value; return True when training should stop."
+        """Record one epoch's value; return True when training should stop. Counts epochs in self._epoch; an
+        improvement (is_improvement) sets best, best_epoch and resets num_bad_epochs; otherwise num_bad_epochs
+        grows and should_stop becomes num_bad_epochs >= patience. Returns should_stop."""
+        ### BEGIN SOLUTION
         value = float(value)
         self._epoch += 1
         if self.is_improvement(value):
@@ -271,6 +277,7 @@ class EarlyStopping:
             self.num_bad_epochs += 1
             self.should_stop = self.num_bad_epochs >= self.patience
         return self.should_stop
+        ### END SOLUTION
 
     __call__ = step
 
@@ -434,10 +441,13 @@ def load_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, 
 
 # %% ../../modules/07_training/07_training.ipynb #a4cad9ef
 def accuracy(output, target) -> float:
-    """Fraction of correct predictions: argmax over the last axis for (N, C) scores with C > 1, else a
-    0.5 threshold on probabilities."""
+    """Fraction of correct predictions, a float (0.0 for no targets): argmax over the last axis for (N, C)
+    scores with C > 1, else a 0.5 threshold on probabilities (reshaped to the targets' shape). Given: `out`
+    and `tgt` as arrays. Predictions and targets of different shapes raise ValueError("accuracy: predictions
+    of shape ... do not match targets of shape ...")."""
     out = np.asarray(output.data if isinstance(output, Tensor) else output)
     tgt = np.asarray(target.data if isinstance(target, Tensor) else target)
+    ### BEGIN SOLUTION
     if out.ndim >= 2 and out.shape[-1] > 1:
         pred = out.argmax(axis=-1)
     else:
@@ -446,6 +456,7 @@ def accuracy(output, target) -> float:
         raise ValueError(f"accuracy: predictions of shape {pred.shape} (from output {out.shape}) do not match "
                          f"targets of shape {tgt.shape}")
     return float((pred == tgt).mean()) if tgt.size else 0.0
+    ### END SOLUTION
 
 
 _METRICS = {"accuracy": accuracy, "acc": accuracy}

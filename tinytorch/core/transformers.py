@@ -94,14 +94,17 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype=np.float32)) if elementwise_affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: a Tensor (..., embed_dim) -> dropout(fc2(act(fc1(x)))), same shape."""
+        """x: a Tensor whose last dims are normalized_shape (checked, given) -> LayerNormFunction.apply(x, then
+        weight and bias where not None, eps=self.eps, ndim=n), same shape."""
         if not isinstance(x, Tensor):
             x = Tensor(x)
         n = len(self.normalized_shape)
         if x.shape[x.ndim - n:] != self.normalized_shape or x.ndim < n:
             raise ValueError(f"LayerNorm: expected input ending in {self.normalized_shape}, got shape {x.shape}")
+        ### BEGIN SOLUTION
         args = [x] + [p for p in (self.weight, self.bias) if p is not None]
         return LayerNormFunction.apply(*args, eps=self.eps, ndim=n)
+        ### END SOLUTION
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}"
@@ -119,6 +122,7 @@ class MLP(Module):
         self.dropout = Dropout(dropout, rng=rng)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: a Tensor (..., embed_dim) -> dropout(fc2(act(fc1(x)))), same shape."""
         ### BEGIN SOLUTION
         return self.dropout(self.fc2(self.act(self.fc1(x))))
         ### END SOLUTION
@@ -203,7 +207,12 @@ class GPT(Module):
         self._init_weights(rng)
 
     def _init_weights(self, rng):
-        "GPT-2's initialisation: N(0, 0.02) weights and embeddings, zero biases, residual projections / sqrt(2L)."
+        """GPT-2's initialisation, in place (p.data[...] = ..., so tied weights stay one array), for each
+        (name, p) of self.named_parameters(): names ending in "bias": zeros; every other parameter with 2 or
+        more dimensions or "embedding" in its name: rng.normal(0, std) with std 0.02, divided by
+        sqrt(2 * num_layers) for the residual projections (names ending "attn.out_proj.weight" or
+        "mlp.fc2.weight"); the rest (LayerNorm weights) unchanged."""
+        ### BEGIN SOLUTION
         for name, p in self.named_parameters():
             if name.endswith("bias"):
                 p.data[...] = 0.0
@@ -212,6 +221,7 @@ class GPT(Module):
                 if name.endswith(("attn.out_proj.weight", "mlp.fc2.weight")):
                     std /= math.sqrt(2 * self.num_layers)
                 p.data[...] = rng.normal(0.0, std, p.shape)
+        ### END SOLUTION
 
     # -- the three stages of the forward pass ---------------------------------------------------------
     def embed(self, ids, start_pos: int = 0) -> Tensor:
@@ -315,13 +325,17 @@ def as_prompt_batch(prompt_ids):
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #22477665
 def _last_logits(model: GPT, ids: np.ndarray) -> np.ndarray:
-    "Logits (B, V) at the last position of `ids` (cropped to the context window)."
+    """Logits (B, V), a float array, at the last position of `ids` (int (B, T)): crop ids to the last
+    model.max_seq_len tokens, embed, run every block with the causal mask, and unembed only the last
+    position (x[:, -1:]) before taking .data[:, -1]."""
+    ### BEGIN SOLUTION
     ids = ids[:, -model.max_seq_len:]
     x = model.embed(ids)
     mask = create_causal_mask(ids.shape[1])
     for block in model.blocks:
         x = block(x, mask=mask)
     return model.unembed(x[:, -1:]).data[:, -1]
+    ### END SOLUTION
 
 
 def generate(model: GPT, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
