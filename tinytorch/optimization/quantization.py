@@ -875,7 +875,7 @@ def _is_qat(m) -> bool:
 
 
 def _is_sparse_float(m) -> bool:
-    "A float sparse layer that can turn itself back into a Linear (module 17's SparseLinear has to_linear())."
+    "A float layer that is not a Linear but can turn itself into one (it has a to_linear() method)."
     return isinstance(m, Module) and not isinstance(m, Linear) and callable(getattr(m, "to_linear", None))
 
 
@@ -886,7 +886,7 @@ def quantize_model(model: Module, bits: int = 8, per_channel: bool = True, calib
     per tensor). calibration_data (an iterable of batches, or of (x, y) pairs): fixed activation parameters
     from an observer ('minmax', 'moving_average', 'percentile'); None: activations quantized per batch.
     sparse: False (dense int8), True (CSR int8) or 'auto' (whichever is fewer bytes, per layer). A float sparse
-    layer (one with a to_linear() method, like module 17's SparseLinear) is quantized too, and stays sparse
+    layer (one with a to_linear() method, the extension point for other layer types) is quantized too, and stays sparse
     (CSR int8) unless sparse='auto' finds dense int8 smaller."""
     if not isinstance(model, Module):
         raise TypeError(f"quantize_model: expected a Module, got {type(model).__name__}")
