@@ -71,11 +71,10 @@ def run_complete(args, ctx) -> int:
     names = ", ".join(str(nb.relative_to(root)) for nb in notebooks)
     print(f"exporting your notebook{'s' if len(notebooks) > 1 else ''} {names} into your "
           f"package {lib_path}")
+    # all or nothing: a cell that does not compile, or an export that does not import, is an
+    # error naming the notebook, the cell and the line, and your package stays as it was
     res = export_notebooks(notebooks, lib_path, root, nbs_path=settings.nbs_path, clean=False,
-                           lib_name=settings.lib_name, keep_going=True)
-    for rec in res.notebooks:
-        if rec.error:
-            raise TitoError(f"exporting {rec.notebook.relative_to(root)} failed: {rec.error}")
+                           lib_name=settings.lib_name)
     written = [res.module_name(f) for rec in res.notebooks for f in rec.files]
     lacking = [x for x in mod.exports if x not in written]
     if lacking:
