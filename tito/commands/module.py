@@ -37,7 +37,23 @@ def register(sub):
     c.add_argument("-v", "--verbose", action="store_true",
                    help="also show pytest's own output")
     c.set_defaults(func=run_complete)
+    from ..studentcheck import __doc__ as check_doc
+    k = msub.add_parser("check", help="check the whole course: notebooks export, package "
+                                      "imports, tests pass or wait for exercises still to do",
+                        description=check_doc.split("\n\n", 1)[1],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("modules", nargs="*", metavar="NN", help="modules to test (default: all)")
+    k.add_argument("--all", action="store_true", help="every module (the default)")
+    k.add_argument("--timeout", type=float, default=1800, metavar="S",
+                   help="stop the tests after S seconds (default 1800)")
+    k.set_defaults(func=run_check)
     p.set_defaults(func=run_complete)
+
+
+def run_check(args, ctx) -> int:
+    from ..studentcheck import run_check as check
+    mods = ctx.manifest.select(args.modules, all_=args.all or not args.modules)
+    return check(ctx, mods, timeout=args.timeout)
 
 
 def _progressive_tests(mod) -> Path:
@@ -81,7 +97,12 @@ def run_complete(args, ctx) -> int:
         print(f"warning: your notebook{'s' if len(notebooks) > 1 else ''} did not export "
               f"{', '.join(lacking)} (check the `#| default_exp` and `#| export` lines)")
 
-    paths = [p for p in (mod.checkpoint, _progressive_tests(mod)) if p.is_file()]
+    from ..studentcheck import split_runnable
+    paths, not_here = split_runnable(
+        [p for p in (mod.checkpoint, _progressive_tests(mod)) if p.is_file()])
+    for p, lacking in not_here.items():
+        print(f"not run in this environment: {p.relative_to(root)} needs {', '.join(lacking)} "
+              "(the repository's test oracle; the student environment does not have it)")
     if not paths:
         raise TitoError(f"module {mod.nn} has no checkpoint ({mod.checkpoint.relative_to(root)}) "
                         f"and no progressive tests ({_progressive_tests(mod).relative_to(root)})")
