@@ -138,3 +138,13 @@ def test_check_fails_on_a_typo_naming_notebook_cell_and_line(release, tmp_path):
     n = len(data["cells"])
     assert f"01_tensor.ipynb, cell {n} of {n} (id typo1), line 2: SyntaxError" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_milestone_in_an_untouched_release_names_the_modules_it_needs(release):
+    out, _ = release
+    r = tito("milestone", "run", "1986", cwd=out)
+    assert r.returncode == 1
+    assert "1986_mlp" in r.stdout and "not done yet" in r.stdout
+    assert re.search(r"module 01 .*: \d+ exercise\(s\) to do", r.stdout), r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+    assert not (out / "milestones" / "results").exists()       # it did not start
