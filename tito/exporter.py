@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -118,33 +119,44 @@ def _snapshot(lib_path: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in lib_path.rglob("*.py") if "__pycache__" not in p.parts}
 
 
-def export_notebooks(notebooks, lib_path, root, nbs_path=None, clean=True,
-                     lib_name="tinytorch", keep_going=False) -> ExportResult:
-    """Export ``notebooks`` into the package at ``lib_path``, as nbdev_export does.
+@contextlib.contextmanager
+def _mirror(root: Path, lib_path: Path, nbs_path: Path, notebooks: list[Path]):
+    """A temporary copy of the project holding ``settings.ini``, ``notebooks`` and the package,
+    laid out exactly as the real ones (the relative notebook paths nbdev writes into each file
+    are then identical). Yields ``(mirror_root, mirror_lib, mirror_nbs, {copy: real notebook})``."""
+    base = Path(os.path.commonpath([root, lib_path, nbs_path, *notebooks]))
+    with tempfile.TemporaryDirectory(prefix="tito-export-") as td:
+        tbase = Path(td).resolve()
 
-    Notebooks are cleaned first (when ``clean``) so that cells get stable ids before their
-    code is exported. Then ``__init__.py`` files and ``_modidx.py`` are (re)built.
-    With ``keep_going`` an export error is recorded per notebook instead of raised.
-    """
-    from nbdev.doclinks import _build_modidx
+        def at(p: Path) -> Path:
+            return tbase / p.relative_to(base)
+
+        troot, tlib, tnbs = at(root), at(lib_path), at(nbs_path)
+        troot.mkdir(parents=True, exist_ok=True)
+        copies = {}
+        for nb in notebooks:
+            dst = at(nb)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(nb, dst)
+            copies[dst.resolve()] = nb
+        if (root / "settings.ini").is_file():
+            shutil.copy2(root / "settings.ini", troot / "settings.ini")
+        if lib_path.is_dir():
+            # start from the package as it is, so non-generated files stay as they are
+            shutil.copytree(lib_path, tlib, ignore=shutil.ignore_patterns("__pycache__"))
+        tnbs.mkdir(parents=True, exist_ok=True)
+        yield troot, tlib, tnbs, copies
+
+
+def _nbdev_export(notebooks: list[Path], lib_path: Path, root: Path, nbs_path: Path
+                  ) -> list[NotebookExport]:
+    """nbdev_export of ``notebooks`` into ``lib_path``, every notebook tried (errors recorded),
+    then ``__init__.py`` files and ``_modidx.py`` rebuilt."""
     from nbdev.config import add_init
+    from nbdev.doclinks import _build_modidx
     from nbdev.export import black_format, nb_export
     from nbdev.maker import ModuleMaker
 
-    root = Path(root).resolve()
-    lib_path = check_lib_path(lib_path, lib_name)
-    notebooks = [Path(n).resolve() for n in notebooks]
-    for nb in notebooks:
-        if not nb.is_file():
-            raise TitoError(f"notebook {nb} not found")
-    nbs_path = Path(nbs_path).resolve() if nbs_path else (
-        notebooks[0].parent.parent if notebooks else root)
-
-    cleaned = []
-    if clean:
-        cleaned = [nb for nb in notebooks if clean_notebook(nb, root)]
-
-    before = _snapshot(lib_path)
     results = []
     with nbdev_project(root):
         for nb in notebooks:
@@ -159,15 +171,105 @@ def export_notebooks(notebooks, lib_path, root, nbs_path=None, clean=True,
                 nb_export(nb, lib_path=lib_path, procs=[black_format], mod_maker=maker)
             except Exception as e:  # an nbdev error names a bad cell or directive: pass it on
                 rec.error = f"{type(e).__name__}: {e}"
-                if not keep_going:
-                    raise TitoError(f"exporting {nb} failed: {rec.error}") from e
             results.append(rec)
         lib_path.mkdir(parents=True, exist_ok=True)
         add_init(lib_path)
         _build_modidx(dest=lib_path, nbs_path=nbs_path)
+    return results
+
+
+def _write_atomically(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(src.read_bytes())
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def export_notebooks(notebooks, lib_path, root, nbs_path=None, clean=True,
+                     lib_name="tinytorch", keep_going=False, check_imports=True) -> ExportResult:
+    """Export ``notebooks`` into the package at ``lib_path``, as nbdev_export does, all or nothing.
+
+    Notebooks are cleaned first (when ``clean``) so that cells get stable ids before their
+    code is exported. Every code cell must compile; the notebooks are then exported into a
+    temporary copy of the project (``__init__.py`` files and ``_modidx.py`` rebuilt there), the
+    package modules they wrote must import (``check_imports``), and only then is every file that
+    changed moved into ``lib_path`` (each one written to a temporary file and renamed).
+    On any error nothing in ``lib_path`` changes: a :class:`~tito.nbcode.NotebookCodeError`
+    names the notebook, the cell and the line (an nbdev error, e.g. a bad directive, is a
+    TitoError naming the notebook). With ``keep_going`` the result is returned with each
+    notebook's error recorded instead (still nothing moved into place).
+    """
+    from .nbcode import NotebookCodeError, import_problems, syntax_problems
+
+    root = Path(root).resolve()
+    lib_path = check_lib_path(lib_path, lib_name)
+    notebooks = [Path(n).resolve() for n in notebooks]
+    for nb in notebooks:
+        if not nb.is_file():
+            raise TitoError(f"notebook {nb} not found")
+    nbs_path = Path(nbs_path).resolve() if nbs_path else (
+        notebooks[0].parent.parent if notebooks else root)
+
+    cleaned = []
+    if clean:
+        cleaned = [nb for nb in notebooks if clean_notebook(nb, root)]
+
+    problems = [p for nb in notebooks for p in syntax_problems(nb)]
+    if problems and not keep_going:
+        raise NotebookCodeError(problems, root, unchanged=lib_path)
+    bad = {p.notebook for p in problems}
+
+    before = _snapshot(lib_path)
+    with _mirror(root, lib_path, nbs_path, notebooks) as (troot, tlib, tnbs, copies):
+        todo = [c for c, real in copies.items() if real not in bad]
+        recs = {r.notebook: r for r in _nbdev_export(todo, tlib, troot, tnbs)}
+        results = []
+        for copy, real in copies.items():
+            rec = recs.get(copy)
+            out = NotebookExport(real)
+            if real in bad:
+                out.error = "\n".join(p.describe(root) for p in problems if p.notebook == real)
+            elif rec is not None:
+                out.files = [lib_path / f.relative_to(tlib) for f in rec.files]
+                out.error = rec.error
+            results.append(out)
+        failed = [r for r in results if r.error]
+        if failed and not keep_going:
+            raise TitoError("; ".join(f"exporting {_rel(r.notebook, root)} failed: {r.error}"
+                                      for r in failed)
+                            + f" (nothing was exported: {_rel(lib_path, root)}/ is unchanged)")
+        if check_imports and not failed and not problems:
+            modules = sorted({ExportResult(tlib, lib_name, [], [], []).module_name(f)
+                              for r in recs.values() for f in r.files})
+            problems = import_problems(tlib, modules, nb_of=lambda p: copies.get(p, p))
+            if problems:
+                if not keep_going:
+                    raise NotebookCodeError(problems, root, unchanged=lib_path)
+                for r in results:
+                    mine = [p for p in problems if p.notebook == r.notebook]
+                    r.error = "\n".join(p.describe(root) for p in mine) or None
+        if not any(r.error for r in results) and not problems:
+            fresh = _snapshot(tlib)
+            for f, text in fresh.items():
+                real = lib_path / f.relative_to(tlib)
+                if before.get(real) != text:
+                    _write_atomically(f, real)
     after = _snapshot(lib_path)
     changed = sorted(p for p, b in after.items() if before.get(p) != b)
     return ExportResult(lib_path, lib_name, results, changed, cleaned)
+
+
+def _rel(p: Path, root: Path):
+    try:
+        return Path(p).relative_to(root)
+    except ValueError:
+        return p
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,43 +284,38 @@ class SyncReport:
     differing: list[Path]                    # real package files whose text differs
     missing: list[Path]                      # generated files absent from the package
     missing_ids: list[Path]                  # notebooks with cells lacking ids (not clean)
+    code_problems: list = field(default_factory=list)   # nbcode.CodeProblem: cells that do not compile
 
     def in_sync(self) -> bool:
         return not (self.differing or self.missing or self.notebook_errors)
 
 
-def check_sync(root, lib_path, nbs_path, lib_name="tinytorch") -> SyncReport:
+def check_sync(root, lib_path, nbs_path, lib_name="tinytorch", check_imports=False) -> SyncReport:
     """Export all notebooks under ``nbs_path`` into a temporary copy of the package and compare
     the text of every generated file with ``lib_path``. The temporary project mirrors the real
-    layout, so the relative notebook paths nbdev writes into each file are identical."""
+    layout, so the relative notebook paths nbdev writes into each file are identical.
+    A notebook whose code does not compile is an error naming its cell and line; with
+    ``check_imports``, the package modules that differ from ``lib_path`` (notebooks changed
+    since their last export) are imported from the fresh export, and an import error is recorded
+    against its notebook cell the same way."""
     root, lib_path, nbs_path = (Path(p).resolve() for p in (root, lib_path, nbs_path))
     notebooks = find_notebooks(nbs_path, root)
     report = SyncReport({}, {}, [], [], [])
     if not notebooks:
         return report
-    try:
-        lib_rel, nbs_rel = lib_path.relative_to(root), nbs_path.relative_to(root)
-    except ValueError:
-        raise TitoError(f"{lib_path} and {nbs_path} must both be inside {root}") from None
-    with tempfile.TemporaryDirectory(prefix="tito-sync-") as td:
-        troot = Path(td).resolve()
-        tlib, tnbs = troot / lib_rel, troot / nbs_rel
-        copies = {}
-        for nb in notebooks:
-            dst = tnbs / nb.relative_to(nbs_path)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(nb, dst)
-            copies[dst.resolve()] = nb
-            if notebook_missing_ids(nb):
-                report.missing_ids.append(nb)
-        shutil.copy2(root / "settings.ini", troot / "settings.ini")
-        if lib_path.is_dir():
-            # start from the package as it is, so non-generated files stay as they are
-            shutil.copytree(lib_path, tlib, ignore=shutil.ignore_patterns("__pycache__"))
-        res = export_notebooks(list(copies), tlib, troot, nbs_path=tnbs, clean=False,
-                               lib_name=lib_name, keep_going=True)
+    from .nbcode import syntax_problems
+    for nb in notebooks:
+        if notebook_missing_ids(nb):
+            report.missing_ids.append(nb)
+        problems = syntax_problems(nb)
+        if problems:
+            report.notebook_errors[nb] = "\n".join(p.describe(root) for p in problems)
+            report.code_problems.extend(problems)
+    good = [nb for nb in notebooks if nb not in report.notebook_errors]
+    with _mirror(root, lib_path, nbs_path, good) as (troot, tlib, tnbs, copies):
+        recs = _nbdev_export(list(copies), tlib, troot, tnbs)
         generated = {tlib / "__init__.py", tlib / "_modidx.py"}
-        for rec in res.notebooks:
+        for rec in recs:
             real_nb = copies[rec.notebook]
             if rec.error:
                 report.notebook_errors[real_nb] = rec.error
@@ -232,4 +329,24 @@ def check_sync(root, lib_path, nbs_path, lib_name="tinytorch") -> SyncReport:
                 report.missing.append(real)
             elif not filecmp.cmp(f, real, shallow=False):
                 report.differing.append(real)
+        if check_imports:
+            _record_import_problems(report, recs, copies, tlib, lib_path, root, lib_name)
     return report
+
+
+def _record_import_problems(report, recs, copies, tlib, lib_path, root, lib_name) -> None:
+    from .nbcode import import_problems
+    stale = set(report.differing) | set(report.missing)
+    res = ExportResult(tlib, lib_name, [], [], [])
+    modules = sorted({res.module_name(f) for rec in recs for f in rec.files
+                      if lib_path / f.relative_to(tlib) in stale})
+    if not modules:
+        return
+    for p in import_problems(tlib, modules, nb_of=lambda nb: copies.get(nb, nb)):
+        report.code_problems.append(p)
+        key = p.notebook if p.notebook in report.notebook_files else None
+        if key is not None:
+            prev = report.notebook_errors.get(key)
+            report.notebook_errors[key] = (prev + "\n" if prev else "") + p.describe(root)
+        else:
+            report.notebook_errors[Path(p.notebook)] = p.describe(root)

@@ -38,13 +38,16 @@ _BEGIN_RE = re.compile(r"^\s*###\s*BEGIN\s+SOLUTION\b")
 _END_RE = re.compile(r"^\s*###\s*END\s+SOLUTION\b")
 _STUB_RE = re.compile(re.escape(STUB_PREFIX) + r" \((?P<where>[^)]*)\)")
 
-# What the release copies from the project (besides modules/ and the exported tinytorch/).
+# What the release copies from the project (besides modules/ and the exported tinytorch/, and
+# README.md, which is the student README of tito/student_readme.py, not the instructor's).
 RELEASE_DIRS = ("tests", "tito", "scripts", "datasets", "milestones", "benchmarks")
-RELEASE_FILES = ("settings.ini", "pyproject.toml", "requirements.lock", "README.md",
-                 "CONTRIBUTING.md", ".gitignore")
-# Test folders not shipped: the instructor's (they need the solutions) and the book's (the book,
-# built from the reference notebooks, is not part of a student copy).
-INSTRUCTOR_TESTS = ("release", "grading", "book")
+RELEASE_FILES = ("settings.ini", "pyproject.toml", "requirements-student.lock", ".gitignore")
+# Test folders not shipped: the instructor's (they need the solutions, git or the repository's
+# tools), the book's (the book is not part of a student copy) and JupyterLab's server tests.
+INSTRUCTOR_TESTS = ("release", "grading", "book", "tito", "jupyter")
+# Scripts not shipped: scripts/test.sh is the repository's suite (git sync check, the oracle);
+# a student copy's test command is scripts/check.sh.
+INSTRUCTOR_SCRIPTS = ("test.sh",)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ipynb_checkpoints",
                                  ".hypothesis")
 
@@ -317,6 +320,7 @@ class ReleaseReport:
     package_files: list[Path] = field(default_factory=list)
     not_released: list[str] = field(default_factory=list)   # reference package files no notebook writes
     skipped: list[str] = field(default_factory=list)        # project items absent
+    oracle_tests: dict[str, list[str]] = field(default_factory=dict)   # test file -> oracle imports
     import_errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -330,7 +334,7 @@ def _check_out_path(root: Path, out: Path) -> None:
 
 
 def _managed_entries() -> list[str]:
-    return ["modules", "tinytorch", *RELEASE_DIRS, *RELEASE_FILES]
+    return ["modules", "tinytorch", *RELEASE_DIRS, *RELEASE_FILES, "README.md"]
 
 
 def prepare_out(root: Path, out: Path, force: bool) -> None:
@@ -355,6 +359,8 @@ def make_release(root: Path, out: Path, manifest, force: bool = False,
                  log=print) -> ReleaseReport:
     """Write the student copy of the project at ``root`` into ``out``."""
     from .exporter import export_notebooks, find_notebooks
+    from .student_readme import render as render_student_readme
+    from .studentenv import oracle_imports
 
     root, out = Path(root).resolve(), Path(out).resolve()
     settings = manifest.settings
@@ -406,11 +412,20 @@ def make_release(root: Path, out: Path, manifest, force: bool = False,
         ignore = _IGNORE
         if d in ("milestones", "benchmarks"):
             ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "results")
+        if d == "scripts":
+            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", *INSTRUCTOR_SCRIPTS)
         if d == "tests":
             def ignore(path, names, _base=src):
                 drop = set(_IGNORE(path, names))
                 if Path(path).resolve() == _base.resolve():
                     drop |= {n for n in names if n in INSTRUCTOR_TESTS}
+                for n in names:             # tests that need the repository's oracle (torch...)
+                    f = Path(path) / n
+                    if n.endswith(".py") and n not in drop and f.is_file():
+                        needs = oracle_imports(f)
+                        if needs:
+                            drop.add(n)
+                            report.oracle_tests[str(f.relative_to(root))] = needs
                 return drop
         shutil.copytree(src, out / d, ignore=ignore, symlinks=False)
     for f in RELEASE_FILES:
@@ -418,6 +433,7 @@ def make_release(root: Path, out: Path, manifest, force: bool = False,
             shutil.copy2(root / f, out / f)
         else:
             report.skipped.append(f)
+    (out / "README.md").write_text(render_student_readme(manifest), encoding="utf-8")
     if not (out / "settings.ini").is_file():
         raise TitoError(f"{root / 'settings.ini'} is missing: the release cannot be exported")
 

@@ -59,10 +59,19 @@ def pytest_command(paths, extra_args=()) -> tuple[list[str], dict]:
     return [sys.executable, "-m", "pytest", *map(str, paths), *extra_args], os.environ.copy()
 
 
-def module_test_paths(mod: ModuleInfo) -> list[Path]:
-    """What "complete" means for a module: its tests folder and its checkpoint, those that exist.
-    ``tito test NN`` and ``tito module complete NN`` both run exactly these."""
-    return mod.test_paths()
+def module_test_paths(mod: ModuleInfo, skipped: dict | None = None) -> list[Path]:
+    """What "complete" means for a module: its test files and its checkpoint, those that exist.
+    ``tito test NN`` and ``tito module complete NN`` both run exactly these. A test file that imports
+    a repository-only oracle this environment lacks (PyTorch in the student environment) is left out
+    of both, and recorded in ``skipped`` (path -> the packages it needs) when a dict is given."""
+    from .studentcheck import split_runnable
+    files = []
+    for p in mod.test_paths():
+        files.extend(sorted(p.rglob("test*.py")) if p.is_dir() else [p])
+    runnable, not_here = split_runnable(files)
+    if skipped is not None:
+        skipped.update(not_here)
+    return runnable
 
 
 def run_module_tests(mod: ModuleInfo, root: Path, lib_path: Path | None = None,

@@ -158,10 +158,14 @@ def test_parse_stub_message():
 
 def test_release_is_a_complete_student_copy(release):
     out, report = release
-    for rel in ("modules/manifest.toml", "settings.ini", "pyproject.toml", "requirements.lock",
-                "README.md", "CONTRIBUTING.md", "tito/cli.py", "scripts/test.sh",
-                "tinytorch/__init__.py", "tests/checkpoints", "datasets"):
+    for rel in ("modules/manifest.toml", "settings.ini", "pyproject.toml",
+                "requirements-student.lock", "README.md", "tito/cli.py", "scripts/env.sh",
+                "scripts/check.sh", "tinytorch/__init__.py", "tests/checkpoints", "datasets"):
         assert (out / rel).exists(), rel
+    # the repository's lock (with PyTorch), its git-based suite and its contributor guide stay
+    for rel in ("requirements.lock", "scripts/test.sh", "CONTRIBUTING.md", "tests/tito",
+                "tests/jupyter"):
+        assert not (out / rel).exists(), rel
     assert (out / "tests" / "checkpoints" / "checkpoint_00_environment.py").is_file()
     # instructor-only tests need the solutions: they are not in a student copy
     assert not (out / "tests" / "release").exists() and not (out / "tests" / "grading").exists()

@@ -4,6 +4,12 @@ Milestones are the scripts ``milestones/YYYY_name.py`` (found on disk, sorted by
 line of each script's docstring is its title. ``run`` accepts the full name (``1986_mlp``), the year
 (``1986``) or the name part (``mlp``), runs the script with this Python, streams its output, and
 returns its exit code (1 when a gate fails).
+
+Before running, ``run`` checks the course modules the milestone needs (every ``tinytorch`` module
+the script imports, and what those import in turn, mapped to the modules of the manifest): when
+one of them still has an exercise stub in the package, it names those modules and their
+exercises and exits 1 instead of running into the stub. ``list`` shows what each milestone needs.
+Results and plots go to ``--out DIR`` (default ``milestones/results/``, which git ignores).
 """
 from __future__ import annotations
 
@@ -50,11 +56,28 @@ def resolve(root: Path, name: str):
 
 
 def run(args, ctx) -> int:
+    from ..milestone_needs import milestone_needs
     if args.milestone_cmd == "list":
-        for name, title, _ in discover(ctx.root):
+        for name, title, path in discover(ctx.root):
+            needs = milestone_needs(path, ctx.manifest)
+            todo = [n.module.nn for n in needs if n.stubs]
             print(f"  {name:<22} {title}")
+            print(f"  {'':<22} needs modules {', '.join(n.module.nn for n in needs) or 'none'}"
+                  + (f" (not done yet: {', '.join(todo)})" if todo else ""))
         return 0
     name, title, path = resolve(ctx.root, args.name)
+    needs = milestone_needs(path, ctx.manifest)
+    missing = [n for n in needs if n.stubs]
+    if missing:
+        print(f"{name} ({title}) needs modules {', '.join(n.module.nn for n in needs)}; "
+              f"{len(missing)} of them are not done yet:")
+        for n in missing:
+            shown = ", ".join(n.stubs[:5]) + (f" and {len(n.stubs) - 5} more"
+                                               if len(n.stubs) > 5 else "")
+            print(f"  module {n.module.nn} {n.module.title}: {len(n.stubs)} exercise(s) to do "
+                  f"({shown}); then `tito module complete {n.module.nn}`")
+        print(f"tito milestone: {name} not run: finish the modules above first", file=sys.stderr)
+        return 1
     cmd = [sys.executable, str(path)]
     if args.fast:
         cmd.append("--fast")

@@ -37,7 +37,23 @@ def register(sub):
     c.add_argument("-v", "--verbose", action="store_true",
                    help="also show pytest's own output")
     c.set_defaults(func=run_complete)
+    from ..studentcheck import __doc__ as check_doc
+    k = msub.add_parser("check", help="check the whole course: notebooks export, package "
+                                      "imports, tests pass or wait for exercises still to do",
+                        description=check_doc.split("\n\n", 1)[1],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("modules", nargs="*", metavar="NN", help="modules to test (default: all)")
+    k.add_argument("--all", action="store_true", help="every module (the default)")
+    k.add_argument("--timeout", type=float, default=1800, metavar="S",
+                   help="stop the tests after S seconds (default 1800)")
+    k.set_defaults(func=run_check)
     p.set_defaults(func=run_complete)
+
+
+def run_check(args, ctx) -> int:
+    from ..studentcheck import run_check as check
+    mods = ctx.manifest.select(args.modules, all_=args.all or not args.modules)
+    return check(ctx, mods, timeout=args.timeout)
 
 
 def run_complete(args, ctx) -> int:
@@ -67,11 +83,10 @@ def run_complete(args, ctx) -> int:
     names = ", ".join(str(nb.relative_to(root)) for nb in notebooks)
     print(f"exporting your notebook{'s' if len(notebooks) > 1 else ''} {names} into your "
           f"package {lib_path}")
+    # all or nothing: a cell that does not compile, or an export that does not import, is an
+    # error naming the notebook, the cell and the line, and your package stays as it was
     res = export_notebooks(notebooks, lib_path, root, nbs_path=settings.nbs_path, clean=False,
-                           lib_name=settings.lib_name, keep_going=True)
-    for rec in res.notebooks:
-        if rec.error:
-            raise TitoError(f"exporting {rec.notebook.relative_to(root)} failed: {rec.error}")
+                           lib_name=settings.lib_name)
     written = [res.module_name(f) for rec in res.notebooks for f in rec.files]
     lacking = [x for x in mod.exports if x not in written]
     if lacking:
@@ -79,7 +94,11 @@ def run_complete(args, ctx) -> int:
               f"{', '.join(lacking)} (check the `#| default_exp` and `#| export` lines)")
 
     from ..testing import module_test_paths
-    paths = module_test_paths(mod)                  # the same as `tito test NN`
+    not_here: dict = {}
+    paths = module_test_paths(mod, not_here)        # the same as `tito test NN`
+    for p, lacking in not_here.items():
+        print(f"not run in this environment: {p.relative_to(root)} needs {', '.join(lacking)} "
+              "(the repository's test oracle; the student environment does not have it)")
     if not paths:
         raise TitoError(f"module {mod.nn} has no checkpoint ({mod.checkpoint.relative_to(root)}) "
                         f"and no tests ({mod.tests_dir.relative_to(root)}/)")

@@ -5,10 +5,13 @@ modules/ (each notebook of a module that has several, too) become a stub
 ``raise NotImplementedError("Exercise: implement this (module NN, Class.method)")`` indented like
 the block; everything else is kept (code-cell outputs are cleared). OUT gets modules/ (stripped
 notebooks and the manifest), a tinytorch/ package exported from the *stripped* notebooks (the
-reference package is never copied), tests/ (without the instructor-only tests/release and
-tests/grading, and without tests/book: the book is not shipped), tito/, scripts/, datasets/,
-milestones/, benchmarks/, settings.ini, pyproject.toml, requirements.lock, README.md and
-CONTRIBUTING.md. No solution marker may be left anywhere in OUT.
+reference package is never copied), tests/ (without the instructor-only tests/release,
+tests/grading, tests/tito, tests/jupyter and tests/book, and without any test file that imports
+the repository's test oracle: torch, scipy, transformers...), tito/, scripts/ (without the
+repository's scripts/test.sh: the student copy's test command is scripts/check.sh), datasets/,
+milestones/, benchmarks/, settings.ini, pyproject.toml, requirements-student.lock (its
+environment: no PyTorch) and a student README.md (two commands, the loop per module, tito
+status; nothing instructor-only). No solution marker may be left anywhere in OUT.
 
 OUT must be empty or new unless ``--force`` (which replaces what a release writes and leaves
 other files alone). Unbalanced or nested markers are an error naming the notebook and cell.
@@ -61,6 +64,10 @@ def run(args, ctx) -> int:
     if report.not_released:
         print("  note: reference package files that no notebook exports (not in the release): "
               + ", ".join(report.not_released))
+    if report.oracle_tests:
+        print(f"  not shipped: {len(report.oracle_tests)} test file(s) that need the repository's "
+              "test oracle: " + ", ".join(f"{f} ({', '.join(n)})"
+                                          for f, n in sorted(report.oracle_tests.items())))
     if report.skipped:
         print("  note: not in the project, so not in the release: " + ", ".join(report.skipped))
 

@@ -10,8 +10,9 @@ exists and exports in sync; the notebook column then reads ``2/3`` when some are
 the notes below the table name them.
 ``--authorship`` prints instead the share of each module's exported lines that sit inside solution
 blocks (what students write), per module, for modules 01-13 and overall (see tito/authorship.py).
-
-Always exits 0 (2 if the manifest itself is broken).
+A notebook whose code does not compile, or whose fresh export does not import, is an
+``export error`` row with one note naming the notebook, the cell and the line.
+Exits 0, or 1 when a notebook has such an error (2 if the manifest itself is broken).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def run(args, ctx) -> int:
 
     manifest, settings, root = ctx.manifest, ctx.settings, ctx.root
     lib_path = Path(args.lib_path).resolve() if args.lib_path else settings.lib_path
-    report = check_sync(root, lib_path, settings.nbs_path, settings.lib_name)
+    report = check_sync(root, lib_path, settings.nbs_path, settings.lib_name, check_imports=True)
     results = load_results(root)
 
     def rel(p):
@@ -75,8 +76,9 @@ def run(args, ctx) -> int:
         elif errors:
             exported = "export error"
             for nb in errors:
-                notes.append(f"{m.folder}: exporting {nb.name} fails: "
-                             f"{report.notebook_errors[nb]}")
+                notes.append(f"{m.folder}: exporting {nb.name} fails (fix it, then "
+                             f"tito export {m.nn}):\n      "
+                             + report.notebook_errors[nb].replace("\n", "\n      "))
         else:
             written = {f for nb in present for f in report.notebook_files.get(nb, [])}
             lacking = [x for x, t in zip(m.exports, targets) if t not in written]
@@ -137,4 +139,9 @@ def run(args, ctx) -> int:
                      + ", ".join(rel(p) for p in other) + " (run: tito export --all)")
     for n in notes:
         print(f"  - {n}")
+    if report.notebook_errors:
+        import sys
+        print(f"tito status: {len(report.notebook_errors)} notebook(s) cannot be exported: "
+              "see the notes above", file=sys.stderr)
+        return 1
     return 0
