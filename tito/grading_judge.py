@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
         import pytest
 
         from tito import pytest_plugin as plugin
-        ini = basetemp.parent / "judge-pytest.ini"
+        ini = Path(os.environ.get("TITO_JUDGE_PRIVATE") or basetemp.parent) / "judge-pytest.ini"
         ini.write_text("[pytest]\npython_files = checkpoint_*.py test_*.py\n")
         status = pytest.main(
             [str(checkpoint), "-c", str(ini), "--rootdir", str(checkpoint.parent),
