@@ -260,6 +260,8 @@ class Grader:
         self.log = log
         self.violations: list[dict] = []
         self.started = datetime.now(timezone.utc)
+        ds = self.root / "datasets"             # the course's shipped data (public), read-only
+        self.datasets = ds.resolve() if ds.is_dir() and not ds.is_symlink() else None
         self.limits = Limits(memory_mb=self.memory_mb, pids=64, cpu_s=int(self.timeout * 2) + 10)
 
     # -- setup --------------------------------------------------------------------------------
@@ -381,8 +383,11 @@ class Grader:
             with self._log(job, m.folder + "-runner") as log:
                 job.procs.append(runner.spawn(
                     [sys.executable, "-P", "-s", "-m", "tito.grading_runner", str(j2r_r), str(r2j_w)],
-                    env=clean_env(shared, [self.tools, sd], {"TINYTORCH_UNDER_TEST": str(sd / "tinytorch")}),
-                    cwd=shared, ro=[self.tools, sd / "tinytorch"], rw=[shared],
+                    env=clean_env(shared, [self.tools, sd], {
+                        "TINYTORCH_UNDER_TEST": str(sd / "tinytorch"),
+                        **({"TINYTORCH_DATASETS": str(self.datasets)} if self.datasets else {})}),
+                    cwd=shared, ro=[self.tools, sd / "tinytorch", *([self.datasets] if self.datasets else [])],
+                    rw=[shared],
                     pass_fds=[j2r_r, r2j_w], stdout=log))
             ck = self.ws / "_checkpoints" / m.checkpoint.name
             with self._log(job, m.folder + "-judge") as log:
@@ -541,7 +546,8 @@ class Grader:
         try:
             (self.ws / "_logs").mkdir()
             self._copy_inputs()
-            self.jail = choose_jail(self.ws, self.root, self.allow_weak, self.ws.name)
+            self.jail = choose_jail(self.ws, self.root / "settings.ini", self.allow_weak,
+                                    self.ws.name)
             runs = self._loop(students)
             changes = diff_digest(self.digest, tree_digest(self.guarded))
             if changes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib.abc
+import io
 import importlib.machinery
 import sys
 import textwrap
@@ -31,6 +32,10 @@ import numpy as np
 from .grading_wire import (Codec, PeerGone, ProtocolError, read_frame, short, write_frame)
 
 LIB_NAME = "tinytorch"
+# the only methods the sandbox may call on an object of the judge (a text or bytes buffer the
+# checkpoint hands to the student's code); everything else of the judge is out of its reach
+STREAM_METHODS = {"write", "writelines", "read", "readline", "readlines", "getvalue", "flush",
+                  "seek", "tell", "truncate", "isatty", "readable", "writable", "seekable"}
 
 
 class RunnerDied(Exception):
@@ -49,6 +54,7 @@ class Connection:
         self.codec = JudgeCodec(self)
         self.dead: str | None = None
         self.requests = 0
+        self.busy = 0                  # > 0 while the wire code runs (not the checkpoint's)
 
     def hello(self) -> None:
         header, _ = self._read()
@@ -72,6 +78,7 @@ class Connection:
             raise RunnerDied(self.dead)
         header["drop"] = self.codec.take_drops()
         header["sync"] = self.codec.changed(blobs)
+        self.codec.recent.clear()              # their last edits are in this frame
         err = np.geterr()
         header["np_err"] = err
         try:
@@ -81,13 +88,17 @@ class Connection:
             raise RunnerDied(self.dead) from None
 
     def request(self, op: str, **fields):
-        blobs: list = []
-        header = {"op": op}
-        for k, v in fields.items():
-            header[k] = v if k in ("name", "src", "file") else self.codec.encode(v, blobs)
-        self.requests += 1
-        self._send(header, blobs)
-        return self._wait()
+        self.busy += 1
+        try:
+            blobs: list = []
+            header = {"op": op}
+            for k, v in fields.items():
+                header[k] = v if k in ("name", "src", "file") else self.codec.encode(v, blobs)
+            self.requests += 1
+            self._send(header, blobs)
+            return self._wait()
+        finally:
+            self.busy -= 1
 
     def _wait(self):
         while True:
@@ -143,6 +154,7 @@ class Connection:
                 raise ProtocolError("bad callback arguments")
         except ProtocolError:
             raise
+        busy, self.busy = self.busy, 0           # the checkpoint's own code runs here
         try:
             if kind == "call":
                 value = cb(*args, **kwargs)
@@ -154,14 +166,19 @@ class Connection:
                 value = iter(cb)
             elif kind == "next":
                 value = next(cb)
+            elif kind == "method" and isinstance(cb, (io.StringIO, io.BytesIO)) \
+                    and header.get("name") in STREAM_METHODS:
+                value = getattr(cb, header["name"])(*args, **kwargs)
             else:
                 raise ProtocolError(f"unknown callback kind {str(kind)[:40]}")
+            self.busy = busy
             out: list = []
             tree = self.codec.encode(value, out)
             self._send({"op": "ret", "v": tree}, out)
         except (ProtocolError, RunnerDied):
             raise
         except BaseException as e:                     # noqa: BLE001 - sent to the runner
+            self.busy = busy
             if isinstance(e, (KeyboardInterrupt, SystemExit)) or type(e).__module__.startswith("_pytest"):
                 raise
             self._send({"op": "raise", "name": type(e).__name__, "msg": short(str(e), 2000)}, [])
@@ -178,6 +195,9 @@ class JudgeCodec(Codec):
     def __init__(self, conn: Connection):
         super().__init__("j", weak=True)
         self.conn = conn
+        # arrays that crossed since the last frame we sent: kept alive until then, so that an
+        # edit of a temporary (``p.data[k] = v``) is still sent before the array goes away
+        self.recent: list = []
         self.proxies: "weakref.WeakValueDictionary[int, RemoteObject]" = weakref.WeakValueDictionary()
         self.exc_classes: dict[int, type] = {}
         self.callbacks: dict[int, object] = {}
@@ -342,6 +362,13 @@ class RemoteObject:
     def __dict__(self):
         return _op("vars", self)
 
+    @property
+    def __class__(self):
+        conn = _conn(self)
+        if conn.busy:                  # isinstance() inside the wire code itself: stay local
+            return RemoteObject
+        return conn.request("getattr", o=self, name="__class__")
+
     def __instancecheck__(self, obj):
         return _op("isinstance", obj, self)
 
@@ -428,6 +455,15 @@ class RemoteObject:
 
     def __dir__(self):
         return _op("dir", self)
+
+    def __copy__(self):
+        return _op("copy", self)
+
+    def __deepcopy__(self, memo):
+        return _op("deepcopy", self)
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("a sandbox object cannot be pickled")
 
 
 for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and_", "or_",

@@ -12,6 +12,7 @@ own expectations, computed in the judge's process.
 from __future__ import annotations
 
 import builtins
+import copy
 import importlib
 import operator
 import os
@@ -33,7 +34,8 @@ OPS.update({
     "isinstance": isinstance, "issubclass": issubclass, "divmod": divmod, "round": round,
     "array": lambda x, *a: np.asarray(x, *a), "dir": lambda x: sorted(dir(x)),
     "vars": lambda x: dict(vars(x)), "enter": lambda x: x.__enter__(),
-    "exit": lambda x, *a: x.__exit__(*a), "reversed": reversed})
+    "exit": lambda x, *a: x.__exit__(*a), "reversed": reversed, "copy": copy.copy,
+    "deepcopy": copy.deepcopy})
 
 
 class Callback:
@@ -63,6 +65,11 @@ class Callback:
 
     def __repr__(self):
         return f"<judge callable {self._id}>"
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self._runner.callback(self._id, "method", args, kwargs, name)
 
 
 class RunnerCodec(Codec):
@@ -229,9 +236,9 @@ class Runner:
             return ns[str(header["name"])]
         raise ProtocolError(f"unknown request {str(op)[:40]}")
 
-    def callback(self, cid, kind, args, kwargs):
+    def callback(self, cid, kind, args, kwargs, name=None):
         blobs: list = []
-        header = {"op": "cb", "id": cid, "kind": kind,
+        header = {"op": "cb", "id": cid, "kind": kind, "name": name,
                   "a": self.codec.encode(tuple(args), blobs),
                   "k": self.codec.encode(dict(kwargs), blobs)}
         self.send(header, blobs)

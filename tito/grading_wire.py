@@ -108,7 +108,7 @@ def plain_dtype(dt) -> bool:
 
 def array_blob(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    np.save(buf, a, allow_pickle=False)          # (ascontiguousarray would make 0-d arrays 1-d)
     return buf.getvalue()
 
 
@@ -179,6 +179,9 @@ class Codec:
             self.mirrors[mid] = a
         self.snap[mid] = _rng_state(a) if isinstance(a, np.random.Generator) else a.copy()
         self.by_obj[id(a)] = mid
+        recent = getattr(self, "recent", None)
+        if recent is not None:
+            recent.append(a)
 
     def _died(self, mid: str) -> None:
         snap = self.snap.pop(mid, None)
@@ -403,6 +406,9 @@ class Codec:
             return a
         a = self._get(mid)
         if a is not None:
+            recent = getattr(self, "recent", None)
+            if recent is not None:
+                recent.append(a)
             return a
         if mid in self.dying:                     # dropped here, but the other side had not heard
             a = self.dying.pop(mid).copy()
