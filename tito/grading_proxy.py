@@ -21,6 +21,7 @@ import ast
 import builtins
 import importlib.abc
 import io
+import operator
 import importlib.machinery
 import sys
 import textwrap
@@ -385,7 +386,11 @@ class RemoteObject:
         return _op("format", self, spec)
 
     def __bool__(self):
-        return bool(_op("bool", self))
+        try:
+            mine = _conn(self).request("op", name="plain", a=(self,))
+        except TypeError:
+            return bool(_op("bool", self))       # an object that is not array-like: its own say
+        return bool(mine)
 
     def __len__(self):
         return _op("len", self)
@@ -466,13 +471,33 @@ class RemoteObject:
         raise TypeError("a sandbox object cannot be pickled")
 
 
+def _compare(name):
+    """A comparison with a value of the judge is made here, on the sandbox object's plain array
+    form (``np.asarray`` of it, computed there, sent as data): an object whose ``__eq__`` or
+    ``__bool__`` lies cannot make the judge's expected value "equal". Two sandbox objects are
+    compared there (both sides are the student's)."""
+    fn = getattr(operator, name)
+
+    def f(self, other):
+        if isinstance(other, RemoteObject):
+            return _op(name, self, other)
+        try:
+            mine = _conn(self).request("op", name="plain", a=(self,))
+        except TypeError:
+            return NotImplemented
+        return fn(mine, other)
+    f.__name__ = f"__{name}__"
+    return f
+
+
 for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and_", "or_",
-           "xor", "lshift", "rshift", "lt", "le", "eq", "ne", "gt", "ge"):
+           "xor", "lshift", "rshift"):
     _d = _n.strip("_")
     setattr(RemoteObject, f"__{_d}__", _binop(_n))
-    if _n not in ("lt", "le", "eq", "ne", "gt", "ge"):
-        setattr(RemoteObject, f"__r{_d}__", _rbinop(_n))
-        setattr(RemoteObject, f"__i{_d}__", _binop("i" + _n if _n[-1] != "_" else "i" + _d))
+    setattr(RemoteObject, f"__r{_d}__", _rbinop(_n))
+    setattr(RemoteObject, f"__i{_d}__", _binop("i" + _n if _n[-1] != "_" else "i" + _d))
+for _n in ("lt", "le", "eq", "ne", "gt", "ge"):
+    setattr(RemoteObject, f"__{_n}__", _compare(_n))
 RemoteObject.__divmod__ = _binop("divmod")
 RemoteObject.__rdivmod__ = _rbinop("divmod")
 
