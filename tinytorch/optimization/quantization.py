@@ -1129,13 +1129,12 @@ def format_error_report(rows: list) -> str:
 
 
 def plot_quantization_error(rows: list, path=None, title: str = "quantization error per layer"):
-    "Grouped bars per layer, per-tensor next to per-channel (weight and, if present, output error). Returns the figure."
-    import matplotlib
-    if path is not None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Grouped bars per layer, per-tensor next to per-channel (weight and, if present, output error); saved to
+    `path` if given. Returns the matplotlib Figure (make it a notebook cell's last expression to see it)."""
+    from matplotlib.figure import Figure             # no pyplot: no global state, no backend switch
     kinds = ["weight_error", "worst_channel_error"] + (["output_error"] if "output_error_per_tensor" in rows[0] else [])
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(kinds), 3.6))
+    axes = fig.subplots(1, len(kinds), squeeze=False)
     idx = np.arange(len(rows))
     for ax, kind in zip(axes[0], kinds):
         ax.bar(idx - 0.2, [100 * r[f"{kind}_per_tensor"] for r in rows], 0.4, label="per-tensor")
@@ -1149,5 +1148,4 @@ def plot_quantization_error(rows: list, path=None, title: str = "quantization er
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=100)
-        plt.close(fig)
     return fig
