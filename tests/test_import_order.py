@@ -36,31 +36,9 @@ LIB_NAME = MANIFEST.settings.lib_name
 # engine, as torch.Tensor.backward delegates to torch.autograd.backward.
 ALLOWED = {("tinytorch.core.tensor", "Tensor.backward", "tinytorch.core.autograd")}
 
-# Known violations in modules 06-20, fixed on another branch. Each entry is
-# (importing package module, where, imported package module) as `violations()` reports it.
-# Remove an entry when its fix is merged: the test fails on an entry that no longer occurs.
-KNOWN_VIOLATIONS = {
-    # module 19 (benchmarking) uses module 17's OpenBLAS handle discovery (openblas_handles); 17 is
-    # not among 19's prerequisites
-    ("tinytorch.optimization.benchmarking", "not a prerequisite", "tinytorch.optimization.sparse"),
-    # module 17 (compression) loads module 16 (quantization) through importlib, and uses 09's
-    # Conv2d; neither is among 17's prerequisites [7, 13]
-    ("tinytorch.optimization.compression", "not a prerequisite", "tinytorch.optimization.quantization"),
-    ("tinytorch.optimization.compression", "not a prerequisite", "tinytorch.core.spatial"),
-    ("tinytorch.nn.utils.prune", "not a prerequisite", "tinytorch.core.spatial"),
-    # module 14 (profiling) knows the layers of 05-13, but its prerequisites say [3]
-    ("tinytorch.optimization.profiling", "not a prerequisite", "tinytorch.core.autograd"),
-    ("tinytorch.optimization.profiling", "not a prerequisite", "tinytorch.core.spatial"),
-    ("tinytorch.optimization.profiling", "not a prerequisite", "tinytorch.core.embeddings"),
-    ("tinytorch.optimization.profiling", "not a prerequisite", "tinytorch.core.attention"),
-    ("tinytorch.optimization.profiling", "not a prerequisite", "tinytorch.core.transformers"),
-    # module 16 (quantization) uses 05 and 09, its prerequisites say [3, 14]
-    ("tinytorch.optimization.quantization", "not a prerequisite", "tinytorch.core.autograd"),
-    ("tinytorch.optimization.quantization", "not a prerequisite", "tinytorch.core.spatial"),
-    # module 20 (capstone) uses 08's loaders and 15's cache, its prerequisites say [13, 17, 19]
-    ("tinytorch.experiments", "not a prerequisite", "tinytorch.core.dataloader"),
-    ("tinytorch.experiments", "not a prerequisite", "tinytorch.optimization.memoization"),
-}
+# Known violations, fixed elsewhere and not merged yet; empty now that every module follows the
+# chapter order. Each entry is (importing package module, where, imported package module).
+KNOWN_VIOLATIONS: set = set()
 
 
 @dataclass(frozen=True)
