@@ -59,7 +59,10 @@ class Module:
             yield m
 
     def named_modules(self, prefix: str = "", remove_duplicate: bool = True):
-        "(name, module) for this module and every descendant; a shared module once unless remove_duplicate=False."
+        """(name, module) for this module (named `prefix`) and every descendant, depth first in
+        assignment order (children from `named_children`, names joined with "."); a module reached
+        twice is yielded once unless remove_duplicate=False. Iterative (an explicit stack). A generator."""
+        ### BEGIN SOLUTION
         seen = set()
         stack = [(prefix, self)]
         while stack:
@@ -70,6 +73,7 @@ class Module:
             yield name, mod
             kids = [(f"{name}.{n}" if name else n, m) for n, m in mod.named_children()]
             stack.extend(reversed(kids))
+        ### END SOLUTION
 
     def modules(self):
         for _, m in self.named_modules():
@@ -81,7 +85,10 @@ class Module:
                 yield name, value
 
     def named_parameters(self, prefix: str = "", remove_duplicate: bool = True):
-        "(dotted name, Parameter) for every parameter; a shared Parameter appears once (first name)."
+        """(dotted name, Parameter) for every parameter, module by module in `named_modules` order, each
+        module's own first (`_own_parameters`); a shared Parameter appears once (under its first name)
+        unless remove_duplicate=False. A generator."""
+        ### BEGIN SOLUTION
         seen = set()
         for mod_name, mod in self.named_modules(prefix, remove_duplicate=remove_duplicate):
             for name, p in mod._own_parameters():
@@ -89,6 +96,7 @@ class Module:
                     continue
                 seen.add(id(p))
                 yield (f"{mod_name}.{name}" if mod_name else name), p
+        ### END SOLUTION
 
     def parameters(self):
         "Every parameter once, in a stable order."
@@ -112,34 +120,47 @@ class Module:
 
     # -- modes and gradients ---------------------------------------------------------------------------
     def train(self, mode: bool = True):
-        "Set training mode (layers such as Dropout behave differently while training) here and below."
+        """Set `training` to bool(mode) on this module and every descendant (`modules()`; set it with
+        object.__setattr__). Layers such as Dropout behave differently while training. Returns self."""
+        ### BEGIN SOLUTION
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
+        ### END SOLUTION
 
     def eval(self):
         return self.train(False)
 
     def zero_grad(self):
-        "Forget the gradients of every parameter (set them to None, as PyTorch does by default)."
+        "Forget the gradients of every parameter: set each `.grad` to None, as PyTorch does by default."
+        ### BEGIN SOLUTION
         for p in self.parameters():
             p.grad = None
+        ### END SOLUTION
 
     # -- saving ----------------------------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        "Name -> a copy of the array, for every parameter and buffer (shared ones under each name)."
+        """An OrderedDict: dotted name -> a copy of the NumPy array, every parameter then every buffer,
+        a shared one under each of its names (remove_duplicate=False)."""
+        ### BEGIN SOLUTION
         out = OrderedDict()
         for name, p in self.named_parameters(remove_duplicate=False):
             out[name] = p.data.copy()
         for name, b in self.named_buffers(remove_duplicate=False):
             out[name] = b.data.copy()
         return out
+        ### END SOLUTION
 
     def load_state_dict(self, state: dict, strict: bool = True):
         """Copy arrays into the existing parameters and buffers, in place (their identity is kept, so
         shared weights stay shared and an optimizer keeps working). Values may be NumPy arrays, Tensors
-        or anything `np.asarray` accepts (a CPU torch tensor). Missing or unexpected keys (strict) and
-        shape mismatches raise an error naming them."""
+        or anything `np.asarray` accepts (a CPU torch tensor), cast to the target's dtype.
+
+        Check everything before changing anything (a failed load changes nothing). With strict, missing
+        or unexpected keys raise KeyError "load_state_dict: missing keys [...], unexpected keys [...]";
+        a shape mismatch raises ValueError "load_state_dict: <name> has shape <model's> in the model but
+        <given> in the state dict". Returns {"missing_keys": [...], "unexpected_keys": [...]}."""
+        ### BEGIN SOLUTION
         own = OrderedDict(self.named_parameters(remove_duplicate=False))
         own.update(self.named_buffers(remove_duplicate=False))
         missing = [k for k in own if k not in state]
@@ -159,6 +180,7 @@ class Module:
         for name, arr in arrays.items():
             own[name].data[...] = arr.astype(own[name].data.dtype, copy=False)
         return {"missing_keys": missing, "unexpected_keys": unexpected}
+        ### END SOLUTION
 
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
