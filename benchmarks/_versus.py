@@ -18,3 +18,21 @@ def versus_pytorch(tinytorch_step, pytorch_step, *, repeats: int, number: int, w
     ratio = res.ratio("tinytorch")
     print(f"  ratio tinytorch/PyTorch: {ratio:.2f}" + (f"  (goal <= {goal:.2f})" if goal is not None else ""))
     return ratio
+
+
+def add_allocator_flag(parser) -> None:
+    "--default-allocator: skip tune_allocator() (module 18), which every benchmark calls by default."
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's malloc as it is (by default tune_allocator() from module 18 runs "
+                             "first, for both frameworks: they share the process)")
+
+
+def tune_allocator_unless(default_allocator: bool) -> None:
+    """Call module 18's tune_allocator() (process-wide, so PyTorch gets it too) unless asked not to, and say
+    which allocator the figures below were measured with."""
+    if default_allocator:
+        print("  allocator: glibc defaults (--default-allocator)")
+        return
+    from tinytorch.optimization.acceleration import tune_allocator
+    print(f"  allocator: tune_allocator() {'applied' if tune_allocator() else 'not available here'} "
+          f"(module 18; --default-allocator to skip)")

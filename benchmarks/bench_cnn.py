@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from _versus import versus_pytorch
+from _versus import add_allocator_flag, tune_allocator_unless, versus_pytorch
 
 GOAL = 3.0
 
@@ -107,7 +107,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21, help="interleaved rounds (median taken)")
     parser.add_argument("--profile", action="store_true", help="cProfile tinytorch's 8x8 step")
+    add_allocator_flag(parser)
     args = parser.parse_args()
+    tune_allocator_unless(args.default_allocator)
     tt8 = bench(8, args.repeats)
     bench(28, args.repeats)
     if args.profile:

@@ -8,9 +8,9 @@ Prints the median time per training step of each framework, measured side by sid
 one process), the ratio tinytorch / PyTorch (goal: <= 1.5), and the time to generate --gen-tokens tokens
 with module 15's cache and without it (the speed-up, and whether both gave the same tokens).
 --profile prints tinytorch's step profiled by function (cProfile) instead of comparing.
---tune-malloc first raises glibc's mmap and trim thresholds (mallopt) for this process, both frameworks:
-freed large NumPy temporaries then stay mapped instead of being returned to the OS and page-faulted in
-again by the next op, which is a large part of tinytorch's time on big elementwise ops.
+Before timing it calls module 18's tune_allocator() (glibc mallopt: raised mmap and trim thresholds), for
+this process and so both frameworks: freed large NumPy temporaries then stay mapped instead of being
+returned to the OS and page-faulted in again by the next op. --default-allocator skips it.
 """
 import os
 
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from _versus import versus_pytorch
+from _versus import add_allocator_flag, tune_allocator_unless, versus_pytorch
 
 
 def torch_gpt(cfg: dict):
@@ -141,15 +141,9 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--gen-tokens", type=int, default=200)
     parser.add_argument("--profile", action="store_true", help="profile tinytorch's training step instead")
-    parser.add_argument("--tune-malloc", action="store_true",
-                        help="keep freed memory mapped (glibc mallopt), for both frameworks")
+    add_allocator_flag(parser)
     args = parser.parse_args()
-    if args.tune_malloc:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        ok = libc.mallopt(M_MMAP_THRESHOLD, 256 << 20) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
-        print(f"glibc mallopt: mmap threshold 256 MiB, trim threshold 1 GiB ({'set' if ok else 'FAILED'})")
+    tune_allocator_unless(args.default_allocator)
 
     cfg = dict(vocab_size=69, embed_dim=args.embed_dim, num_layers=args.layers, num_heads=args.heads,
                max_seq_len=args.seq_len, mlp_ratio=4)

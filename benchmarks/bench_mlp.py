@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from _versus import versus_pytorch
+from _versus import add_allocator_flag, tune_allocator_unless, versus_pytorch
 
 
 def import_time(module: str) -> float:
@@ -67,7 +67,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="interleaved rounds (median taken)")
     parser.add_argument("--number", type=int, default=100, help="steps per round")
+    add_allocator_flag(parser)
     args = parser.parse_args()
+    tune_allocator_unless(args.default_allocator)
 
     rng = np.random.default_rng(0)
     w1 = rng.uniform(-0.125, 0.125, (128, 64)).astype(np.float32)

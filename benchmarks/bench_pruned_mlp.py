@@ -4,7 +4,7 @@ Run: python benchmarks/bench_pruned_mlp.py [--quick] [--json PATH]
 Two MLPs on the shipped digits (tinytorch.core.dataloader.load_digits): the 1986 milestone's 64-128-10
 and a wide 64-1024-1024-10. Each is trained (Adam), pruned by magnitude to 90 % of its weights (globally,
 with tinytorch.optimization.compression.magnitude_prune when that module is present, else with plain
-NumPy: zeros and weight.mask), fine-tuned with the masks, then run in inference three ways on the same
+NumPy: zeros kept by an optimizer step hook), fine-tuned with the masks, then run in inference three ways on the same
 batches: the dense pruned model, to_sparse(mode="always") (every pruned layer in CSR) and
 to_sparse(mode="auto") (the dispatcher's choice per layer). Prints test accuracy (identical predictions
 are checked) and the latency per batch of 64 and of the whole test set, with module 19's Benchmark (CPU
@@ -31,16 +31,26 @@ SPARSITY = 0.9
 
 
 def numpy_magnitude_prune(model, sparsity):
-    "Global magnitude pruning of the Linear weights with plain NumPy: zero in place, set weight.mask."
+    """Global magnitude pruning of the Linear weights with plain NumPy: zero in place, and keep them zero
+    with a global optimizer step post-hook (module 06) that re-applies the masks after every step."""
     from tinytorch.core.layers import Linear
+    from tinytorch.core.optimizers import register_optimizer_step_post_hook
     weights = [m.weight for m in model.modules() if isinstance(m, Linear)]
     scores = np.concatenate([np.abs(w.data).ravel() for w in weights])
     k = int(round(sparsity * scores.size))
     cut = np.partition(scores, k - 1)[k - 1]
+    keep = {}
     for w in weights:
-        mask = (np.abs(w.data) > cut).astype(w.data.dtype)
-        w.data *= mask
-        w.mask = mask
+        keep[id(w)] = (np.abs(w.data) > cut).astype(w.data.dtype)
+        w.data *= keep[id(w)]
+
+    def reapply(opt, args, kwargs):
+        for w in weights:
+            w.data *= keep[id(w)]
+            for buf in opt.state.get(w, {}).values():
+                if isinstance(buf, np.ndarray) and buf.shape == w.data.shape:
+                    buf *= keep[id(w)]
+    register_optimizer_step_post_hook(reapply)
 
 
 def prune(model, sparsity):

@@ -1,6 +1,6 @@
 """Every benchmark of the course in one run: one table, and JSON. This is what `tito bench` runs.
 
-Run: python benchmarks/run_all.py [--quick] [--json PATH] [--only NAME[,NAME...]] [--list] [--strict]
+Run: python benchmarks/run_all.py [--quick] [--json PATH] [--only NAME[,NAME...]] [--list] [--strict] [--default-allocator]
 Sections (all by default, in this order):
   sparse      CSR x dense against dense NumPy and SciPy, 50-99 % sparsity, batch 1 and 64 (bench_sparse.py)
   bandwidth   batch-1 sparse matvec as a fraction of the memory bandwidth of a streaming copy (bench_sparse.py)
@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
+from _versus import add_allocator_flag, tune_allocator_unless   # noqa: E402 (after the path set-up)
 
 SECTIONS = ("sparse", "bandwidth", "bytes", "pruned_mlp", "pytorch")
 
@@ -69,7 +70,7 @@ def parse_pytorch_output(script: str, text: str) -> list:
     return rows
 
 
-def run_pytorch(quick: bool) -> dict:
+def run_pytorch(quick: bool, default_allocator: bool = False) -> dict:
     out = {}
     for script, full, short in PYTORCH_BENCHES:
         path = HERE / script
@@ -77,7 +78,7 @@ def run_pytorch(quick: bool) -> dict:
             print(f"{script}: not present, skipped", flush=True)
             out[script] = {"status": "absent", "rows": []}
             continue
-        cmd = [sys.executable, str(path)] + (short if quick else full)
+        cmd = [sys.executable, str(path)] + (short if quick else full) + (["--default-allocator"] if default_allocator else [])
         print(f"$ {' '.join([Path(cmd[0]).name] + cmd[1:])}", flush=True)
         t = time.perf_counter()
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600,
@@ -119,6 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit with 1 when a goal is missed")
     parser.add_argument("--wall", action="store_true", help="time with the wall clock instead of the CPU time "
                                                             "of the measuring thread")
+    add_allocator_flag(parser)
     args = parser.parse_args(argv)
     if args.wall:
         os.environ["TINYTORCH_BENCH_TIMER"] = "wall"
@@ -133,6 +135,7 @@ def main(argv=None) -> int:
         return 2
 
     import bench_sparse
+    tune_allocator_unless(args.default_allocator)       # module 18's opt-in allocator tuning, as every script
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     t0 = time.perf_counter()
     info = machine()
@@ -182,7 +185,7 @@ def main(argv=None) -> int:
                     summary.append((f"{r['model']}: identical predictions, accuracy {r['accuracy']['dense']:.3f}",
                                     r["sparsity"], "sparsity ~0.9", r["identical_predictions"]))
             elif section == "pytorch":
-                res = run_pytorch(args.quick)
+                res = run_pytorch(args.quick, args.default_allocator)
                 report["sections"]["pytorch"] = res
                 for script, entry in res.items():
                     if entry["status"] == "absent":

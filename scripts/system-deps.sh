@@ -6,6 +6,7 @@
 #                      tests/jupyter screenshots JupyterLab
 #   libjs-mathjax      MathJax served from disk, so the book renders mathematics offline
 #   fonts-dejavu-core  a font for chromium to draw text with
+#   bubblewrap         bwrap: the sandbox `tito grade` runs students' code in (namespaces, allow-list fs)
 #
 # A fast no-op when everything is there. When something is missing: as root on Debian/Ubuntu it
 # installs it with apt-get (noninteractive, no recommended extras); otherwise it prints exactly
@@ -18,6 +19,7 @@ CHECKS=(
     "chromium|command -v chromium"
     "libjs-mathjax|test -f /usr/share/javascript/mathjax/MathJax.js"
     "fonts-dejavu-core|test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    "bubblewrap|command -v bwrap"
 )
 
 missing_packages() {

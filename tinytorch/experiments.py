@@ -513,19 +513,17 @@ class ProgressTracker:
         return t
 
     # -- plots ------------------------------------------------------------------------------------------
-    def plot(self, output_dir, prefix: str | None = None) -> dict:
-        """Save three PNGs in `output_dir`: `<prefix>_curves.png` (loss and perplexity), `<prefix>_importance.png`
-        (layer × head importance of the first pruning, pruned heads crossed), `<prefix>_heads.png` (heads on after
-        each pruning and growth). Needs matplotlib. Returns {kind: path}."""
+    def figures(self) -> dict:
+        """The plots as matplotlib Figures: {"curves": loss and perplexity, "importance": layer × head importance
+        of the first pruning (pruned heads crossed), "heads": heads on after each pruning and growth}; the last
+        two only when there was a pruning. In a notebook, a Figure shows when it is a cell's last expression
+        (or through `display(fig)`). Needs matplotlib."""
         try:
             from matplotlib.figure import Figure         # no pyplot: no global state, no display
         except ImportError:
             raise RuntimeError("ProgressTracker.plot needs matplotlib (pip install matplotlib); the JSON from "
                                "save_json holds the same numbers") from None
-        folder = Path(output_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        prefix = prefix or self.name
-        paths = {}
+        figs = {}
         fig = Figure(figsize=(11, 4))
         ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
         if self.train_loss:
@@ -546,7 +544,8 @@ class ProgressTracker:
         for a in (ax, ax2):
             a.grid(alpha=0.3)
         fig.suptitle(self.name)
-        paths["curves"] = self._save(fig, folder / f"{prefix}_curves.png")
+        fig.tight_layout()
+        figs["curves"] = fig
         first = next((p for p in self.pruning if p["importance"] is not None), None)
         if first is not None:
             imp = np.array([[np.nan if v is None else v for v in row] for row in first["importance"]], dtype=float)
@@ -562,7 +561,8 @@ class ProgressTracker:
             ax.set(xlabel="head", ylabel="layer", title=f"importance ({first['strategy']}); x = pruned",
                    xticks=range(imp.shape[1]), yticks=range(imp.shape[0]))
             fig.colorbar(im, ax=ax, fraction=0.046)
-            paths["importance"] = self._save(fig, folder / f"{prefix}_importance.png")
+            fig.tight_layout()
+            figs["importance"] = fig
         if self.pruning:
             fig = Figure(figsize=(3.2 * len(self.pruning) + 0.5, 3.2))
             for i, p in enumerate(self.pruning):
@@ -577,12 +577,21 @@ class ProgressTracker:
                 ax.set(xlabel="head", ylabel="layer", xticks=range(state.shape[1]), yticks=range(state.shape[0]),
                        title=f"{p['stage']}: {int(np.sum(p['alive']))} heads on")
             fig.suptitle("heads on (green), pruned (red), grown back (+)")
-            paths["heads"] = self._save(fig, folder / f"{prefix}_heads.png")
-        return paths
+            fig.tight_layout()
+            figs["heads"] = fig
+        return figs
+
+    def plot(self, output_dir, prefix: str | None = None) -> dict:
+        """Save the figures() as PNGs in `output_dir`: `<prefix>_curves.png`, `<prefix>_importance.png` and
+        `<prefix>_heads.png` (the last two only after a pruning). Needs matplotlib. Returns {kind: path}."""
+        figs = self.figures()
+        folder = Path(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        prefix = prefix or self.name
+        return {kind: self._save(fig, folder / f"{prefix}_{kind}.png") for kind, fig in figs.items()}
 
     @staticmethod
     def _save(fig, path: Path) -> str:
-        fig.tight_layout()
         tmp = path.with_name(f".{path.name}.tmp")
         fig.savefig(tmp, dpi=100, format="png")
         os.replace(tmp, path)

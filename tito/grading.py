@@ -1,68 +1,58 @@
-"""``tito grade``: grade every student's own exported code with the checkpoints.
+"""``tito grade``: grade every student's own exported code with the checkpoints, so that no
+submission can forge its score.
 
-For each student folder of the submissions directory (its notebooks under ``modules/``):
+Nothing that runs student code decides a score. For each student folder of the submissions:
 
-1. The notebooks are read and checked in this (parent) process: every notebook of every module
-   (a module may have several, ``notebooks = [...]`` in the manifest, the main one first). A
-   missing main notebook, a symlink or a file that is not a JSON notebook scores 0 for its
-   module and is reported. Valid notebooks are copied into the student's own folder in a private
-   workspace, next to a copy of every checkpoint file (read once, before any student code runs).
-   A notebook that is missing or invalid is replaced there by its stand-in, the stripped release
-   version (exercises raise NotImplementedError, never a solution), so that the modules which
-   import it can still be graded; when it is not the main notebook of its module, the module is
-   graded too and its message names the notebook.
-2. A sandboxed child (:mod:`tito.sandbox`) exports the notebooks into the student's own
-   ``tinytorch`` package there (:mod:`tito.grade_worker`).
-3. One sandboxed child per graded module runs ``tests/checkpoints/checkpoint_NN_*.py`` against
-   that package with pytest (``python -P -s``, ``PYTHONPATH`` the student's folder only, no
-   conftest files, no plugin autoload, the results plugin :mod:`tito.pytest_plugin` reporting
-   every test through a file descriptor), under a memory limit and a wall-clock limit that
-   kills the child's whole process group.
+1. The notebooks are read here without following anything (:mod:`tito.grading_submissions`)
+   and copied into the student's folder of a private workspace; a missing or invalid notebook
+   scores 0 for its module (another notebook of a module that has several is replaced by its
+   stripped release version, whose exercises fail).
+2. An export box (:mod:`tito.sandbox`, bwrap) turns them into the student's ``tinytorch``
+   package (:mod:`tito.grade_worker`, nbdev; no student code runs).
+3. Per graded module, two boxes connected by pipes: the **runner**
+   (:mod:`tito.grading_runner`, untrusted) imports the student's package and makes the calls it
+   is asked to, answering with plain data only; the **judge** (:mod:`tito.grading_judge`,
+   trusted, never imports student code) runs the checkpoint with pytest against a proxy of the
+   package (:mod:`tito.grading_proxy`) and writes each test's outcome to a pipe that only the
+   grader reads. The grader scores from that report alone.
 
-Scoring rule (also written into the JSON gradebook): a module scores its manifest points times
-the fraction of its checkpoint tests that passed; it scores 0 when its (main) notebook is
-missing or invalid, when the checkpoint cannot be collected (syntax error, import error), when
-the run times out or crashes, or when any ``tinytorch`` module was imported from outside the
-student's package.
-
-Children run concurrently (``jobs``), all spawned from the main thread. After every child the
-reference package and tests are hashed and compared with their state before grading; any change
-is reported loudly and makes ``tito grade`` exit 1.
+Every box has its own user, PID, mount and network namespace, its own cgroup (process count,
+memory), CPU-time, file-size and /tmp limits, and is torn down (checked) when it ends. A run that
+crashes, falls silent, answers malformed or oversized data, or exceeds its time scores 0 for that
+module with the reason. Every per-student failure is caught and recorded; the gradebook (CSV,
+JSON, JUnit) is always written, atomically (:mod:`tito.grading_book`).
 """
 
 from __future__ import annotations
 
-import csv
+import fcntl
 import hashlib
-import io
 import json
 import os
-import re
 import shutil
-import signal
 import sys
-import tempfile
 import time
-import xml.etree.ElementTree as ET
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import TitoError
-from .sandbox import Sandbox, child_env, choose_isolation, make_workspace
+from .grading_book import junit_xml, summary_table, write_gradebook  # noqa: F401 - re-exported
+from .grading_submissions import find_students, load_notebook, scan
+from .sandbox import Box, Limits, choose_jail, clean_env, make_workspace, remove_cgroup_parents
 
-PLUGIN_NAME = "_tito_pytest_plugin"
 SCORING_RULE = (
-    "module points = manifest points x (checkpoint tests passed / checkpoint tests collected); "
-    "0 when the module's main notebook is missing or not a valid notebook, when the checkpoint "
-    "cannot be collected (syntax or import error), when the run times out or crashes, or when a "
-    "tinytorch module was imported from outside the student's package. Another notebook of a "
-    "module that has several, when missing or invalid, is replaced by its stripped release "
-    "version (its exercises fail) and the module is graded. Skipped tests do not count as "
-    "passed.")
-PYTEST_INI = ("[pytest]\n"
-              "python_files = checkpoint_*.py test_*.py\n"
-              "addopts = --import-mode=importlib\n")
+    "module points = manifest points x (checkpoint tests passed / checkpoint tests collected), "
+    "the tests run by the trusted judge against the student's package in a sandbox; 0 when the "
+    "module's main notebook is missing or not a valid notebook, when its export fails, when the "
+    "checkpoint cannot be collected, or when the sandboxed runner crashes, exits early, answers "
+    "malformed or oversized data, or the run exceeds its time. Another notebook of a module that "
+    "has several, when missing or invalid, is replaced by its stripped release version (its "
+    "exercises fail). Skipped tests do not count as passed.")
+MAX_REPORT = 16 << 20            # bytes of a judge's or export's report read
+MAX_LOG = 8_000                  # characters of a log kept
+OUTCOMES = ("passed", "failed", "error", "skipped")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,22 +64,19 @@ class ModuleGrade:
     folder: str
     number: int
     max_points: float
-    status: str = "pending"          # graded | missing notebook | invalid notebook | timeout |
-    #                                  collection error | crashed | foreign package | export error
+    status: str = "pending"
     points: float = 0.0
     passed: int = 0
     total: int = 0
     message: str = ""
     duration_s: float = 0.0
     tests: list[dict] = field(default_factory=list)
-    lib_file: str | None = None
     log_tail: str = ""
-    notebooks: dict[str, str] = field(default_factory=dict)   # stem -> ok / missing / why not
-    stand_ins: list[str] = field(default_factory=list)        # stems given the stripped version
+    notebooks: dict[str, str] = field(default_factory=dict)
+    stand_ins: list[str] = field(default_factory=list)
+    leftover_processes: int = 0
 
     def stand_in_note(self) -> str:
-        """What the message says about the module's other notebooks (not the main one) that the
-        submission lacks or has broken: each was replaced by its stripped release version."""
         notes = []
         for stem, state in self.notebooks.items():
             if stem == self.folder or state == "ok":
@@ -105,7 +92,8 @@ class ModuleGrade:
                 "max_points": self.max_points, "passed": self.passed, "total": self.total,
                 "message": self.message, "duration_s": round(self.duration_s, 2),
                 "notebooks": self.notebooks, "stripped_stand_ins": self.stand_ins,
-                "tinytorch": self.lib_file, "tests": self.tests, "log_tail": self.log_tail}
+                "leftover_processes": self.leftover_processes, "tests": self.tests,
+                "log_tail": self.log_tail}
 
 
 @dataclass
@@ -113,10 +101,11 @@ class StudentGrade:
     name: str
     path: str
     modules: dict[str, ModuleGrade] = field(default_factory=dict)
-    notebooks: dict[str, str] = field(default_factory=dict)     # stem -> ok / why not
+    notebooks: dict[str, str] = field(default_factory=dict)
     export: dict = field(default_factory=dict)
-    violations: list[str] = field(default_factory=list)
-    stand_ins: list[str] = field(default_factory=list)    # stems given the stripped notebook
+    notes: list[str] = field(default_factory=list)
+    stand_ins: list[str] = field(default_factory=list)
+    error: str | None = None
 
     @property
     def total(self) -> float:
@@ -129,7 +118,7 @@ class StudentGrade:
     def as_dict(self) -> dict:
         return {"name": self.name, "path": self.path, "total": self.total,
                 "max_total": self.max_total, "notebooks": self.notebooks,
-                "export": self.export, "violations": self.violations,
+                "export": self.export, "violations": self.notes, "error": self.error,
                 "stripped_stand_ins": self.stand_ins,
                 "modules": {k: v.as_dict() for k, v in self.modules.items()}}
 
@@ -144,16 +133,15 @@ def tree_digest(paths: list[Path]) -> dict[str, str]:
     for base in paths:
         if not base.exists():
             continue
-        files = [base] if base.is_file() else sorted(base.rglob("*"))
-        for f in files:
-            if any(part in ("__pycache__", ".pytest_cache", ".hypothesis") for part in f.parts):
-                continue
-            if f.is_symlink():
-                out[str(f)] = "symlink:" + os.readlink(f)
-            elif f.is_file():
-                out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
-            elif f.is_dir():
-                out[str(f)] = "dir"
+        for dirpath, dirs, files in os.walk(base):
+            dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".pytest_cache", ".hypothesis"))
+            for f in sorted(files):
+                p = os.path.join(dirpath, f)
+                if os.path.islink(p):
+                    out[p] = "symlink:" + os.readlink(p)
+                else:
+                    with open(p, "rb") as fh:
+                        out[p] = hashlib.sha256(fh.read()).hexdigest()
     return out
 
 
@@ -164,72 +152,81 @@ def diff_digest(before: dict, after: dict) -> list[str]:
     return sorted(changed)
 
 
-# ---------------------------------------------------------------------------------------------
-# Submissions
-# ---------------------------------------------------------------------------------------------
-
-def find_students(submissions: Path) -> list[Path]:
-    """Every student folder: the direct sub-directories not starting with '.' or '_'."""
-    if not submissions.is_dir():
-        raise TitoError(f"submissions directory {submissions} does not exist", exit_code=2)
-    return sorted((p for p in submissions.iterdir()
-                   if p.is_dir() and not p.is_symlink() and not p.name.startswith((".", "_"))),
-                  key=lambda p: p.name)
-
-
-def find_notebook(student: Path, folder: str, stem: str | None = None) -> Path | None:
-    """The student's notebook ``stem`` (default: the main one, named like the folder) of module
-    ``folder``: ``modules/F/S.ipynb``, else ``F/S.ipynb``, else any ``S.ipynb`` in the student's
-    folder."""
-    stem = stem or folder
-    for cand in (student / "modules" / folder / f"{stem}.ipynb",
-                 student / folder / f"{stem}.ipynb"):
-        if cand.exists() or cand.is_symlink():
-            return cand
-    hits = sorted(p for p in student.rglob(f"{stem}.ipynb")
-                  if not any(part.startswith(".") for part in p.relative_to(student).parts))
-    return hits[0] if hits else None
-
-
-def check_notebook(path: Path) -> tuple[bytes | None, str]:
-    """(content, "ok") for a readable JSON notebook, else (None, why not)."""
-    if path.is_symlink():
-        return None, f"{path.name} is a symbolic link (not graded)"
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        return None, f"cannot read {path.name}: {e.strerror}"
-    if len(data) > 50 * 1024 * 1024:
-        return None, f"{path.name} is larger than 50 MB"
-    try:
-        nb = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        return None, f"{path.name} is not a valid notebook (JSON error: {e})"
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) \
-            or not all(isinstance(c, dict) for c in nb["cells"]):
-        return None, f"{path.name} is not a notebook (no list of cells)"
-    return data, "ok"
-
-
 def _safe(name: str) -> str:
+    import re
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60] or "student"
 
 
+def _tail(path: Path) -> str:
+    """The last :data:`MAX_LOG` characters of a log, read from its end (never the whole file)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 4 * MAX_LOG))
+            text = f.read(4 * MAX_LOG).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = text.strip().splitlines()[-40:]
+    return "\n".join(lines)[-MAX_LOG:]
+
+
+def parse_report(raw: bytes | None) -> tuple[dict | None, str]:
+    """The judge's report, checked field by field; (None, why) when it is not one."""
+    if raw is None:
+        return None, "no report"
+    if len(raw) > MAX_REPORT:
+        return None, f"report larger than {MAX_REPORT} bytes"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None, "report is not JSON" if raw else "no report"
+    if not isinstance(data, dict):
+        return None, "report is not a JSON object"
+    tests = data.get("tests")
+    errs = data.get("collect_errors", [])
+    collected = data.get("collected")
+    runner = data.get("runner")
+    if not isinstance(tests, list) or not isinstance(errs, list) or not isinstance(runner, dict) \
+            or not isinstance(collected, int) or isinstance(collected, bool) or collected < 0:
+        return None, "report of the wrong shape"
+    clean = []
+    for t in tests + errs:
+        if not (isinstance(t, dict) and isinstance(t.get("name", t.get("nodeid")), str)
+                and t.get("outcome") in OUTCOMES):
+            return None, "report with a test entry of the wrong shape"
+        clean.append({"name": str(t.get("name") or t.get("nodeid"))[:300],
+                      "outcome": t["outcome"], "when": str(t.get("when") or "")[:20],
+                      "message": str(t.get("message") or "")[:2000],
+                      "details": str(t.get("details") or "")[:6000],
+                      "duration": float(t["duration"]) if isinstance(t.get("duration"), (int, float))
+                      and not isinstance(t.get("duration"), bool) else 0.0})
+    dead = runner.get("dead")
+    return {"collected": collected, "tests": clean[:len(tests)], "collect_errors": clean[len(tests):],
+            "dead": str(dead)[:2000] if dead else None,
+            "error": str(data["error"])[:2000] if data.get("error") else None}, "ok"
+
+
 # ---------------------------------------------------------------------------------------------
-# The grader
+# Jobs
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
 class _Job:
-    student: "_StudentRun"
-    kind: str                      # export | module
-    module: object = None          # ModuleInfo
-    proc: object = None
+    run: "_StudentRun"
+    kind: str                                 # export | module
+    module: object = None
+    boxes: list = field(default_factory=list)
+    procs: list = field(default_factory=list)
+    logs: list = field(default_factory=list)
+    report_fd: int | None = None
+    report: bytearray = field(default_factory=bytearray)
+    oversized: bool = False
     started: float = 0.0
     deadline: float = 0.0
-    log_path: Path | None = None
-    log_file: object = None
-    res_path: Path | None = None
+
+    def alive(self) -> bool:
+        return any(p.poll() is None for p in self.procs)
 
 
 @dataclass
@@ -237,8 +234,8 @@ class _StudentRun:
     index: int
     src: Path
     grade: StudentGrade
-    sandbox: Path
-    todo: list = field(default_factory=list)       # modules left to run
+    folder: Path
+    todo: list = field(default_factory=list)
     exported: bool = False
     running: int = 0
     done: bool = False
@@ -247,7 +244,7 @@ class _StudentRun:
 class Grader:
     def __init__(self, root: Path, manifest, modules, submissions: Path, out: Path,
                  timeout: float = 120, memory_mb: int = 2048, jobs: int = 2,
-                 isolation: str = "auto", keep_temp: bool = False, progress: bool = True,
+                 allow_weak: bool = False, keep_temp: bool = False, progress: bool = True,
                  log=print):
         self.root = Path(root).resolve()
         self.manifest = manifest
@@ -257,29 +254,35 @@ class Grader:
         self.timeout = float(timeout)
         self.memory_mb = int(memory_mb)
         self.jobs = max(1, int(jobs))
-        self.want_isolation = isolation
+        self.allow_weak = allow_weak
         self.keep_temp = keep_temp
         self.progress = progress
         self.log = log
         self.violations: list[dict] = []
         self.started = datetime.now(timezone.utc)
+        ds = self.root / "datasets"             # the course's shipped data (public), read-only
+        self.datasets = ds.resolve() if ds.is_dir() and not ds.is_symlink() else None
+        self.limits = Limits(memory_mb=self.memory_mb, pids=64, cpu_s=int(self.timeout * 2) + 10)
 
     # -- setup --------------------------------------------------------------------------------
-    def _snapshot_checkpoints(self) -> dict[str, bytes]:
-        cdir = self.root / "tests" / "checkpoints"
-        files = {}
-        for f in sorted(cdir.rglob("*")):
-            rel = f.relative_to(cdir)
-            if f.is_file() and not any(p in ("__pycache__", ".pytest_cache") for p in rel.parts):
-                files[str(rel)] = f.read_bytes()
+    def _copy_inputs(self) -> None:
+        """The checkpoints and a read-only copy of tito, read once before any student code runs."""
+        ck = self.ws / "_checkpoints"
+        ck.mkdir()
         for m in self.modules:
             if not m.checkpoint.is_file():
                 raise TitoError(f"module {m.nn} has no checkpoint {m.checkpoint}", exit_code=2)
-        return files
+            shutil.copy(m.checkpoint, ck / m.checkpoint.name)
+        self.tools = self.ws / "_tools"
+        shutil.copytree(Path(__file__).resolve().parent, self.tools / "tito",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for d, _, files in os.walk(self.ws):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
 
     def _stand_ins(self) -> dict[str, bytes]:
-        """The stripped release version of every reference notebook, each notebook of every
-        module (stem -> bytes)."""
+        """The stripped release version of every reference notebook (stem -> bytes)."""
         from .release import read_notebook, strip_notebook
         out = {}
         for m in self.manifest:
@@ -295,387 +298,370 @@ class Grader:
                                              ensure_ascii=False) + "\n").encode("utf-8")
         return out
 
-    def _tools(self) -> Path:
-        """A root-owned, read-only copy of tito for the export child (its only import path)."""
-        tools = self.ws / "_tools"
-        src = Path(__file__).resolve().parent
-        shutil.copytree(src, tools / "tito",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        for d, _, files in os.walk(tools):
-            os.chmod(d, 0o755)
-            for f in files:
-                os.chmod(os.path.join(d, f), 0o644)
-        return tools
-
     def _prepare_student(self, i: int, src: Path) -> _StudentRun:
         g = StudentGrade(src.name, str(src))
         sd = self.ws / f"s{i:03d}-{_safe(src.name)}"
+        run = _StudentRun(i, src, g, sd)
+        for m in self.modules:
+            mg = ModuleGrade(m.folder, m.number, float(m.points))
+            g.modules[m.folder] = mg
         sd.mkdir(mode=0o755)
-        os.chmod(sd, 0o755)
-        for rel, data in self.checkpoints.items():
-            dst = sd / "tests" / "checkpoints" / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(data)
-        (sd / "pytest.ini").write_text(PYTEST_INI)
-        (sd / f"{PLUGIN_NAME}.py").write_bytes(self.plugin)
-        (sd / "settings.ini").write_bytes((self.root / "settings.ini").read_bytes())
-        (sd / "modules").mkdir()
+        shutil.copy(self.root / "settings.ini", sd / "settings.ini")
+        found = scan(src)
+        g.notes += found.notes
         for m in self.manifest:
-            for stem in m.stems:                 # every notebook of the module, main one first
-                nb = find_notebook(src, m.folder, stem)
-                data = None
-                if nb is None:
-                    g.notebooks[stem] = "missing"
-                else:
-                    data, why = check_notebook(nb)
-                    g.notebooks[stem] = why
+            for stem in m.stems:
+                data, why = load_notebook(src, found, m.folder, stem)
+                g.notebooks[stem] = why
                 if data is None and stem in self.stand_ins:
-                    # so that the modules which import this one can still be graded: the
-                    # *stripped* release notebook (its exercises raise NotImplementedError),
-                    # never a solution
                     data = self.stand_ins[stem]
                     g.stand_ins.append(stem)
                 if data is not None:
                     dst = sd / "modules" / m.folder / f"{stem}.ipynb"
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     dst.write_bytes(data)
-        for d, dirs, files in os.walk(sd):
-            os.chmod(d, 0o755)
-            for f in files:
-                os.chmod(os.path.join(d, f), 0o644)
-        for d in ("tinytorch", "home", "home/tmp"):
-            (sd / d).mkdir(mode=0o700)
-        self.sandbox.chown(sd / "tinytorch")
-        self.sandbox.chown(sd / "home")
-        run = _StudentRun(i, src, g, sd)
+        for d in ("tinytorch", "tmp"):
+            (sd / d).mkdir(mode=0o755)
         for m in self.modules:
-            mg = ModuleGrade(m.folder, m.number, float(m.points))
-            g.modules[m.folder] = mg
+            mg = g.modules[m.folder]
             mg.notebooks = {stem: g.notebooks.get(stem, "missing") for stem in m.stems}
             mg.stand_ins = [stem for stem in m.stems if stem in g.stand_ins]
-            state = mg.notebooks[m.folder]              # the main notebook decides
+            state = mg.notebooks[m.folder]
             if state == "missing":
-                others = [f"{stem}.ipynb" for stem in m.stems[1:]
-                          if mg.notebooks[stem] == "missing"]
                 mg.status, mg.message = "missing notebook", \
-                    f"no notebook {m.folder}/{m.folder}.ipynb in the submission" + (
-                        f" (nor {', '.join(others)})" if others else "")
+                    f"no notebook {m.folder}/{m.folder}.ipynb in the submission"
             elif state != "ok":
                 mg.status, mg.message = "invalid notebook", state
             else:
                 run.todo.append(m)
         return run
 
-    # -- children -------------------------------------------------------------------------------
-    def _spawn(self, job: _Job) -> None:
-        run, sd = job.student, job.student.sandbox
-        tag = f"s{run.index:03d}-" + ("export" if job.kind == "export" else job.module.folder)
-        job.log_path = self.ws / "_logs" / f"{tag}.log"
-        job.res_path = self.ws / "_results" / f"{tag}.json"
-        job.log_file = open(job.log_path, "wb")
-        res_fd = os.open(job.res_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        home = sd / "home"
-        if job.kind == "export":
-            cmd = [sys.executable, "-P", "-s", "-m", "tito.grade_worker", str(sd)]
-            env = child_env(home, [self.tools], {"TITO_RESULTS_FD": str(res_fd)})
-            limit = max(120.0, self.timeout)
-        else:
-            ck = sd / "tests" / "checkpoints" / job.module.checkpoint.name
-            cmd = [sys.executable, "-P", "-s", "-m", "pytest", "-c", str(sd / "pytest.ini"),
-                   "--rootdir", str(sd), "--noconftest", "-p", PLUGIN_NAME,
-                   "-p", "no:cacheprovider", "-q", "--no-header", "-rN", "--tb=native",
-                   str(ck.relative_to(sd))]
-            env = child_env(home, [sd], {
-                "TITO_RESULTS_FD": str(res_fd), "TITO_EXPECT_LIB": str(sd / "tinytorch"),
-                "TITO_LIB_NAME": "tinytorch", "TINYTORCH_UNDER_TEST": str(sd / "tinytorch")})
-            limit = self.timeout
-        others = [p for p in self.ws.iterdir()
-                  if p.name.startswith("s") and p.is_dir() and p != sd]
-        try:
-            job.proc = self.sandbox.spawn(cmd, cwd=sd, env=env, writable=[sd / "tinytorch", home],
-                                          stdout=job.log_file, pass_fds=[res_fd],
-                                          cpu_s=int(limit * 2) + 10, hide_extra=others)
-        finally:
-            os.close(res_fd)
-        job.started = time.monotonic()
-        job.deadline = job.started + limit
-        run.running += 1
+    # -- jobs ---------------------------------------------------------------------------------
+    def _pipe_reader(self, job: _Job) -> int:
+        r, w = os.pipe()
+        fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_NONBLOCK)
+        job.report_fd = r
+        return w
 
-    def _kill(self, job: _Job) -> None:
+    def _log(self, job: _Job, name: str):
+        path = self.ws / "_logs" / f"s{job.run.index:03d}-{name}.log"
+        job.logs.append(path)
+        return open(path, "wb")
+
+    def _spawn_export(self, job: _Job) -> None:
+        sd = job.run.folder
+        w = self._pipe_reader(job)
+        box = Box(self.jail, f"s{job.run.index:03d}-export", Limits(
+            memory_mb=max(self.memory_mb, 1024), pids=64, cpu_s=300))
+        job.boxes.append(box)
         try:
-            os.killpg(job.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            with self._log(job, "export") as log:
+                env = clean_env(sd / "tmp", [self.tools], {"TITO_RESULTS_FD": str(w)})
+                job.procs.append(box.spawn(
+                    [sys.executable, "-P", "-s", "-m", "tito.grade_worker", str(sd)], env=env,
+                    cwd=sd, ro=[self.tools, sd / "modules", sd / "settings.ini"],
+                    rw=[sd / "tinytorch"], pass_fds=[w], stdout=log))
+        finally:
+            os.close(w)
+        job.deadline = time.monotonic() + max(120.0, self.timeout)
+
+    def _spawn_module(self, job: _Job) -> None:
+        sd, m = job.run.folder, job.module
+        shared = sd / "tmp" / m.folder
+        shared.mkdir(mode=0o755)
+        private = self.ws / "_judge" / f"s{job.run.index:03d}-{m.folder}"
+        private.mkdir(parents=True, mode=0o700)
+        j2r_r, j2r_w = os.pipe()
+        r2j_r, r2j_w = os.pipe()
+        rep_w = self._pipe_reader(job)
+        tag = f"s{job.run.index:03d}-{m.folder}"
+        runner = Box(self.jail, tag + "-runner", self.limits)
+        judge = Box(self.jail, tag + "-judge", Limits(memory_mb=max(1536, self.memory_mb),
+                                                      pids=16, cpu_s=self.limits.cpu_s))
+        job.boxes += [runner, judge]
+        try:
+            with self._log(job, m.folder + "-runner") as log:
+                job.procs.append(runner.spawn(
+                    [sys.executable, "-P", "-s", "-m", "tito.grading_runner", str(j2r_r), str(r2j_w)],
+                    env=clean_env(shared, [self.tools, sd], {
+                        "TINYTORCH_UNDER_TEST": str(sd / "tinytorch"),
+                        **({"TINYTORCH_DATASETS": str(self.datasets)} if self.datasets else {})}),
+                    cwd=shared, ro=[self.tools, sd / "tinytorch", *([self.datasets] if self.datasets else [])],
+                    rw=[shared],
+                    pass_fds=[j2r_r, r2j_w], stdout=log))
+            ck = self.ws / "_checkpoints" / m.checkpoint.name
+            with self._log(job, m.folder + "-judge") as log:
+                job.procs.append(judge.spawn(
+                    [sys.executable, "-P", "-s", "-m", "tito.grading_judge", str(r2j_r),
+                     str(j2r_w), str(rep_w), str(ck), str(shared / "pytest")],
+                    env=clean_env(private, [self.tools], {"TITO_JUDGE_PRIVATE": str(private)}),
+                    cwd=private, ro=[self.tools, self.ws / "_checkpoints"], rw=[shared, private],
+                    pass_fds=[r2j_r, j2r_w, rep_w], stdout=log))
+        finally:
+            for fd in (j2r_r, j2r_w, r2j_r, r2j_w, rep_w):
+                os.close(fd)
+        job.deadline = time.monotonic() + self.timeout
+
+    def _start(self, job: _Job) -> None:
+        job.started = time.monotonic()
+        job.run.running += 1
+        try:
+            if job.kind == "export":
+                self._spawn_export(job)
+            else:
+                self._spawn_module(job)
+        except Exception as e:                       # noqa: BLE001 - recorded for the student
+            job.procs = [p for p in job.procs if p is not None]
+            job.report = bytearray()
+            job.kill_reason = f"could not start the sandbox: {type(e).__name__}: {e}"
+            for b in job.boxes:
+                b.kill()
+
+    def _drain(self, job: _Job) -> None:
+        if job.report_fd is None:
+            return
+        while True:
+            try:
+                b = os.read(job.report_fd, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                b = b""
+            if not b:
+                os.close(job.report_fd)
+                job.report_fd = None
+                return
+            if len(job.report) + len(b) > MAX_REPORT:
+                job.oversized = True
+                continue
+            job.report += b
 
     def _finish(self, job: _Job, timed_out: bool) -> None:
-        self._kill(job)                      # anything left in the child's process group
-        try:
-            job.proc.wait(timeout=10)
-        except Exception:                    # noqa: BLE001 - a zombie we cannot reap
-            pass
-        job.log_file.close()
-        dt = time.monotonic() - job.started
-        run = job.student
+        for b in job.boxes:
+            b.kill() if timed_out else None
+        left = 0
+        for b in job.boxes:
+            left = max(left, b.teardown())
+        self._drain(job)
+        if job.report_fd is not None:
+            os.close(job.report_fd)
+            job.report_fd = None
+        run = job.run
         run.running -= 1
-        log_text = job.log_path.read_text(encoding="utf-8", errors="replace")
-        tail = "\n".join(log_text.strip().splitlines()[-25:])[-4000:]
-        try:
-            data = json.loads(job.res_path.read_text(encoding="utf-8") or "null")
-        except (OSError, ValueError):
-            data = None
+        dt = time.monotonic() - job.started
+        tail = "\n".join(f"== {p.name} ==\n{_tail(p)}" for p in job.logs)[-MAX_LOG:]
+        why_not_started = getattr(job, "kill_reason", None)
         if job.kind == "export":
-            run.exported = True
-            run.grade.export = {"duration_s": round(dt, 2), "timed_out": timed_out,
-                                "exit_code": job.proc.returncode,
-                                "notebooks": (data or {}).get("notebooks", {}),
-                                "warnings": (data or {}).get("warnings", []),
-                                "error": (data or {}).get("error") if data else
-                                ("timed out" if timed_out else f"no report; log: {tail}")}
-            if timed_out or data is None or data.get("error"):
-                why = run.grade.export["error"] or "export failed"
-                for m in run.todo:
-                    mg = run.grade.modules[m.folder]
-                    mg.status, mg.message = "export error", f"exporting the notebooks failed: {why}"
-                    mg.message += mg.stand_in_note()
-                run.todo = []
-            self._check_package(run)
+            self._finish_export(job, timed_out, dt, tail, why_not_started)
             return
         mg = run.grade.modules[job.module.folder]
-        self._score(mg, job.module, data, timed_out, job.proc.returncode, dt, tail, run)
+        mg.duration_s, mg.log_tail, mg.leftover_processes = dt, tail, left
+        if left:
+            run.grade.notes.append(f"{job.module.folder}: {left} process(es) still alive after "
+                                   "the run were killed")
+        self._score(mg, job, timed_out, why_not_started)
         mg.message += mg.stand_in_note()
 
-    def _check_package(self, run: _StudentRun) -> None:
-        """Every file the export wrote must be inside the student's package."""
-        lib = (run.sandbox / "tinytorch").resolve()
-        for nb, rec in run.grade.export.get("notebooks", {}).items():
-            for f in rec.get("files") or []:
-                if not Path(f).resolve().is_relative_to(lib):
-                    msg = f"the export of {nb} wrote {f}, outside the student's package"
-                    run.grade.violations.append(msg)
+    def _finish_export(self, job, timed_out, dt, tail, why_not_started) -> None:
+        run = job.run
+        run.exported = True
+        data = None
+        if not job.oversized and job.report:
+            try:
+                data = json.loads(bytes(job.report).decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                data = None
+        if not isinstance(data, dict):
+            data = None
+        nbs = data.get("notebooks") if data else None
+        nbs = nbs if isinstance(nbs, dict) else {}
+        error = (why_not_started or ("timed out" if timed_out else None)
+                 or (str(data.get("error"))[:2000] if data and data.get("error") else None)
+                 or (None if data else f"no report; log: {tail[-1500:]}"))
+        run.grade.export = {"duration_s": round(dt, 2), "timed_out": timed_out, "error": error,
+                            "notebooks": {str(k)[:200]: {"error": str(v.get("error"))[:2000]
+                                                         if isinstance(v, dict) and v.get("error") else None}
+                                          for k, v in list(nbs.items())[:200]}}
+        if error:
+            for m in run.todo:
+                mg = run.grade.modules[m.folder]
+                mg.status, mg.message = "export error", f"exporting the notebooks failed: {error}"
+            run.todo = []
 
-    def _score(self, mg: ModuleGrade, mod, data, timed_out, rc, dt, tail, run) -> None:
-        mg.duration_s = dt
-        mg.log_tail = tail
-        exported = run.grade.export.get("notebooks", {})
-        errs = [(stem, exported.get(f"{mod.folder}/{stem}.ipynb", {}).get("error"))
-                for stem in mod.stems]
-        errs = [(stem, e) for stem, e in errs if e]
-        export_note = ""
-        if errs:
-            export_note = " (export: " + "; ".join(
-                (f"{stem}.ipynb: " if len(mod.stems) > 1 else "") + e for stem, e in errs) + ")"
+    def _score(self, mg: ModuleGrade, job: _Job, timed_out: bool, why_not_started) -> None:
+        m = job.module
+        exported = job.run.grade.export.get("notebooks", {})
+        errs = [(stem, (exported.get(f"{m.folder}/{stem}.ipynb") or {}).get("error"))
+                for stem in m.stems]
+        note = "; ".join(f"{stem}.ipynb: {e}" for stem, e in errs if e)
+        note = f" (export: {note})" if note else ""
+        if why_not_started:
+            mg.status, mg.message = "crashed", why_not_started
+            return
         if timed_out:
             mg.status = "timeout"
-            mg.message = (f"timed out after {self.timeout:g} s: the process group was killed "
-                          "(an endless loop?)")
-            if data:
-                mg.tests = data.get("tests", [])
+            mg.message = f"timed out after {self.timeout:g} s: every process of the run was killed"
             return
-        if not data:
-            mg.status = "crashed"
-            mg.message = (f"the checkpoint run ended (exit code {rc}) without a report"
-                          + (" (killed by a signal: memory limit?)" if rc and rc < 0 else "")
-                          + f"; last output: {tail[-600:]}")
+        if job.oversized:
+            mg.status, mg.message = "crashed", "the judge's report was larger than the limit"
             return
-        mg.tests = data.get("tests", [])
-        mg.lib_file = data.get("lib_file")
-        mg.total = len(mg.tests)
-        mg.passed = sum(t["outcome"] == "passed" for t in mg.tests)
-        if data.get("foreign"):
-            mg.status = "foreign package"
-            mg.message = ("tinytorch modules were imported from outside the student's package: "
-                          + ", ".join(data["foreign"]))
+        rep, why = parse_report(bytes(job.report))
+        if rep is None:
+            mg.status, mg.message = "crashed", f"the judge wrote no valid report ({why})"
             return
-        if data.get("collect_errors"):
-            e = data["collect_errors"][0]
-            mg.status = "collection error"
-            mg.message = f"the checkpoint could not be loaded: {e.get('message')}" + export_note
-            mg.tests = mg.tests + data["collect_errors"]
-            mg.passed = 0
+        mg.tests = rep["tests"]
+        mg.total = rep["collected"]
+        mg.passed = sum(t["outcome"] == "passed" for t in rep["tests"])
+        if rep["dead"]:
+            mg.status, mg.passed = "crashed", 0
+            mg.message = f"{rep['dead']} (the whole module scores 0)" + note
             return
-        if not mg.tests:
-            mg.status = "crashed"
-            mg.message = f"no checkpoint test ran (pytest exit code {rc}); {tail[-600:]}"
+        if rep["error"]:
+            mg.status, mg.passed = "crashed", 0
+            mg.message = f"the judge failed: {rep['error']}"
+            return
+        if rep["collect_errors"]:
+            mg.status, mg.passed = "collection error", 0
+            mg.tests += rep["collect_errors"]
+            mg.message = f"the checkpoint could not be loaded: {rep['collect_errors'][0]['message']}" + note
+            return
+        if mg.total == 0 or not rep["tests"]:
+            mg.status, mg.message = "crashed", "no checkpoint test ran" + note
             return
         mg.status = "graded"
-        mg.points = round(mg.max_points * mg.passed / mg.total, 2)
-        failed = [t for t in mg.tests if t["outcome"] != "passed"]
+        mg.points = round(mg.max_points * min(mg.passed, mg.total) / mg.total, 2)
+        failed = [t for t in rep["tests"] if t["outcome"] != "passed"]
         mg.message = (f"{mg.passed}/{mg.total} checkpoint tests passed"
-                      + (f"; first failure: {failed[0]['name']}: {failed[0]['message']}"
-                         if failed else "") + export_note)
+                      + (f"; first failure: {failed[0]['name']}: {failed[0]['message'][:500]}"
+                         if failed else "") + note)
 
-    # -- integrity ------------------------------------------------------------------------------
-    def _tmp_entries(self) -> dict[str, set[str]]:
-        out = {}
-        for d in {tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"}:
-            try:
-                out[d] = set(os.listdir(d))
-            except OSError:
-                out[d] = set()
-        return out
-
-    def _check_integrity(self, running_students: list[_StudentRun]) -> None:
-        after = tree_digest(self.guarded)
-        changes = diff_digest(self.digest, after)
-        who = [r.grade.name for r in running_students] or ["(unknown)"]
-        if changes:
-            sandboxed = self.iso.mode != "none"
-            v = {"students": who, "what": "the reference package or tests changed",
-                 "changes": changes, "students_could_write": not sandboxed}
-            self.violations.append(v)
-            if not sandboxed:
-                for r in running_students:
-                    r.grade.violations.append("the reference checkout changed while its code ran: "
-                                              + "; ".join(changes[:5]))
-            self.log("\n" + "!" * 78 + f"\nTITO GRADE: THE REFERENCE CHECKOUT CHANGED while "
-                     f"grading {', '.join(who)}:\n  " + "\n  ".join(changes[:20]) + "\n"
-                     + ("(student code cannot write there in this sandbox: another process "
-                        "changed it)\n" if sandboxed else "")
-                     + "!" * 78, file=sys.stderr)
-            self.digest = after
-        if self.iso.mode == "nobody" and self.iso.uid is not None:
-            now = self._tmp_entries()
-            for d, names in now.items():
-                for n in sorted(names - self.tmp_before.get(d, set())):
-                    p = Path(d) / n
-                    try:
-                        owner = p.lstat().st_uid
-                    except OSError:
-                        continue
-                    if owner != self.iso.uid:
-                        continue
-                    if p.is_dir() and not p.is_symlink():
-                        shutil.rmtree(p, ignore_errors=True)
-                    else:
-                        p.unlink(missing_ok=True)
-                    for r in running_students:
-                        msg = f"wrote {p} outside its folder (removed)"
-                        if msg not in r.grade.violations:
-                            r.grade.violations.append(msg)
-            self.tmp_before = self._tmp_entries()
-
-    # -- main loop ------------------------------------------------------------------------------
+    # -- main loop ----------------------------------------------------------------------------
     def run(self) -> dict:
-        self.checkpoints = self._snapshot_checkpoints()
         self.stand_ins = self._stand_ins()
-        from .checkrun import PLUGIN_FILE
-        self.plugin = PLUGIN_FILE.read_bytes()
         students = find_students(self.submissions)
         self.guarded = [self.root / self.manifest.settings.lib_name, self.root / "tests"]
         self.digest = tree_digest(self.guarded)
         self.ws = make_workspace()
+        self.jail = None
         try:
-            for d in ("_logs", "_results"):
-                (self.ws / d).mkdir(mode=0o700)
-            self.tools = self._tools()
-            self.iso = choose_isolation(self.ws, self.memory_mb, self.want_isolation)
-            if self.iso.mode == "none" and self.jobs > 1:
-                self.iso.notes.append("without a privilege drop children run one at a time, "
-                                      "so a change to the reference names its student")
-                self.jobs = 1
-            hide = [self.root / self.manifest.settings.lib_name, self.manifest.settings.nbs_path,
-                    self.submissions]
-            keep_visible = [self.ws, Path(sys.executable), Path(sys.prefix), Path(sys.base_prefix)]
-            hide = [h for h in hide if not any(h == k or h in k.parents for k in keep_visible)]
-            self.sandbox = Sandbox(self.ws, self.iso, self.memory_mb, hide=hide)
-            self.tmp_before = self._tmp_entries()
+            (self.ws / "_logs").mkdir()
+            self._copy_inputs()
+            self.jail = choose_jail(self.ws, self.root / "settings.ini", self.allow_weak,
+                                    self.ws.name)
             runs = self._loop(students)
-            result = self._report(runs)
+            changes = diff_digest(self.digest, tree_digest(self.guarded))
+            if changes:
+                self.violations.append({"what": "the reference package or tests changed during "
+                                                "grading", "changes": changes[:50]})
+            return self._report(runs)
         finally:
+            if self.jail is not None:
+                remove_cgroup_parents(self.jail.cgroups)
             if self.keep_temp:
                 self.log(f"temporary workspace kept: {self.ws}")
             else:
                 shutil.rmtree(self.ws, ignore_errors=True)
-        return result
+
+    def _next_job(self, active: list[_StudentRun]) -> _Job | None:
+        for r in active:
+            if not r.exported and r.running == 0 and not r.done:
+                return _Job(r, "export")
+            if r.exported and r.todo:
+                return _Job(r, "module", r.todo.pop(0))
+        return None
 
     def _loop(self, students: list[Path]) -> list[_StudentRun]:
         from tqdm import tqdm
-        tqdm.monitor_interval = 0            # no monitor thread: preexec_fn needs one thread
-        total_jobs = len(students) * (1 + len(self.modules))
-        bar = tqdm(total=total_jobs, desc="grading", unit="run", disable=not self.progress,
-                   file=sys.stderr, dynamic_ncols=True)
+        tqdm.monitor_interval = 0            # one thread: preexec_fn is not thread-safe
+        bar = tqdm(total=len(students) * (1 + len(self.modules)), desc="grading", unit="run",
+                   disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
         pending = list(enumerate(students, 1))
-        runs: list[_StudentRun] = []
-        active: list[_StudentRun] = []
-        running: list[_Job] = []
+        runs, active, running = [], [], []
         try:
             while pending or running or any(not r.done for r in active):
-                # start what can start, oldest student first
                 while len(running) < self.jobs:
-                    job = None
-                    # without a mount namespace all children share one uid: two students' code
-                    # must never run at the same time (one could write into the other's folder)
-                    candidates = active if self.iso.mode == "namespace" else active[:1]
-                    for r in candidates:
-                        if not r.exported and r.running == 0 and not r.done:
-                            job = _Job(r, "export")
-                            break
-                        if r.exported and r.todo:
-                            job = _Job(r, "module", r.todo.pop(0))
-                            break
+                    job = self._next_job(active)
                     if job is None:
-                        if not pending or (self.iso.mode != "namespace" and active):
+                        if not pending:
                             break
                         i, src = pending.pop(0)
-                        r = self._prepare_student(i, src)
+                        r = self._prepare_safely(i, src)
                         runs.append(r)
                         active.append(r)
-                        bar.update(len(self.modules) - len(r.todo))   # nothing to run for these
+                        bar.update(len(self.modules) - len(r.todo))
                         if not r.todo:
                             r.exported = True
                             bar.update(1)
                         continue
-                    bar.set_postfix_str(f"{job.student.grade.name}: "
-                                        f"{job.kind if job.kind == 'export' else job.module.folder}")
-                    self._spawn(job)
+                    self._start(job)
                     running.append(job)
-                # reap
                 for job in list(running):
+                    self._drain(job)
                     timed_out = False
-                    if job.proc.poll() is None:
+                    if job.alive():
                         if time.monotonic() < job.deadline:
                             continue
                         timed_out = True
-                        self._kill(job)
                     running.remove(job)
-                    self._finish(job, timed_out)
-                    self._check_integrity([j.student for j in running] + [job.student])
+                    try:
+                        self._finish(job, timed_out)
+                    except Exception:                # noqa: BLE001 - recorded, never fatal
+                        self._record_failure(job.run, traceback.format_exc())
                     bar.update(1)
                     if job.kind == "export":
-                        bar.update(len(self.modules) - len(job.student.todo)
-                                   - sum(1 for m in job.student.grade.modules.values()
-                                         if m.status in ("missing notebook", "invalid notebook")))
-                # students with nothing left
+                        bar.update(len(self.modules) - len(job.run.todo) -
+                                   sum(1 for m in job.run.grade.modules.values()
+                                       if m.status in ("missing notebook", "invalid notebook")))
                 for r in active:
                     if not r.done and r.exported and not r.todo and r.running == 0:
                         r.done = True
-                        self.sandbox.reclaim(r.sandbox)
+                        shutil.rmtree(r.folder, ignore_errors=True)
                 active = [r for r in active if not r.done]
                 if running:
-                    time.sleep(0.05)
+                    time.sleep(0.02)
         finally:
             for job in running:
-                self._kill(job)
+                for b in job.boxes:
+                    b.kill()
+                    b.teardown()
             bar.close()
         return runs
 
-    # -- gradebook ------------------------------------------------------------------------------
+    def _prepare_safely(self, i: int, src: Path) -> _StudentRun:
+        try:
+            return self._prepare_student(i, src)
+        except Exception:                            # noqa: BLE001 - recorded, never fatal
+            g = StudentGrade(src.name, str(src))
+            for m in self.modules:
+                g.modules[m.folder] = ModuleGrade(m.folder, m.number, float(m.points),
+                                                  status="grader error")
+            run = _StudentRun(i, src, g, self.ws / f"s{i:03d}-failed")
+            self._record_failure(run, traceback.format_exc())
+            return run
+
+    def _record_failure(self, run: _StudentRun, tb: str) -> None:
+        run.grade.error = tb[-3000:]
+        for mg in run.grade.modules.values():
+            if mg.status == "pending":
+                mg.status, mg.points = "grader error", 0.0
+                mg.message = "grading this submission failed: " + tb.strip().splitlines()[-1][:500]
+        run.todo = []
+
+    # -- gradebook ----------------------------------------------------------------------------
     def _report(self, runs: list[_StudentRun]) -> dict:
         return {
-            "version": 1, "tool": "tito grade",
+            "version": 2, "tool": "tito grade",
             "created": self.started.isoformat(timespec="seconds"),
-            "root": str(self.root), "submissions": str(self.submissions),
-            "scoring_rule": SCORING_RULE,
+            "submissions": str(self.submissions), "scoring_rule": SCORING_RULE,
             "limits": {"timeout_s": self.timeout, "memory_mb": self.memory_mb,
-                       "jobs": self.jobs},
-            "isolation": self.iso.as_dict(),
+                       "jobs": self.jobs, "pids": self.limits.pids, "cpu_s": self.limits.cpu_s,
+                       "tmp_mb": self.limits.tmp_mb},
+            "isolation": self.jail.as_dict() if self.jail else {},
             "modules": [{"number": m.number, "folder": m.folder, "title": m.title,
-                         "points": m.points,
-                         "checkpoint": str(m.checkpoint.relative_to(self.root)),
+                         "points": m.points, "checkpoint": f"tests/checkpoints/{m.checkpoint.name}",
                          "question": _docstring(m.checkpoint)} for m in self.modules],
             "students": [r.grade.as_dict() for r in runs],
-            "integrity": {"ok": not self.violations, "violations": self.violations,
-                          "guarded": [str(p) for p in self.guarded]},
+            "integrity": {"ok": not self.violations, "violations": self.violations},
         }
 
 
@@ -687,122 +673,11 @@ def _docstring(path: Path) -> str:
         return ""
 
 
-# ---------------------------------------------------------------------------------------------
-# Writing the gradebook
-# ---------------------------------------------------------------------------------------------
-
-def write_gradebook(report: dict, out: Path) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    folders = [m["folder"] for m in report["modules"]]
-    paths = {"csv": out / "gradebook.csv", "json": out / "gradebook.json",
-             "junit": out / "gradebook.junit.xml"}
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["student", *folders, "total"])
-    for s in report["students"]:
-        w.writerow([s["name"], *[_num(s["modules"][f]["points"]) for f in folders],
-                    _num(s["total"])])
-    _atomic(paths["csv"], buf.getvalue())
-    _atomic(paths["json"], json.dumps(report, indent=1) + "\n")
-    _atomic(paths["junit"], junit_xml(report))
-    return paths
-
-
-def _num(x: float) -> str:
-    return f"{x:g}"
-
-
-def _atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def _x(s) -> str:
-    return _XML_BAD.sub("?", str(s or ""))
-
-
-def junit_xml(report: dict) -> str:
-    """One <testsuite> per student and module, one <testcase> per checkpoint test; a module
-    that could not run is one failing (or skipped, when its notebook is missing) testcase."""
-    suites = ET.Element("testsuites", name="tito grade")
-    n_all = n_fail = n_err = n_skip = 0
-    for s in report["students"]:
-        for folder, m in s["modules"].items():
-            name = f"{s['name']}.{folder}"
-            suite = ET.SubElement(suites, "testsuite", name=_x(name))
-            cases = []
-            if m["status"] in ("graded", "foreign package") and m["tests"]:
-                for t in m["tests"]:
-                    tc = ET.Element("testcase", classname=_x(name), name=_x(t["name"]),
-                                    time=f"{t.get('duration', 0):.3f}")
-                    if t["outcome"] == "failed":
-                        el = ET.SubElement(tc, "failure", message=_x(t.get("message")))
-                        el.text = _x(t.get("details"))
-                    elif t["outcome"] == "error":
-                        el = ET.SubElement(tc, "error", message=_x(t.get("message")))
-                        el.text = _x(t.get("details"))
-                    elif t["outcome"] == "skipped":
-                        ET.SubElement(tc, "skipped", message=_x(t.get("message")))
-                    cases.append(tc)
-            else:
-                tc = ET.Element("testcase", classname=_x(name), name="checkpoint",
-                                time=f"{m['duration_s']:.3f}")
-                if m["status"] == "missing notebook":
-                    ET.SubElement(tc, "skipped", message=_x(m["message"]))
-                else:
-                    el = ET.SubElement(tc, "error", message=_x(f"{m['status']}: {m['message']}"))
-                    el.text = _x(m.get("log_tail"))
-                cases.append(tc)
-            f = sum(1 for c in cases if c.find("failure") is not None)
-            e = sum(1 for c in cases if c.find("error") is not None)
-            k = sum(1 for c in cases if c.find("skipped") is not None)
-            suite.set("tests", str(len(cases)))
-            suite.set("failures", str(f))
-            suite.set("errors", str(e))
-            suite.set("skipped", str(k))
-            suite.set("time", f"{m['duration_s']:.3f}")
-            ET.SubElement(suite, "properties").append(
-                ET.Element("property", name="points", value=f"{m['points']:g}/{m['max_points']:g}"))
-            suite.extend(cases)
-            n_all += len(cases)
-            n_fail += f
-            n_err += e
-            n_skip += k
-    suites.set("tests", str(n_all))
-    suites.set("failures", str(n_fail))
-    suites.set("errors", str(n_err))
-    suites.set("skipped", str(n_skip))
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
-
-
-def summary_table(report: dict) -> str:
-    folders = [m["folder"] for m in report["modules"]]
-    head = ["student", *[f[:2] for f in folders], "total", "notes"]
-    rows = []
-    for s in report["students"]:
-        notes = []
-        for f in folders:
-            m = s["modules"][f]
-            if m["status"] != "graded":
-                notes.append(f"{f[:2]}: {m['status']}")
-            else:
-                for stem, state in (m.get("notebooks") or {}).items():
-                    if stem != f and state != "ok":
-                        notes.append(f"{f[:2]}: " + ("stand-in for " if stem in
-                                                     m.get("stripped_stand_ins", []) else "no ")
-                                     + stem)
-        if s["violations"]:
-            notes.append(f"{len(s['violations'])} violation(s)")
-        rows.append([s["name"], *[f"{s['modules'][f]['points']:g}" for f in folders],
-                     f"{s['total']:g}/{s['max_total']:g}", "; ".join(notes)])
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*r) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
+def empty_report(modules, submissions: Path, error: str) -> dict:
+    """A gradebook that says grading could not run (so that one is always written)."""
+    return {"version": 2, "tool": "tito grade", "submissions": str(submissions),
+            "scoring_rule": SCORING_RULE, "error": error,
+            "modules": [{"number": m.number, "folder": m.folder, "title": m.title,
+                         "points": m.points, "checkpoint": f"tests/checkpoints/{m.checkpoint.name}",
+                         "question": ""} for m in modules],
+            "students": [], "isolation": {}, "integrity": {"ok": False, "violations": []}}

@@ -1,13 +1,13 @@
 """Run a module's tests (``tests/NN_name/``) and checkpoint
 (``tests/checkpoints/checkpoint_NN_name.py``) with pytest in a subprocess.
 
-By default the tests import the course's own ``tinytorch`` (the project root is the cwd).
-``lib_path`` points them at another package instead (e.g. a student's export in a temporary
-directory), run exactly as :mod:`tito.checkrun` runs ``tito module complete``
-(:func:`tito.checkrun.isolated_pytest`): ``python -P -s``, the package's parent the only
-``PYTHONPATH`` entry, the editable install's import hook removed, so a piece missing from that
-package (say ``tinytorch/core/``) is an import error and not silently the reference's; a run
-that still imported any ``tinytorch`` module from elsewhere fails.
+One definition of "complete": :func:`module_test_paths` is what ``tito test NN`` and ``tito module
+complete NN`` both run, and both run it the same way, against one package: the project's own
+``tinytorch/`` (its settings' ``lib_path``) unless ``lib_path`` names another (e.g. a student's export
+in a temporary directory). The run is :func:`tito.checkrun.isolated_pytest`: ``python -P -s``, the
+package's parent the only ``PYTHONPATH`` entry, the editable install's import hook removed, so a piece
+missing from that package (say ``tinytorch/core/``) is an import error and not silently another
+copy's; a run that still imported any ``tinytorch`` module from elsewhere fails.
 """
 
 from __future__ import annotations
@@ -59,22 +59,38 @@ def pytest_command(paths, extra_args=()) -> tuple[list[str], dict]:
     return [sys.executable, "-m", "pytest", *map(str, paths), *extra_args], os.environ.copy()
 
 
+def module_test_paths(mod: ModuleInfo, skipped: dict | None = None) -> list[Path]:
+    """What "complete" means for a module: its test files and its checkpoint, those that exist.
+    ``tito test NN`` and ``tito module complete NN`` both run exactly these. A test file that imports
+    a repository-only oracle this environment lacks (PyTorch in the student environment) is left out
+    of both, and recorded in ``skipped`` (path -> the packages it needs) when a dict is given."""
+    from .studentcheck import split_runnable
+    files = []
+    for p in mod.test_paths():
+        files.extend(sorted(p.rglob("test*.py")) if p.is_dir() else [p])
+    runnable, not_here = split_runnable(files)
+    if skipped is not None:
+        skipped.update(not_here)
+    return runnable
+
+
 def run_module_tests(mod: ModuleInfo, root: Path, lib_path: Path | None = None,
                      extra_args=(), out=None) -> TestRun:
-    """Run pytest for one module, echoing its output to ``out`` (default stdout)."""
+    """Run pytest for one module against the package at ``lib_path`` (isolated, as ``tito module
+    complete`` runs it; ``None``: the project's own package, its settings' ``lib_path``), echoing the
+    output to ``out`` (default stdout)."""
     out = out or sys.stdout
-    paths = mod.test_paths()
+    if lib_path is None:
+        from .manifest import Settings
+        lib_path = Settings.load(root).lib_path
+    paths = module_test_paths(mod)
     if not paths:
         return TestRun(mod, "no tests", None,
                        f"no tests found: neither {mod.tests_dir.relative_to(root)}/ nor "
                        f"{mod.checkpoint.relative_to(root)} exists", 0.0, [])
     with contextlib.ExitStack() as stack:
-        results = None
-        if lib_path is None:
-            cmd, env = pytest_command(paths, extra_args)
-        else:
-            from .checkrun import isolated_pytest
-            cmd, env, results = stack.enter_context(isolated_pytest(paths, lib_path, extra_args))
+        from .checkrun import isolated_pytest
+        cmd, env, results = stack.enter_context(isolated_pytest(paths, lib_path, extra_args))
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
@@ -97,12 +113,11 @@ def run_module_tests(mod: ModuleInfo, root: Path, lib_path: Path | None = None,
             str(p.relative_to(root)) for p in paths)
     elif not summary:
         summary = f"pytest exited with code {rc}"
-    if lib_path is not None:
-        if report is None:
-            status = "error" if status == "passed" else status
-            summary += "; the run wrote no report, so the package it imported is unknown"
-        elif report.get("foreign"):
-            status = "failed"
-            summary = (f"tinytorch imported from outside {Path(lib_path).resolve()}: "
-                       + ", ".join(report["foreign"]) + f" ({summary})")
+    if report is None:
+        status = "error" if status == "passed" else status
+        summary += "; the run wrote no report, so the package it imported is unknown"
+    elif report.get("foreign"):
+        status = "failed"
+        summary = (f"tinytorch imported from outside {Path(lib_path).resolve()}: "
+                   + ", ".join(report["foreign"]) + f" ({summary})")
     return TestRun(mod, status, rc, summary, dt, paths)

@@ -115,7 +115,7 @@ def test_generation_argument_errors(model):
         model.generate(np.array([1]), 2, top_k=0)
     with pytest.raises(IndexError, match="15"):
         model.generate(np.array([1, 15]), 2)
-    with pytest.raises(ValueError, match="cached_generate"):
-        model.generate(np.array([1]), 2, use_cache=True)        # module 15's job, named in the message
+    with pytest.raises(TypeError, match="use_cache"):
+        model.generate(np.array([1]), 2, use_cache=True)        # module 13 knows no cache (module 15 adds one)
     with pytest.raises(ValueError, match=r"\(B, V\)"):
         sample_next_token(np.zeros(5))

@@ -187,14 +187,14 @@ class TestProfilerInTheStack:
         def step(ids, start):
             x = gpt.embed(ids, start_pos=start)
             for i, b in enumerate(blocks):
-                x = b(x, cache=cache.layer(i), start_pos=start)
+                x = b(x, kv_hook=cache.layer(i, start))
             return x
 
         with no_grad():
             step(np.array([[1, 2, 3, 4, 5]]), 0)                         # a prompt of 5 tokens
         attn = blocks[0].attn
         records, _ = trace_forward(attn, Tensor(np.zeros((1, 1, 16), dtype=np.float32)),
-                                   cache=cache.layer(0), start_pos=5)
+                                   kv_hook=cache.layer(0, 5))
         r = [r for r in records if r.kind == "MultiHeadAttention"][0]
         assert r.flops == attention_flops(1, 2, 1, 6, 8)                 # one query over 6 keys
 

@@ -46,9 +46,9 @@ def test_the_cache_refuses_to_run_while_recording_gradients():
     cache = KVCache(1, 1, 2, 2, max_len=4)
     x = Tensor(np.zeros((1, 1, 4), dtype=np.float32))
     with pytest.raises(RuntimeError, match="no_grad"):
-        mha(x, cache=cache.layer(0))
+        mha(x, kv_hook=cache.layer(0))
     with no_grad():
-        assert mha(x, cache=cache.layer(0)).shape == (1, 1, 4)
+        assert mha(x, kv_hook=cache.layer(0)).shape == (1, 1, 4)
 
 
 def test_positions_out_of_step(model):
@@ -58,8 +58,8 @@ def test_positions_out_of_step(model):
         with pytest.raises(ValueError, match=r"holds 2 positions but start_pos=5"):
             cached_forward(model, np.array([[3]]), cache, 5)
         mha = model.blocks[0].attn
-        with pytest.raises(ValueError, match=r"start_pos=0 plus 1 new tokens makes 1"):
-            mha(Tensor(np.zeros((1, 1, 8), dtype=np.float32)), cache=cache.layer(0), start_pos=0)
+        with pytest.raises(ValueError, match=r"layer 0 holds 2 positions but start_pos=0"):
+            mha(Tensor(np.zeros((1, 1, 8), dtype=np.float32)), kv_hook=cache.layer(0, 0))
 
 
 def test_cached_generation_errors(model):

@@ -87,9 +87,9 @@ class TestKVCache:
         with no_grad():
             full = mha(x, mask=create_causal_mask(6)).data
             cache = KVCache(1, 2, 2, 4, 6)
-            first = mha(x[:, :4], mask=offset_causal_mask(4, 0), cache=cache.layer(0), start_pos=0).data
-            fifth = mha(x[:, 4:5], cache=cache.layer(0), start_pos=4).data
-            sixth = mha(x[:, 5:6], cache=cache.layer(0), start_pos=5).data
+            first = mha(x[:, :4], mask=offset_causal_mask(4, 0), kv_hook=cache.layer(0, 0)).data
+            fifth = mha(x[:, 4:5], kv_hook=cache.layer(0, 4)).data
+            sixth = mha(x[:, 5:6], kv_hook=cache.layer(0, 5)).data
         np.testing.assert_allclose(np.concatenate([first, fifth, sixth], 1), full, rtol=1e-5, atol=1e-6)
 
 

@@ -175,10 +175,17 @@ class TestQuantizationInTheStack:
         weights = [m.weight for m in pruned.layers if isinstance(m, Linear)]
         allw = np.concatenate([np.abs(w.data).ravel() for w in weights])
         cut = np.quantile(allw, 0.8)                                     # global magnitude pruning, 80 %
+        keep = {id(w): (np.abs(w.data) > cut).astype(np.float32) for w in weights}
         for w in weights:
-            w.mask = (np.abs(w.data) > cut).astype(np.float32)
-            w.data *= w.mask
-        opt = SGD(pruned.parameters(), lr=0.02, momentum=0.9)           # fine-tune: the optimizer keeps masks
+            w.data *= keep[id(w)]
+
+        def keep_zeros(o, args, kwargs):                                 # module 06's step post-hook
+            for w in weights:
+                w.data *= keep[id(w)]
+                for buf in o.state.get(w, {}).values():
+                    buf *= keep[id(w)]
+        opt = SGD(pruned.parameters(), lr=0.02, momentum=0.9)           # fine-tune: the hook keeps the zeros
+        opt.register_step_post_hook(keep_zeros)
         loss_fn = CrossEntropyLoss()
         pruned.train()
         for xb, yb in DataLoader(TensorDataset(X, y), batch_size=64, shuffle=True, seed=1):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tinytorch.optimization import sparse
+from tinytorch.optimization import profiling, sparse
 
 
 @pytest.fixture
@@ -19,9 +19,9 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYTORCH_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("TINYTORCH_SPARSE_CROSSOVER", raising=False)
     monkeypatch.setattr(sparse, "_crossovers", {})
-    handles = sparse.openblas_handles()
+    handles = profiling.openblas_handles()
     before = [get() for _, get, _ in handles]
-    sparse.set_blas_threads(1)
+    profiling.set_blas_threads(1)
     yield tmp_path
     for (_, _, put), n in zip(handles, before):
         put(n)

@@ -1,10 +1,12 @@
-"""Can I store numbers with a shape and dtype and compute with them as NumPy does?"""
+"""Can I store numbers with a shape and dtype, compute with them as NumPy does, and give every op its
+derivative?"""
 import re
 
 import numpy as np
 import pytest
 
-from tinytorch.core.tensor import Tensor, _check_matmul
+from tinytorch.core import tensor as T
+from tinytorch.core.tensor import GradcheckError, Tensor, _check_matmul, check_backward
 
 
 def test_stores_numbers_with_a_shape_and_a_dtype():
@@ -90,3 +92,40 @@ def test_shapes_indexing_and_elementwise_functions():
         got = getattr(Tensor(x), name)()
         assert got.dtype == np.float32, name
         np.testing.assert_allclose(got.data, getattr(np, name)(x), rtol=1e-6, err_msg=name)
+
+
+def _x(*shape, positive=False, seed=0):
+    a = np.random.default_rng(seed).standard_normal(shape)
+    return np.abs(a) + 0.5 if positive else a
+
+
+@pytest.mark.parametrize("op, shapes, params, positive", [
+    (T.Add, [(3, 4), (4,)], {}, False), (T.Sub, [(3, 1), (1, 4)], {}, False),
+    (T.Mul, [(2, 3), (3,)], {}, False), (T.Div, [(3, 4), (3, 4)], {}, True),
+    (T.Neg, [(3,)], {}, False), (T.PowScalar, [(4,)], {"exponent": 3}, False),
+    (T.Pow, [(4,), (4,)], {}, True), (T.MatMul, [(2, 3, 4), (4, 5)], {}, False),
+    (T.MatMul, [(4,), (4, 3)], {}, False), (T.Sum, [(3, 4)], {"axis": 1}, False),
+    (T.Mean, [(3, 4)], {"axis": 0, "keepdims": True}, False), (T.Max, [(3, 4)], {"axis": 1}, False),
+    (T.Min, [(3, 4)], {}, False), (T.Reshape, [(3, 4)], {"shape": (4, 3)}, False),
+    (T.Permute, [(2, 3, 4)], {"dims": (2, 0, 1)}, False),
+    (T.GetItem, [(3, 4)], {"index": np.array([2, 0, 2])}, False),
+    (T.Exp, [(3,)], {}, False), (T.Log, [(3,)], {}, True), (T.Sqrt, [(3,)], {}, True),
+    (T.Tanh, [(3,)], {}, False), (T.Abs, [(3,)], {}, False),
+], ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_every_op_knows_its_derivative(op, shapes, params, positive):
+    # each backward against central differences with a random cotangent, float64, no engine
+    xs = [_x(*s, positive=positive, seed=i) for i, s in enumerate(shapes)]
+    assert check_backward(op, *xs, **params)
+
+
+def test_the_gradient_checker_rejects_a_wrong_derivative():
+    class Half(T.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * a
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad                     # should be 2 a grad
+    with pytest.raises(GradcheckError):
+        check_backward(Half, _x(3))

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from tinytorch.core.activations import (GELU, ReLU, ReLUFunction, Sigmoid, SigmoidFunction, Softmax,
+from tinytorch.core.activations import (GELU, GELUFunction, ReLU, ReLUFunction, Sigmoid, SigmoidFunction, Softmax,
                                         SoftmaxFunction, Tanh)
-from tinytorch.core.tensor import Tensor
+from tinytorch.core.tensor import Tensor, check_backward
 
 # Overflow, invalid operations (NaN) and division by zero raise; underflow of e^(-huge) to 0 is correct.
 TRAP = dict(all="raise", under="ignore")
@@ -77,3 +77,11 @@ def test_local_derivatives_handed_to_the_engine():
     v = np.array([[0.3, -1.0, 2.0]])
     jac = np.diag(s[0]) - np.outer(s[0], s[0])
     np.testing.assert_allclose(SoftmaxFunction.backward(ctx, v)[0], jac @ v[0], rtol=1e-10)
+
+
+@pytest.mark.parametrize("fn, params", [(ReLUFunction, {}), (SigmoidFunction, {}), (GELUFunction, {}),
+                                        (GELUFunction, {"approximate": "tanh"}), (SoftmaxFunction, {"dim": 0})],
+                         ids=["relu", "sigmoid", "gelu", "gelu-tanh", "softmax"])
+def test_every_activation_passes_the_gradient_check(fn, params):
+    # module 01's check_backward: central differences with a random cotangent, float64, no engine
+    assert check_backward(fn, np.random.default_rng(1).standard_normal((3, 4)), **params)

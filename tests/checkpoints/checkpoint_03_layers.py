@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from tinytorch.core.layers import Dropout, Linear, LinearFunction, Module, Parameter, Sequential
-from tinytorch.core.tensor import Tensor
+from tinytorch.core.tensor import Tensor, check_backward
 
 
 class Net(Module):
@@ -100,3 +100,4 @@ def test_linear_backward_gives_all_three_gradients():
     np.testing.assert_allclose(gx, g @ w, rtol=1e-12)
     np.testing.assert_allclose(gw, g.T @ x, rtol=1e-12)
     np.testing.assert_allclose(gb, g.sum(axis=0), rtol=1e-12)
+    assert check_backward(LinearFunction, rng.standard_normal((2, 4, 3)), w)      # batch dims, no bias

@@ -4,8 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from tinytorch.core.losses import BinaryCrossEntropyLoss, CrossEntropyLoss, MSELoss, log_softmax
-from tinytorch.core.tensor import Tensor
+from tinytorch.core.losses import (BCEFunction, BinaryCrossEntropyLoss, CrossEntropyFunction, CrossEntropyLoss,
+                                   LogSoftmaxFunction, MSEFunction, MSELoss, log_softmax)
+from tinytorch.core.tensor import Tensor, check_backward
 
 TRAP = dict(all="raise", under="ignore")   # overflow / NaN / divide-by-zero raise; exp underflow to 0 is fine
 
@@ -63,3 +64,13 @@ def test_binary_cross_entropy_on_probabilities():
     assert soft == pytest.approx(-(0.25 * math.log(0.7) + 0.75 * math.log(0.3)), rel=1e-6)
     with pytest.raises(ValueError, match="1.5"):
         BinaryCrossEntropyLoss()(Tensor([1.5]), Tensor([1.0]))
+
+
+def test_every_loss_knows_its_derivative():
+    # each backward against central differences (module 01's check_backward), float64, no engine
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4, 3))
+    assert check_backward(LogSoftmaxFunction, z, dim=1)
+    assert check_backward(CrossEntropyFunction, z, targets=np.array([0, 2, -100, 1]))
+    assert check_backward(MSEFunction, z, rng.standard_normal((4, 3)))
+    assert check_backward(BCEFunction, rng.uniform(0.1, 0.9, (4, 3)), rng.uniform(0, 1, (4, 3)))

@@ -95,17 +95,28 @@ def test_state_dict_is_plain_arrays_and_resumes_identically():
     assert np.array_equal(a.data, b.data) and opt_b.param_groups[0]["lr"] == 0.03
 
 
-def test_pruned_weights_stay_exactly_zero():
+def test_a_step_post_hook_keeps_frozen_entries_exactly_zero():
+    "A post-step hook runs after every step; handle.remove() unregisters it."
     rng = np.random.default_rng(7)
     for make in (lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01), lambda ps: AdamW(ps, lr=0.01)):
         p = Parameter(rng.standard_normal((5, 5)))
-        p.mask = (rng.random((5, 5)) > 0.5).astype(np.float32)
-        p.data *= p.mask
+        keep = (rng.random((5, 5)) > 0.5).astype(np.float32)
+        p.data *= keep
         start = p.data.copy()
         opt = make([p])
+
+        def freeze(o, args, kwargs):
+            p.data *= keep
+            for buf in o.state[p].values():
+                if isinstance(buf, np.ndarray):
+                    buf *= keep
+        handle = opt.register_step_post_hook(freeze)
         for _ in range(50):
             p.grad = Tensor(rng.standard_normal((5, 5)))
             opt.step()
-        assert (p.data[p.mask == 0] == 0).all()
-        assert (p.data[p.mask == 1] != start[p.mask == 1]).all()
-
+        assert (p.data[keep == 0] == 0).all()
+        assert (p.data[keep == 1] != start[keep == 1]).all()
+        handle.remove()
+        p.grad = Tensor(rng.standard_normal((5, 5)))
+        opt.step()
+        assert (p.data[keep == 0] != 0).any()

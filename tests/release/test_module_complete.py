@@ -17,45 +17,22 @@ from pathlib import Path
 import pytest
 
 from tito.manifest import load_manifest
-from tito.release import STUB_PREFIX, solution_blocks
+from student_copy import fill_stubs
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = load_manifest(ROOT)
 TARGET = MANIFEST.get(2)
 WRONG_SOFTMAX = ["        e = np.exp(x - x.max())",
-                 "        out = e / e.sum()             # the student forgot the axis"]
+                 "        out = e / e.sum()             # the student forgot the axis",
+                 "        ctx.save_for_backward(out)",
+                 "        ctx.dim = dim",
+                 "        return out"]
 
 
 def tito(*args, cwd):
     # `python -m tito.cli` from the copy: the copy's own tito, as the student's `tito` would be
     return subprocess.run([sys.executable, "-m", "tito.cli", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-
-
-def fill_stubs(released: dict, reference: dict, overrides: dict) -> dict:
-    """The released notebook with each stub replaced by the reference block's body, or by
-    ``overrides[exercise-name-substring]`` lines, as a student would fill it in."""
-    blocks = solution_blocks(reference)
-    nb = json.loads(json.dumps(released))
-    for i, cell_blocks in blocks.items():
-        lines = "".join(nb["cells"][i]["source"]).split("\n")
-        out, k = [], 0
-        for ln in lines:
-            if STUB_PREFIX in ln:
-                body = cell_blocks[k].body
-                name = re.search(r"\((module [^)]*)\)", ln).group(1)
-                for key, repl in overrides.items():
-                    if key in name:
-                        body = repl
-                out.extend(body)
-                k += 1
-            else:
-                out.append(ln)
-        assert k == len(cell_blocks)
-        text = "\n".join(out)
-        nb["cells"][i]["source"] = [ln + "\n" for ln in text.split("\n")[:-1]] + \
-            ([text.split("\n")[-1]] if text.split("\n")[-1] else [])
-    return nb
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +49,7 @@ def student_copy(release, tmp_path_factory):
     nb_path = copy / "modules" / TARGET.folder / f"{TARGET.folder}.ipynb"
     filled = fill_stubs(json.loads(nb_path.read_text()),
                         json.loads(TARGET.notebook.read_text()),
-                        {"Softmax": WRONG_SOFTMAX})
+                        {"SoftmaxFunction.forward": WRONG_SOFTMAX})
     nb_path.write_text(json.dumps(filled, indent=1))
     r = tito("export", "--all", cwd=copy)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -4,20 +4,184 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import numpy as np
 
-from .autograd import Function
-from .tensor import Tensor, Tanh as _TanhFn, _floating
-from .layers import Module
+from .tensor import Function, Tensor, Tanh as _TanhFn, _floating
 
 # %% auto #0
-__all__ = ['ReLUFunction', 'ReLU', 'SigmoidFunction', 'Sigmoid', 'Tanh', 'GELUFunction', 'GELU', 'SoftmaxFunction', 'Softmax']
+__all__ = ['Parameter', 'Module', 'ReLUFunction', 'ReLU', 'SigmoidFunction', 'Sigmoid', 'Tanh', 'GELUFunction', 'GELU',
+           'SoftmaxFunction', 'Softmax']
+
+# %% ../../modules/02_activations/02_activations.ipynb #b85006a6
+class Parameter(Tensor):
+    """A Tensor that a Module learns (requires_grad=True by default).
+
+    Unlike a plain Tensor (whose `__slots__` leave no room for anything else), a Parameter has a
+    `__dict__`: a general place for extra attributes a tool attaches to a learned weight (a name, a
+    mask that keeps some entries fixed), as PyTorch lets you do on `nn.Parameter`."""
+
+    def __init__(self, data, requires_grad: bool = True, dtype=None):
+        super().__init__(data, requires_grad=requires_grad, dtype=dtype)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+# %% ../../modules/02_activations/02_activations.ipynb #dd5147e2
+class Module:
+    "Base class of every layer and model."
+    training = True                  # class-level defaults, so a subclass that forgets super().__init__() works
+    _buffer_names = ()
+
+    def __init__(self):
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_buffer_names", [])
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # -- discovery -------------------------------------------------------------------------------------
+    def named_children(self):
+        "(name, module) for each direct sub-module, in assignment order."
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
+                for i, v in enumerate(value):
+                    yield f"{name}.{i}", v
+
+    def children(self):
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True):
+        "(name, module) for this module and every descendant; a shared module once unless remove_duplicate=False."
+        seen = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, mod = stack.pop()
+            if remove_duplicate and id(mod) in seen:
+                continue
+            seen.add(id(mod))
+            yield name, mod
+            kids = [(f"{name}.{n}" if name else n, m) for n, m in mod.named_children()]
+            stack.extend(reversed(kids))
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def _own_parameters(self):
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield name, value
+
+    def named_parameters(self, prefix: str = "", remove_duplicate: bool = True):
+        "(dotted name, Parameter) for every parameter; a shared Parameter appears once (first name)."
+        seen = set()
+        for mod_name, mod in self.named_modules(prefix, remove_duplicate=remove_duplicate):
+            for name, p in mod._own_parameters():
+                if remove_duplicate and id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self):
+        "Every parameter once, in a stable order."
+        for _, p in self.named_parameters():
+            yield p
+
+    def register_buffer(self, name: str, tensor: Tensor):
+        "Keep `tensor` as state that is saved and loaded but not learned."
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: {name!r} must be a Tensor, got {type(tensor).__name__}")
+        object.__setattr__(self, name, tensor)
+        if "_buffer_names" not in vars(self):
+            object.__setattr__(self, "_buffer_names", [])
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+
+    def named_buffers(self, prefix: str = "", remove_duplicate: bool = True):
+        for mod_name, mod in self.named_modules(prefix, remove_duplicate=remove_duplicate):
+            for name in getattr(mod, "_buffer_names", ()):
+                yield (f"{mod_name}.{name}" if mod_name else name), getattr(mod, name)
+
+    # -- modes and gradients ---------------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        "Set training mode (layers such as Dropout behave differently while training) here and below."
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        "Forget the gradients of every parameter (set them to None, as PyTorch does by default)."
+        for p in self.parameters():
+            p.grad = None
+
+    # -- saving ----------------------------------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        "Name -> a copy of the array, for every parameter and buffer (shared ones under each name)."
+        out = OrderedDict()
+        for name, p in self.named_parameters(remove_duplicate=False):
+            out[name] = p.data.copy()
+        for name, b in self.named_buffers(remove_duplicate=False):
+            out[name] = b.data.copy()
+        return out
+
+    def load_state_dict(self, state: dict, strict: bool = True):
+        """Copy arrays into the existing parameters and buffers, in place (their identity is kept, so
+        shared weights stay shared and an optimizer keeps working). Values may be NumPy arrays, Tensors
+        or anything `np.asarray` accepts (a CPU torch tensor). Missing or unexpected keys (strict) and
+        shape mismatches raise an error naming them."""
+        own = OrderedDict(self.named_parameters(remove_duplicate=False))
+        own.update(self.named_buffers(remove_duplicate=False))
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        arrays = {}
+        for name, target in own.items():          # check everything first: a failed load changes nothing
+            if name not in state:
+                continue
+            value = state[name]
+            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+            if arr.shape != target.data.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {target.data.shape} in the model "
+                                 f"but {arr.shape} in the state dict")
+            arrays[name] = arr
+        for name, arr in arrays.items():
+            own[name].data[...] = arr.astype(own[name].data.dtype, copy=False)
+        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def __repr__(self):
+        kids = list(self.named_children())
+        extra = self.extra_repr()
+        if not kids:
+            return f"{type(self).__name__}({extra})"
+        lines = [f"{type(self).__name__}("]
+        for name, m in kids:
+            lines.append("  (" + name + "): " + repr(m).replace("\n", "\n  "))
+        return "\n".join(lines) + "\n)"
+
+    def extra_repr(self) -> str:
+        return ""
 
 # %% ../../modules/02_activations/02_activations.ipynb #1f95940d
 class ReLUFunction(Function):
     @staticmethod
     def forward(ctx, x):
+        """x: an array. Returns max(x, 0) elementwise, same shape and dtype (x * mask).
+        Saves (mask,) with mask = x > 0."""
         ### BEGIN SOLUTION
         mask = x > 0
         ctx.save_for_backward(mask)
@@ -26,6 +190,7 @@ class ReLUFunction(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        "Reads (mask,). Returns grad where x > 0, 0 elsewhere (0 at exactly 0, as PyTorch)."
         ### BEGIN SOLUTION
         (mask,) = ctx.saved_tensors
         return grad * mask
@@ -39,6 +204,8 @@ class ReLU(Module):
 
 # %% ../../modules/02_activations/02_activations.ipynb #103a8ebf
 def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    """x: a float array. Returns σ(x), same shape and dtype, never exponentiating a positive number
+    (no overflow warning at x = ±1e4)."""
     ### BEGIN SOLUTION
     z = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + z), z / (1 + z)).astype(x.dtype, copy=False)
@@ -48,14 +215,18 @@ def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
 class SigmoidFunction(Function):
     @staticmethod
     def forward(ctx, x):
+        "Returns out = σ(x) (integers promoted by `_floating`). Saves (out,)."
         out = _stable_sigmoid(_floating(x))
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
+        "Reads (out,). Returns grad * σ'(x), written with the saved output."
+        ### BEGIN SOLUTION
         (out,) = ctx.saved_tensors
         return grad * out * (1 - out)
+        ### END SOLUTION
 
 
 class Sigmoid(Module):
@@ -65,7 +236,7 @@ class Sigmoid(Module):
 
 
 class Tanh(Module):
-    "tanh(x): the same op as Tensor.tanh."
+    "tanh(x): the same op as Tensor.tanh (module 01's `Tanh` Function)."
     def forward(self, x: Tensor) -> Tensor:
         return _TanhFn.apply(x)
 
@@ -91,9 +262,13 @@ def _erf(x: np.ndarray) -> np.ndarray:
 class GELUFunction(Function):
     @staticmethod
     def forward(ctx, x, approximate="none"):
+        """x: an array (promoted by `_floating`); approximate: "none" (exact, with `_erf`) or "tanh".
+        Returns x·Φ(x) in x's dtype. Saves (x,), ctx.approximate, and what backward reuses: ctx.cdf
+        (Φ(x), exact form) or ctx.t (the tanh value) and ctx.x2 (x²) for the tanh form."""
         x = _floating(x)
         ctx.save_for_backward(x)
         ctx.approximate = approximate
+        ### BEGIN SOLUTION
         if approximate == "tanh":
             # In-place passes over two temporaries instead of a new array per operator: on a large
             # activation each fresh array costs page faults as well as a pass over memory (module 18).
@@ -112,9 +287,13 @@ class GELUFunction(Function):
         cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
         ctx.cdf = cdf
         return (x * cdf).astype(x.dtype, copy=False)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads (x,) and what forward saved. Returns grad * gelu'(x) in grad's dtype:
+        exact Φ(x) + x φ(x); tanh form 0.5 (1 + t) + 0.5 x (1 − t²) √(2/π) (1 + 3·0.044715 x²)."""
+        ### BEGIN SOLUTION
         (x,) = ctx.saved_tensors
         if ctx.approximate == "tanh":
             t = ctx.t                              # d = 0.5 (1 + t) + 0.5 c x (1 - t^2)(1 + 3 a x^2)
@@ -132,6 +311,7 @@ class GELUFunction(Function):
             return d
         pdf = np.exp(-0.5 * (x * x)) * (1.0 / math.sqrt(2 * math.pi))
         return (grad * (ctx.cdf + x * pdf)).astype(grad.dtype, copy=False)
+        ### END SOLUTION
 
 
 class GELU(Module):
@@ -149,20 +329,25 @@ class GELU(Module):
 class SoftmaxFunction(Function):
     @staticmethod
     def forward(ctx, x, dim=-1):
+        """x: an array (promoted by `_floating`); dim: the axis to normalise. Returns out = softmax
+        along dim (subtract the max first: no overflow at 1e4). Saves (out,) and ctx.dim."""
         x = _floating(x)
         ### BEGIN SOLUTION
         shifted = x - x.max(axis=dim, keepdims=True)
         e = np.exp(shifted)
         out = e / e.sum(axis=dim, keepdims=True)
-        ### END SOLUTION
         ctx.save_for_backward(out)
         ctx.dim = dim
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Reads (s,) = (out,) and ctx.dim. Returns s ⊙ (grad − Σ(grad ⊙ s)), the sum along ctx.dim."
+        ### BEGIN SOLUTION
         (s,) = ctx.saved_tensors
         return s * (grad - (grad * s).sum(axis=ctx.dim, keepdims=True))
+        ### END SOLUTION
 
 
 class Softmax(Module):

@@ -8,13 +8,13 @@ import numbers
 
 import numpy as np
 
-from .autograd import Function, is_grad_enabled
+from .autograd import Function
 from .tensor import Tensor
 from .layers import Linear, Module
 
 # %% auto #0
-__all__ = ['ScaledDotProductAttention', 'scaled_dot_product_attention', 'SplitHeads', 'MergeHeads', 'split_heads', 'merge_heads',
-           'MultiHeadAttention']
+__all__ = ['ScaledDotProductAttention', 'attention_bias', 'dropout_multiplier', 'scaled_dot_product_attention', 'SplitHeads',
+           'MergeHeads', 'split_heads', 'merge_heads', 'MultiHeadAttention']
 
 # %% ../../modules/12_attention/12_attention.ipynb #2a607d7d
 def _check_qkv(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple:
@@ -66,8 +66,11 @@ def _as_mask(mask, scores_shape: tuple):
 
 # %% ../../modules/12_attention/12_attention.ipynb #2b0d8599
 def _masked_softmax(scores: np.ndarray, mask_bias=None) -> np.ndarray:
-    """softmax over the last axis, in place. `mask_bias` (broadcastable; 0 = may attend, -inf = masked)
-    is added first: masked entries get exactly 0, and a row with every entry masked becomes all zeros."""
+    """Softmax over the last axis, in place. scores: a float array (..., T_q, T_k), overwritten and returned.
+    mask_bias: None, or an array broadcastable to scores holding 0 (may attend) and -inf (masked), added to
+    the scores first. Subtract each row's maximum before exp (a fully masked row's maximum is -inf: use 0
+    instead, so no NaN appears), divide by the row sums (a row summing to 0 is divided by 1, so a fully
+    masked row becomes all zeros). Masked entries come out exactly 0."""
     ### BEGIN SOLUTION
     if mask_bias is not None:
         scores += mask_bias
@@ -97,20 +100,28 @@ class ScaledDotProductAttention(Function):
     `weights_sink` (a list the weights are appended to, for inspection)."""
     @staticmethod
     def forward(ctx, q, k, v, mask_bias=None, scale=1.0, dropout_mask=None, weights_sink=None):
+        """q (..., T_q, d), k (..., T_k, d), v (..., T_k, d_v): float arrays. Returns out (..., T_q, d_v) =
+        pd @ v with p = _masked_softmax(q @ kᵀ * scale, mask_bias) (the weights, (..., T_q, T_k)) and pd = p, or
+        p * dropout_mask when one is given. Must save ctx.save_for_backward(q, k, v, p, pd), ctx.scale and
+        ctx.dropout_mask, and append p to weights_sink when that list is given."""
         ### BEGIN SOLUTION
         scores = q @ _scaled_transpose(k, scale)
         p = _masked_softmax(scores, mask_bias)
         pd = p if dropout_mask is None else p * dropout_mask
         out = pd @ v
-        ### END SOLUTION
         ctx.save_for_backward(q, k, v, p, pd)
         ctx.scale, ctx.dropout_mask = scale, dropout_mask
         if weights_sink is not None:
             weights_sink.append(p)
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (..., T_q, d_v) -> (gq, gk, gv), shapes of q, k, v; each None unless ctx.needs_input_grad asks
+        for it. Given: q, k, v, p, pd from ctx.saved_tensors. gv = pdᵀ @ grad; dL/dpd = grad @ vᵀ, times the
+        dropout mask if any; through the softmax dS = p * (dP - rowsum(dP * p)); gq = dS @ k * scale,
+        gk = dSᵀ @ q * scale."""
         q, k, v, p, pd = ctx.saved_tensors
         need_q, need_k, need_v = ctx.needs_input_grad
         gq = gk = gv = None
@@ -129,10 +140,33 @@ class ScaledDotProductAttention(Function):
             if need_k:
                 gk = np.swapaxes(gs, -1, -2) @ q
                 gk *= ctx.scale
-        ### END SOLUTION
         return gq, gk, gv
+        ### END SOLUTION
 
 # %% ../../modules/12_attention/12_attention.ipynb #429d4265
+def attention_bias(m, shape: tuple, is_causal: bool, dtype) -> np.ndarray | None:
+    """The additive mask of the scores. m: None or a boolean array broadcastable to `shape` (..., T_q, T_k),
+    True = may attend; is_causal: also forbid key j > query i (np.tril of ones (T_q, T_k)); dtype: a NumPy
+    float dtype. Returns None when nothing is masked, else an array of `dtype` (m's broadcast shape) holding 0
+    where attending is allowed and -inf where it is not."""
+    ### BEGIN SOLUTION
+    if is_causal:
+        causal = np.tril(np.ones(shape[-2:], dtype=bool))
+        m = causal if m is None else (m & causal)
+    if m is None:
+        return None
+    return np.where(m, dtype.type(0), dtype.type(-np.inf))
+    ### END SOLUTION
+
+
+def dropout_multiplier(shape: tuple, p: float, rng, dtype) -> np.ndarray:
+    """Inverted dropout for the attention weights: an array of `shape` and `dtype` holding 0 with probability
+    p and 1 / (1 - p) otherwise (one rng.random(shape) draw: an entry is kept when its draw is >= p)."""
+    ### BEGIN SOLUTION
+    return (rng.random(shape) >= p).astype(dtype) / dtype.type(1.0 - p)
+    ### END SOLUTION
+
+
 def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, is_causal: bool = False,
                                  scale=None, return_weights: bool = False, rng=None):
     """softmax(q kᵀ / √d + mask) v on (..., T, d) tensors.
@@ -147,14 +181,8 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, 
     flows through it)."""
     q, k, v = (t if isinstance(t, Tensor) else Tensor(t) for t in (q, k, v))
     shape = _check_qkv(q.data, k.data, v.data)
-    m = _as_mask(mask, shape)
-    if is_causal:
-        causal = np.tril(np.ones(shape[-2:], dtype=bool))
-        m = causal if m is None else (m & causal)
-    mask_bias = None
-    if m is not None:
-        dt = np.result_type(q.dtype, k.dtype)
-        mask_bias = np.where(m, dt.type(0), dt.type(-np.inf))
+    dt = np.result_type(q.dtype, k.dtype)
+    mask_bias = attention_bias(_as_mask(mask, shape), shape, is_causal, dt)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 <= dropout_p < 1.0:
@@ -162,8 +190,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, 
     dropout_mask = None
     if dropout_p > 0.0:
         rng = np.random.default_rng() if rng is None else rng
-        dt = np.result_type(q.dtype, k.dtype)
-        dropout_mask = (rng.random(shape) >= dropout_p).astype(dt) / dt.type(1.0 - dropout_p)
+        dropout_mask = dropout_multiplier(shape, dropout_p, rng, dt)
     sink = [] if return_weights else None
     out = ScaledDotProductAttention.apply(q, k, v, mask_bias=mask_bias, scale=float(scale),
                                           dropout_mask=dropout_mask, weights_sink=sink)
@@ -176,14 +203,18 @@ class SplitHeads(Function):
     "(B, T, H*hd) -> (B, H, T, hd)."
     @staticmethod
     def forward(ctx, x, num_heads):
+        """x (B, T, D) with D = num_heads * hd -> (B, num_heads, T, hd), head h holding features h*hd:(h+1)*hd
+        (a reshape to (B, T, H, hd), then a transpose). Given: ctx.shape = x.shape."""
+        ctx.shape = x.shape                                 # what backward reshapes the gradient back to
         ### BEGIN SOLUTION
         B, T, D = x.shape
-        ctx.shape = x.shape
         return x.reshape(B, T, num_heads, D // num_heads).transpose(0, 2, 1, 3)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (B, H, T, hd) -> the gradient of x, shape ctx.shape (B, T, H*hd): the inverse transpose and
+        reshape."""
         ### BEGIN SOLUTION
         return grad.transpose(0, 2, 1, 3).reshape(ctx.shape)
         ### END SOLUTION
@@ -193,6 +224,8 @@ class MergeHeads(Function):
     "(B, H, T, hd) and a gate (H,) -> (B, T, H*hd), head h multiplied by gate[h]."
     @staticmethod
     def forward(ctx, x, gate):
+        """x (B, H, T, hd), gate (H,) -> (B, T, H*hd): head h multiplied by gate[h] (skip the product when
+        ctx.gate_is_one), then the inverse of split_heads. Given: B, H, T, hd, x and gate saved, ctx.gate_is_one."""
         B, H, T, hd = x.shape
         ctx.save_for_backward(x, gate)
         ctx.gate_is_one = bool((gate == 1).all())
@@ -203,6 +236,8 @@ class MergeHeads(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (B, T, H*hd) -> (gx, ggate): gx (B, H, T, hd) = the gradient reshaped to heads, times gate[h];
+        ggate (H,) in gate's dtype = sum over b, t, d of grad_h * x_h. Each None unless need_x / need_gate."""
         x, gate = ctx.saved_tensors
         B, H, T, hd = x.shape
         need_x, need_gate = ctx.needs_input_grad
@@ -210,8 +245,8 @@ class MergeHeads(Function):
         g = grad.reshape(B, T, H, hd).transpose(0, 2, 1, 3)
         gx = (g if ctx.gate_is_one else g * gate.astype(g.dtype, copy=False)[:, None, None]) if need_x else None
         ggate = np.einsum("bhtd,bhtd->h", g, x).astype(gate.dtype) if need_gate else None
-        ### END SOLUTION
         return gx, ggate
+        ### END SOLUTION
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -263,20 +298,35 @@ class MultiHeadAttention(Module):
         self.register_buffer("head_mask", Tensor(np.ones(self.num_heads, dtype=np.float32)))
         self.store_attention = False
         self.last_attention_weights = None
+        self.last_kv_length = None
 
-    def forward(self, x: Tensor, mask=None, cache=None, start_pos: int = 0) -> Tensor:
+    def forward(self, x: Tensor, mask=None, kv_hook=None) -> Tensor:
         if not isinstance(x, Tensor):
             x = Tensor(x)
         if x.ndim != 3 or x.shape[-1] != self.embed_dim:
             raise ValueError(f"MultiHeadAttention: expected input of shape (B, T, {self.embed_dim}); "
                              f"got shape {x.shape}")
-        H = self.num_heads
+        q, k, v = self.project_heads(x)
+        if kv_hook is not None:
+            k, v = self._run_kv_hook(kv_hook, k, v)
+        self.last_kv_length = k.shape[2]
+        return self.attend(q, k, v, mask)
+
+    def project_heads(self, x: Tensor) -> tuple:
+        """Exercise. x: a Tensor (B, T, embed_dim) (float32). Returns (q, k, v): q_proj(x), k_proj(x) and
+        v_proj(x), each split into self.num_heads heads with split_heads: three Tensors (B, H, T, head_dim)."""
         ### BEGIN SOLUTION
-        q = split_heads(self.q_proj(x), H)
-        k = split_heads(self.k_proj(x), H)
-        v = split_heads(self.v_proj(x), H)
-        if cache is not None:
-            k, v = self._through_cache(cache, k, v, start_pos)
+        H = self.num_heads
+        return split_heads(self.q_proj(x), H), split_heads(self.k_proj(x), H), split_heads(self.v_proj(x), H)
+        ### END SOLUTION
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask=None) -> Tensor:
+        """Exercise. q: (B, H, T_q, hd); k and v: (B, H, T_k, hd) Tensors; mask: None or boolean, broadcastable
+        to (B, H, T_q, T_k). Returns the layer's output, a Tensor (B, T_q, embed_dim):
+        scaled_dot_product_attention(q, k, v, mask, dropout_p=self.dropout while self.training else 0.0,
+        return_weights=self.store_attention, rng=self.rng); with store_attention it returns (out, weights) and
+        self.last_attention_weights must be set to weights.data; then out_proj(merge_heads(out, self.head_mask))."""
+        ### BEGIN SOLUTION
         out = scaled_dot_product_attention(q, k, v, mask,
                                            dropout_p=self.dropout if self.training else 0.0,
                                            return_weights=self.store_attention, rng=self.rng)
@@ -286,18 +336,19 @@ class MultiHeadAttention(Module):
         return self.out_proj(merge_heads(out, self.head_mask))
         ### END SOLUTION
 
-    def _through_cache(self, cache, k: Tensor, v: Tensor, start_pos: int):
-        "Store the new keys/values in `cache`; return all of them (as constants) for the queries to attend over."
-        if is_grad_enabled() and k.requires_grad:
-            raise RuntimeError("MultiHeadAttention: a KV cache is for inference (its arrays carry no gradient); "
-                               "run generation under no_grad()")
-        k_all, v_all = cache.update(k.data, v.data)
-        expected = start_pos + k.shape[2]
-        if k_all.shape[2] != expected or v_all.shape[2] != expected:
-            raise ValueError(f"MultiHeadAttention: the cache returned {k_all.shape[2]} positions, but start_pos="
-                             f"{start_pos} plus {k.shape[2]} new tokens makes {expected}; is the cache out of "
-                             f"step with the positions (reset it for a new sequence)?")
-        return Tensor(k_all), Tensor(v_all)
+    def _run_kv_hook(self, kv_hook, k: Tensor, v: Tensor):
+        "kv_hook(k, v) -> (k2, v2), checked: Tensors of one shape (B, H, T_k, head_dim)."
+        if not callable(kv_hook):
+            raise TypeError(f"MultiHeadAttention: kv_hook must be a callable kv_hook(k, v) -> (k, v), got {kv_hook!r}")
+        out = kv_hook(k, v)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError(f"MultiHeadAttention: kv_hook must return a pair (k, v), got {type(out).__name__}")
+        k2, v2 = (t if isinstance(t, Tensor) else Tensor(t) for t in out)
+        B, H, _, hd = k.shape
+        if k2.ndim != 4 or k2.shape[:2] != (B, H) or k2.shape[3] != hd or v2.shape != k2.shape:
+            raise ValueError(f"MultiHeadAttention: kv_hook returned keys {k2.shape} and values {v2.shape}; "
+                             f"both must have shape ({B}, {H}, T_k, {hd})")
+        return k2, v2
 
     def extra_repr(self):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"

@@ -3,45 +3,13 @@
 # %% ../../modules/05_autograd/05_autograd.ipynb #314c3e9b
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import numpy as np
 
+from .tensor import Function, GradcheckError, is_grad_enabled, set_grad_enabled
+from .tensor import _grad_mode, compare_gradients, numerical_gradient
+
 # %% auto #0
-__all__ = ['is_grad_enabled', 'set_grad_enabled', 'no_grad', 'enable_grad', 'Function', 'unbroadcast', 'backward',
-           'GradcheckError', 'gradcheck']
-
-# %% ../../modules/05_autograd/05_autograd.ipynb #abf66b5a
-class _GradMode(threading.local):
-    def __init__(self):
-        self.enabled = True
-
-_grad_mode = _GradMode()
-
-
-def is_grad_enabled() -> bool:
-    "True when ops are being recorded for backward."
-    return _grad_mode.enabled
-
-
-class set_grad_enabled(contextlib.ContextDecorator):
-    "Context manager (and decorator) that turns recording on or off, restoring the old mode on exit."
-    def __init__(self, mode: bool):
-        self.mode = bool(mode)
-
-    def __enter__(self):
-        self.prev = _grad_mode.enabled
-        _grad_mode.enabled = self.mode
-        return self
-
-    def __exit__(self, *exc):
-        _grad_mode.enabled = self.prev
-        return False
-
-    def _recreate_cm(self):
-        # a decorated function gets a fresh context per call, so recursion and threads are safe
-        return set_grad_enabled(self.mode)
+__all__ = ['no_grad', 'enable_grad', 'unbroadcast', 'backward', 'gradcheck']
 
 # %% ../../modules/05_autograd/05_autograd.ipynb #41207a90
 class no_grad(set_grad_enabled):
@@ -67,41 +35,12 @@ class enable_grad(set_grad_enabled):
         ### END SOLUTION
 
 # %% ../../modules/05_autograd/05_autograd.ipynb #ec1512ad
-class Function:
-    "Base class of every differentiable op: a static `forward` and `backward` on NumPy arrays."
-    @staticmethod
-    def forward(ctx, *arrays, **params):
-        raise NotImplementedError("a Function subclass must define forward(ctx, *arrays, **params)")
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise NotImplementedError("a Function subclass must define backward(ctx, grad)")
-
-    def save_for_backward(self, *arrays):
-        "Keep arrays that backward needs (read them back from `ctx.saved_tensors`)."
-        self.saved_tensors = arrays
-
-    @classmethod
-    def apply(cls, *inputs, **params):
-        "Run forward on the inputs' arrays; record the op on the output when gradients are wanted."
-        ctx = cls()
-        out = cls.forward(ctx, *[t.data for t in inputs], **params)
-        record = False
-        if _grad_mode.enabled:
-            needs = tuple([t.requires_grad for t in inputs])
-            record = True in needs
-        if record:
-            ctx.inputs = inputs
-            ctx.needs_input_grad = needs
-            return inputs[0]._from_op(out, ctx)
-        return inputs[0]._from_op(out, None)
-
-    def __repr__(self):
-        return f"<{type(self).__name__}Backward>"
-
-# %% ../../modules/05_autograd/05_autograd.ipynb #4615e39c
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
-    "Sum `grad` over the dimensions that broadcasting added or stretched, so it has `shape`."
+    """Sum `grad` over the dimensions that broadcasting added or stretched, so it has `shape`.
+
+    grad: an array whose shape `shape` broadcasts to; shape: a tuple. Returns `grad` itself when the
+    shapes already agree, else a new array of exactly `shape`. Raises ValueError naming both shapes
+    ("unbroadcast: gradient of shape ... ") when `grad` cannot come from an input of `shape`."""
     ### BEGIN SOLUTION
     if grad.shape == shape:
         return grad
@@ -120,7 +59,11 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 # %% ../../modules/05_autograd/05_autograd.ipynb #77763a42
 def _topological_order(root) -> list:
-    "The non-leaf tensors that `root` depends on (root included), each after all of its inputs."
+    """The non-leaf tensors that `root` depends on (root included), each after all of its inputs.
+
+    root: a Tensor with `root._ctx` not None. Follows `t._ctx.inputs`; leaves (`_ctx is None`) are
+    not listed; each tensor appears once (compare by `id`, a tensor may be reached twice). Iterative,
+    not recursive: a chain of 5,000 ops must work. Returns a list of Tensors, root last."""
     ### BEGIN SOLUTION
     order, seen = [], set()
     stack = [(root, False)]
@@ -141,6 +84,7 @@ def _topological_order(root) -> list:
 
 
 def _accumulate_leaf(leaf, grad: np.ndarray):
+    "Add `grad` (cast to the leaf's dtype) into `leaf.grad`, creating it on the first call."
     if grad.dtype != leaf.data.dtype:
         grad = grad.astype(leaf.data.dtype)
     if leaf.grad is None:
@@ -150,8 +94,8 @@ def _accumulate_leaf(leaf, grad: np.ndarray):
         leaf.grad.data = leaf.grad.data + grad
 
 
-def backward(root, grad=None) -> None:
-    "Backpropagate from `root`, adding d(root)/d(leaf) (times `grad`) into every leaf's `.grad`."
+def _check_root(root, grad) -> np.ndarray:
+    "The gradient to start from: ones for a one-element root, else `grad` checked against its shape."
     if not root.requires_grad:
         raise RuntimeError("backward: this tensor does not require grad and has no graph "
                            "(was it computed under no_grad(), or from tensors with requires_grad=False?)")
@@ -159,11 +103,24 @@ def backward(root, grad=None) -> None:
         if root.data.size != 1:
             raise RuntimeError(f"backward: a gradient can be implied only for a single-element output; "
                                f"got shape {root.shape}. Pass grad= of that shape.")
-        grad = np.ones_like(root.data)
-    else:
-        grad = np.asarray(getattr(grad, "data", grad), dtype=root.data.dtype)
-        if grad.shape != root.data.shape:
-            raise RuntimeError(f"backward: grad has shape {grad.shape} but the output has shape {root.shape}")
+        return np.ones_like(root.data)
+    grad = np.asarray(getattr(grad, "data", grad), dtype=root.data.dtype)
+    if grad.shape != root.data.shape:
+        raise RuntimeError(f"backward: grad has shape {grad.shape} but the output has shape {root.shape}")
+    return grad
+
+
+def backward(root, grad=None) -> None:
+    """Backpropagate from `root`, adding d(root)/d(leaf) (times `grad`) into every leaf's `.grad`.
+
+    root: a Tensor that requires grad; grad: None (root has one element) or an array of root's shape.
+    The checks and the start gradient are given (`_check_root`); a leaf root just accumulates. Then,
+    your part: walk `_topological_order(root)` in reverse, keeping the gradient of each intermediate
+    tensor in a dict keyed by `id`; for each node call `type(ctx).backward(ctx, g)` (wrap a single
+    array in a tuple), skip `None` and inputs whose `ctx.needs_input_grad` is False, `unbroadcast` each
+    gradient to its input's shape, add it into the dict (an intermediate) or `_accumulate_leaf` (a
+    leaf). Returns None; never modifies a gradient array in place."""
+    grad = _check_root(root, grad)
     if root._ctx is None:                       # a leaf: its gradient is grad itself
         _accumulate_leaf(root, grad)
         return
@@ -191,16 +148,15 @@ def backward(root, grad=None) -> None:
     ### END SOLUTION
 
 # %% ../../modules/05_autograd/05_autograd.ipynb #bd0236bf
-class GradcheckError(AssertionError):
-    "The analytic gradient disagrees with central differences."
-
-
 def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3, seed: int = 0) -> bool:
     """Check the gradients of `fn(*inputs)` against central differences, for every input that requires grad.
 
-    Inputs must be float64 Tensors. Returns True, or raises `GradcheckError` naming the input, the
-    element and both values.
-    """
+    fn: Tensors -> a Tensor; inputs: float64 Tensors (ValueError otherwise, and when none requires
+    grad: given). Your part: out = fn(*inputs); v = np.random.default_rng(seed).standard_normal(out's
+    shape); out.backward(v); then for each checked input i, analytic = its .grad (zeros when None),
+    numeric = numerical_gradient(lambda: float(np.sum(fn(*inputs).data * v)), inputs[i].data, eps)
+    under no_grad(), and compare_gradients(analytic, numeric, f"gradcheck: input {i}", atol, rtol),
+    which raises GradcheckError. Returns True. The inputs' .grad are restored afterwards (given)."""
     inputs = list(inputs)
     checked = [i for i, t in enumerate(inputs) if t.requires_grad]
     if not checked:
@@ -213,31 +169,16 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     try:
         for t in inputs:
             t.grad = None
-        out = fn(*inputs)
-        rng = np.random.default_rng(seed)
-        v = rng.standard_normal(out.data.shape)
-        out.backward(v)
         ### BEGIN SOLUTION
+        out = fn(*inputs)
+        v = np.random.default_rng(seed).standard_normal(out.data.shape)
+        out.backward(v)
         for i in checked:
             x = inputs[i].data
-            analytic = (np.zeros_like(x) if inputs[i].grad is None else inputs[i].grad.data)
-            numeric = np.zeros_like(x)
+            analytic = np.zeros_like(x) if inputs[i].grad is None else inputs[i].grad.data
             with no_grad():
-                for k in np.ndindex(x.shape):       # index x itself: works for non-contiguous arrays too
-                    orig = x[k]
-                    x[k] = orig + eps
-                    f_plus = float(np.sum(fn(*inputs).data * v))
-                    x[k] = orig - eps
-                    f_minus = float(np.sum(fn(*inputs).data * v))
-                    x[k] = orig
-                    numeric[k] = (f_plus - f_minus) / (2 * eps)
-            bad = ~np.isclose(analytic, numeric, atol=atol, rtol=rtol)
-            if bad.any():
-                k = tuple(int(j) for j in np.argwhere(bad)[0])
-                raise GradcheckError(
-                    f"gradcheck: input {i} (shape {x.shape}) element {k}: analytic {analytic[k]:.6g} "
-                    f"vs numeric {numeric[k]:.6g}; {int(bad.sum())} of {x.size} elements differ "
-                    f"(max abs difference {np.abs(analytic - numeric).max():.3g})")
+                numeric = numerical_gradient(lambda: float(np.sum(fn(*inputs).data * v)), x, eps)
+            compare_gradients(analytic, numeric, f"gradcheck: input {i}", atol, rtol)
         ### END SOLUTION
         return True
     finally:

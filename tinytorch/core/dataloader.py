@@ -55,25 +55,32 @@ class TensorDataset(Dataset):
         return self.tensors[0].shape[0]
 
     def __getitem__(self, index):
+        """Example `index` (an int, or an int array / slice for several): a tuple with each tensor's row(s) at
+        index, as Tensors of the tensors' own dtypes."""
         ### BEGIN SOLUTION
         return tuple(Tensor(t.data[index], dtype=t.data.dtype) for t in self.tensors)
         ### END SOLUTION
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #356c9f3f
 def _collate_field(items: list) -> Tensor:
-    "Stack one field of several examples into a batch Tensor."
+    """Stack one field of several examples into a batch Tensor. Given: `arrays` (each item as a NumPy array,
+    all of one shape S, checked). Returns a Tensor of shape (len(items),) + S: with the arrays' dtype when
+    the items were Tensors or arrays, else (Python numbers) Tensor's default (float32 for floats)."""
     arrays = [x.data if isinstance(x, Tensor) else np.asarray(x) for x in items]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise ValueError(f"DataLoader: cannot stack examples of different shapes {sorted(shapes)} into "
                          f"one batch")
+    ### BEGIN SOLUTION
     stacked = np.stack(arrays)
     typed = isinstance(items[0], (Tensor, np.ndarray))      # keep an array's dtype; Python floats -> float32
     return Tensor(stacked, dtype=stacked.dtype) if typed else Tensor(stacked)
+    ### END SOLUTION
 
 
 def default_collate(samples: list):
-    "A list of examples -> one batch: a tuple of stacked fields (or one Tensor for single-field examples)."
+    """A list of examples -> one batch: for examples that are tuples/lists of n fields (checked), a tuple of n
+    Tensors, field k stacked over the examples with _collate_field; for single-field examples, one Tensor."""
     first = samples[0]
     if isinstance(first, (tuple, list)):
         n = len(first)
@@ -82,8 +89,12 @@ def default_collate(samples: list):
                 raise ValueError(f"DataLoader: every example must have the same number of fields; the first "
                                  f"has {n}, another is {type(s).__name__} of length "
                                  f"{len(s) if isinstance(s, (tuple, list)) else 1}")
+        ### BEGIN SOLUTION
         return tuple(_collate_field([s[k] for s in samples]) for k in range(n))
+        ### END SOLUTION
+    ### BEGIN SOLUTION
     return _collate_field(samples)
+    ### END SOLUTION
 
 
 class DataLoader:
@@ -122,7 +133,9 @@ class DataLoader:
         self.epoch = int(epoch)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        "The example indices of epoch `epoch`, in the order they will be batched."
+        """The example indices of epoch `epoch` (an int array of length n = len(dataset)), in the order they will
+        be batched: 0..n-1 without shuffle; with shuffle a permutation drawn from
+        np.random.default_rng([self.seed, epoch]) (the same seed and epoch give the same order)."""
         n = len(self.dataset)
         ### BEGIN SOLUTION
         if not self.shuffle:
@@ -132,7 +145,8 @@ class DataLoader:
         ### END SOLUTION
 
     def _fetch(self, idx: np.ndarray):
-        "The batch made of examples `idx`."
+        """The batch made of examples `idx` (an int array): for a TensorDataset a tuple with each tensor's rows idx
+        (as Tensors of the same dtypes, one fancy index, no loop); otherwise default_collate of the examples."""
         ### BEGIN SOLUTION
         if isinstance(self.dataset, TensorDataset):
             return tuple(Tensor(t.data[idx], dtype=t.data.dtype) for t in self.dataset.tensors)
@@ -140,6 +154,7 @@ class DataLoader:
         ### END SOLUTION
 
     def __iter__(self):
+        "Yield the batches of one epoch: consecutive slices of `order` of batch_size (_fetch each); drop_last drops a short last one."
         order = self.epoch_order(self.epoch)
         self.epoch += 1
         ### BEGIN SOLUTION
@@ -197,11 +212,16 @@ def _read_digits() -> np.ndarray:
 
 def stratified_split(labels: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train_idx, test_idx), both sorted: `n_test` examples held out, each class in proportion to its
-    count (largest-remainder rounding), which ones chosen by a generator seeded with `seed`."""
+    count (largest-remainder rounding), which ones chosen by a generator seeded with `seed`.
+    Given: classes, counts (np.unique). Class c gets floor(quota_c) test examples, quota_c = count_c * n_test / N;
+    the n_test - sum still missing go one each to the classes with the largest remainders (ties: the smaller
+    class label). Per class (in class order) the first k of rng.permutation(its indices), rng =
+    np.random.default_rng(seed). Returns two sorted int arrays that partition range(N)."""
     labels = np.asarray(labels)
     if not 0 < n_test < len(labels):
         raise ValueError(f"stratified_split: n_test must be between 1 and {len(labels) - 1}, got {n_test}")
     classes, counts = np.unique(labels, return_counts=True)
+    ### BEGIN SOLUTION
     quota = counts * n_test / len(labels)
     take = np.floor(quota).astype(np.int64)
     short = n_test - int(take.sum())
@@ -211,6 +231,7 @@ def stratified_split(labels: np.ndarray, n_test: int, seed: int) -> tuple[np.nda
     test = np.sort(test)
     train = np.setdiff1d(np.arange(len(labels)), test)
     return train, test
+    ### END SOLUTION
 
 
 def load_digits(flatten: bool = True):

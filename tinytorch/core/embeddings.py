@@ -20,6 +20,8 @@ class EmbeddingFunction(Function):
     "out = weight[ids]; backward scatters the output gradient into the rows that were read (and only those)."
     @staticmethod
     def forward(ctx, weight, ids, padding_idx=None):
+        """weight (num_rows, d) float array; ids: an integer array of any shape (already checked to be in range).
+        Returns weight[ids], shape ids.shape + (d,). Given: ctx.ids, ctx.num_rows and ctx.padding_idx are set."""
         ctx.ids, ctx.num_rows, ctx.padding_idx = ids, weight.shape[0], padding_idx
         ### BEGIN SOLUTION
         return weight[ids]
@@ -27,6 +29,10 @@ class EmbeddingFunction(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (ids.shape + (d,)) -> the gradient of weight, (ctx.num_rows, d) in grad's dtype: each output
+        row's gradient added to the row it was read from (an id read twice gets both; np.add.at), zero for rows
+        not read, and row ctx.padding_idx (if not None) zero. (ids and padding_idx get no gradient: return one
+        array.)"""
         ### BEGIN SOLUTION
         dim = grad.shape[-1]
         g = np.zeros((ctx.num_rows, dim), dtype=grad.dtype)
@@ -83,8 +89,11 @@ class Embedding(Module):
             self.weight.data[padding_idx] = 0.0
 
     def forward(self, ids) -> Tensor:
+        "ids (any shape, ints) -> Tensor ids.shape + (embedding_dim,): token_ids checks them, EmbeddingFunction looks up."
+        ### BEGIN SOLUTION
         arr = token_ids(ids, self.num_embeddings)
         return EmbeddingFunction.apply(self.weight, ids=arr, padding_idx=self.padding_idx)
+        ### END SOLUTION
 
     def extra_repr(self):
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
@@ -125,6 +134,8 @@ class PositionalEncoding(Module):
         return self.weight
 
     def forward(self, x, start_pos: int = 0) -> Tensor:
+        """x: a Tensor (B, T, d) or (T, d), already checked (T given); returns x + rows start_pos .. start_pos+T-1
+        of self.weight (a Parameter (max_seq_len, d)), as Tensor ops so that autograd reaches the table."""
         x, T = _check_positions(x, self.max_seq_len, self.embed_dim, start_pos, "PositionalEncoding")
         ### BEGIN SOLUTION
         return x + self.weight[start_pos:start_pos + T]
@@ -135,7 +146,9 @@ class PositionalEncoding(Module):
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #40f3acc9
 def sinusoidal_table(max_seq_len: int, embed_dim: int, base: float = 10000.0) -> np.ndarray:
-    "PE[pos, 2i] = sin(pos / base^(2i/d)), PE[pos, 2i+1] = cos(pos / base^(2i/d)), as float32 (max_seq_len, embed_dim)."
+    """The fixed position table, float32 (max_seq_len, embed_dim): PE[pos, 2i] = sin(pos / base^(2i/d)) and
+    PE[pos, 2i+1] = cos(pos / base^(2i/d)) with d = embed_dim (an odd d ends with a sin column). Compute in
+    float64, return float32."""
     ### BEGIN SOLUTION
     pos = np.arange(max_seq_len, dtype=np.float64)[:, None]
     two_i = np.arange(0, embed_dim, 2, dtype=np.float64)
@@ -162,7 +175,9 @@ class SinusoidalPositionalEncoding(Module):
 
     def forward(self, x, start_pos: int = 0) -> Tensor:
         x, T = _check_positions(x, self.max_seq_len, self.embed_dim, start_pos, "SinusoidalPositionalEncoding")
+        ### BEGIN SOLUTION
         return x + self.pe[start_pos:start_pos + T]
+        ### END SOLUTION
 
     def extra_repr(self):
         return f"max_seq_len={self.max_seq_len}, embed_dim={self.embed_dim}"

@@ -4,205 +4,48 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import numpy as np
 
-from .autograd import Function
-from .tensor import Tensor
+from .tensor import Function, Tensor
+from .activations import Module, Parameter     # given in module 02, re-exported here
 
 # %% auto #0
-__all__ = ['Parameter', 'Module', 'LinearFunction', 'Linear', 'Sequential', 'DropoutFunction', 'Dropout']
-
-# %% ../../modules/03_layers/03_layers.ipynb #50cd23c9
-class Parameter(Tensor):
-    "A Tensor that a Module learns (requires_grad=True by default)."
-    __slots__ = ()
-
-    def __init__(self, data, requires_grad: bool = True, dtype=None):
-        super().__init__(data, requires_grad=requires_grad, dtype=dtype)
-
-    def __repr__(self):
-        return "Parameter containing:\n" + super().__repr__()
-
-# %% ../../modules/03_layers/03_layers.ipynb #dcbe226c
-class Module:
-    "Base class of every layer and model."
-    training = True                  # class-level defaults, so a subclass that forgets super().__init__() works
-    _buffer_names = ()
-
-    def __init__(self):
-        object.__setattr__(self, "training", True)
-        object.__setattr__(self, "_buffer_names", [])
-
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} must define forward()")
-
-    def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
-
-    # -- discovery -------------------------------------------------------------------------------------
-    def named_children(self):
-        "(name, module) for each direct sub-module, in assignment order."
-        for name, value in vars(self).items():
-            if isinstance(value, Module):
-                yield name, value
-            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
-                for i, v in enumerate(value):
-                    yield f"{name}.{i}", v
-
-    def children(self):
-        for _, m in self.named_children():
-            yield m
-
-    def named_modules(self, prefix: str = "", remove_duplicate: bool = True):
-        "(name, module) for this module and every descendant; a shared module once unless remove_duplicate=False."
-        seen = set()
-        stack = [(prefix, self)]
-        while stack:
-            name, mod = stack.pop()
-            if remove_duplicate and id(mod) in seen:
-                continue
-            seen.add(id(mod))
-            yield name, mod
-            kids = [(f"{name}.{n}" if name else n, m) for n, m in mod.named_children()]
-            stack.extend(reversed(kids))
-
-    def modules(self):
-        for _, m in self.named_modules():
-            yield m
-
-    def _own_parameters(self):
-        for name, value in vars(self).items():
-            if isinstance(value, Parameter):
-                yield name, value
-
-    def named_parameters(self, prefix: str = "", remove_duplicate: bool = True):
-        "(dotted name, Parameter) for every parameter; a shared Parameter appears once (first name)."
-        ### BEGIN SOLUTION
-        seen = set()
-        for mod_name, mod in self.named_modules(prefix, remove_duplicate=remove_duplicate):
-            for name, p in mod._own_parameters():
-                if remove_duplicate and id(p) in seen:
-                    continue
-                seen.add(id(p))
-                yield (f"{mod_name}.{name}" if mod_name else name), p
-        ### END SOLUTION
-
-    def parameters(self):
-        "Every parameter once, in a stable order."
-        for _, p in self.named_parameters():
-            yield p
-
-    def register_buffer(self, name: str, tensor: Tensor):
-        "Keep `tensor` as state that is saved and loaded but not learned."
-        if not isinstance(tensor, Tensor):
-            raise TypeError(f"register_buffer: {name!r} must be a Tensor, got {type(tensor).__name__}")
-        object.__setattr__(self, name, tensor)
-        if "_buffer_names" not in vars(self):
-            object.__setattr__(self, "_buffer_names", [])
-        if name not in self._buffer_names:
-            self._buffer_names.append(name)
-
-    def named_buffers(self, prefix: str = "", remove_duplicate: bool = True):
-        for mod_name, mod in self.named_modules(prefix, remove_duplicate=remove_duplicate):
-            for name in getattr(mod, "_buffer_names", ()):
-                yield (f"{mod_name}.{name}" if mod_name else name), getattr(mod, name)
-
-    # -- modes and gradients ---------------------------------------------------------------------------
-    def train(self, mode: bool = True):
-        "Set training mode (Dropout active, BatchNorm updating its statistics) here and below."
-        for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
-        return self
-
-    def eval(self):
-        return self.train(False)
-
-    def zero_grad(self):
-        "Forget the gradients of every parameter (set them to None, as PyTorch does by default)."
-        for p in self.parameters():
-            p.grad = None
-
-    # -- saving ----------------------------------------------------------------------------------------
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        "Name -> a copy of the array, for every parameter and buffer (shared ones under each name)."
-        ### BEGIN SOLUTION
-        out = OrderedDict()
-        for name, p in self.named_parameters(remove_duplicate=False):
-            out[name] = p.data.copy()
-        for name, b in self.named_buffers(remove_duplicate=False):
-            out[name] = b.data.copy()
-        return out
-        ### END SOLUTION
-
-    def load_state_dict(self, state: dict, strict: bool = True):
-        """Copy arrays into the existing parameters and buffers, in place (their identity is kept, so
-        shared weights stay shared and an optimizer keeps working). Values may be NumPy arrays, Tensors
-        or anything `np.asarray` accepts (a CPU torch tensor). Missing or unexpected keys (strict) and
-        shape mismatches raise an error naming them."""
-        own = OrderedDict(self.named_parameters(remove_duplicate=False))
-        own.update(self.named_buffers(remove_duplicate=False))
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        arrays = {}
-        for name, target in own.items():          # check everything first: a failed load changes nothing
-            if name not in state:
-                continue
-            value = state[name]
-            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
-            if arr.shape != target.data.shape:
-                raise ValueError(f"load_state_dict: {name} has shape {target.data.shape} in the model "
-                                 f"but {arr.shape} in the state dict")
-            arrays[name] = arr
-        for name, arr in arrays.items():
-            own[name].data[...] = arr.astype(own[name].data.dtype, copy=False)
-        return {"missing_keys": missing, "unexpected_keys": unexpected}
-
-    def num_parameters(self) -> int:
-        return sum(p.size for p in self.parameters())
-
-    def __repr__(self):
-        kids = list(self.named_children())
-        extra = self.extra_repr()
-        if not kids:
-            return f"{type(self).__name__}({extra})"
-        lines = [f"{type(self).__name__}("]
-        for name, m in kids:
-            lines.append("  (" + name + "): " + repr(m).replace("\n", "\n  "))
-        return "\n".join(lines) + "\n)"
-
-    def extra_repr(self) -> str:
-        return ""
+__all__ = ['LinearFunction', 'Linear', 'Sequential', 'DropoutFunction', 'Dropout']
 
 # %% ../../modules/03_layers/03_layers.ipynb #f54401de
 class LinearFunction(Function):
     @staticmethod
     def forward(ctx, x, w, b=None):
+        """x: (..., in_features); w: (out_features, in_features); b: (out_features,) or None.
+        Returns x @ w.T + b of shape (..., out_features). Flatten the leading dimensions first,
+        x2 = x.reshape(-1, in_features), so that it is one 2-D BLAS call. Saves (x2, w) and
+        ctx.lead = x.shape[:-1]."""
+        ### BEGIN SOLUTION
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])          # (batch, ..., in) -> (N, in): one 2-D BLAS call
         ctx.save_for_backward(x2, w)
         ctx.lead = lead
-        ### BEGIN SOLUTION
         out = x2 @ w.T
         if b is not None:
             out += b
-        ### END SOLUTION
         return out.reshape(lead + (w.shape[0],))
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad: (..., out_features). Reads (x2, w), ctx.lead. Returns (gx, gw, gb): gx = g w in x's
+        shape, gw = gᵀ x2 of w's shape, gb = Σ g over all rows (None when there is no bias), each None
+        when its `ctx.needs_input_grad` entry is False."""
+        ### BEGIN SOLUTION
         x2, w = ctx.saved_tensors
         needs = ctx.needs_input_grad
         g2 = grad.reshape(-1, grad.shape[-1])
-        ### BEGIN SOLUTION
         gx = (g2 @ w).reshape(ctx.lead + (w.shape[1],)) if needs[0] else None
         gw = (g2.T @ x2) if needs[1] else None
         gb = g2.sum(axis=0) if len(needs) > 2 and needs[2] else None
-        ### END SOLUTION
         return gx, gw, gb
+        ### END SOLUTION
 
 
 class Linear(Module):
@@ -214,9 +57,18 @@ class Linear(Module):
                 raise ValueError(f"Linear: {name} must be a positive integer, got {n!r}")
         self.in_features, self.out_features = int(in_features), int(out_features)
         rng = np.random.default_rng() if rng is None else rng
+        self.weight, self.bias = self.init_parameters(self.in_features, self.out_features, bias, rng)
+
+    @staticmethod
+    def init_parameters(in_features: int, out_features: int, bias: bool, rng):
+        """Returns (weight, bias): Parameters, float32, weight (out_features, in_features) and bias
+        (out_features,) (None when `bias` is False), both drawn from rng.uniform(-1/√in, 1/√in)."""
+        ### BEGIN SOLUTION
         bound = 1.0 / math.sqrt(in_features)
-        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(np.float32))
-        self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(np.float32)) if bias else None
+        weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(np.float32))
+        b = Parameter(rng.uniform(-bound, bound, out_features).astype(np.float32)) if bias else None
+        return weight, b
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -247,9 +99,12 @@ class Sequential(Module):
             yield str(i), layer
 
     def forward(self, x):
+        "Returns the last layer's output, each layer called on the previous one's output (x for the first)."
+        ### BEGIN SOLUTION
         for layer in self.layers:
             x = layer(x)
         return x
+        ### END SOLUTION
 
     def append(self, layer: Module):
         if not isinstance(layer, Module):
@@ -269,12 +124,19 @@ class Sequential(Module):
 class DropoutFunction(Function):
     @staticmethod
     def forward(ctx, x, mask):
+        """x: an array; mask: an array of x's shape and dtype (0 or 1/(1-p)), a parameter, not an input.
+        Returns x * mask. Saves ctx.mask."""
+        ### BEGIN SOLUTION
         ctx.mask = mask
         return x * mask
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns the gradient of x (one array)."
+        ### BEGIN SOLUTION
         return grad * ctx.mask
+        ### END SOLUTION
 
 
 class Dropout(Module):
@@ -287,6 +149,9 @@ class Dropout(Module):
         self.rng = np.random.default_rng() if rng is None else rng
 
     def forward(self, x: Tensor) -> Tensor:
+        """Identity in eval mode or for p = 0 (given). While training: a keep-mask from self.rng
+        (each element kept with probability 1 - p), scaled by 1/(1 - p), in x's dtype, applied with
+        DropoutFunction.apply(x, mask=...). Returns a Tensor of x's shape."""
         if not self.training or self.p == 0.0:
             return x
         ### BEGIN SOLUTION

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .autograd import Function
-from .tensor import Tensor
-from .layers import Module
+from .tensor import Function, Tensor
+from .activations import Module
 
 # %% auto #0
 __all__ = ['LogSoftmaxFunction', 'log_softmax', 'CrossEntropyFunction', 'CrossEntropyLoss', 'MSEFunction', 'MSELoss',
@@ -15,6 +14,7 @@ __all__ = ['LogSoftmaxFunction', 'log_softmax', 'CrossEntropyFunction', 'CrossEn
 
 # %% ../../modules/04_losses/04_losses.ipynb #c0c2b733
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    "x: a float array; axis: an int. Returns log(softmax(x)) along axis, by log-sum-exp (finite at 1e4)."
     ### BEGIN SOLUTION
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
@@ -24,6 +24,7 @@ def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
 class LogSoftmaxFunction(Function):
     @staticmethod
     def forward(ctx, x, dim=-1):
+        "Returns out = _log_softmax(x, dim). Saves (out,) and ctx.dim."
         out = _log_softmax(x, dim)
         ctx.save_for_backward(out)
         ctx.dim = dim
@@ -31,8 +32,12 @@ class LogSoftmaxFunction(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads (out,) and ctx.dim. Returns grad − softmax(x) · Σ grad (the sum along ctx.dim);
+        softmax(x) is exp(out)."""
+        ### BEGIN SOLUTION
         (out,) = ctx.saved_tensors
         return grad - np.exp(out) * grad.sum(axis=ctx.dim, keepdims=True)
+        ### END SOLUTION
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
@@ -47,6 +52,11 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 class CrossEntropyFunction(Function):
     @staticmethod
     def forward(ctx, logits, targets, ignore_index=-100):
+        """logits: (N, C) floats; targets: (N,) integer class indices (a parameter, not an input), already
+        checked to be in 0..C-1 or equal to ignore_index. Returns the mean of −log_softmax(logits)[i, y_i]
+        over the rows whose target is not ignore_index (0 when every row is ignored), a 0-d array of
+        logits' dtype. Saves (logp, safe, valid): logp = _log_softmax(logits, 1), valid = the boolean
+        rows kept, safe = targets with ignored entries replaced by 0; and ctx.count = max(rows kept, 1)."""
         ### BEGIN SOLUTION
         logp = _log_softmax(logits, 1)
         valid = targets != ignore_index
@@ -54,18 +64,22 @@ class CrossEntropyFunction(Function):
         safe = np.where(valid, targets, 0)
         picked = logp[np.arange(logits.shape[0]), safe]
         loss = -(picked * valid).sum() / max(count, 1)
-        ### END SOLUTION
         ctx.save_for_backward(logp, safe, valid)
         ctx.count = max(count, 1)
         return np.asarray(loss, dtype=logits.dtype)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad: a 0-d array. Reads (logp, safe, valid), ctx.count. Returns (g_logits, None):
+        g_logits = grad · (softmax − onehot(safe)) / count on kept rows, 0 on ignored rows, shape (N, C)."""
+        ### BEGIN SOLUTION
         logp, safe, valid = ctx.saved_tensors
         g = np.exp(logp)
         g[np.arange(g.shape[0]), safe] -= 1
         g *= (valid / ctx.count)[:, None].astype(g.dtype)
         return g * grad, None
+        ### END SOLUTION
 
 
 def _as_int_targets(targets) -> np.ndarray:
@@ -109,15 +123,22 @@ class CrossEntropyLoss(Module):
 class MSEFunction(Function):
     @staticmethod
     def forward(ctx, pred, target):
+        """pred, target: arrays of one shape. Returns mean((pred − target)²) as a 0-d array of the
+        difference's dtype. Saves (diff,) with diff = pred − target."""
+        ### BEGIN SOLUTION
         diff = pred - target
         ctx.save_for_backward(diff)
         return np.asarray(np.mean(diff * diff), dtype=diff.dtype)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "grad: a 0-d array. Reads (diff,). Returns (g_pred, g_target) = (2·diff·grad/n, −that), n = diff.size."
+        ### BEGIN SOLUTION
         (diff,) = ctx.saved_tensors
         g = diff * (2.0 * grad / diff.size)
         return g, -g
+        ### END SOLUTION
 
 
 class MSELoss(Module):
@@ -135,24 +156,31 @@ class MSELoss(Module):
 class BCEFunction(Function):
     @staticmethod
     def forward(ctx, p, t):
+        """p: probabilities in [0, 1] (already checked); t: targets of p's shape. Returns
+        −mean(t·log p + (1−t)·log(1−p)), each log clamped at −100 as PyTorch (finite at p = 0 or 1, no
+        warning), a 0-d array of p's dtype. Saves (p, t) with t cast to p's dtype."""
         t = t.astype(p.dtype, copy=False)
         ### BEGIN SOLUTION
         with np.errstate(divide="ignore"):
             log_p = np.maximum(np.log(p), -100.0)
             log_q = np.maximum(np.log(1.0 - p), -100.0)
         loss = -np.mean(t * log_p + (1.0 - t) * log_q)
-        ### END SOLUTION
         ctx.save_for_backward(p, t)
         return np.asarray(loss, dtype=p.dtype)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads (p, t). Returns (g_p, g_t) in p's dtype, n = p.size: g_p = (p − t) / max(p(1−p), 1e-12)
+        · grad/n (finite at p = 0 or 1), g_t = (log(1−p) − log p) · grad/n with the logs clamped at −100."""
+        ### BEGIN SOLUTION
         p, t = ctx.saved_tensors
         eps = 1e-12                       # as PyTorch: the gradient stays finite at p = 0 or 1
         gp = (p - t) / np.maximum(p * (1.0 - p), eps) * (grad / p.size)
         with np.errstate(divide="ignore"):
             gt = (np.maximum(np.log(1.0 - p), -100.0) - np.maximum(np.log(p), -100.0)) * (grad / p.size)
         return gp.astype(p.dtype, copy=False), gt.astype(p.dtype, copy=False)
+        ### END SOLUTION
 
 
 class BinaryCrossEntropyLoss(Module):

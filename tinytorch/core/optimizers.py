@@ -3,6 +3,7 @@
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #13fabede
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -12,7 +13,8 @@ from .autograd import enable_grad, no_grad
 from .tensor import Tensor
 
 # %% auto #0
-__all__ = ['Optimizer', 'sgd_update', 'SGD', 'adam_update', 'Adam', 'AdamW']
+__all__ = ['RemovableHandle', 'register_optimizer_step_pre_hook', 'register_optimizer_step_post_hook', 'Optimizer', 'sgd_update',
+           'SGD', 'adam_update', 'Adam', 'AdamW']
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #19815a08
 def _real(owner: str, name: str, value) -> float:
@@ -52,9 +54,90 @@ def _hyper_from_array(value, like):
     return a.copy()
 
 
+class RemovableHandle:
+    "What a register_*_hook call returns: `handle.remove()` unregisters the hook (torch.utils.hooks.RemovableHandle)."
+    _next_id = 0
+
+    def __init__(self, hooks: dict):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        "Unregister the hook (a second call does nothing)."
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+_global_step_pre_hooks: dict = {}       # handle id -> hook, run around the step() of every optimizer
+_global_step_post_hooks: dict = {}
+
+
+def _add_hook(hooks: dict, hook, who: str) -> RemovableHandle:
+    if not callable(hook):
+        raise TypeError(f"{who}: a hook must be a callable hook(optimizer, args, kwargs), got {hook!r}")
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    return handle
+
+
+def register_optimizer_step_pre_hook(hook) -> RemovableHandle:
+    """Run `hook(optimizer, args, kwargs)` before the step() of *every* optimizer (as
+    torch.optim.optimizer.register_optimizer_step_pre_hook); it may return None or new (args, kwargs)."""
+    return _add_hook(_global_step_pre_hooks, hook, "register_optimizer_step_pre_hook")
+
+
+def register_optimizer_step_post_hook(hook) -> RemovableHandle:
+    "Run `hook(optimizer, args, kwargs)` after the step() of *every* optimizer; its result is ignored."
+    return _add_hook(_global_step_post_hooks, hook, "register_optimizer_step_post_hook")
+
+
+def _step_with_hooks(step):
+    "Wrap an optimizer's step(): pre-hooks (global, then own), the step, post-hooks (own, then global), as PyTorch."
+    @functools.wraps(step)
+    def step_with_hooks(self, *args, **kwargs):
+        """Exercise: unless already inside a step (self._in_step: a step() calling super().step() runs `step`
+        directly), run every pre-hook (the global ones, then self._step_pre_hooks; dicts id -> hook) as
+        hook(self, args, kwargs): a result other than None must be a pair (args, kwargs) that replaces them,
+        else RuntimeError("... a step pre-hook must return None or (args, kwargs), got ..."); then
+        step(self, *args, **kwargs) with self._in_step True (reset in a finally); then the post-hooks (own,
+        then global). Returns step's result."""
+        ### BEGIN SOLUTION
+        if self._in_step:                    # a step() calling super().step(): hooks run around the outer call
+            return step(self, *args, **kwargs)
+        for hook in (*_global_step_pre_hooks.values(), *self._step_pre_hooks.values()):
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+                    raise RuntimeError(f"{type(self).__name__}: a step pre-hook must return None or "
+                                       f"(args, kwargs), got {result!r}")
+                args, kwargs = result
+        self._in_step = True
+        try:
+            out = step(self, *args, **kwargs)
+        finally:
+            self._in_step = False
+        for hook in (*self._step_post_hooks.values(), *_global_step_post_hooks.values()):
+            hook(self, args, kwargs)
+        return out
+        ### END SOLUTION
+    return step_with_hooks
+
+
 class Optimizer:
-    "Base class of every optimizer: parameter groups, per-parameter state, zero_grad, state_dict."
-    _mask_buffers = ()               # names of the state buffers the pruning mask also zeroes
+    "Base class of every optimizer: parameter groups, per-parameter state, zero_grad, state_dict, step hooks."
+    _in_step = False
+
+    def __init_subclass__(cls, **kwargs):
+        "Every subclass's own step() runs its hooks (section 4)."
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step = _step_with_hooks(cls.__dict__["step"])
 
     def __init__(self, params, defaults: dict):
         name = type(self).__name__
@@ -75,6 +158,8 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
         self.state: dict = {}
+        self._step_pre_hooks: dict = {}
+        self._step_post_hooks: dict = {}
         if not isinstance(params[0], dict):
             params = [{"params": params}]
         for group in params:
@@ -129,16 +214,29 @@ class Optimizer:
 
     # -- gradients and steps -----------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
-        "Forget the gradients: set them to None (default, as PyTorch) or fill them with zeros."
+        """Forget the gradients of every parameter of every group: set .grad to None (default, as PyTorch) or,
+        with set_to_none=False, fill an existing gradient's array with zeros in place."""
+        ### BEGIN SOLUTION
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
                     p.grad.data[...] = 0
+        ### END SOLUTION
 
     def step(self, closure=None):
         raise NotImplementedError(f"{type(self).__name__} must define step()")
+
+    def register_step_pre_hook(self, hook) -> RemovableHandle:
+        """Run `hook(optimizer, args, kwargs)` before each step() of this optimizer; it may return None or
+        new (args, kwargs) for step. Returns a handle whose remove() unregisters it."""
+        return _add_hook(self._step_pre_hooks, hook, f"{type(self).__name__}.register_step_pre_hook")
+
+    def register_step_post_hook(self, hook) -> RemovableHandle:
+        """Run `hook(optimizer, args, kwargs)` after each step() of this optimizer (its result is ignored).
+        Returns a handle whose remove() unregisters it."""
+        return _add_hook(self._step_post_hooks, hook, f"{type(self).__name__}.register_step_post_hook")
 
     def _closure(self, closure):
         "PyTorch's optional closure: re-evaluate the model and return the loss (gradients on)."
@@ -157,21 +255,6 @@ class Optimizer:
         if g.dtype != w.dtype:
             g = g.astype(w.dtype)
         return g
-
-    def _apply_mask(self, p, state: dict) -> None:
-        "Multiply the weight and its state buffers by p.mask (0 = pruned), so pruned entries stay 0."
-        mask = p.mask
-        if isinstance(mask, Tensor):
-            mask = mask.data
-        try:
-            p.data *= mask
-            for key in self._mask_buffers:
-                buf = state.get(key)
-                if buf is not None:
-                    buf *= mask
-        except ValueError as e:
-            raise ValueError(f"{type(self).__name__}: the mask of shape {np.shape(mask)} does not "
-                             f"broadcast to its parameter of shape {p.data.shape} ({e})") from e
 
     # -- saving and loading ------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -268,7 +351,11 @@ class Optimizer:
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #6f6d659a
 def sgd_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, momentum: float = 0.0,
                dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> None:
-    "One SGD step on the array `param`, in place (PyTorch's formulas)."
+    """One SGD step on the array `param`, in place (PyTorch's formulas); returns None.
+    param, grad: float arrays of one shape (grad is never modified); state: the parameter's dict, where the
+    momentum buffer lives as state["momentum_buffer"] (created on the first step as a copy of d). With
+    d = grad + weight_decay * param: momentum buf = momentum * buf + (1 - dampening) * d; d = d + momentum *
+    buf (nesterov) or buf; then param -= lr * d."""
     ### BEGIN SOLUTION
     d = grad
     if weight_decay != 0:
@@ -290,7 +377,6 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, m
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #72b86eba
 class SGD(Optimizer):
     "Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay."
-    _mask_buffers = ("momentum_buffer",)
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
@@ -311,7 +397,11 @@ class SGD(Optimizer):
                              f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
     def step(self, closure=None):
-        "Update every parameter that has a gradient; return closure's loss if a closure was given."
+        """Update every parameter that has a gradient; return closure's loss if a closure was given.
+        Exercise: loss = self._closure(closure); then under no_grad, for each group (its hyper-parameters read
+        once) and each of its params whose .grad is not None: sgd_update(p.data, self._grad(p, p.data),
+        state, lr=..., ...) with state = self.state[p], created as {} on the parameter's first step."""
+        ### BEGIN SOLUTION
         loss = self._closure(closure)
         state_of = self.state
         with no_grad():
@@ -327,15 +417,18 @@ class SGD(Optimizer):
                         state = state_of[p] = {}
                     sgd_update(w, self._grad(p, w), state, lr=lr, momentum=momentum, dampening=dampening,
                                weight_decay=weight_decay, nesterov=nesterov)
-                    if getattr(p, "mask", None) is not None:
-                        self._apply_mask(p, state)
         return loss
+        ### END SOLUTION
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #979b8734
 def adam_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, beta1: float = 0.9,
                 beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
                 decoupled_weight_decay: bool = False) -> None:
-    "One Adam (or, with decoupled_weight_decay, AdamW) step on the array `param`, in place."
+    """One Adam (or, with decoupled_weight_decay, AdamW) step on the array `param`, in place; returns None.
+    state holds "step" (an int, incremented first: t), "exp_avg" (m) and "exp_avg_sq" (v), arrays of param's
+    shape updated in place. Weight decay: AdamW shrinks param by (1 - lr * weight_decay); Adam adds
+    weight_decay * param to the gradient. m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g²;
+    param -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
     ### BEGIN SOLUTION
     state["step"] = t = state["step"] + 1
     if weight_decay != 0:
@@ -363,7 +456,6 @@ def adam_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #9438e619
 class Adam(Optimizer):
     "Adam; weight_decay is L2 added to the gradient (as torch.optim.Adam) unless decoupled_weight_decay."
-    _mask_buffers = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, *, decoupled_weight_decay: bool = False):
@@ -385,7 +477,11 @@ class Adam(Optimizer):
         _check_nonneg(name, "weight_decay", group["weight_decay"])
 
     def step(self, closure=None):
-        "Update every parameter that has a gradient; return closure's loss if a closure was given."
+        """Update every parameter that has a gradient; return closure's loss if a closure was given.
+        Exercise: as SGD.step, with adam_update(p.data, self._grad(p, p.data), state, lr=..., beta1=...,
+        beta2=..., eps=..., weight_decay=..., decoupled_weight_decay=...) and a parameter's state created on
+        its first step as {"step": 0, "exp_avg": zeros like p.data, "exp_avg_sq": zeros like p.data}."""
+        ### BEGIN SOLUTION
         loss = self._closure(closure)
         state_of = self.state
         with no_grad():
@@ -402,9 +498,8 @@ class Adam(Optimizer):
                                                "exp_avg_sq": np.zeros_like(w)}
                     adam_update(w, self._grad(p, w), state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                                 weight_decay=weight_decay, decoupled_weight_decay=decoupled)
-                    if getattr(p, "mask", None) is not None:
-                        self._apply_mask(p, state)
         return loss
+        ### END SOLUTION
 
 
 class AdamW(Adam):

@@ -31,8 +31,11 @@ def _pair(value, name: str, layer: str, minimum: int) -> tuple:
 
 
 def conv_output_size(size: tuple, kernel: tuple, stride: tuple, padding: tuple) -> tuple:
-    "(OH, OW) for an input of spatial size (H, W)."
+    """(OH, OW), a tuple of ints, for an input of spatial size (H, W): per axis (n + 2p - k) // s + 1 with
+    kernel k, stride s, padding p (each argument a pair)."""
+    ### BEGIN SOLUTION
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
+    ### END SOLUTION
 
 
 def _check_input(x, layer: str, channels=None, kernel=None, padding=(0, 0)) -> Tensor:
@@ -54,7 +57,9 @@ def _check_input(x, layer: str, channels=None, kernel=None, padding=(0, 0)) -> T
 
 # %% ../../modules/09_spatial/09_spatial.ipynb #c024ba50
 def _pad(x: np.ndarray, padding: tuple, value: float = 0.0) -> np.ndarray:
-    "x (N, C, H, W) with `padding` (ph, pw) rows/columns of `value` on each side (x itself if none)."
+    """x (N, C, H, W) with `padding` (ph, pw) rows/columns of `value` on each side: a new array (N, C, H + 2ph,
+    W + 2pw) of x's dtype, or x itself when there is no padding."""
+    ### BEGIN SOLUTION
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
@@ -63,6 +68,7 @@ def _pad(x: np.ndarray, padding: tuple, value: float = 0.0) -> np.ndarray:
     out.fill(value)
     out[:, :, ph:ph + h, pw:pw + w] = x
     return out
+    ### END SOLUTION
 
 
 def _window_slices(kernel: tuple, stride: tuple, out_size: tuple):
@@ -74,8 +80,11 @@ def _window_slices(kernel: tuple, stride: tuple, out_size: tuple):
 
 
 def im2col(x: np.ndarray, kernel: tuple, stride: tuple, padding: tuple):
-    """The column matrix of x (N, C, H, W): shape (N, C*kh*kw, OH*OW), rows ordered (c, i, j) like
-    a flattened (C, kh, kw) weight. Returns (cols, (OH, OW))."""
+    """The column matrix of x.
+    x: (N, C, H, W) array; kernel (kh, kw), stride (sh, sw), padding (ph, pw): pairs of ints. Returns
+    (cols, (OH, OW)): cols of shape (N, C*kh*kw, OH*OW) and x's dtype, column p = o_h*OW + o_w holding the
+    window at output position (o_h, o_w), its rows ordered (c, i, j) like a flattened (C, kh, kw) weight.
+    Zero padding: use _pad(x, padding). (OH, OW) are already computed as `oh, ow`."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw) = kernel, stride
     oh, ow = conv_output_size((h, w), kernel, stride, padding)
@@ -85,12 +94,16 @@ def im2col(x: np.ndarray, kernel: tuple, stride: tuple, padding: tuple):
     windows = as_strided(xp, shape=(n, c, kh, kw, oh, ow),
                          strides=(s_n, s_c, s_h, s_w, s_h * sh, s_w * sw), writeable=False)
     cols = windows.reshape(n, c * kh * kw, oh * ow)          # the one copy
-    ### END SOLUTION
     return cols, (oh, ow)
+    ### END SOLUTION
 
 
 def col2im(cols: np.ndarray, x_shape: tuple, kernel: tuple, stride: tuple, padding: tuple) -> np.ndarray:
-    "The adjoint of im2col: add every column entry back onto its input pixel. Returns shape x_shape."
+    """The adjoint of im2col: add every column entry back onto its input pixel.
+    cols: (N, C*kh*kw, OH*OW); x_shape (N, C, H, W); kernel, stride, padding: pairs. Returns an array of
+    shape x_shape and cols' dtype in which each pixel is the sum of every column entry im2col copied from it
+    (entries that fell on the padding are dropped). `_window_slices(kernel, stride, out_size)` yields, per
+    kernel offset (i, j), the index of the padded pixels that offset touches."""
     n, c, h, w = x_shape
     (kh, kw), (ph, pw) = kernel, padding
     out_size = conv_output_size((h, w), kernel, stride, padding)
@@ -99,8 +112,8 @@ def col2im(cols: np.ndarray, x_shape: tuple, kernel: tuple, stride: tuple, paddi
     dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
     for i, j, region in _window_slices(kernel, stride, out_size):     # kh*kw iterations, no more
         dxp[region] += c6[:, :, i, j]
-    ### END SOLUTION
     return dxp[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxp
+    ### END SOLUTION
 
 # %% ../../modules/09_spatial/09_spatial.ipynb #f4214b9c
 def _add_bias(out: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -116,6 +129,10 @@ class Conv2dFunction(Function):
     "2-D cross-correlation (what deep learning calls convolution) by im2col and one matrix product."
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
+        """x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None: float arrays; stride, padding: pairs.
+        Returns out (N, O, OH, OW): weight.reshape(O, -1) @ im2col(x) (+ bias per channel, see _add_bias).
+        Must save for backward: ctx.save_for_backward(cols, weight) and ctx.geometry = (x.shape, stride,
+        padding, OH, OW)."""
         n = x.shape[0]
         o, c, kh, kw = weight.shape
         ### BEGIN SOLUTION
@@ -123,13 +140,16 @@ class Conv2dFunction(Function):
         out = np.matmul(weight.reshape(o, -1), cols)                    # (N, O, OH*OW), one batched GEMM
         if bias is not None:
             out = _add_bias(out, bias)
-        ### END SOLUTION
         ctx.save_for_backward(cols, weight)
         ctx.geometry = (x.shape, stride, padding, oh, ow)
         return out.reshape(n, o, oh, ow)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (N, O, OH, OW) -> (gx, gw, gb): the gradients of x (shape of x, via col2im), weight (O, C, kh, kw),
+        bias (O,); each None when ctx.needs_input_grad says it is not needed (needs[2] exists only with a bias).
+        Given above: cols, weight (saved), the geometry, `g` = grad as (N, O, OH*OW), gx = gw = gb = None."""
         cols, weight = ctx.saved_tensors
         x_shape, stride, padding, oh, ow = ctx.geometry
         needs = ctx.needs_input_grad
@@ -144,8 +164,8 @@ class Conv2dFunction(Function):
         if needs[0]:
             gcols = np.matmul(weight.reshape(o, -1).T, g)               # (N, C*kh*kw, OH*OW)
             gx = col2im(gcols, x_shape, weight.shape[2:], stride, padding)
-        ### END SOLUTION
         return gx, gw, gb
+        ### END SOLUTION
 
 
 class Conv2d(Module):
@@ -168,10 +188,13 @@ class Conv2d(Module):
         self.bias = Parameter(rng.uniform(-bound, bound, self.out_channels).astype(np.float32)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        "x (N, C_in, H, W), checked -> Conv2dFunction.apply(x, weight[, bias], stride=..., padding=...)."
         x = _check_input(x, "Conv2d", self.in_channels, self.kernel_size, self.padding)
+        ### BEGIN SOLUTION
         if self.bias is None:
             return Conv2dFunction.apply(x, self.weight, stride=self.stride, padding=self.padding)
         return Conv2dFunction.apply(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        ### END SOLUTION
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -185,6 +208,10 @@ class MaxPool2dFunction(Function):
     "Maximum over each window; the gradient goes to the first maximal element."
     @staticmethod
     def forward(ctx, x, kernel, stride, padding):
+        """x (N, C, H, W); kernel, stride, padding: pairs. Given: out_size (OH, OW) and xp = x padded with -inf.
+        Returns out (N, C, OH, OW): the maximum of each window (a NaN wins, as in PyTorch). Must set ctx.arg:
+        an integer array of out's shape holding, per output, the offset i*kw + j of the first maximal element
+        of its window, and ctx.geometry = (x.shape, kernel, stride, padding, out_size)."""
         out_size = conv_output_size(x.shape[2:], kernel, stride, padding)
         xp = _pad(x, padding, -np.inf)
         ### BEGIN SOLUTION
@@ -198,27 +225,32 @@ class MaxPool2dFunction(Function):
             better = (v > out) | np.isnan(v)
             np.copyto(out, v, where=better)
             np.copyto(arg, i * kernel[1] + j, where=better)
-        ### END SOLUTION
         ctx.arg = arg
         ctx.geometry = (x.shape, kernel, stride, padding, out_size)
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (N, C, OH, OW) -> dx (N, C, H, W): each output's gradient added to the input element ctx.arg
+        names for it (offset i*kw + j of its window); padding cropped away."""
         (n, c, h, w), kernel, stride, (ph, pw), out_size = ctx.geometry
         arg = ctx.arg
         ### BEGIN SOLUTION
         dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
         for i, j, region in _window_slices(kernel, stride, out_size):
             dxp[region] += grad * (arg == i * kernel[1] + j)
-        ### END SOLUTION
         return dxp[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxp
+        ### END SOLUTION
 
 
 class AvgPool2dFunction(Function):
     "Mean over each window (padding zeros included in the count, as PyTorch's default)."
     @staticmethod
     def forward(ctx, x, kernel, stride, padding):
+        """x (N, C, H, W); kernel, stride, padding: pairs. Given: out_size (OH, OW) and xp = x zero-padded.
+        Returns out (N, C, OH, OW) in x's dtype: the mean of each window (padding zeros count, kh*kw values).
+        Must set ctx.geometry = (x.shape, kernel, stride, padding, out_size)."""
         out_size = conv_output_size(x.shape[2:], kernel, stride, padding)
         xp = _pad(x, padding)
         ### BEGIN SOLUTION
@@ -226,20 +258,22 @@ class AvgPool2dFunction(Function):
         for i, j, region in _window_slices(kernel, stride, out_size):
             out = xp[region].copy() if out is None else np.add(out, xp[region], out=out)
         out *= np.asarray(1.0 / (kernel[0] * kernel[1]), dtype=out.dtype)
-        ### END SOLUTION
         ctx.geometry = (x.shape, kernel, stride, padding, out_size)
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (N, C, OH, OW) -> dx (N, C, H, W): each output's gradient divided by kh*kw and added to every
+        element of its window; padding cropped away."""
         (n, c, h, w), kernel, stride, (ph, pw), out_size = ctx.geometry
         ### BEGIN SOLUTION
         share = grad * np.asarray(1.0 / (kernel[0] * kernel[1]), dtype=grad.dtype)
         dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
         for i, j, region in _window_slices(kernel, stride, out_size):
             dxp[region] += share
-        ### END SOLUTION
         return dxp[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxp
+        ### END SOLUTION
 
 
 class _Pool2d(Module):
@@ -280,6 +314,12 @@ class BatchNorm2dFunction(Function):
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, running_mean=None, running_var=None,
                 training=True, momentum=0.1, eps=1e-5):
+        """x (N, C, H, W); weight, bias: (C,) or None (no affine); running_mean, running_var: (C,) arrays
+        updated in place when training (momentum: new = (1 - momentum) old + momentum batch; the running
+        variance uses the unbiased batch variance, * m/(m-1)) or None. Training: normalise with the batch's mean
+        and biased variance over (N, H, W); eval: with the running statistics. Given: m = N*H*W. Returns out
+        (x's shape) = xhat * weight + bias, xhat = (x - mean) / sqrt(var + eps). Must save
+        ctx.save_for_backward(xhat, invstd, weight) (invstd (C,) = 1/sqrt(var + eps)), ctx.training, ctx.m."""
         m = x.size // x.shape[1]
         ### BEGIN SOLUTION
         if training:
@@ -297,13 +337,16 @@ class BatchNorm2dFunction(Function):
         invstd = 1.0 / np.sqrt(var + eps)
         xhat = centered * invstd.reshape(_C)
         out = xhat if weight is None else xhat * weight.reshape(_C) + bias.reshape(_C)
-        ### END SOLUTION
         ctx.save_for_backward(xhat, invstd, weight)
         ctx.training, ctx.m = training, m
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (x's shape) -> gx, or (gx, gw, gb) when there is a weight (gw, gb: (C,)). In training mode the
+        batch statistics depend on x: gx = invstd*weight * (grad - mean(grad) - xhat * mean(grad * xhat)), the
+        means over (N, H, W); in eval mode gx = grad * invstd * weight."""
         xhat, invstd, weight = ctx.saved_tensors
         m = ctx.m
         ### BEGIN SOLUTION
@@ -314,8 +357,8 @@ class BatchNorm2dFunction(Function):
             gx = scale.reshape(_C) * (grad - (gb / m).reshape(_C) - xhat * (gw / m).reshape(_C))
         else:
             gx = grad * scale.reshape(_C)
-        ### END SOLUTION
         return gx if weight is None else (gx, gw, gb)
+        ### END SOLUTION
 
 
 class BatchNorm2d(Module):
@@ -336,10 +379,16 @@ class BatchNorm2d(Module):
         self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (N, C, H, W), checked -> BatchNorm2dFunction.apply(x[, weight, bias], running_mean=.data,
+        running_var=.data, training=self.training, momentum=factor, eps=self.eps). While training: a batch with
+        one value per channel raises ValueError("BatchNorm2d: expected more than 1 value per channel when
+        training ..."); num_batches_tracked (a buffer) += 1; factor = self.momentum, or 1/num_batches_tracked
+        when momentum is None (a cumulative average). In eval mode factor is 0."""
         x = _check_input(x, "BatchNorm2d")
         if x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm2d: expected {self.num_features} channels (num_features), got "
                              f"{x.shape[1]} (input shape {x.shape})")
+        ### BEGIN SOLUTION
         factor = 0.0
         if self.training:
             if x.size // x.shape[1] < 2:
@@ -352,6 +401,7 @@ class BatchNorm2d(Module):
         if self.affine:
             return BatchNorm2dFunction.apply(x, self.weight, self.bias, **params)
         return BatchNorm2dFunction.apply(x, **params)
+        ### END SOLUTION
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"

@@ -3,35 +3,150 @@
 # %% ../../modules/01_tensor/01_tensor.ipynb #1c4489cf
 from __future__ import annotations
 
+import contextlib
 import numbers
+import threading
 
 import numpy as np
 
-from .autograd import Function, backward as _run_backward, is_grad_enabled
-
 # %% auto #0
-__all__ = ['ALLOCATOR_TUNED', 'Tensor', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'PowScalar', 'Pow', 'MatMul', 'Sum', 'Mean', 'Max',
-           'Min', 'Reshape', 'Permute', 'GetItem', 'Exp', 'Log', 'Sqrt', 'Tanh', 'Abs']
+__all__ = ['is_grad_enabled', 'set_grad_enabled', 'Function', 'GradcheckError', 'numerical_gradient', 'compare_gradients',
+           'check_backward', 'Tensor', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'PowScalar', 'Pow', 'MatMul', 'Sum', 'Mean',
+           'Max', 'Min', 'Reshape', 'Permute', 'GetItem', 'Exp', 'Log', 'Sqrt', 'Tanh', 'Abs']
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #d86d1859
-import ctypes
-import os
-import sys
+class _GradMode(threading.local):
+    def __init__(self):
+        self.enabled = True
+
+_grad_mode = _GradMode()
 
 
-def _tune_allocator() -> bool:
-    "Ask glibc to keep freed large blocks for reuse (M_MMAP_THRESHOLD 256 MiB, M_TRIM_THRESHOLD 1 GiB)."
-    if os.environ.get("TINYTORCH_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+def is_grad_enabled() -> bool:
+    "True when ops are being recorded for backward."
+    return _grad_mode.enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    "Context manager (and decorator) that turns recording on or off, restoring the old mode on exit."
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self.prev = _grad_mode.enabled
+        _grad_mode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _grad_mode.enabled = self.prev
         return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):        # not glibc (e.g. musl): nothing to tune
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    return bool(mallopt(M_MMAP_THRESHOLD, 256 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+    def _recreate_cm(self):
+        # a decorated function gets a fresh context per call, so recursion and threads are safe
+        return set_grad_enabled(self.mode)
 
 
-ALLOCATOR_TUNED = _tune_allocator()
+class Function:
+    "Base class of every differentiable op: a static `forward` and `backward` on NumPy arrays."
+    @staticmethod
+    def forward(ctx, *arrays, **params):
+        raise NotImplementedError("a Function subclass must define forward(ctx, *arrays, **params)")
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError("a Function subclass must define backward(ctx, grad)")
+
+    def save_for_backward(self, *arrays):
+        "Keep arrays that backward needs (read them back from `ctx.saved_tensors`)."
+        self.saved_tensors = arrays
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        "Run forward on the inputs' arrays; record the op on the output when gradients are wanted."
+        ctx = cls()
+        out = cls.forward(ctx, *[t.data for t in inputs], **params)
+        record = False
+        if _grad_mode.enabled:
+            needs = tuple([t.requires_grad for t in inputs])
+            record = True in needs
+        if record:
+            ctx.inputs = inputs
+            ctx.needs_input_grad = needs
+            return inputs[0]._from_op(out, ctx)
+        return inputs[0]._from_op(out, None)
+
+    def __repr__(self):
+        return f"<{type(self).__name__}Backward>"
+
+# %% ../../modules/01_tensor/01_tensor.ipynb #892cf317
+class GradcheckError(AssertionError):
+    "An analytic gradient disagrees with central differences."
+
+
+def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
+    "Sum leading dimensions (and stretched size-1 ones) of `g` so that it has `shape`."
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=stretched, keepdims=True) if stretched else g
+
+
+def numerical_gradient(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    "Central differences of the number `f()` with respect to each element of `x` (edited in place, restored)."
+    grad = np.zeros(x.shape, dtype=np.float64)
+    for k in np.ndindex(x.shape):           # index x itself: works for non-contiguous arrays too
+        orig = x[k]
+        x[k] = orig + eps
+        f_plus = f()
+        x[k] = orig - eps
+        f_minus = f()
+        x[k] = orig
+        grad[k] = (f_plus - f_minus) / (2 * eps)
+    return grad
+
+
+def compare_gradients(analytic: np.ndarray, numeric: np.ndarray, what: str, atol: float, rtol: float):
+    "Raise GradcheckError naming `what`, the first differing element and both values."
+    bad = ~np.isclose(analytic, numeric, atol=atol, rtol=rtol)
+    if bad.any():
+        k = tuple(int(j) for j in np.argwhere(bad)[0])
+        raise GradcheckError(
+            f"{what} (shape {numeric.shape}) element {k}: analytic {analytic[k]:.6g} vs numeric "
+            f"{numeric[k]:.6g}; {int(bad.sum())} of {numeric.size} elements differ "
+            f"(max abs difference {np.abs(analytic - numeric).max():.3g})")
+
+
+def check_backward(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
+                   seed: int = 0, **params) -> bool:
+    """Check `fn.backward` (a Function subclass) against central differences of `fn.forward`.
+
+    `inputs` are arrays (copied to float64); `params` go to `forward` as keywords. Returns True, or
+    raises GradcheckError naming the op, the input, the element and both values.
+    """
+    name = getattr(fn, "__name__", repr(fn))
+    xs = [np.array(x, dtype=np.float64) for x in inputs]
+    ctx = fn()
+    out = np.asarray(fn.forward(ctx, *xs, **params))
+    v = np.random.default_rng(seed).standard_normal(out.shape)
+    ctx.needs_input_grad = (True,) * len(xs)
+    grads = fn.backward(ctx, v.copy())
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    if len(grads) < len(xs):
+        raise GradcheckError(f"{name}.backward returned {len(grads)} gradient(s) for {len(xs)} input(s)")
+    for i, x in enumerate(xs):
+        if grads[i] is None:
+            raise GradcheckError(f"{name}.backward returned None for input {i}, which needs a gradient")
+        g = np.asarray(grads[i], dtype=np.float64)
+        try:
+            analytic = _sum_to(g, x.shape)
+            assert analytic.shape == x.shape
+        except (ValueError, IndexError, AssertionError):
+            raise GradcheckError(f"{name}.backward: gradient of input {i} has shape {g.shape}, which "
+                                 f"does not reduce to the input's shape {x.shape}") from None
+        numeric = numerical_gradient(lambda: float(np.sum(fn.forward(fn(), *xs, **params) * v)), x, eps)
+        compare_gradients(analytic, numeric, f"{name}: input {i}", atol, rtol)
+    return True
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #7c38b35f
 def _check_requires_grad(arr: np.ndarray, flag: bool):
@@ -66,7 +181,7 @@ def _to_array(data, dtype=None) -> np.ndarray:
 # %% ../../modules/01_tensor/01_tensor.ipynb #9b674061
 class Tensor:
     "An n-dimensional array with a dtype, an optional gradient, and the op that produced it."
-    __slots__ = ("data", "_requires_grad", "grad", "_ctx", "__weakref__", "__dict__")
+    __slots__ = ("data", "_requires_grad", "grad", "_ctx", "__weakref__")
     __array_ufunc__ = None          # `ndarray + Tensor` defers to Tensor.__radd__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
@@ -164,8 +279,14 @@ class Tensor:
         return Tensor(self.data.astype(dtype), dtype=dtype)
 
     def backward(self, grad=None) -> None:
-        "Compute d(self)/d(leaf) for every leaf that requires grad, adding into its `.grad`."
-        _run_backward(self, grad)
+        """Compute d(self)/d(leaf) for every leaf that requires grad, adding into its `.grad`.
+
+        The engine that does this is module 05's `tinytorch.core.autograd.backward`, looked up when
+        this method is *called* (as `torch.Tensor.backward` calls `torch.autograd.backward`): the one
+        place where an earlier chapter reaches a later one, and only at call time. Until you have
+        written module 05 it raises module 05's exercise error; no chapter before 05 calls it."""
+        from tinytorch.core.autograd import backward as _engine_backward   # call time: the documented exception
+        _engine_backward(self, grad)
 
     # -- arithmetic (section 2, 3) ------------------------------------------------------------------
     def __add__(self, other): return Add.apply(self, _lift(other, self))
@@ -337,103 +458,148 @@ def _float_result(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
+        """a, b: arrays that broadcast together. Returns a + b (float32 where NumPy would give float64
+        from non-float64 inputs: use `_float_result`). Saves nothing."""
         ### BEGIN SOLUTION
         return _float_result(a + b, a, b)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "grad: the output's shape. Returns (grad_a, grad_b) in the output's shape."
+        ### BEGIN SOLUTION
         return grad, grad
+        ### END SOLUTION
 
 
 class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
+        "a, b: arrays that broadcast together. Returns a - b (via `_float_result`). Saves nothing."
         ### BEGIN SOLUTION
         return _float_result(a - b, a, b)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "grad: the output's shape. Returns (grad_a, grad_b) in the output's shape."
+        ### BEGIN SOLUTION
         return grad, -grad
+        ### END SOLUTION
 
 
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        """a, b: arrays that broadcast together. Returns a * b (via `_float_result`).
+        Saves (a, b) with `ctx.save_for_backward`."""
         ### BEGIN SOLUTION
+        ctx.save_for_backward(a, b)
         return _float_result(a * b, a, b)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad: the output's shape. Reads (a, b) from `ctx.saved_tensors`. Returns (grad_a, grad_b) in the
+        output's shape, None for an input whose `ctx.needs_input_grad` entry is False."""
+        ### BEGIN SOLUTION
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         return (grad * b if need_a else None), (grad * a if need_b else None)
+        ### END SOLUTION
 
 
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        """a, b: arrays that broadcast together. Returns a / b (via `_float_result`: int / int gives
+        float32). Saves (a, b)."""
         ### BEGIN SOLUTION
+        ctx.save_for_backward(a, b)
         return _float_result(a / b, a, b)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad: the output's shape. Reads (a, b). Returns (grad / b, -grad * a / b²), each None when
+        not needed."""
+        ### BEGIN SOLUTION
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         return (grad / b if need_a else None), (-grad * a / (b * b) if need_b else None)
+        ### END SOLUTION
 
 
 class Neg(Function):
     @staticmethod
     def forward(ctx, a):
+        "Returns -a (same dtype). Saves nothing."
+        ### BEGIN SOLUTION
         return -a
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns the gradient of -a (one array, the shape of grad)."
+        ### BEGIN SOLUTION
         return -grad
+        ### END SOLUTION
 
 
 class PowScalar(Function):
     "x ** p for a constant exponent p."
     @staticmethod
     def forward(ctx, a, exponent):
+        """a: an array; exponent: a Python number. Returns a ** exponent (float32 when `a` is an integer
+        array and NumPy gives float64). Saves (a,) and `ctx.exponent`."""
+        ### BEGIN SOLUTION
         ctx.save_for_backward(a)
         ctx.exponent = exponent
         out = a ** exponent
         return out.astype(np.float32) if a.dtype.kind != "f" and out.dtype == np.float64 else out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Returns grad * p * a ** (p - 1), and exactly zeros (not NaN at a = 0) when p == 0."""
+        ### BEGIN SOLUTION
         (a,) = ctx.saved_tensors
         p = ctx.exponent
         if p == 0:                                  # d(x^0)/dx = 0 everywhere, not 0 * inf at x = 0
             return np.zeros_like(grad)
         return grad * (p * a ** (p - 1))
+        ### END SOLUTION
 
 
 class Pow(Function):
     "a ** b with both sides tensors: d/da = b a^(b-1), d/db = a^b log a."
     @staticmethod
     def forward(ctx, a, b):
+        "a, b: arrays that broadcast. Returns out = a ** b (via `_float_result`). Saves (a, b, out)."
+        ### BEGIN SOLUTION
         out = _float_result(np.power(a, b), a, b)
         ctx.save_for_backward(a, b, out)
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads (a, b, out). Returns (grad * b * a^(b-1), grad * out * log a), taking log a as 0 where
+        a <= 0 (the derivative in b is not defined there); None when not needed."""
+        ### BEGIN SOLUTION
         a, b, out = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         ga = grad * b * np.power(a, b - 1) if need_a else None
         gb = grad * out * np.log(np.where(a > 0, a, 1)) if need_b else None
         return ga, gb
+        ### END SOLUTION
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #651d4662
 def _check_matmul(a_shape: tuple, b_shape: tuple):
+    """Raise ValueError unless `a @ b` fits: both shapes non-empty (message: "matmul: both operands need
+    at least one dimension; got shapes ..."), and the last dimension of `a` equal to the
+    second-to-last (or only) dimension of `b`. The message starts with "matmul:" and names both shapes
+    and both inner sizes in parentheses, e.g. "(3)" and "(4)". Returns None."""
     ### BEGIN SOLUTION
     if len(a_shape) == 0 or len(b_shape) == 0:
         raise ValueError(f"matmul: both operands need at least one dimension; got shapes {a_shape} and {b_shape}")
@@ -449,6 +615,9 @@ def _check_matmul(a_shape: tuple, b_shape: tuple):
 class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
+        """a, b: arrays of at least one dimension. Returns a @ b (via `_float_result`). Saves (a, b).
+        Raises ValueError from `_check_matmul`, and "matmul: shapes ... do not broadcast" when the
+        batch dimensions do not broadcast."""
         _check_matmul(a.shape, b.shape)
         ctx.save_for_backward(a, b)
         try:
@@ -459,6 +628,9 @@ class MatMul(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """grad: the output's shape. Reads (a, b). Returns (grad_a, grad_b) in the shapes of a and b
+        exactly (batch dimensions summed, 1-D operands handled), None when not needed."""
+        ### BEGIN SOLUTION
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         if a.ndim == 2 and b.ndim == 2:               # the common case, no reshaping
@@ -478,15 +650,7 @@ class MatMul(Function):
         if need_b:
             gb = _sum_to(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
         return ga, gb
-
-
-def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
-    "Sum leading batch dimensions (and stretched size-1 ones) of `g` so that it has `shape`."
-    extra = g.ndim - len(shape)
-    if extra > 0:
-        g = g.sum(axis=tuple(range(extra)))
-    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    return g.sum(axis=stretched, keepdims=True) if stretched else g
+        ### END SOLUTION
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #4253fc53
 def _expand(grad: np.ndarray, shape: tuple, axis, keepdims: bool) -> np.ndarray:
@@ -500,49 +664,70 @@ def _expand(grad: np.ndarray, shape: tuple, axis, keepdims: bool) -> np.ndarray:
 class Sum(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
-        ctx.shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
+        """a: an array; axis: None, an int or a tuple; keepdims: bool. Returns np.sum over axis.
+        Saves ctx.shape (a's shape), ctx.axis, ctx.keepdims."""
         ### BEGIN SOLUTION
+        ctx.shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         return np.sum(a, axis=axis, keepdims=keepdims)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "grad: the reduced shape. Returns an array of ctx.shape."
+        ### BEGIN SOLUTION
         return _expand(grad, ctx.shape, ctx.axis, ctx.keepdims)
+        ### END SOLUTION
 
 
 class Mean(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
+        """Returns np.mean over axis (float32 for integer input). Saves ctx.shape, ctx.axis,
+        ctx.keepdims and ctx.count (how many elements each output averages; 1 for an empty input)."""
+        ### BEGIN SOLUTION
         ctx.shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         out = np.mean(a, axis=axis, keepdims=keepdims)
         ctx.count = a.size // max(np.size(out), 1) if a.size else 1
         return out.astype(np.float32) if a.dtype.kind != "f" else out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns an array of ctx.shape: grad / ctx.count at every element."
+        ### BEGIN SOLUTION
         return _expand(grad / ctx.count, ctx.shape, ctx.axis, ctx.keepdims)
+        ### END SOLUTION
 
 
 class _Extremum(Function):
+    "max or min over axis: `reduce` is np.max or np.min."
     reduce = None
 
     @classmethod
     def forward(cls, ctx, a, axis=None, keepdims=False):
+        """Returns out = cls.reduce(a, axis=axis, keepdims=keepdims). Saves (a, out), ctx.axis and
+        ctx.keepdims. An empty `a` raises ValueError ("cannot reduce an empty tensor", given)."""
         if a.size == 0:
             raise ValueError(f"{cls.__name__.lower()}: cannot reduce an empty tensor of shape {a.shape}")
+        ### BEGIN SOLUTION
         out = cls.reduce(a, axis=axis, keepdims=keepdims)
         ctx.save_for_backward(a, out)
         ctx.axis, ctx.keepdims = axis, keepdims
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads (a, out), ctx.axis, ctx.keepdims. Returns an array of a's shape: the gradient goes to
+        the elements equal to the extremum, split evenly among ties."""
+        ### BEGIN SOLUTION
         a, out = ctx.saved_tensors
         out_k = _expand(out, a.shape, ctx.axis, ctx.keepdims)
         hit = (a == out_k)
         count = np.sum(hit, axis=ctx.axis, keepdims=True).astype(grad.dtype)
         g_k = _expand(grad, a.shape, ctx.axis, ctx.keepdims)
         return g_k * hit / count
+        ### END SOLUTION
 
 
 class Max(_Extremum):
@@ -556,30 +741,45 @@ class Min(_Extremum):
 class Reshape(Function):
     @staticmethod
     def forward(ctx, a, shape):
+        """a: an array; shape: a tuple (one entry may be -1). Returns a.reshape(shape). Saves
+        ctx.in_shape. A shape that does not fit raises ValueError "reshape: cannot reshape a tensor of
+        shape ... into shape ..." naming both shapes."""
+        ### BEGIN SOLUTION
         ctx.in_shape = a.shape
         try:
             return a.reshape(shape)
         except ValueError as e:
             raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
                              f"into shape {tuple(shape)}") from e
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns grad in ctx.in_shape."
+        ### BEGIN SOLUTION
         return grad.reshape(ctx.in_shape)
+        ### END SOLUTION
 
 
 class Permute(Function):
     @staticmethod
     def forward(ctx, a, dims):
+        "dims: a permutation of range(a.ndim). Returns np.transpose(a, dims). Saves ctx.dims."
+        ### BEGIN SOLUTION
         ctx.dims = dims
         return np.transpose(a, dims)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns grad rearranged back to the input's dimension order."
+        ### BEGIN SOLUTION
         return np.transpose(grad, np.argsort(ctx.dims))
+        ### END SOLUTION
 
 
 def _is_basic_index(index) -> bool:
+    "True when `index` has only ints, slices, None and Ellipsis: then no element is read twice."
     items = index if isinstance(index, tuple) else (index,)
     return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
 
@@ -587,83 +787,116 @@ def _is_basic_index(index) -> bool:
 class GetItem(Function):
     @staticmethod
     def forward(ctx, a, index):
-        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        """index: anything NumPy accepts. Returns np.asarray(a[index]). Saves ctx.shape (a's shape),
+        ctx.index."""
+        ### BEGIN SOLUTION
+        ctx.shape, ctx.index = a.shape, index
         return np.asarray(a[index])
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Returns an array of ctx.shape (grad's dtype), zero except where `index` read: there the
+        gradient, summed over repeated indices (`np.add.at`; plain assignment when `_is_basic_index`)."""
+        ### BEGIN SOLUTION
         out = np.zeros(ctx.shape, dtype=grad.dtype)
         if _is_basic_index(ctx.index):
             out[ctx.index] = grad               # a basic index never reads an element twice
         else:
             np.add.at(out, ctx.index, grad)     # fancy indices may repeat: add, don't overwrite
         return out
+        ### END SOLUTION
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #7e4bf8d4
 class Exp(Function):
     @staticmethod
     def forward(ctx, a):
-        a = _floating(a)
-        out = np.exp(a)
+        "Returns out = exp(_floating(a)). Saves (out,)."
+        ### BEGIN SOLUTION
+        out = np.exp(_floating(a))
         ctx.save_for_backward(out)
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns grad * exp(a), from the saved output."
+        ### BEGIN SOLUTION
         (out,) = ctx.saved_tensors
         return grad * out
+        ### END SOLUTION
 
 
 class Log(Function):
     @staticmethod
     def forward(ctx, a):
+        "Returns log(_floating(a)). Saves (the floating a,)."
+        ### BEGIN SOLUTION
         a = _floating(a)
         ctx.save_for_backward(a)
         return np.log(a)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns grad / a."
+        ### BEGIN SOLUTION
         (a,) = ctx.saved_tensors
         return grad / a
+        ### END SOLUTION
 
 
 class Sqrt(Function):
     @staticmethod
     def forward(ctx, a):
-        a = _floating(a)
-        out = np.sqrt(a)
+        "Returns out = sqrt(_floating(a)). Saves (out,)."
+        ### BEGIN SOLUTION
+        out = np.sqrt(_floating(a))
         ctx.save_for_backward(out)
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns grad / (2 sqrt(a)), from the saved output."
+        ### BEGIN SOLUTION
         (out,) = ctx.saved_tensors
         return grad * 0.5 / out
+        ### END SOLUTION
 
 
 class Tanh(Function):
     @staticmethod
     def forward(ctx, a):
-        a = _floating(a)
+        "Returns out = tanh(_floating(a)). Saves (out,): the derivative is written with it."
         ### BEGIN SOLUTION
-        out = np.tanh(a)
-        ### END SOLUTION
+        out = np.tanh(_floating(a))
         ctx.save_for_backward(out)
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns grad * (1 - tanh(a)²), from the saved output."
+        ### BEGIN SOLUTION
         (out,) = ctx.saved_tensors
         return grad * (1 - out * out)
+        ### END SOLUTION
 
 
 class Abs(Function):
     @staticmethod
     def forward(ctx, a):
+        "Returns |a| (same dtype). Saves (a,)."
+        ### BEGIN SOLUTION
         ctx.save_for_backward(a)
         return np.abs(a)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns grad * sign(a) (0 at a = 0, as PyTorch)."
+        ### BEGIN SOLUTION
         (a,) = ctx.saved_tensors
         return grad * np.sign(a)
+        ### END SOLUTION

@@ -123,7 +123,9 @@ class Tokenizer:
         return arr.tolist()
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        "List (or array, or Tensor) of ids -> text; special tokens are left out unless skip_special_tokens=False."
+        """List (or array, or Tensor) of ids -> text. Given: `ids`, already checked, a list of Python ints in range.
+        Returns the concatenation of self._id_to_token[i] (a list: id -> token string) for each id, leaving out
+        the ids in self.special_ids unless skip_special_tokens is False."""
         ids = self._check_ids(ids, f"{type(self).__name__}.decode")
         ### BEGIN SOLUTION
         vocab = self._id_to_token
@@ -252,13 +254,18 @@ class CharTokenizer(Tokenizer):
         return self._build(_check_corpus(text, "CharTokenizer.fit"))
 
     def _build(self, chars) -> "CharTokenizer":
+        """chars: an iterable of characters (the corpus). Sets self.chars to the sorted distinct characters, makes
+        them the vocabulary with self._set_vocab(self.chars) (which puts the special tokens first), and returns
+        self."""
         ### BEGIN SOLUTION
         self.chars = sorted(set(chars))
         self._set_vocab(self.chars)
-        ### END SOLUTION
         return self
+        ### END SOLUTION
 
     def _encode_text(self, text: str) -> list:
+        """text (a str) -> a list of ints: each character's id in self._token_to_id (a dict), self.unk_id for a
+        character the vocabulary does not know."""
         ### BEGIN SOLUTION
         lookup, unk = self._token_to_id, self.unk_id
         return [lookup.get(c, unk) for c in text]
@@ -293,8 +300,8 @@ def pad_sequences(sequences, pad_id: int, length: int | None = None):
     for i, seq in enumerate(sequences):
         input_ids[i, :len(seq)] = seq
         attention_mask[i, :len(seq)] = 1
-    ### END SOLUTION
     return input_ids, attention_mask
+    ### END SOLUTION
 
 
 def _padding_mode(padding) -> str:
@@ -319,7 +326,9 @@ def pretokenize(text: str) -> list:
 
 
 def merge_pair(symbols: list, pair: tuple) -> list:
-    "Replace each occurrence of the adjacent `pair` in `symbols` (left to right) by the merged symbol."
+    """symbols: a list of strings; pair: (a, b), two strings. Returns a new list in which every adjacent a, b
+    (scanning left to right, an occurrence used once) is replaced by the one string a + b; `symbols` itself
+    is not changed. E.g. merge_pair(['a', 'a', 'a'], ('a', 'a')) == ['aa', 'a']."""
     ### BEGIN SOLUTION
     a, b = pair
     merged = a + b
@@ -336,8 +345,13 @@ def merge_pair(symbols: list, pair: tuple) -> list:
 
 
 def learn_merges(piece_counts: dict, n_new_tokens: int, alphabet, min_frequency: int = 2) -> list:
-    """Byte-pair merges learned from `piece_counts` (piece -> count), most frequent pair first, until
-    `n_new_tokens` new token strings exist or no pair occurs `min_frequency` times. Returns [(a, b), ...]."""
+    """Byte-pair merges learned from `piece_counts` (piece string -> count).
+    Start with every piece split into characters. Repeat: take the adjacent pair with the highest total
+    count (a pair's count: the sum of the counts of the pieces it occurs in, once per occurrence); stop
+    when its count is below `min_frequency`; append it to `merges` (given, empty) and merge it in every piece
+    (merge_pair). A merge whose string a + b is not yet in `known` (given: the alphabet's strings) adds it;
+    stop once `n_new_tokens` new strings were added. Ties: any order. Returns merges, a list of (a, b).
+    (A fast version updates only the pieces that contain the merged pair.)"""
     known = set(alphabet)
     merges: list = []
     ### BEGIN SOLUTION
@@ -384,8 +398,8 @@ def learn_merges(piece_counts: dict, n_new_tokens: int, alphabet, min_frequency:
                 heapq.heappush(heap, (-c, p))
             else:
                 del pair_counts[p]
-    ### END SOLUTION
     return merges
+    ### END SOLUTION
 
 
 class BPETokenizer(Tokenizer):
@@ -435,7 +449,9 @@ class BPETokenizer(Tokenizer):
         self._cache = {}
 
     def _bpe(self, piece: str) -> list:
-        "The token strings of one pre-tokenized piece: merges applied in the order they were learned."
+        """piece (a str) -> its token strings: start from its characters (given: `symbols`), then repeatedly merge
+        (merge_pair) the adjacent pair with the lowest rank in self._ranks (pair -> the order it was learned in)
+        until no adjacent pair has a rank. Returns the list of strings."""
         symbols = list(piece)
         ### BEGIN SOLUTION
         ranks = self._ranks
@@ -444,12 +460,16 @@ class BPETokenizer(Tokenizer):
             if best not in ranks:
                 break
             symbols = merge_pair(symbols, best)
-        ### END SOLUTION
         return symbols
+        ### END SOLUTION
 
     def _encode_text(self, text: str) -> list:
+        """text -> a list of ids: pretokenize(text); each piece's token strings from self._bpe(piece); each
+        string's id in self._token_to_id (self.unk_id if unknown). Remember each piece's ids in self._cache (a dict
+        piece -> list of ids, at most 100,000 entries) and reuse them. (The not-trained check is given.)"""
         if not self.alphabet:
             raise RuntimeError("BPETokenizer: not trained yet; call train(text) or BPETokenizer.load(path)")
+        ### BEGIN SOLUTION
         ids, cache, lookup, unk = [], self._cache, self._token_to_id, self.unk_id
         for piece in pretokenize(text):
             got = cache.get(piece)
@@ -459,6 +479,7 @@ class BPETokenizer(Tokenizer):
                     cache[piece] = got
             ids.extend(got)
         return ids
+        ### END SOLUTION
 
     def _config(self) -> dict:
         return {"target_vocab_size": self.target_vocab_size, "min_frequency": self.min_frequency,

@@ -26,7 +26,13 @@ __all__ = ['clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'Line
 # %% ../../modules/07_training/07_training.ipynb #01e4e4ce
 def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
     """Scale the gradients of `parameters` in place so that their total norm is at most `max_norm`.
-    Returns the total norm before clipping (as torch.nn.utils.clip_grad_norm_, but a Python float)."""
+    Returns the total norm before clipping (as torch.nn.utils.clip_grad_norm_, but a Python float).
+
+    The exercise receives `grads` (a list of the gradients' NumPy arrays, each of its parameter's shape and
+    dtype), `max_norm` and `norm_type` as floats (`math.inf` for the largest absolute entry). It computes the
+    total norm of all entries together, raises RuntimeError("... the total norm of order {norm_type} of the
+    gradients is {total}") when `error_if_nonfinite` and the total is inf/NaN, multiplies every array in
+    place by max_norm / (total + 1e-6) when that factor is < 1, and returns the total as a float."""
     if isinstance(parameters, Tensor):
         parameters = [parameters]
     if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not max_norm >= 0:
@@ -37,11 +43,7 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if
     for p in parameters:
         g = getattr(p, "grad", None)
         if g is not None:
-            g = g.data if isinstance(g, Tensor) else g
-            mask = getattr(p, "mask", None)     # a pruned weight (module 17) has no gradient to count
-            if mask is not None:
-                np.multiply(g, mask, out=g, casting="unsafe")
-            grads.append(g)
+            grads.append(g.data if isinstance(g, Tensor) else g)
     if not grads:
         return 0.0
     max_norm, norm_type = float(max_norm), float(norm_type)
@@ -58,8 +60,8 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if
     if coef < 1.0:
         for g in grads:
             g *= coef
-    ### END SOLUTION
     return total
+    ### END SOLUTION
 
 # %% ../../modules/07_training/07_training.ipynb #f982ff9c
 def _check_int(owner: str, name: str, value, low: int) -> int:
@@ -102,12 +104,15 @@ class LRScheduler:
         raise NotImplementedError(f"{type(self).__name__} must define get_lr()")
 
     def step(self) -> None:
-        "Advance one step (epoch) and write the new learning rates into the optimizer's groups."
+        """Advance one step (epoch): last_epoch += 1, then write get_lr()'s rates (as floats) into the optimizer's
+        groups' "lr" and keep them as self._last_lr (a list)."""
+        ### BEGIN SOLUTION
         self.last_epoch += 1
         lrs = [float(lr) for lr in self.get_lr()]
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
         self._last_lr = lrs
+        ### END SOLUTION
 
     def get_last_lr(self) -> list:
         return list(self._last_lr)
@@ -157,6 +162,8 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """A list, one float per group: base * gamma ** (self.last_epoch // self.step_size) for each base in
+        self.base_lrs."""
         ### BEGIN SOLUTION
         return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
         ### END SOLUTION
@@ -170,6 +177,8 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """A list, one float per group: eta_min + (base - eta_min) * (1 + cos(pi * last_epoch / T_max)) / 2 for
+        each base in self.base_lrs (the closed form, which climbs back after T_max as PyTorch's does)."""
         ### BEGIN SOLUTION
         cos = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
         return [self.eta_min + (base - self.eta_min) * cos for base in self.base_lrs]
@@ -188,6 +197,8 @@ class LinearWarmup(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """A list, one float per group: base * factor with factor rising linearly from start_factor (at
+        last_epoch 0) to 1 (at warmup_steps), then 1."""
         ### BEGIN SOLUTION
         frac = min(self.last_epoch, self.warmup_steps) / self.warmup_steps
         factor = self.start_factor + (1.0 - self.start_factor) * frac
@@ -211,6 +222,8 @@ class WarmupCosine(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """A list, one float per group (t = last_epoch, w = warmup_steps, n = total_steps, given): t < w: base *
+        (t + 1) / (w + 1); t >= n: min_lr; between: min_lr + (base - min_lr) * (1 + cos(pi (t - w) / (n - w))) / 2."""
         t, w, n = self.last_epoch, self.warmup_steps, self.total_steps
         ### BEGIN SOLUTION
         if t < w:
@@ -238,7 +251,8 @@ class EarlyStopping:
         self.best, self.best_epoch, self.num_bad_epochs, self.should_stop, self._epoch = None, None, 0, False, 0
 
     def is_improvement(self, value: float) -> bool:
-        "True when `value` beats the best so far by more than min_delta (NaN never does)."
+        """True when `value` (a float) beats self.best by more than self.min_delta: mode "min": value < best -
+        min_delta; "max": value > best + min_delta. The first value (best None) always improves; NaN never."""
         ### BEGIN SOLUTION
         if value != value:                               # NaN
             return False
@@ -250,7 +264,10 @@ class EarlyStopping:
         ### END SOLUTION
 
     def step(self, value: float) -> bool:
-        "Record one epoch's value; return True when training should stop."
+        """Record one epoch's value; return True when training should stop. Counts epochs in self._epoch; an
+        improvement (is_improvement) sets best, best_epoch and resets num_bad_epochs; otherwise num_bad_epochs
+        grows and should_stop becomes num_bad_epochs >= patience. Returns should_stop."""
+        ### BEGIN SOLUTION
         value = float(value)
         self._epoch += 1
         if self.is_improvement(value):
@@ -260,6 +277,7 @@ class EarlyStopping:
             self.num_bad_epochs += 1
             self.should_stop = self.num_bad_epochs >= self.patience
         return self.should_stop
+        ### END SOLUTION
 
     __call__ = step
 
@@ -273,7 +291,9 @@ _VERSION = 1
 
 
 def _atomic_savez(path: str, arrays: dict) -> None:
-    "Write `arrays` to `path` as an .npz so that an interrupted save leaves the old file intact."
+    """Write `arrays` (name -> array) to `path` as an .npz so that an interrupted save leaves the old file
+    intact: write to the given temporary name `tmp` in the same directory (open(tmp, "xb"), np.savez, flush,
+    os.fsync), then os.replace(tmp, path). On any error (KeyboardInterrupt too) remove tmp and re-raise."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
     ### BEGIN SOLUTION
@@ -421,10 +441,13 @@ def load_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, 
 
 # %% ../../modules/07_training/07_training.ipynb #a4cad9ef
 def accuracy(output, target) -> float:
-    """Fraction of correct predictions: argmax over the last axis for (N, C) scores with C > 1, else a
-    0.5 threshold on probabilities."""
+    """Fraction of correct predictions, a float (0.0 for no targets): argmax over the last axis for (N, C)
+    scores with C > 1, else a 0.5 threshold on probabilities (reshaped to the targets' shape). Given: `out`
+    and `tgt` as arrays. Predictions and targets of different shapes raise ValueError("accuracy: predictions
+    of shape ... do not match targets of shape ...")."""
     out = np.asarray(output.data if isinstance(output, Tensor) else output)
     tgt = np.asarray(target.data if isinstance(target, Tensor) else target)
+    ### BEGIN SOLUTION
     if out.ndim >= 2 and out.shape[-1] > 1:
         pred = out.argmax(axis=-1)
     else:
@@ -433,6 +456,7 @@ def accuracy(output, target) -> float:
         raise ValueError(f"accuracy: predictions of shape {pred.shape} (from output {out.shape}) do not match "
                          f"targets of shape {tgt.shape}")
     return float((pred == tgt).mean()) if tgt.size else 0.0
+    ### END SOLUTION
 
 
 _METRICS = {"accuracy": accuracy, "acc": accuracy}
@@ -516,7 +540,12 @@ class Trainer:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def train_step(self, x, y, epoch: int | None = None, step: int | None = None):
-        "One optimization step on the batch (x, y); returns (loss value, model output)."
+        """One optimization step on the batch (x, y) (Tensors, given); returns (loss value as a float, model output).
+        zero_grad; out = model(x); loss = loss_fn(out, y); a NaN/inf loss raises NonFiniteLossError("non-finite
+        loss (...) at epoch {epoch}, step {step} ...") before backward; backward; with self.clip_grad_norm set,
+        clip_grad_norm(self._params(), ...) into self.last_grad_norm (a non-finite norm raises
+        NonFiniteLossError("non-finite gradient norm ...")); optimizer.step(); self.global_step += 1; and a
+        per-step scheduler (scheduler_interval == "step") steps."""
         x, y = _as_tensor(x), _as_tensor(y)
         epoch = self.epoch + 1 if epoch is None else epoch
         step = "?" if step is None else step
@@ -538,11 +567,11 @@ class Trainer:
                     f"non-finite gradient norm ({self.last_grad_norm}) at epoch {epoch}, step {step} (loss {value}); "
                     f"training stopped before the optimizer step, so the weights are those of the last good step.")
         self.optimizer.step()
-        ### END SOLUTION
         self.global_step += 1
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
         return value, out
+        ### END SOLUTION
 
     def _bar(self, data, desc):
         if not self.progress:
@@ -553,12 +582,17 @@ class Trainer:
         return bar, bar
 
     def train_epoch(self, data, epoch: int | None = None, epochs: int | None = None) -> dict:
-        "One pass over `data` in training mode; returns the epoch's mean loss and metrics."
+        """One pass over `data` (an iterable of (x, y) batches) in training mode; returns the epoch's mean loss and
+        metrics {"loss": ..., name: ...}, each averaged per example (a batch weighs its size, _batch_len(y)).
+        Given: the model in train mode, `sums` (zeros), `count`, `iterable` and `bar` (None, or a progress bar
+        to update and close). A batch that is not a pair raises TypeError("... must be an (x, y) pair ...");
+        no batch at all raises ValueError("... yielded no batches ...")."""
         epoch = self.epoch + 1 if epoch is None else epoch
         self.model.train()
         sums = dict.fromkeys(["loss", *self.metrics], 0.0)
         count = 0
         iterable, bar = self._bar(data, f"epoch {epoch}/{epochs or '?'}")
+        ### BEGIN SOLUTION
         try:
             for step, batch in enumerate(iterable, 1):
                 try:
@@ -583,13 +617,17 @@ class Trainer:
             raise ValueError(f"Trainer: the training data yielded no batches in epoch {epoch} (a generator can be "
                              f"iterated only once; pass a list or a DataLoader)")
         return {k: v / count for k, v in sums.items()}
+        ### END SOLUTION
 
     def evaluate(self, data) -> dict:
-        "Mean loss and metrics over `data`, under no_grad() and in eval mode (modes restored after)."
+        """Mean loss and metrics over `data` (batches (x, y)), per example, under no_grad() and in eval mode; every
+        module's training flag restored afterwards (given: `modes`), even on an error. Returns {"loss": ...,
+        name: ...}; no batch at all raises ValueError("Trainer.evaluate: the data yielded no batches")."""
         modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         sums = dict.fromkeys(["loss", *self.metrics], 0.0)
         count = 0
+        ### BEGIN SOLUTION
         try:
             with no_grad():
                 for batch in data:
@@ -607,13 +645,19 @@ class Trainer:
         if count == 0:
             raise ValueError("Trainer.evaluate: the data yielded no batches")
         return {k: v / count for k, v in sums.items()}
+        ### END SOLUTION
 
     def _record(self, key: str, value: float) -> None:
         self.history.setdefault(key, []).append(float(value))
 
     def fit(self, train_data, val_data=None, epochs: int = 1, early_stopping=None) -> dict:
         """Train for `epochs` epochs (fewer if early stopping says so); returns `history`.
-        `early_stopping` is an EarlyStopping, or an int patience (monitoring val_loss, else train_loss)."""
+        `early_stopping` is an EarlyStopping, or an int patience (monitoring val_loss, else train_loss).
+        Per epoch: train_epoch; a per-epoch scheduler steps; self.epoch advances; history (self._record) gets
+        "lr" (the rate the epoch used), "train_<k>" for each result, "val_<k>" from evaluate(val_data) when
+        given, and "epoch_time"; with self.progress a line is written (tqdm.write); early stopping feeds the
+        monitored history value and sets self.stopped_early when it stops (an unknown key raises
+        ValueError("EarlyStopping monitors ..., which is not in the history ..."))."""
         epochs = _check_int("Trainer.fit", "epochs", epochs, 1)
         if isinstance(early_stopping, (int, np.integer)) and not isinstance(early_stopping, bool):
             early_stopping = EarlyStopping(patience=int(early_stopping))
@@ -621,6 +665,7 @@ class Trainer:
             raise TypeError(f"Trainer.fit: early_stopping must be an EarlyStopping or an int patience, "
                             f"got {early_stopping!r}")
         self.stopped_early = False
+        ### BEGIN SOLUTION
         for _ in range(epochs):
             epoch = self.epoch + 1
             lr = self.optimizer.param_groups[0]["lr"]
@@ -649,6 +694,7 @@ class Trainer:
                     self.stopped_early = True
                     break
         return self.history
+        ### END SOLUTION
 
     def save(self, path, **extra) -> str:
         "Checkpoint the model, optimizer, scheduler, epoch and history (see save_checkpoint)."

@@ -24,6 +24,11 @@ class LayerNormFunction(Function):
     "Layer normalisation over the last `ndim` axes, with optional elementwise weight and bias, as one op."
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, eps=1e-5, ndim=1):
+        """x: a float array whose last `ndim` axes (n features, given as `x2` (rows, n)) are normalised; weight,
+        bias: arrays of those axes' shape, or None. Returns out, x's shape: xhat * weight + bias with
+        xhat = (x - mean) / sqrt(var + eps) per row (biased variance). Given: n, x2, inv_n (n values 1/n: a mean
+        is x2 @ inv_n). Must save ctx.save_for_backward(xhat, rstd, weight) (xhat (rows, n), rstd (rows,) =
+        1/sqrt(var + eps)) and ctx.shape = x.shape, ctx.inv_n = inv_n, ctx.has_bias = bias is not None."""
         n = math.prod(x.shape[x.ndim - ndim:])
         x2 = x.reshape(-1, n)                                   # (rows, features)
         inv_n = np.full(n, 1.0 / n, dtype=x.dtype)
@@ -36,13 +41,17 @@ class LayerNormFunction(Function):
         out = xhat * weight.reshape(-1) if weight is not None else xhat.copy()
         if bias is not None:
             out += bias.reshape(-1)
-        ### END SOLUTION
         ctx.save_for_backward(xhat, rstd, weight)
         ctx.shape, ctx.inv_n, ctx.has_bias = x.shape, inv_n, bias is not None
         return out.reshape(x.shape)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (x's shape) -> (gx,) without a weight; (gx, gw) with a weight and no bias; (gx, gw, gb) with both.
+        gw = sum over rows of grad * xhat, gb = sum over rows of grad (each None unless needed: needs[1],
+        needs[-1]); gx = rstd * (dx̂ - mean(dx̂) - xhat * mean(dx̂ * xhat)) per row, dx̂ = grad * weight, reshaped
+        to ctx.shape (None unless needs[0]). Given: xhat, rstd, weight, inv_n, g2 = grad as (rows, n), ones."""
         xhat, rstd, weight = ctx.saved_tensors
         inv_n, needs = ctx.inv_n, ctx.needs_input_grad
         g2 = grad.reshape(xhat.shape)
@@ -63,10 +72,10 @@ class LayerNormFunction(Function):
             gx -= tmp
             gx *= rstd[:, None]
             gx = gx.reshape(ctx.shape)
-        ### END SOLUTION
         if weight is None:
             return (gx,)
         return (gx, gw, gb) if ctx.has_bias else (gx, gw)
+        ### END SOLUTION
 
 
 class LayerNorm(Module):
@@ -85,13 +94,17 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype=np.float32)) if elementwise_affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: a Tensor whose last dims are normalized_shape (checked, given) -> LayerNormFunction.apply(x, then
+        weight and bias where not None, eps=self.eps, ndim=n), same shape."""
         if not isinstance(x, Tensor):
             x = Tensor(x)
         n = len(self.normalized_shape)
         if x.shape[x.ndim - n:] != self.normalized_shape or x.ndim < n:
             raise ValueError(f"LayerNorm: expected input ending in {self.normalized_shape}, got shape {x.shape}")
+        ### BEGIN SOLUTION
         args = [x] + [p for p in (self.weight, self.bias) if p is not None]
         return LayerNormFunction.apply(*args, eps=self.eps, ndim=n)
+        ### END SOLUTION
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}"
@@ -109,6 +122,7 @@ class MLP(Module):
         self.dropout = Dropout(dropout, rng=rng)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: a Tensor (..., embed_dim) -> dropout(fc2(act(fc1(x)))), same shape."""
         ### BEGIN SOLUTION
         return self.dropout(self.fc2(self.act(self.fc1(x))))
         ### END SOLUTION
@@ -124,9 +138,11 @@ class TransformerBlock(Module):
         self.mlp = MLP(embed_dim, int(round(mlp_ratio * embed_dim)), dropout=dropout, rng=rng)
         self.resid_dropout = Dropout(dropout, rng=rng)
 
-    def forward(self, x: Tensor, mask=None, cache=None, start_pos: int = 0) -> Tensor:
+    def forward(self, x: Tensor, mask=None, kv_hook=None) -> Tensor:
+        """Exercise. x: a Tensor (B, T, embed_dim); mask and kv_hook are passed on to self.attn. Returns a Tensor
+        (B, T, embed_dim): h = x + resid_dropout(attn(ln1(x), mask=mask, kv_hook=kv_hook)), then h + mlp(ln2(h))."""
         ### BEGIN SOLUTION
-        x = x + self.resid_dropout(self.attn(self.ln1(x), mask=mask, cache=cache, start_pos=start_pos))
+        x = x + self.resid_dropout(self.attn(self.ln1(x), mask=mask, kv_hook=kv_hook))
         x = x + self.mlp(self.ln2(x))
         return x
         ### END SOLUTION
@@ -191,7 +207,12 @@ class GPT(Module):
         self._init_weights(rng)
 
     def _init_weights(self, rng):
-        "GPT-2's initialisation: N(0, 0.02) weights and embeddings, zero biases, residual projections / sqrt(2L)."
+        """GPT-2's initialisation, in place (p.data[...] = ..., so tied weights stay one array), for each
+        (name, p) of self.named_parameters(): names ending in "bias": zeros; every other parameter with 2 or
+        more dimensions or "embedding" in its name: rng.normal(0, std) with std 0.02, divided by
+        sqrt(2 * num_layers) for the residual projections (names ending "attn.out_proj.weight" or
+        "mlp.fc2.weight"); the rest (LayerNorm weights) unchanged."""
+        ### BEGIN SOLUTION
         for name, p in self.named_parameters():
             if name.endswith("bias"):
                 p.data[...] = 0.0
@@ -200,10 +221,12 @@ class GPT(Module):
                 if name.endswith(("attn.out_proj.weight", "mlp.fc2.weight")):
                     std /= math.sqrt(2 * self.num_layers)
                 p.data[...] = rng.normal(0.0, std, p.shape)
+        ### END SOLUTION
 
     # -- the three stages of the forward pass ---------------------------------------------------------
     def embed(self, ids, start_pos: int = 0) -> Tensor:
-        "(B, T) ids at positions start_pos.. -> (B, T, D) token + position embeddings."
+        """(B, T) ids at positions start_pos.. -> (B, T, D): token_embedding(ids), plus position_embedding
+        (x, start_pos=start_pos), through self.drop. (The checks above are given.)"""
         ids = _as_ids(ids)
         if ids.ndim != 2:
             raise ValueError(f"GPT: expected token ids of shape (B, T), got shape {ids.shape}")
@@ -221,12 +244,14 @@ class GPT(Module):
         ### END SOLUTION
 
     def unembed(self, x: Tensor) -> Tensor:
-        "(B, T, D) hidden states -> (B, T, vocab_size) logits: final LayerNorm, then the head."
+        """(B, T, D) hidden states -> (B, T, vocab_size) logits: lm_head(ln_f(x))."""
         ### BEGIN SOLUTION
         return self.lm_head(self.ln_f(x))
         ### END SOLUTION
 
     def forward(self, ids) -> Tensor:
+        """ids (B, T) int -> logits (B, T, vocab_size): x = self.embed(ids) (given), then every block of
+        self.blocks with the causal mask create_causal_mask(T), then self.unembed(x)."""
         x = self.embed(ids)
         ### BEGIN SOLUTION
         mask = create_causal_mask(x.shape[1])
@@ -236,13 +261,11 @@ class GPT(Module):
         ### END SOLUTION
 
     def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 seed=None, use_cache: bool = False):
+                 seed=None):
         """Continue `prompt_ids` by `max_new_tokens` sampled tokens (see `sample_next_token`); `seed` makes it
         repeatable; temperature 0 or top_k=1 is greedy. The context is cropped to the last max_seq_len tokens.
-        Returns prompt + continuation in the prompt's form (section 5). use_cache=True: see module 15's
-        tinytorch.optimization.memoization.cached_generate."""
-        return generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
-                        use_cache=use_cache)
+        Returns prompt + continuation in the prompt's form (section 5)."""
+        return generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
 
     def extra_repr(self):
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
@@ -302,22 +325,26 @@ def as_prompt_batch(prompt_ids):
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #22477665
 def _last_logits(model: GPT, ids: np.ndarray) -> np.ndarray:
-    "Logits (B, V) at the last position of `ids` (cropped to the context window)."
+    """Logits (B, V), a float array, at the last position of `ids` (int (B, T)): crop ids to the last
+    model.max_seq_len tokens, embed, run every block with the causal mask, and unembed only the last
+    position (x[:, -1:]) before taking .data[:, -1]."""
+    ### BEGIN SOLUTION
     ids = ids[:, -model.max_seq_len:]
     x = model.embed(ids)
     mask = create_causal_mask(ids.shape[1])
     for block in model.blocks:
         x = block(x, mask=mask)
     return model.unembed(x[:, -1:]).data[:, -1]
+    ### END SOLUTION
 
 
 def generate(model: GPT, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-             seed=None, use_cache: bool = False):
-    "GPT.generate: autoregressive sampling without a cache (each step runs the whole context)."
-    if use_cache:
-        raise ValueError("GPT.generate: use_cache=True needs the KV cache of module 15, which module 13 does "
-                         "not import. Call tinytorch.optimization.memoization.cached_generate(model, prompt_ids, "
-                         "max_new_tokens, temperature=..., top_k=..., seed=...): it returns the same tokens, faster.")
+             seed=None):
+    """GPT.generate: autoregressive sampling (each step runs the whole context, cropped to max_seq_len).
+    The exercise (in eval mode, under no_grad) appends max_new_tokens columns to `ids` (int64 (B, T), given):
+    per step, the last position's logits (_last_logits(model, ids), (B, V)), one token per row from
+    sample_next_token(logits, temperature, top_k, rng), concatenated to ids. The given code returns
+    restore(ids)."""
     check_generation_args(max_new_tokens, temperature, top_k)
     ids, restore = as_prompt_batch(prompt_ids)
     rng = np.random.default_rng(seed)

@@ -14,8 +14,9 @@ from ..core.spatial import conv_output_size
 from ..core.tensor import Tensor
 
 # %% auto #0
-__all__ = ['conv2d_image', 'conv2d_direct_kernel', 'conv2d_direct_kernel_parallel', 'conv2d_direct', 'gelu_fused_kernel',
-           'gelu_fused_grad_kernel', 'gelu_fused', 'FusedGELUFunction', 'FusedGELU']
+__all__ = ['M_TRIM_THRESHOLD', 'M_MMAP_THRESHOLD', 'conv2d_image', 'conv2d_direct_kernel', 'conv2d_direct_kernel_parallel',
+           'conv2d_direct', 'gelu_fused_kernel', 'gelu_fused_grad_kernel', 'gelu_fused', 'FusedGELUFunction',
+           'FusedGELU', 'tune_allocator']
 
 # %% ../../modules/18_acceleration/18_acceleration.ipynb #b648e4cc
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
@@ -217,3 +218,27 @@ class FusedGELU(Module):
         if not isinstance(x, Tensor):
             x = Tensor(x)
         return FusedGELUFunction.apply(x)
+
+# %% ../../modules/18_acceleration/18_acceleration.ipynb #17895249
+import ctypes
+import sys
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3              # glibc's mallopt parameter numbers (malloc.h)
+
+
+def tune_allocator(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """Opt-in and process-wide: ask glibc's malloc to serve blocks below `mmap_threshold` bytes from its
+    heap and to keep up to `trim_threshold` bytes of freed memory mapped, so that large temporaries are
+    reused instead of being unmapped and page-faulted in again. Returns True when glibc accepted both
+    settings, False where there is nothing to tune (not Linux, not glibc). There is no undo."""
+    for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2 ** 31:
+            raise ValueError(f"tune_allocator: {name} must be an int of bytes in (0, 2**31), got {value!r}")
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):                    # not glibc (e.g. musl): nothing to tune
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))

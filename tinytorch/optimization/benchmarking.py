@@ -63,8 +63,8 @@ def summarize(xs) -> dict:
 # %% ../../modules/19_benchmarking/19_benchmarking.ipynb #c429e741
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                    "VECLIB_MAXIMUM_THREADS")
-# module 17 already finds the OpenBLAS libraries loaded in this process (for its crossover cache key)
-from .sparse import openblas_handles as _openblas_libraries
+# module 14 finds the OpenBLAS libraries loaded in this process (profiling.openblas_handles)
+from .profiling import openblas_handles as _openblas_libraries
 
 
 def thread_state() -> dict:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import math
 import numbers
@@ -22,7 +21,7 @@ from ..core.autograd import no_grad
 from ..core.layers import Dropout, Linear, Module, Parameter, Sequential
 from ..core.activations import GELU, ReLU, Sigmoid, Tanh
 from ..core.losses import CrossEntropyLoss, log_softmax
-from ..core.optimizers import SGD, Adam, AdamW, Optimizer
+from ..core.optimizers import SGD, Adam, AdamW, Optimizer, register_optimizer_step_post_hook
 from ..core.training import CosineAnnealingLR, clip_grad_norm, load_checkpoint
 from ..core.spatial import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from ..core.embeddings import Embedding
@@ -31,15 +30,15 @@ from ..core.transformers import MLP
 
 # %% auto #0
 __all__ = ['SCOPES', 'SCHEDULES', 'HEAD_IMPORTANCE', 'OPTIMIZERS', 'HEAD_STRATEGIES', 'GROWTH_STRATEGIES', 'HEAD_INITS',
-           'PrunableWeight', 'param_owners', 'prunable_weights', 'measure_sparsity', 'attach_mask', 'masks',
-           'is_pruned', 'mask_gradients', 'remove_masks', 'num_to_prune', 'unstructured_mask', 'global_masks',
-           'magnitude_prune', 'sparsity_schedule', 'unit_norms', 'head_norms', 'structured_mask', 'head_slices',
-           'mask_heads', 'layer_chains', 'structured_prune', 'compact', 'LowRank', 'low_rank_approximate',
-           'low_rank_linear', 'KnowledgeDistillation', 'load_pruned_state_dict', 'load_pruned_checkpoint',
-           'make_optimizer', 'evaluate', 'FineTuneHistory', 'fine_tune', 'csr_nbytes', 'model_bytes',
-           'write_json_atomic', 'compress_model', 'CompressionAnalyzer', 'attention_layers', 'head_alive',
-           'pruned_heads', 'lm_batches', 'attention_entropy', 'head_gate_gradients', 'head_importance', 'prune_heads',
-           'growth_scores', 'select_growth', 'grow_heads']
+           'PrunableWeight', 'param_owners', 'prunable_weights', 'measure_sparsity', 'reapply_masks',
+           'keep_masks_in_optimizers', 'attach_mask', 'masks', 'is_pruned', 'mask_gradients', 'remove_masks',
+           'num_to_prune', 'unstructured_mask', 'global_masks', 'magnitude_prune', 'sparsity_schedule', 'unit_norms',
+           'head_norms', 'structured_mask', 'head_slices', 'mask_heads', 'layer_chains', 'structured_prune', 'compact',
+           'LowRank', 'low_rank_approximate', 'low_rank_linear', 'KnowledgeDistillation', 'load_pruned_state_dict',
+           'load_pruned_checkpoint', 'make_optimizer', 'evaluate', 'FineTuneHistory', 'fine_tune', 'csr_nbytes',
+           'model_bytes', 'write_json_atomic', 'compress_model', 'CompressionAnalyzer', 'attention_layers',
+           'head_alive', 'pruned_heads', 'lm_batches', 'attention_entropy', 'head_gate_gradients', 'head_importance',
+           'prune_heads', 'growth_scores', 'select_growth', 'grow_heads']
 
 # %% ../../modules/17_compression/17_compression.ipynb #ea2047e9
 def _check_fraction(value, name: str, who: str) -> float:
@@ -138,6 +137,7 @@ def measure_sparsity(x, weights_only: bool = False) -> float:
 # %% ../../modules/17_compression/17_compression.ipynb #2f4980aa
 def _register_mask_buffer(module: Module, attr: str, mask: np.ndarray) -> None:
     "Buffer `<attr>_mask` on `module` whose array is `mask` itself (so saving and loading see the real mask)."
+    keep_masks_in_optimizers()                          # a masked parameter: every optimizer keeps it pruned
     name = f"{attr}_mask"
     current = vars(module).get(name)
     if isinstance(current, Tensor) and current.data is mask:
@@ -157,6 +157,53 @@ def _as_mask(mask, shape: tuple, who: str) -> np.ndarray:
     return m
 
 
+def reapply_masks(optimizer, args=(), kwargs=None) -> None:
+    """The optimizer step post-hook that keeps pruned weights pruned: for each parameter of `optimizer` with
+    a `mask` (0/False = pruned), multiply the weight and every state buffer of its shape by the mask."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            mask = getattr(p, "mask", None)
+            if mask is None:
+                continue
+            mask = mask.data if isinstance(mask, Tensor) else mask
+            try:
+                p.data *= mask
+                for buf in optimizer.state.get(p, {}).values():
+                    if isinstance(buf, np.ndarray) and buf.shape == p.data.shape:
+                        buf *= mask
+            except ValueError as e:
+                raise ValueError(f"{type(optimizer).__name__}: the mask of shape {np.shape(mask)} does not "
+                                 f"broadcast to its parameter of shape {p.data.shape} ({e})") from e
+
+
+_MASK_HOOK: list = []                   # the handle of the registered hook, once registered
+
+
+def keep_masks_in_optimizers() -> None:
+    "Register `reapply_masks` as a post-step hook of every optimizer (module 06), once per process."
+    if not _MASK_HOOK:
+        _MASK_HOOK.append(register_optimizer_step_post_hook(reapply_masks))
+
+
+def _prune_in_place(param: Tensor, old, new: np.ndarray) -> np.ndarray:
+    """Combine the masks and zero the pruned entries, in place. `old`: None or the parameter's boolean mask
+    (param.shape, True = kept); `new`: a 0/1 or boolean array of param.shape. Returns the combined boolean
+    mask: a new array stored as `param.mask` when `old` is None, else `old` itself, updated in place
+    (old & new). `param.data` (and `param.grad.data`, if any) are multiplied by it in place."""
+    ### BEGIN SOLUTION
+    if old is None:
+        m = np.array(new != 0, dtype=bool)   # the parameter's own copy (True = kept)
+        param.mask = m
+    else:
+        m = old
+        m &= new != 0                        # in place: what was pruned stays pruned, buffers see the change
+    param.data *= m                          # in place: the same array, everywhere it is held
+    if param.grad is not None:
+        param.grad.data *= m
+    return m
+    ### END SOLUTION
+
+
 def attach_mask(param: Tensor, mask, owners=()) -> np.ndarray:
     """Prune `param` where `mask` is 0, in place, and keep it pruned: the mask is stored as `param.mask`
     (combined with any earlier mask), which every optimizer applies after each step, and as a buffer
@@ -170,17 +217,8 @@ def attach_mask(param: Tensor, mask, owners=()) -> np.ndarray:
     if old is not None and (not isinstance(old, np.ndarray) or old.shape != param.shape or old.dtype != np.bool_):
         old = np.array(np.broadcast_to(old, param.shape) != 0)      # a mask set by hand: as booleans
         param.mask = old
-    ### BEGIN SOLUTION
-    if old is None:
-        m = np.array(new != 0, dtype=bool)   # the parameter's own copy (True = kept)
-        param.mask = m
-    else:
-        m = old
-        m &= new != 0                        # in place: what was pruned stays pruned, buffers see the change
-    param.data *= m                          # in place: the same array, everywhere it is held
-    if param.grad is not None:
-        param.grad.data *= m
-    ### END SOLUTION
+    keep_masks_in_optimizers()
+    m = _prune_in_place(param, old, new)
     for module, attr in owners:
         _register_mask_buffer(module, attr, m)
     return m
@@ -598,6 +636,7 @@ def _slice_param(module: Module, attr: str, index) -> None:
     m = getattr(old, "mask", None)
     if m is not None:
         new.mask = np.ascontiguousarray(np.asarray(getattr(m, "data", m))[index])
+        keep_masks_in_optimizers()
         _register_mask_buffer(module, attr, new.mask)
 
 
@@ -1143,7 +1182,7 @@ def write_json_atomic(path, obj) -> str:
 def _quantization():
     "Module 16, or a clear error when it is not there."
     try:
-        quantization = importlib.import_module("tinytorch.optimization.quantization")
+        import tinytorch.optimization.quantization as quantization     # module 16, a prerequisite
     except ImportError as e:
         raise RuntimeError("compress_model: quantize=True needs module 16 (tinytorch.optimization.quantization: "
                            f"quantize_model, model_size_bytes), which cannot be imported here ({e}). Export module 16 "

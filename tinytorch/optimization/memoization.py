@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.autograd import no_grad
+from ..core.autograd import is_grad_enabled, no_grad
 from ..core.tensor import Tensor
 from ..core.transformers import GPT, as_prompt_batch, check_generation_args, sample_next_token
 
@@ -14,12 +14,26 @@ __all__ = ['LayerCache', 'KVCache', 'offset_causal_mask', 'cached_forward', 'cac
 
 # %% ../../modules/15_memoization/15_memoization.ipynb #2fca4d7a
 class LayerCache:
-    "One layer's view of a KVCache: the object MultiHeadAttention's `cache=` accepts (`update(k, v)`)."
-    def __init__(self, cache: "KVCache", layer_idx: int):
-        self.cache, self.layer_idx = cache, layer_idx
+    """One layer's view of a KVCache, and the `kv_hook` MultiHeadAttention (module 12) takes: called with the
+    new keys and values (Tensors (B, H, T_new, hd)), it appends them and returns all of them, as constants.
+    `start_pos` (optional): the number of positions the layer must hold before the call."""
+    def __init__(self, cache: "KVCache", layer_idx: int, start_pos: int | None = None):
+        self.cache, self.layer_idx, self.start_pos = cache, layer_idx, start_pos
 
     def update(self, k: np.ndarray, v: np.ndarray):
         return self.cache.update(self.layer_idx, k, v)
+
+    def __call__(self, k: Tensor, v: Tensor):
+        if is_grad_enabled() and k.requires_grad:
+            raise RuntimeError("KVCache: a KV cache is for inference (its arrays carry no gradient); "
+                               "run generation under no_grad()")
+        held = self.cache.lengths[self.layer_idx]
+        if self.start_pos is not None and held != self.start_pos:
+            raise ValueError(f"KVCache: layer {self.layer_idx} holds {held} positions but start_pos="
+                             f"{self.start_pos}; is the cache out of step with the positions (reset it for "
+                             f"a new sequence)?")
+        k_all, v_all = self.update(k.data, v.data)
+        return Tensor(k_all), Tensor(v_all)
 
     def __len__(self) -> int:
         return self.cache.lengths[self.layer_idx]
@@ -29,7 +43,7 @@ class KVCache:
     """Keys and values of every layer, preallocated as (batch_size, num_heads, max_len, head_dim) arrays.
 
     update(layer_idx, k, v) appends (B, H, T_new, head_dim) keys/values and returns views of all of them;
-    layer(i) is the per-layer object MultiHeadAttention(..., cache=) takes; reset() empties it."""
+    layer(i) is the per-layer kv_hook MultiHeadAttention(..., kv_hook=) takes; reset() empties it."""
     def __init__(self, num_layers: int, batch_size: int, num_heads, head_dim: int, max_len: int,
                  dtype=np.float32):
         heads = list(num_heads) if isinstance(num_heads, (list, tuple)) else [num_heads] * max(int(num_layers), 1)
@@ -40,7 +54,7 @@ class KVCache:
         if len(heads) != num_layers:
             raise ValueError(f"KVCache: num_heads lists {len(heads)} layers but num_layers={num_layers}")
         self.num_layers, self.batch_size = int(num_layers), int(batch_size)
-        self.layer_heads = [int(h) for h in heads]          # per layer (pruned models may differ)
+        self.layer_heads = [int(h) for h in heads]          # per layer (layers may differ)
         self.num_heads = self.layer_heads[0] if len(set(self.layer_heads)) == 1 else tuple(self.layer_heads)
         self.head_dim, self.max_len = int(head_dim), int(max_len)
         ### BEGIN SOLUTION
@@ -53,14 +67,15 @@ class KVCache:
     @classmethod
     def for_model(cls, model: GPT, batch_size: int = 1, max_len: int | None = None) -> "KVCache":
         """A cache shaped for `model`'s attention layers (their head counts read from each layer, so a model
-        whose heads were pruned away still fits); max_len defaults to the model's max_seq_len."""
+        whose layers have different head counts still fits); max_len defaults to the model's max_seq_len."""
         attns = [block.attn for block in model.blocks]
         return cls(len(attns), batch_size, [a.num_heads for a in attns], attns[0].head_dim,
                    model.max_seq_len if max_len is None else max_len)
 
-    def layer(self, layer_idx: int) -> LayerCache:
+    def layer(self, layer_idx: int, start_pos: int | None = None) -> LayerCache:
+        "Layer `layer_idx`'s view: MultiHeadAttention(x, kv_hook=cache.layer(i)) runs through it."
         self._check_layer(layer_idx)
-        return LayerCache(self, layer_idx)
+        return LayerCache(self, layer_idx, start_pos)
 
     def _check_layer(self, layer_idx) -> None:
         if isinstance(layer_idx, bool) or not isinstance(layer_idx, (int, np.integer)) \
@@ -135,7 +150,7 @@ def cached_forward(model: GPT, ids, cache: KVCache, start_pos: int = 0, last_onl
     ### BEGIN SOLUTION
     mask = None if T_new == 1 else offset_causal_mask(T_new, start_pos)
     for i, block in enumerate(model.blocks):
-        x = block(x, mask=mask, cache=cache.layer(i), start_pos=start_pos)
+        x = block(x, mask=mask, kv_hook=cache.layer(i, start_pos))
     if last_only:
         x = x[:, -1:]
     return model.unembed(x)

@@ -3,6 +3,7 @@
 # %% ../../modules/14_profiling/14_profiling.ipynb #cf128569
 from __future__ import annotations
 
+import ctypes
 import math
 import numbers
 import time
@@ -23,7 +24,8 @@ from ..core.transformers import LayerNorm
 
 # %% auto #0
 __all__ = ['FLOP_RULES', 'count_parameters', 'linear_flops', 'conv2d_flops', 'attention_flops', 'flops_of_call', 'LayerRecord',
-           'trace_forward', 'measure_memory', 'LatencyResult', 'measure_latency', 'ProfileReport', 'Profiler']
+           'trace_forward', 'measure_memory', 'openblas_handles', 'blas_threads', 'set_blas_threads', 'LatencyResult',
+           'measure_latency', 'ProfileReport', 'Profiler']
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #70c84112
 def count_parameters(model: Module) -> dict:
@@ -106,9 +108,7 @@ def _conv_rule(m, args, kwargs, out):
 
 def _attention_rule(m, args, kwargs, out):
     b, tq, _ = _shape_of(args[0])
-    cache = kwargs.get("cache", args[2] if len(args) > 2 else None)
-    start = kwargs.get("start_pos", args[3] if len(args) > 3 else 0)
-    tk = tq + int(start) if cache is not None else tq
+    tk = getattr(m, "last_kv_length", None) or tq     # keys attended over (a kv_hook may have added some)
     return attention_flops(b, m.num_heads, tq, tk, m.head_dim), "4·B·H·Tq·Tk·hd (Q·Kᵀ and A·V)"
 
 
@@ -285,6 +285,46 @@ def measure_memory(model: Module, *inputs, **kwargs) -> dict:
             "peak_forward_bytes": int(peak), "retained_for_backward_bytes": retained}
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #695c8e11
+_OPENBLAS_SYMBOLS = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+                     ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+                     ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+                     ("openblas_get_num_threads", "openblas_set_num_threads"))
+
+
+def openblas_handles() -> list:
+    "(path, get, set) for each OpenBLAS library loaded in this process (found in /proc/self/maps)."
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ln.split()[-1].startswith("/")})
+    except OSError:
+        return []
+    handles = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get, put in _OPENBLAS_SYMBOLS:
+            if hasattr(lib, get) and hasattr(lib, put):
+                g, p = getattr(lib, get), getattr(lib, put)
+                g.restype, g.argtypes, p.argtypes = ctypes.c_int, [], [ctypes.c_int]
+                handles.append((path, g, p))
+                break
+    return handles
+
+
+def blas_threads() -> str:
+    "The thread counts of the loaded OpenBLAS libraries, e.g. '1' (or 'unknown')."
+    counts = sorted({str(g()) for _, g, _ in openblas_handles()})
+    return ",".join(counts) if counts else "unknown"
+
+
+def set_blas_threads(n: int) -> None:
+    "Set every loaded OpenBLAS library to `n` threads (timings that compare algorithms use one)."
+    for _, _, put in openblas_handles():
+        put(int(n))
+
+# %% ../../modules/14_profiling/14_profiling.ipynb #72b90718
 @dataclass
 class LatencyResult:
     "Seconds per call of `repeats` timed calls (after `warmup` untimed ones); `median` is the headline."
@@ -318,7 +358,9 @@ class LatencyResult:
 
 
 def measure_latency(model, *inputs, warmup: int = 3, repeats: int = 20, **kwargs) -> LatencyResult:
-    "Time `model(*inputs)` (any callable): `warmup` untimed calls, then `repeats` timed ones, in eval mode."
+    """Time `model(*inputs, **kwargs)` (any callable): `warmup` untimed calls, then `repeats` calls each timed
+    on its own with time.perf_counter(), in eval mode under no_grad. The exercise (warmup and repeats already
+    checked ints) returns LatencyResult(times=<list of `repeats` floats, seconds>, warmup=warmup)."""
     warmup = _check_count("measure_latency", "warmup", warmup, 0)
     repeats = _check_count("measure_latency", "repeats", repeats, 1)
     modes = [(m, m.training) for m in model.modules()] if isinstance(model, Module) else []
@@ -334,11 +376,11 @@ def measure_latency(model, *inputs, warmup: int = 3, repeats: int = 20, **kwargs
                 t0 = time.perf_counter()
                 model(*inputs, **kwargs)
                 times.append(time.perf_counter() - t0)
+            return LatencyResult(times=times, warmup=warmup)
             ### END SOLUTION
     finally:
         for m, mode in modes:
             object.__setattr__(m, "training", mode)
-    return LatencyResult(times=times, warmup=warmup)
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #39e22d44
 @dataclass

@@ -875,7 +875,7 @@ def _is_qat(m) -> bool:
 
 
 def _is_sparse_float(m) -> bool:
-    "A float sparse layer that can turn itself back into a Linear (module 17's SparseLinear has to_linear())."
+    "A float layer that is not a Linear but can turn itself into one (it has a to_linear() method)."
     return isinstance(m, Module) and not isinstance(m, Linear) and callable(getattr(m, "to_linear", None))
 
 
@@ -886,7 +886,7 @@ def quantize_model(model: Module, bits: int = 8, per_channel: bool = True, calib
     per tensor). calibration_data (an iterable of batches, or of (x, y) pairs): fixed activation parameters
     from an observer ('minmax', 'moving_average', 'percentile'); None: activations quantized per batch.
     sparse: False (dense int8), True (CSR int8) or 'auto' (whichever is fewer bytes, per layer). A float sparse
-    layer (one with a to_linear() method, like module 17's SparseLinear) is quantized too, and stays sparse
+    layer (one with a to_linear() method, the extension point for other layer types) is quantized too, and stays sparse
     (CSR int8) unless sparse='auto' finds dense int8 smaller."""
     if not isinstance(model, Module):
         raise TypeError(f"quantize_model: expected a Module, got {type(model).__name__}")
@@ -1129,13 +1129,12 @@ def format_error_report(rows: list) -> str:
 
 
 def plot_quantization_error(rows: list, path=None, title: str = "quantization error per layer"):
-    "Grouped bars per layer, per-tensor next to per-channel (weight and, if present, output error). Returns the figure."
-    import matplotlib
-    if path is not None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Grouped bars per layer, per-tensor next to per-channel (weight and, if present, output error); saved to
+    `path` if given. Returns the matplotlib Figure (make it a notebook cell's last expression to see it)."""
+    from matplotlib.figure import Figure             # no pyplot: no global state, no backend switch
     kinds = ["weight_error", "worst_channel_error"] + (["output_error"] if "output_error_per_tensor" in rows[0] else [])
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(kinds), 3.6))
+    axes = fig.subplots(1, len(kinds), squeeze=False)
     idx = np.arange(len(rows))
     for ax, kind in zip(axes[0], kinds):
         ax.bar(idx - 0.2, [100 * r[f"{kind}_per_tensor"] for r in rows], 0.4, label="per-tensor")
@@ -1149,5 +1148,4 @@ def plot_quantization_error(rows: list, path=None, title: str = "quantization er
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=100)
-        plt.close(fig)
     return fig

@@ -3,7 +3,6 @@
 # %% ../../modules/17_compression/17_compression_sparse.ipynb #40937533
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import os
@@ -20,14 +19,16 @@ import numpy as np
 from ..core.autograd import Function
 from ..core.layers import Linear, Module, Parameter
 from ..core.tensor import Tensor
+from .compression import keep_masks_in_optimizers
+from .profiling import blas_threads, openblas_handles, set_blas_threads   # module 14
 
 # %% auto #0
 __all__ = ['prange', 'CROSSOVER_ENV', 'CACHE_DIR_ENV', 'SAFETY', 'DENSITIES', 'index_dtype', 'offset_dtype', 'CSRMatrix',
            'jit_kernel', 'transpose_into', 'row_times_dense', 'matmat', 'matmat_parallel', 'row_dot', 'matvec',
            'matvec_parallel', 'kernels', 'use_parallel', 'csr_linear_forward', 'row_values_grad', 'values_grad',
            'values_grad_parallel', 'transpose_into_parallel', 'SparseLinearFunction', 'SparseLinear', 'cache_dir',
-           'openblas_handles', 'blas_threads', 'set_blas_threads', 'machine_key', 'shape_class', 'measure_crossover',
-           'crossover_density', 'choose_format', 'sparse_plan', 'to_sparse']
+           'machine_key', 'shape_class', 'measure_crossover', 'crossover_density', 'choose_format', 'sparse_plan',
+           'to_sparse']
 
 # %% ../../modules/17_compression/17_compression_sparse.ipynb #dec2269f
 def index_dtype(n: int) -> np.dtype:
@@ -550,7 +551,8 @@ class SparseLinear(Module):
         lin.weight.data = self.to_dense().astype(self.values.data.dtype)
         mask = CSRMatrix(np.ones_like(self.values.data), self.indices.data, self.indptr.data,
                          (self.out_features, self.in_features), check=False).to_dense() != 0
-        lin.weight.mask = mask                               # the optimizers keep pruned entries at 0
+        lin.weight.mask = mask
+        keep_masks_in_optimizers()                           # every optimizer keeps pruned entries at 0
         lin.register_buffer("weight_mask", Tensor(mask))     # as module 17 does: saved and loaded with the model
         if self.bias is not None:
             lin.bias.data = self.bias.data.copy()
@@ -611,46 +613,6 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "none"
-
-
-_OPENBLAS_SYMBOLS = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-                     ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
-                     ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-                     ("openblas_get_num_threads", "openblas_set_num_threads"))
-
-
-def openblas_handles() -> list:
-    "(path, get, set) for each OpenBLAS library loaded in this process (found in /proc/self/maps)."
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ln.split()[-1].startswith("/")})
-    except OSError:
-        return []
-    handles = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for get, put in _OPENBLAS_SYMBOLS:
-            if hasattr(lib, get) and hasattr(lib, put):
-                g, p = getattr(lib, get), getattr(lib, put)
-                g.restype, g.argtypes, p.argtypes = ctypes.c_int, [], [ctypes.c_int]
-                handles.append((path, g, p))
-                break
-    return handles
-
-
-def blas_threads() -> str:
-    "The thread counts of the loaded OpenBLAS libraries, e.g. '1' (or 'unknown')."
-    counts = sorted({str(g()) for _, g, _ in openblas_handles()})
-    return ",".join(counts) if counts else "unknown"
-
-
-def set_blas_threads(n: int) -> None:
-    "Set every loaded OpenBLAS library to `n` threads (the measurements in this notebook use one)."
-    for _, _, put in openblas_handles():
-        put(int(n))
 
 
 def machine_key() -> str:

@@ -11,7 +11,7 @@ reference package is never imported (a run that imports any other tinytorch scor
 
 A module scores its manifest points times the fraction of its checkpoint tests that pass, and 0
 when its (main) notebook is missing or invalid, the checkpoint cannot be loaded (syntax or import
-error), or the run times out or crashes. Another notebook of the module that is missing or
+error), or the run times out, crashes or answers malformed data. Another notebook of the module that is missing or
 invalid is replaced by its stripped release version (its exercises fail) and the module's
 message says so. Broken and hostile submissions are graded, not fatal.
 
@@ -20,9 +20,11 @@ message, the scoring rule, limits and isolation used) and OUT/gradebook.junit.xm
 summary table. Exit code 0 when grading ran (whatever the grades), 1 when the reference
 checkout changed during grading, 2 for usage errors.
 
-Isolation (see tito/sandbox.py): as root, children drop to the user nobody, in a private
-read-only mount namespace without network when the kernel allows; otherwise the reference
-package and tests are hashed around every run.
+Trust boundary (see tito/grading.py): student code runs only in a sandboxed runner that answers
+calls with plain data; the checkpoint's tests and the scoring run in a trusted judge that never
+imports student code. Every run is a bubblewrap (bwrap) box with its own user, PID, mount and
+network namespaces, cgroup limits and a private /tmp, and sees only Python and its own files.
+Without bwrap, tito grade refuses (exit 2) unless --allow-weak-sandbox is given.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from ..errors import TitoError
@@ -51,8 +54,10 @@ def register(sub):
                    help="address-space limit of each run, in MB (default 2048)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
                    help="runs at the same time (default: 2, or 1 on one CPU)")
-    p.add_argument("--isolation", choices=["auto", "namespace", "nobody", "none"],
-                   default="auto", help="sandbox level (default: the strongest that works)")
+    p.add_argument("--allow-weak-sandbox", action="store_true",
+                   help="grade even where bwrap namespaces are unavailable, giving up hiding "
+                        "solutions and other students from student code and the guarantee that "
+                        "no submission can forge its score (written into the gradebook)")
     p.add_argument("--keep-temp", action="store_true",
                    help="keep the temporary workspace (students' packages and logs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -78,7 +83,7 @@ def parse_modules(spec: str | None, manifest):
 
 
 def run(args, ctx) -> int:
-    from ..grading import Grader, summary_table, write_gradebook
+    from ..grading import Grader, empty_report, summary_table, write_gradebook
 
     if args.timeout <= 0:
         raise TitoError("--timeout must be positive", exit_code=2)
@@ -92,15 +97,22 @@ def run(args, ctx) -> int:
         raise TitoError(f"submissions directory {subs} does not exist", exit_code=2)
     out = Path(args.out).resolve()
     grader = Grader(ctx.root, ctx.manifest, mods, subs, out, timeout=args.timeout,
-                    memory_mb=args.memory_mb, jobs=args.jobs, isolation=args.isolation,
+                    memory_mb=args.memory_mb, jobs=args.jobs, allow_weak=args.allow_weak_sandbox,
                     keep_temp=args.keep_temp, progress=not args.no_progress,
                     log=lambda *a, **k: print(*a, **k))
     print(f"grading {subs} against modules {', '.join(m.nn for m in mods)} "
           f"(timeout {args.timeout:g} s, memory {args.memory_mb} MB)", flush=True)
-    report = grader.run()
+    t0 = time.monotonic()
+    try:
+        report = grader.run()
+    except TitoError as e:
+        write_gradebook(empty_report(mods, subs, str(e)), out)
+        raise
+    report["duration_s"] = round(time.monotonic() - t0, 1)
     paths = write_gradebook(report, out)
     iso = report["isolation"]
-    print(f"isolation: {iso['mode']}" + (f" (uid {iso['uid']})" if iso["uid"] is not None else ""))
+    print(f"sandbox: {iso['mode']}" + (f" (cgroups: {', '.join(iso['cgroups'])})"
+                                       if iso.get("cgroups") else ""))
     for n in iso["notes"]:
         print(f"  note: {n}")
     print()
@@ -109,8 +121,8 @@ def run(args, ctx) -> int:
     for s in report["students"]:
         for v in s["violations"]:
             print(f"violation: {s['name']}: {v}")
-    print(f"{len(report['students'])} student(s) graded; gradebook: {paths['csv']}, "
-          f"{paths['json']}, {paths['junit']}")
+    print(f"{len(report['students'])} student(s) x {len(mods)} module(s) graded in "
+          f"{report['duration_s']:g} s; gradebook: {paths['csv']}, {paths['json']}, {paths['junit']}")
     if not report["integrity"]["ok"]:
         print("tito grade: error: the reference checkout changed during grading (see above "
               "and the 'integrity' section of the JSON): re-check it before trusting grades",

@@ -5,10 +5,11 @@
    ``tinytorch/`` of the copy you are working in; the notebooks themselves are not modified).
    A cell that does not compile, or an export that does not import, stops here with the
    notebook, the cell and the line, and your package stays as it was.
-2. Runs the module's checkpoint (``tests/checkpoints/checkpoint_NN_name.py``) and its
-   progressive tests (``tests/NN_name/test_progressive_integration.py``) against that package
-   (those this environment can run: a test needing the repository's oracle, e.g. torch, is
-   named and left out) in a fresh process: ``python -P -s``, your package's parent the only entry of PYTHONPATH,
+2. Runs the module's tests (``tests/NN_name/``) and its checkpoint
+   (``tests/checkpoints/checkpoint_NN_name.py``), exactly what ``tito test NN`` runs
+   (:func:`tito.testing.module_test_paths`; a test needing the repository's oracle, e.g. torch,
+   is named and left out when this environment lacks it), against that package in a fresh
+   process: ``python -P -s``, your package's parent the only entry of PYTHONPATH,
    editable-install finders of any other tinytorch removed. The run fails if any tinytorch
    module was imported from anywhere but your package.
 3. Prints which package was tested, what passed, and for each failure what to fix: the test,
@@ -59,10 +60,6 @@ def run_check(args, ctx) -> int:
     return check(ctx, mods, timeout=args.timeout)
 
 
-def _progressive_tests(mod) -> Path:
-    return mod.tests_dir / "test_progressive_integration.py"
-
-
 def run_complete(args, ctx) -> int:
     from ..checkrun import first_lines, run_pytest, short_message
     from ..errors import TitoError
@@ -100,15 +97,15 @@ def run_complete(args, ctx) -> int:
         print(f"warning: your notebook{'s' if len(notebooks) > 1 else ''} did not export "
               f"{', '.join(lacking)} (check the `#| default_exp` and `#| export` lines)")
 
-    from ..studentcheck import split_runnable
-    paths, not_here = split_runnable(
-        [p for p in (mod.checkpoint, _progressive_tests(mod)) if p.is_file()])
+    from ..testing import module_test_paths
+    not_here: dict = {}
+    paths = module_test_paths(mod, not_here)        # the same as `tito test NN`
     for p, lacking in not_here.items():
         print(f"not run in this environment: {p.relative_to(root)} needs {', '.join(lacking)} "
               "(the repository's test oracle; the student environment does not have it)")
     if not paths:
         raise TitoError(f"module {mod.nn} has no checkpoint ({mod.checkpoint.relative_to(root)}) "
-                        f"and no progressive tests ({_progressive_tests(mod).relative_to(root)})")
+                        f"and no tests ({mod.tests_dir.relative_to(root)}/)")
     print("running: " + ", ".join(str(p.relative_to(root)) for p in paths), flush=True)
     run = run_pytest(paths, lib_path, cwd=root, timeout=args.timeout,
                      extra_args=["-q", "--no-header", "-rN", "--tb=native"],
@@ -122,10 +119,14 @@ def run_complete(args, ctx) -> int:
     for t in run.tests:
         groups.setdefault(t["nodeid"].split("::", 1)[0], []).append(t)
     fixes = []
-    for path in paths:
+    files = [p for p in paths if p.is_file()] + sorted(
+        f for d in paths if d.is_dir() for f in d.rglob("test*.py"))
+    for path in files:
         rel = str(path.relative_to(root))
         tests = groups.get(rel, [])
-        kind = "checkpoint" if path == mod.checkpoint else "progressive tests"
+        if not tests and path != mod.checkpoint:
+            continue
+        kind = "checkpoint" if path == mod.checkpoint else "tests"
         n_ok = sum(t["outcome"] == "passed" for t in tests)
         print(f"{kind} {rel}: {n_ok}/{len(tests)} passed")
         for t in tests:

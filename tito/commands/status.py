@@ -8,6 +8,8 @@ the module, or an export the manifest lists, is missing), or ``no notebook``. A 
 several notebooks (``notebooks = [...]`` in the manifest) is in sync only when every one of them
 exists and exports in sync; the notebook column then reads ``2/3`` when some are missing, and
 the notes below the table name them.
+``--authorship`` prints instead the share of each module's exported lines that sit inside solution
+blocks (what students write), per module, for modules 01-13 and overall (see tito/authorship.py).
 A notebook whose code does not compile, or whose fresh export does not import, is an
 ``export error`` row with one note naming the notebook, the cell and the line.
 Exits 0, or 1 when a notebook has such an error (2 if the manifest itself is broken).
@@ -24,10 +26,17 @@ def register(sub):
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lib-path", metavar="DIR",
                    help="package directory to compare (default: lib_path of settings.ini)")
+    p.add_argument("--authorship", action="store_true",
+                   help="print the share of exported lines inside solution blocks, per module")
     p.set_defaults(func=run)
 
 
 def run(args, ctx) -> int:
+    if getattr(args, "authorship", False):
+        from ..authorship import course_authorship, format_table
+        print("exported lines inside solution blocks (what students write), counted in the notebooks:")
+        print(format_table(course_authorship(ctx.manifest)))
+        return 0
     from pathlib import Path
     from ..exporter import check_sync
     from ..results import describe, load_results

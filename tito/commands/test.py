@@ -3,11 +3,14 @@
 one pytest run per module, print a PASS/FAIL line per module and record the results in
 ``.tito/results.json``. A module with neither tests nor checkpoint fails.
 
+These are exactly the tests ``tito module complete NN`` runs, run the same way: against one
+package only (the project's own ``tinytorch/`` by default), with ``python -P -s``, that package's
+parent the only ``PYTHONPATH`` entry, the editable install's import hook removed (so a part missing
+from it is an import error, never some other copy's code), and a run that imported ``tinytorch``
+from anywhere else fails. So the two commands agree on whether a module is complete.
+
 ``--lib-path DIR`` runs the tests against another package (e.g. a student's export, DIR named
-``tinytorch``) instead of the course's own, and against it only: ``python -P -s``, DIR's parent
-the only ``PYTHONPATH`` entry, the editable install's import hook removed (so a part missing from
-DIR is an import error, never the course's own code), and a run that imported ``tinytorch``
-from anywhere else fails. Such runs are not recorded.
+``tinytorch``) instead of the project's own. Such runs are not recorded.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def run(args, ctx) -> int:
             from ..errors import TitoError
             raise TitoError(f"package directory {lib_path} does not exist")
     record = lib_path is None
+    if lib_path is None:
+        lib_path = ctx.settings.lib_path
     runs = []
     for m in mods:
         print(f"=== {m.nn} {m.folder}: {m.title}", flush=True)
@@ -60,7 +65,7 @@ def run(args, ctx) -> int:
                   f"{r.status}: {r.summary}")
     failed = [r for r in runs if not r.passed]
     print(f"\n{len(runs) - len(failed)}/{len(runs)} module(s) passed"
-          + ("" if record else f" (against {lib_path}; not recorded)"), flush=True)
+          + (f" (against {lib_path})" if record else f" (against {lib_path}; not recorded)"), flush=True)
     if failed:
         print("failed: " + ", ".join(r.module.folder for r in failed), file=sys.stderr)
     return 1 if failed else 0
