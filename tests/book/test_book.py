@@ -5,12 +5,16 @@
   several (``notebooks = [...]`` in the manifest) are sections of its chapter, present whenever
   they exist; every page is the student version (no solution line from any notebook survives);
   MathJax is served from the book itself.
+- Every chapter page shows the outputs of its reference notebook's run (tito/book_execute.py) next
+  to the student's stubbed code: printed output and at least one figure.
 - Every page (intro, each chapter, milestones) is opened in headless Chromium with DNS disabled:
   its title is in the rendered article, there is no error node, no JavaScript error and no
-  resource that failed to load, every formula was typeset by MathJax, and a screenshot is saved
-  to book/_build/screenshots/ (the test prints the folder).
-- A one-notebook throwaway project checks the instructor build, the milestones table, and that
-  warnings and broken solution markers fail the build; a two-notebook one checks that the second
+  resource that failed to load, every formula was typeset by MathJax, every chapter page has
+  printed outputs and at least one figure that the browser really decoded (a PNG file of
+  non-trivial size), and screenshots are saved to book/_build/screenshots/ (the top of each page,
+  and NAME-figure.png around a chapter's first figure; the test prints the folder).
+- A one-notebook throwaway project checks the instructor build, the milestones table, that
+  warnings, broken solution markers and a cell that raises fail the build, and the run cache; a two-notebook one checks that the second
   notebook is a section of its module's chapter (and is left out, with a note, until written).
 
 Chromium comes from Debian (scripts/system-deps.sh installs it): its absence is a failure.
@@ -41,6 +45,7 @@ from tito.errors import TitoError
 from tito.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
+MIN_FIGURE_BYTES = 5_000          # a rendered figure's PNG; an empty axes alone is about 4 KB
 SCREENSHOTS = ROOT / "book" / "_build" / "screenshots"
 CHROMIUM_TABS = 3                 # pages rendered at once, in one browser
 WINDOW = (1280, 1600)
@@ -165,8 +170,10 @@ def book(tmp_path_factory):
     notebooks = {stem: json.loads((m.nbs_path / m.folder / f"{stem}.ipynb")
                                   .read_text(encoding="utf-8")) for m, stem in pages}
     out = tmp_path_factory.mktemp("book")
-    r = tito("book", "build", "--out", out)
+    t0 = time.monotonic()
+    r = tito("book", "build", "--out", out, timeout=1800)
     assert r.returncode == 0, f"tito book build failed:\n{r.stdout}\n{r.stderr}"
+    print(f"\ntito book build: {time.monotonic() - t0:.1f} s; " + r.stdout.strip().splitlines()[-2])
     index = Path(r.stdout.strip().splitlines()[-1])
     html = out / "_build" / "html"
     assert index == html / "index.html" and index.is_file(), r.stdout
@@ -239,6 +246,30 @@ def test_chapters_are_the_student_version(book):
     assert total_blocks > 0, "no notebook has a solution block: the check would be vacuous"
 
 
+def test_chapters_show_the_outputs_of_the_reference_run(book):
+    """Each chapter is the stubbed student code with, cell by cell, the outputs that the reference
+    notebook's run (the cache in book/_build/executed) produced: printed text and a figure."""
+    cache = ROOT / "book" / "_build" / "executed"
+    for m, stem in book["pages"]:
+        staged = json.loads((book["src"] / f"{stem}.ipynb").read_text(encoding="utf-8"))
+        runs = list(cache.glob(f"{stem}-*.ipynb"))
+        assert len(runs) == 1, f"{stem}: expected one cached run, found {[r.name for r in runs]}"
+        ran = {c["id"]: c for c in json.loads(runs[0].read_text(encoding="utf-8"))["cells"]}
+        code = [c for c in staged["cells"] if c["cell_type"] == "code"]
+        for c in code:
+            assert c["outputs"] == ran[c["id"]]["outputs"], f"{stem}: cell {c['id']} outputs differ"
+        kinds = [o.get("output_type") for c in code for o in c["outputs"]]
+        assert "error" not in kinds, f"{stem}: an error output"
+        pngs = [o for c in code for o in c["outputs"] if "image/png" in o.get("data", {})]
+        assert pngs, f"{stem}: no figure among the outputs"
+        streams = ["".join(o["text"]) for c in code for o in c["outputs"]
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout"]
+        assert streams, f"{stem}: no printed output"
+        page = norm(Page((book["html"] / f"{stem}.html").read_text(encoding="utf-8")).article_text)
+        line = next(ln for text in streams for ln in text.splitlines() if len(ln.strip()) >= 8)
+        assert norm(line) in page, f"{stem}: printed line {line!r} not on the page"
+
+
 def test_mathjax_is_served_by_the_book_itself(book):
     html = book["html"]
     mj = html / "_static" / "mathjax" / "MathJax.js"
@@ -275,6 +306,12 @@ def test_milestones_page(book):
 # ---------------------------------------------------------------------------------------------
 # every page in headless Chromium
 # ---------------------------------------------------------------------------------------------
+
+# every image inside a notebook cell's output, with the size the browser decoded (0 if it failed)
+FIGURES_JS = """Array.from(document.querySelectorAll('.cell_output img')).map(i => ({
+    src: i.getAttribute('src'), width: i.naturalWidth, height: i.naturalHeight,
+    top: i.getBoundingClientRect().top + window.scrollY}))"""
+
 
 class Chromium:
     """Debian's headless Chromium, driven over its DevTools pipe (``--remote-debugging-pipe``):
@@ -362,8 +399,10 @@ class Chromium:
             raise RuntimeError(f"chromium: {method} failed: {res['error']}")
         return res["result"]
 
-    def render(self, url: str, png: Path, budget_ms: int = 10_000) -> tuple[str, list[str]]:
-        """(the DOM after the virtual-time budget, the page's errors); writes the screenshot."""
+    def render(self, url: str, png: Path, budget_ms: int = 10_000) -> tuple[str, list[str], list]:
+        """(the DOM after the virtual-time budget, the page's errors, the images of its cell outputs
+        as {src, width, height} with the size the browser decoded); writes the screenshot, and
+        ``<png stem>-figure.png`` around the first output image when there is one."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         s = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         try:
@@ -382,6 +421,15 @@ class Chromium:
                                                  "returnByValue": True}, session=s)
             shot = self.send("Page.captureScreenshot", {"format": "png"}, session=s)
             png.write_bytes(base64.b64decode(shot["data"]))
+            images = self.send("Runtime.evaluate", {"expression": FIGURES_JS, "returnByValue": True},
+                               session=s)["result"]["value"]
+            if images:
+                top = max(0, images[0]["top"] - 120)
+                shot = self.send("Page.captureScreenshot", {
+                    "format": "png", "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": top, "width": WINDOW[0], "height": 1000, "scale": 1}},
+                    session=s)
+                png.with_name(f"{png.stem}-figure.png").write_bytes(base64.b64decode(shot["data"]))
         finally:
             self.send("Target.closeTarget", {"targetId": target})
         errors = []
@@ -398,7 +446,7 @@ class Chromium:
                 elif method == "Log.entryAdded" and p["entry"]["level"] == "error":
                     errors.append(f"browser error: {p['entry'].get('text')} "
                                   f"{p['entry'].get('url', '')}")
-        return dom["result"]["value"], errors
+        return dom["result"]["value"], errors, images
 
     def close(self):
         with self._lock:
@@ -408,6 +456,29 @@ class Chromium:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def chapter_output_problems(name: str, dom: Page, images: list, html: Path) -> list[str]:
+    """What is wrong with a chapter page's outputs as rendered: no printed output, no figure, a
+    figure the browser could not decode, or a figure file too small to hold a plot."""
+    problems = []
+    printed = dom.classes["stream"] + dom.classes["text_plain"]
+    if printed < 1:
+        problems.append(f"{name}: no printed output (stream or text) in the page")
+    if not images:
+        problems.append(f"{name}: no figure in the page's cell outputs")
+    for img in images:
+        src = img["src"] or ""
+        if src.startswith("data:image/png"):
+            size = len(base64.b64decode(src.split(",", 1)[1]))
+        else:
+            f = html / src
+            size = f.stat().st_size if f.is_file() else 0
+        if img["width"] < 200 or img["height"] < 100:
+            problems.append(f"{name}: figure {src[:60]} decoded as {img['width']}x{img['height']}")
+        if size < MIN_FIGURE_BYTES:
+            problems.append(f"{name}: figure {src[:60]} has {size} bytes")
+    return problems
 
 
 def test_every_page_renders_in_chromium(book, capsys, tmp_path):
@@ -425,6 +496,7 @@ def test_every_page_renders_in_chromium(book, capsys, tmp_path):
             pages.append((stem, title))
     pages += [("milestones", first_h1((ROOT / "book" / "milestones.md")
                                       .read_text(encoding="utf-8")))]
+    chapters = {stem for _, stem in book["pages"]}
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for old in SCREENSHOTS.glob("*.png"):
         old.unlink()
@@ -440,9 +512,11 @@ def test_every_page_renders_in_chromium(book, capsys, tmp_path):
 
     problems = []
     for name, title in pages:
-        dom_text, page_errors = rendered[name]
+        dom_text, page_errors, images = rendered[name]
         problems += [f"{name}: {e}" for e in page_errors]
         dom = Page(dom_text)
+        if name in chapters:
+            problems += chapter_output_problems(name, dom, images, html)
         if norm(title) not in norm(dom.article_text):
             problems.append(f"{name}: title {title!r} not in the rendered article")
         bad = sorted(c for c in ERROR_CLASSES if dom.classes[c])
@@ -467,8 +541,17 @@ def test_every_page_renders_in_chromium(book, capsys, tmp_path):
             if im.size != WINDOW or colors is None or len(colors) < 50:
                 problems.append(f"{name}: screenshot {im.size} with "
                                 f"{len(colors) if colors else 'many'} colours looks blank")
+    for name in chapters:
+        shot = SCREENSHOTS / f"{name}-figure.png"
+        if not shot.is_file():
+            problems.append(f"{name}: no screenshot of its first figure")
+            continue
+        with Image.open(shot) as im:
+            colors = im.convert("RGB").getcolors(1 << 20)
+            if colors is not None and len(colors) < 50:
+                problems.append(f"{name}: the figure screenshot looks blank ({len(colors)} colours)")
     with capsys.disabled():
-        print(f"\nbook screenshots ({len(pages)} pages): {SCREENSHOTS}")
+        print(f"\nbook screenshots ({len(pages)} pages, {len(chapters)} figure close-ups): {SCREENSHOTS}")
     assert not problems, "\n".join(problems)
 
 
@@ -552,6 +635,48 @@ def test_instructor_version_milestones_table_and_allowed_warnings(mini):
     assert "No milestone has been run yet" not in ms
     img = re.search(r'<img[^>]+src="([^"]*1957_perceptron\.png)"', ms_html)
     assert img and (html / img.group(1)).is_file(), "the milestone's plot is not in the page"
+
+
+def test_student_chapter_shows_the_reference_run_and_the_run_is_cached(mini):
+    root, first, write = mini
+    write(code=f"def add(a, b):\n    {BEGIN}\n    {SOLUTION_LINE}\n    {END}\n\n"
+               "print('the reference says', add(2, 3))\n")
+    out = root / "out"
+    r = tito("--root", root, "book", "build", "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "executing 1 reference notebook(s)" in r.stdout, r.stdout
+    page = Page((out / "_build" / "html" / f"{first.folder}.html").read_text(encoding="utf-8"))
+    assert "the reference says 5" in page.article_text              # the solution's output...
+    assert 'raise NotImplementedError("Exercise' in page.article_text  # ...under the stubbed code
+    assert norm(SOLUTION_LINE) not in norm(page.body_text)
+    cached = list((root / "book" / "_build" / "executed").glob(f"{first.folder}-*.ipynb"))
+    assert len(cached) == 1
+    r = tito("--root", root, "book", "build", "--out", out)           # unchanged: from the cache
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "outputs of all 1 notebook(s) from the cache" in r.stdout, r.stdout
+    write(code=f"def add(a, b):\n    {BEGIN}\n    {SOLUTION_LINE}\n    {END}\n\n"
+               "print('the reference now says', add(20, 3))\n")
+    r = tito("--root", root, "book", "build", "--out", out)           # changed: run again
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "executing 1 reference notebook(s)" in r.stdout, r.stdout
+    page = Page((out / "_build" / "html" / f"{first.folder}.html").read_text(encoding="utf-8"))
+    assert "the reference now says 23" in page.article_text
+    assert [p.name for p in (root / "book" / "_build" / "executed").glob("*.ipynb")] != [cached[0].name]
+    r = tito("--root", root, "book", "build", "--no-execute", "--out", root / "bare")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "outputs: none (--no-execute)" in r.stdout
+    bare = Page((root / "bare" / "_build" / "html" / f"{first.folder}.html").read_text(encoding="utf-8"))
+    assert "the reference now says 23" not in bare.article_text
+
+
+def test_a_cell_that_raises_fails_the_build(mini):
+    root, first, write = mini
+    write(code=f"def add(a, b):\n    {BEGIN}\n    {SOLUTION_LINE}\n    {END}\n\nadd(1, 2) / 0\n")
+    r = tito("--root", root, "book", "build", "--out", root / "out")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{first.folder}.ipynb" in r.stderr and "cell 1 " in r.stderr, r.stderr
+    assert "ZeroDivisionError" in r.stderr, r.stderr
+    assert not (root / "out" / "_build" / "html").exists()
 
 
 def test_warnings_fail_the_build(mini):
