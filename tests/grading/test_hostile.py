@@ -275,7 +275,8 @@ def test_no_secret_reaches_any_gradebook_file(hostile):
 
 def test_no_process_of_the_run_is_left(hostile):
     assert hostile["daemons"] == []
-    assert not list(Path("/sys/fs/cgroup/pids").glob("tito-grade-*"))
+    cgroups = hostile["report"]["isolation"]["cgroups"]
+    assert set(cgroups) == {"pids", "memory"} and not any(Path(p).exists() for p in cgroups.values())
     assert all(m["modules"]["02_pair"]["leftover_processes"] == 0 for m in hostile["report"]["students"]
                if m["name"] in HONEST)
 
