@@ -39,7 +39,8 @@ __all__ = ['SCOPES', 'SCHEDULES', 'HEAD_IMPORTANCE', 'OPTIMIZERS', 'IGNORE_INDEX
            'make_optimizer', 'lm_triple', 'input_attention_mask', 'model_forward', 'training_batches', 'evaluate',
            'FineTuneHistory', 'fine_tune', 'csr_nbytes', 'model_bytes', 'write_json_atomic', 'compress_model',
            'CompressionAnalyzer', 'attention_layers', 'head_alive', 'pruned_heads', 'lm_batches', 'attention_entropy',
-           'head_gate_gradients', 'head_importance', 'prune_heads', 'growth_scores', 'select_growth', 'grow_heads']
+           'head_gate_gradients', 'head_importance', 'prune_heads', 'growth_scores', 'select_growth', 'grow_heads',
+           'head_state', 'restore_head_state']
 
 # %% ../../modules/17_compression/17_compression.ipynb #ea2047e9
 def _check_fraction(value, name: str, who: str) -> float:
@@ -1920,3 +1921,70 @@ def grow_heads(model: Module, n: int, strategy: str = "gradient_sensitivity", da
     for l, h in chosen:
         _revive_head(layers[l], h, init, rng, float(init_std))
     return chosen
+
+
+def head_state(model: Module) -> tuple:
+    """What a saved pruned model needs besides its state dict: (meta, arrays). meta (JSON-ready) lists per attention
+    layer the heads it was built with and those still present (a physical prune removes some); arrays hold the
+    kept weights (and masks) of every pruned head, which grow_heads(init="old") restarts from, keyed
+    "heads/<layer>/<head>/<weights|masks>/<slot>"."""
+    layers, meta, arrays = attention_layers(model), [], {}
+    for l, m in enumerate(layers):
+        kept = vars(m).get("pruned_head_weights", {})
+        meta.append({"num_heads": _layer_width(m), "present": [int(h) for h in _head_ids(m)],
+                     "kept": sorted(int(h) for h in kept)})
+        for h, saved in kept.items():
+            for kind in ("weights", "masks"):
+                for key, a in saved[kind].items():
+                    if a is not None:
+                        arrays[f"heads/{l}/{int(h)}/{kind}/{key}"] = np.asarray(a)
+    return meta, arrays
+
+
+def restore_head_state(model: Module, meta: list, arrays: dict, state: dict) -> None:
+    """Give a freshly built `model` the head structure `meta` describes (from head_state), load `state` (its state
+    dict: weights, pruning masks, head gates) and the kept weights of its pruned heads from `arrays`. Everything is
+    checked against the model before it changes."""
+    layers = attention_layers(model)
+    if not isinstance(meta, list) or len(meta) != len(layers):
+        raise ValueError(f"restore_head_state: the file describes {len(meta) if isinstance(meta, list) else meta!r} "
+                         f"attention layers, the model has {len(layers)}")
+    for l, (m, info) in enumerate(zip(layers, meta)):
+        present = info.get("present", [])
+        if info.get("num_heads") != m.num_heads or not present or not set(present) <= set(range(m.num_heads)):
+            raise ValueError(f"restore_head_state: layer {l} was built with {info.get('num_heads')!r} heads and "
+                             f"keeps {present!r}; the model's layer has {m.num_heads} heads")
+    for l, (m, info) in enumerate(zip(layers, meta)):
+        removed = [h for h in range(m.num_heads) if h not in info["present"]]
+        if removed:                                       # remove the same heads (their weights come from `state`)
+            mask_heads(m, removed)
+            _compact_heads(m)
+            if list(_head_ids(m)) != list(info["present"]):
+                raise ValueError(f"restore_head_state: layer {l} could not be given heads {info['present']}")
+        gate = state.get(f"{_module_path(model, m)}.head_mask")
+        off = [] if gate is None else np.flatnonzero(np.asarray(gate) == 0).tolist()
+        if off:
+            mask_heads(m, off)
+    remove_masks(model)                                   # exactly the masks the file holds come back below
+    load_pruned_state_dict(model, state)
+    for l, (m, info) in enumerate(zip(layers, meta)):
+        kept = {}
+        for h in info.get("kept", []):
+            prefix = f"heads/{l}/{h}/"
+            entry = {"weights": {}, "masks": {}}
+            for module, attr, _ in head_slices(m, 0):
+                key = _slice_key(m, module, attr)
+                if prefix + "weights/" + key not in arrays:
+                    raise ValueError(f"restore_head_state: the kept weights of head ({l}, {h}) lack {key!r}")
+                entry["weights"][key] = np.array(arrays[prefix + "weights/" + key])
+                mask = arrays.get(prefix + "masks/" + key)
+                entry["masks"][key] = None if mask is None else np.array(mask, dtype=bool)
+            kept[int(h)] = entry
+        m.pruned_head_weights = kept
+
+
+def _module_path(model: Module, target: Module) -> str:
+    for name, mod in model.named_modules():
+        if mod is target:
+            return name
+    raise ValueError("the layer is not part of the model")
