@@ -46,8 +46,8 @@ TINYGPT_PRESETS = {
     "tinygpt-2017-fast": dict(embed_dim=48, num_layers=2, num_heads=4, max_seq_len=32, batch=16, steps=80, lr=3e-3,
                               min_lr=3e-4, warmup=10, eval_every=20, eval_batches=4, final_windows=256,
                               file=None),
-    "tinygpt-4x4": dict(embed_dim=64, num_layers=4, num_heads=4, max_seq_len=64, batch=32, steps=600, lr=5e-3,
-                        min_lr=5e-4, warmup=30, eval_every=100, eval_batches=8, final_windows=None,
+    "tinygpt-4x4": dict(embed_dim=64, num_layers=4, num_heads=4, max_seq_len=64, batch=32, steps=1000, lr=5e-3,
+                        min_lr=5e-4, warmup=30, eval_every=200, eval_batches=8, final_windows=None,
                         file="tinygpt_4x4"),
     "tinygpt-test": dict(embed_dim=32, num_layers=2, num_heads=4, max_seq_len=32, batch=16, steps=60, lr=1e-2,
                          min_lr=1e-3, warmup=5, eval_every=30, eval_batches=2, final_windows=64,
@@ -400,14 +400,19 @@ def load_or_train_tinygpt(name: str, weights_dir=None, *, seed: int = 0, save: b
         stem = folder / (cfg["file"] if tag == "tinyshakespeare" else f"{cfg['file']}-{tag}")
     if stem is not None and stem.with_name(stem.name + ".npz").is_file():
         model, tok, extra = load_tinygpt(stem)
-        if _same_shape(model, cfg) and extra.get("steps") == (steps or cfg["steps"]):
+        stale = _same_shape(model, cfg) and extra.get("steps") != (steps or cfg["steps"])
+        if _same_shape(model, cfg) and not stale:
             log(f"  {name}: loaded {stem}.npz (held-out loss {extra.get('val_loss', float('nan')):.3f}, "
                 f"{extra.get('steps', '?')} steps)")
             return model, tok, {"preset": name, "source": "loaded", "path": str(stem) + ".npz",
                                 "val_loss": extra.get("val_loss"), "steps": extra.get("steps"), "dataset": dataset}
-        log(f"  {name}: {stem}.npz holds a model of another shape or training length ({model.config}, "
-            f"{extra.get('steps')} steps); training the preset instead (and not overwriting that file)")
-        save = False
+        if stale:                              # the preset's recipe changed: train it again and replace the file
+            log(f"  {name}: {stem}.npz was trained for {extra.get('steps')} steps, the preset for "
+                f"{steps or cfg['steps']}; training it again")
+        else:
+            log(f"  {name}: {stem}.npz holds a model of another shape ({model.config}); training the preset "
+                f"instead (and not overwriting that file)")
+            save = False
     memo_key = (name, seed, steps, tag)
     if memo_key in _TRAINED:               # training is deterministic: the same key gives the same weights
         model, tok, info = _TRAINED[memo_key]
