@@ -252,27 +252,12 @@ def _jsonable(x):
 
 MODEL_FORMAT = "tinytorch-gpt"
 MODEL_FORMAT_VERSION = 1
+_RESERVED = ("model_format", "config", "heads", "tokenizer")
 
 
 def _npz_path(path) -> Path:
     path = Path(path)
     return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
-
-
-def _write_npz_atomic(path: Path, arrays: dict) -> None:
-    "np.savez to a temporary file in the same folder, then os.replace: never a half-written file."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _tokenizer_json(tokenizer: Tokenizer) -> str:
@@ -292,64 +277,62 @@ def _tokenizer_from_json(text: str, where) -> Tokenizer:
 
 
 def save_model(path, model: GPT, tokenizer: Tokenizer | None = None, **extra) -> Path:
-    """Save a GPT — pruned or not — and its tokenizer in one `.npz` file (no pickle; written to a temporary file
-    renamed into place). It keeps the weights, every pruning mask, the head gates, which heads a physical prune
-    removed, and the kept weights of pruned heads (so grow_heads(init="old") works after load_model). `extra`:
-    JSON-ready values stored alongside (a loss, a step count, ...). Returns the path."""
+    """Save a GPT — pruned or not — and its tokenizer in one `.npz` checkpoint (module 07's save_checkpoint: no
+    pickle, written to a temporary file renamed into place). Besides the weights it keeps every pruning mask, the
+    head gates, which heads a physical prune removed, and the kept weights of pruned heads (so
+    grow_heads(init="old") works after load_model). `extra`: JSON-ready values stored alongside (a loss, a step
+    count, ...). Returns the path."""
     if not isinstance(model, GPT):
         raise TypeError(f"save_model: expected a GPT, got {type(model).__name__}")
+    clash = sorted(set(extra) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"save_model: {clash} are written by save_model itself; name your extras otherwise")
     path = _npz_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     heads, head_arrays = head_state(model)
-    meta = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "config": model.config, "heads": heads,
-            "extra": _jsonable(extra), "tokenizer": None if tokenizer is None else _tokenizer_json(tokenizer)}
-    arrays = {f"model/{k}": np.asarray(v.data if hasattr(v, "data") else v) for k, v in model.state_dict().items()}
-    arrays.update(head_arrays)
-    arrays["__meta__"] = np.array(json.dumps(meta))
-    _write_npz_atomic(path, arrays)
+    tok = None if tokenizer is None else _tokenizer_json(tokenizer)
+    save_checkpoint(path, model, model_format=[MODEL_FORMAT, MODEL_FORMAT_VERSION], config=model.config,
+                    heads=heads, tokenizer=tok, **_jsonable(extra), **head_arrays)
     return path
 
 
 def load_model(path) -> tuple:
     """(model, tokenizer or None, extra) from a file written by save_model — the model as it was saved: masks,
-    removed heads and the kept weights of pruned heads included. Also reads the older save_tinygpt files
-    (weights + `<stem>_vocab.json`)."""
+    removed heads and the kept weights of pruned heads included. Also reads checkpoints of an unpruned GPT
+    written by save_checkpoint with `config=model.config` (the tokenizer then from `<stem>_vocab.json`)."""
     path = _npz_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_model: {path} does not exist")
     with np.load(path, allow_pickle=False) as z:
-        if "__meta__" not in z.files:
-            return _load_legacy(path, z)
-        meta = json.loads(str(z["__meta__"]))
-        if meta.get("format") != MODEL_FORMAT or meta.get("version") != MODEL_FORMAT_VERSION:
-            raise ValueError(f"load_model: {path} is a {meta.get('format')!r} file of version {meta.get('version')!r}; "
-                             f"expected {MODEL_FORMAT!r} version {MODEL_FORMAT_VERSION}")
+        if "__tinytorch__/meta" not in z.files:
+            raise ValueError(f"load_model: {path} is not a tinytorch checkpoint (no '__tinytorch__/meta')")
+        extra = json.loads(str(z["__tinytorch__/meta"])).get("extra", {})
         state = {k[len("model/"):]: z[k] for k in z.files if k.startswith("model/")}
-        head_arrays = {k: z[k] for k in z.files if k.startswith("heads/")}
-    model = GPT(**meta["config"])
-    restore_head_state(model, meta["heads"], head_arrays, state)
-    tok = None if meta.get("tokenizer") is None else _tokenizer_from_json(meta["tokenizer"], path)
+        head_arrays = {k[len("extra/"):]: z[k] for k in z.files if k.startswith("extra/heads/")}
+    config = extra.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"load_model: {path} holds no model config (save it with save_model)")
+    if "model_format" not in extra:                                  # a plain checkpoint of an unpruned GPT
+        model = GPT(**config)
+        extra = load_checkpoint(path, model)
+        vocab = path.with_name(path.stem + "_vocab.json")
+        return model, (Tokenizer.load(vocab) if vocab.is_file() else None), extra
+    if extra["model_format"] != [MODEL_FORMAT, MODEL_FORMAT_VERSION]:
+        raise ValueError(f"load_model: {path} has the format {extra['model_format']!r}; expected "
+                         f"{[MODEL_FORMAT, MODEL_FORMAT_VERSION]!r}")
+    model = GPT(**config)
+    restore_head_state(model, extra["heads"], head_arrays, state)
+    tok = None if extra.get("tokenizer") is None else _tokenizer_from_json(extra["tokenizer"], path)
     if tok is not None and tok.vocab_size != model.vocab_size:
         raise ValueError(f"load_model: {path} holds a tokenizer of {tok.vocab_size} tokens for a model of "
                          f"{model.vocab_size}")
-    return model, tok, meta.get("extra", {})
-
-
-def _load_legacy(path: Path, z) -> tuple:
-    meta = json.loads(str(z["__tinytorch__/meta"])) if "__tinytorch__/meta" in z.files else {}
-    config = meta.get("extra", {}).get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"load_model: {path} holds no model config (it was not saved by save_model)")
-    model = GPT(**config)
-    extra = load_checkpoint(path, model)
-    vocab = path.with_name(path.stem + "_vocab.json")
-    tok = Tokenizer.load(vocab) if vocab.is_file() else None
-    return model, tok, extra
+    return model, tok, {k: v for k, v in extra.items() if k not in _RESERVED}
 
 
 def save_tinygpt(stem, model: GPT, tokenizer: Tokenizer, **extra) -> tuple:
     "save_model to `<stem>.npz`, and the tokenizer also as `<stem>_vocab.json`; returns both paths."
     stem = Path(stem)
-    weights = save_model(stem.with_name(stem.name + ".npz"), model, tokenizer, config=model.config, **extra)
+    weights = save_model(stem.with_name(stem.name + ".npz"), model, tokenizer, **extra)
     vocab = tokenizer.save(stem.with_name(stem.name + "_vocab.json"))
     return weights, Path(vocab)
 
@@ -897,9 +880,11 @@ def _run(config: ExperimentConfig, progress, log) -> tuple:
     for k in range(done + 1, config.max_cycles + 1):
         prune_name, pruned_name, tune_name, tuned_name = cycle_stages(config, k)
         tick(prune_name)
+        on_before = head_alive(model)
         importance = head_importance(model, config.strategy, scoring, seed=config.seed + k - 1)
         pruned = prune_heads(model, config.pruning_percent, config.strategy, importance=importance,
                              physical=config.physical)
+        importance = np.where(on_before, importance, np.nan)       # heads already off were not candidates
         tracker.log_pruning(pruned_name, "prune", config.strategy, pruned, head_alive(model), importance)
         tick(pruned_name)
         after_prune = measure(pruned_name)
@@ -941,7 +926,7 @@ def _run(config: ExperimentConfig, progress, log) -> tuple:
     if config.output_dir is not None:
         out = Path(config.output_dir)
         summary["files"]["model"] = str(save_model(out / "model.npz", model, tok, cycles=len(cycles),
-                                                   config=config.to_dict()))
+                                                   experiment=config.to_dict()))
         summary["files"]["progress"] = tracker.save_json(out / "progress.json")
         try:
             summary["files"].update(tracker.plot(out, "experiment"))
