@@ -1105,8 +1105,9 @@ def fine_tune(model: Module, data, epochs: int = 1, optimizer: Optimizer | None 
     The gradient norm is measured at every step (clip_grad clips it); a non-finite loss or gradient norm skips
     the step and multiplies the learning rate by `lr_backoff`, with a RuntimeWarning and a record in `.skipped`
     (an epoch in which every step is skipped raises FloatingPointError). Divergence: when the mean loss of the
-    last 5 steps exceeds `divergence_factor` times that of the first 5, a RuntimeWarning reports it, `.diverged`
-    records it and training stops (on_divergence="stop") or FloatingPointError is raised ("raise"). cosine=True anneals the rate to 0 over the
+    last 5 steps exceeds `divergence_factor` times that of the first 5 (or times 1, if that was below 1: noise on
+    a tiny loss is not divergence), a RuntimeWarning reports it, `.diverged` records it and training stops
+    (on_divergence="stop") or FloatingPointError is raised ("raise"). cosine=True anneals the rate to 0 over the
     epochs (module 07's CosineAnnealingLR); warmup_steps ramps it up linearly over the first steps (after growing
     heads back); max_steps stops early; on_step(step, loss, lr) is called after each step.
     Returns the epoch losses (a FineTuneHistory: a list with .steps, .skipped and .lr)."""
@@ -1179,10 +1180,11 @@ def fine_tune(model: Module, data, epochs: int = 1, optimizer: Optimizer | None 
                 on_step(step, value, base[0] * factor)
             if divergence_factor is not None and len(losses) >= 10:
                 start, recent = float(np.mean(losses[:5])), float(np.mean(losses[-5:]))
-                if recent > divergence_factor * start:
+                if recent > divergence_factor * max(start, 1.0):
                     history.diverged = {"epoch": epoch + 1, "step": step, "start_loss": start, "loss": recent}
                     message = (f"fine_tune: diverged at epoch {epoch + 1}, step {step}: the mean loss of the last 5 "
-                               f"steps is {recent:.4g}, more than {divergence_factor:g} x its start {start:.4g}; "
+                               f"steps is {recent:.4g}, more than {divergence_factor:g} x its start {start:.4g} "
+                               f"(or x 1 when the start is below 1); "
                                f"lower the learning rate (now {base[0]:.3g}) or clip the gradients")
                     if on_divergence == "raise":
                         raise FloatingPointError(message)
