@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import numbers
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -20,21 +18,21 @@ import numpy as np
 from .core.autograd import no_grad
 from .core.losses import CrossEntropyLoss
 from .core.optimizers import AdamW
-from .core.training import clip_grad_norm, load_checkpoint, save_checkpoint
-from .core.dataloader import load_tinyshakespeare
-from .core.tokenization import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, pad_sequences
+from .core.training import clip_grad_norm
+from .core.tokenization import Tokenizer, pad_sequences
 from .core.transformers import GPT
 from .optimization.memoization import cached_generate
 from .optimization.benchmarking import pinned_threads
 from .optimization.compression import (GROWTH_STRATEGIES, HEAD_STRATEGIES, evaluate, fine_tune, grow_heads,
-                                                head_alive, head_importance, head_state, prune_heads, pruned_heads,
-                                                restore_head_state, write_json_atomic)
+                                                head_alive, head_importance, prune_heads, pruned_heads,
+                                                write_json_atomic)
+from .experiment_io import (DATASETS, _jsonable, _npz_path, check_dataset, dataset_tag,  # noqa: F401
+                                     default_weights_dir, load_model, load_pretrained, load_text, save_model,
+                                     shakespeare_split, text_split)
 
 # %% auto #0
-__all__ = ['TINYGPT_PRESETS', 'DATASETS', 'MODEL_FORMAT', 'MODEL_FORMAT_VERSION', 'DEVICES', 'tinygpt_preset',
-           'default_weights_dir', 'check_dataset', 'load_text', 'dataset_tag', 'text_split', 'shakespeare_split',
-           'lr_at', 'random_windows', 'mean_loss', 'build_tinygpt', 'train_tinygpt', 'save_model', 'load_model',
-           'save_tinygpt', 'load_tinygpt', 'load_pretrained', 'load_or_train_tinygpt', 'ExperimentConfig',
+__all__ = ['TINYGPT_PRESETS', 'DEVICES', 'tinygpt_preset', 'lr_at', 'random_windows', 'mean_loss', 'build_tinygpt',
+           'train_tinygpt', 'save_tinygpt', 'load_tinygpt', 'load_or_train_tinygpt', 'ExperimentConfig',
            'generate_text', 'generate_batch', 'interactive_session', 'ProgressTracker', 'cycle_stages',
            'experiment_stages', 'run_experiment']
 
@@ -61,86 +59,6 @@ def tinygpt_preset(name: str) -> dict:
         raise ValueError(f"unknown TinyGPT preset {name!r}; known presets: {', '.join(map(repr, TINYGPT_PRESETS))} "
                          f"(models are trained by this course or loaded from its own saved weights, never downloaded)")
     return dict(TINYGPT_PRESETS[name], name=name)
-
-
-def default_weights_dir() -> Path:
-    """Where trained presets are kept: $TINYTORCH_WEIGHTS_DIR, else the user's cache folder
-    ($XDG_CACHE_HOME or ~/.cache, then tinytorch/weights). Never a folder of the course's checkout."""
-    env = os.environ.get("TINYTORCH_WEIGHTS_DIR")
-    if env:
-        return Path(env)
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "tinytorch" / "weights"
-
-
-DATASETS = ("tinyshakespeare",)       # by name; any other dataset is a path to a UTF-8 text file
-
-
-def check_dataset(dataset) -> str:
-    "`dataset` as given when it names a known data set or an existing file, else a clear error."
-    if isinstance(dataset, os.PathLike):
-        dataset = os.fspath(dataset)
-    if not isinstance(dataset, str) or not dataset:
-        raise ValueError(f"dataset must be {' or '.join(map(repr, DATASETS))} or the path of a UTF-8 text file, "
-                         f"got {dataset!r}")
-    if dataset in DATASETS:
-        return dataset
-    path = Path(dataset)
-    if not path.is_file():
-        raise ValueError(f"dataset {dataset!r} is neither a known data set ({', '.join(map(repr, DATASETS))}) nor "
-                         f"an existing file" + (" (it is a folder)" if path.is_dir() else ""))
-    return dataset
-
-
-def load_text(dataset: str = "tinyshakespeare") -> str:
-    "The text of `dataset`: 'tinyshakespeare' (shipped with the course) or a UTF-8 text file's content."
-    dataset = check_dataset(dataset)
-    if dataset == "tinyshakespeare":
-        return load_tinyshakespeare()
-    raw = Path(dataset).read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"dataset {dataset!r} is not UTF-8 text: byte {e.start} is {raw[e.start:e.start + 1]!r}") from None
-    if len(text) < 200:
-        raise ValueError(f"dataset {dataset!r} holds {len(text)} characters; an experiment needs at least 200")
-    return text
-
-
-def dataset_tag(dataset: str) -> str:
-    "A short name for `dataset` that changes when the file's content does (for caching and file names)."
-    dataset = check_dataset(dataset)
-    if dataset in DATASETS:
-        return dataset
-    digest = hashlib.sha256(Path(dataset).read_bytes()).hexdigest()[:12]
-    return f"{Path(dataset).stem}-{digest}"
-
-
-_SPLITS: dict = {}          # (data set, vocabulary, fraction) -> (train ids, held-out ids): encode once per process
-
-
-def text_split(dataset: str = "tinyshakespeare", tokenizer: Tokenizer | None = None,
-               train_fraction: float = 0.9) -> tuple:
-    """(tokenizer, train ids, held-out ids) of `dataset` (see load_text): the first `train_fraction` of the text
-    for training, the rest held out — the same split on every machine. Without a tokenizer, a CharTokenizer is
-    fitted on the training part."""
-    if isinstance(train_fraction, bool) or not isinstance(train_fraction, numbers.Real) or not 0 < train_fraction < 1:
-        raise ValueError(f"text_split: train_fraction must be in (0, 1), got {train_fraction!r}")
-    text = load_text(dataset)
-    split = int(train_fraction * len(text))
-    tok = CharTokenizer.from_text(text[:split]) if tokenizer is None else tokenizer
-    key = (dataset_tag(dataset), type(tok).__name__, tok.vocab_size, hash(tuple(sorted(tok.get_vocab().items()))),
-           float(train_fraction))
-    if key not in _SPLITS:
-        _SPLITS[key] = (np.array(tok.encode(text[:split]), dtype=np.int64),
-                        np.array(tok.encode(text[split:]), dtype=np.int64))
-    train, val = _SPLITS[key]
-    return tok, train.copy(), val.copy()
-
-
-def shakespeare_split(tokenizer: Tokenizer | None = None, train_fraction: float = 0.9) -> tuple:
-    "text_split of Tiny Shakespeare."
-    return text_split("tinyshakespeare", tokenizer, train_fraction)
 
 
 def lr_at(step: int, progress: float, cfg: dict) -> float:
@@ -235,100 +153,6 @@ def train_tinygpt(model: GPT, cfg: dict, train: np.ndarray, val: np.ndarray, *, 
     return {"history": history, "steps": step, "seconds": time.perf_counter() - t0}
 
 
-def _jsonable(x):
-    "x with numpy values as Python ones and non-finite floats as None."
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-MODEL_FORMAT = "tinytorch-gpt"
-MODEL_FORMAT_VERSION = 1
-_RESERVED = ("model_format", "config", "heads", "tokenizer")
-
-
-def _npz_path(path) -> Path:
-    path = Path(path)
-    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
-
-
-def _tokenizer_json(tokenizer: Tokenizer) -> str:
-    "The tokenizer's own save() format, as a string (to be stored inside the model file)."
-    with tempfile.TemporaryDirectory() as d:
-        return Path(tokenizer.save(Path(d) / "tokenizer.json")).read_text(encoding="utf-8")
-
-
-def _tokenizer_from_json(text: str, where) -> Tokenizer:
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / "tokenizer.json"
-        f.write_text(text, encoding="utf-8")
-        try:
-            return Tokenizer.load(f)
-        except ValueError as e:
-            raise ValueError(f"{where}: its tokenizer: {e}") from None
-
-
-def save_model(path, model: GPT, tokenizer: Tokenizer | None = None, **extra) -> Path:
-    """Save a GPT — pruned or not — and its tokenizer in one `.npz` checkpoint (module 07's save_checkpoint: no
-    pickle, written to a temporary file renamed into place). Besides the weights it keeps every pruning mask, the
-    head gates, which heads a physical prune removed, and the kept weights of pruned heads (so
-    grow_heads(init="old") works after load_model). `extra`: JSON-ready values stored alongside (a loss, a step
-    count, ...). Returns the path."""
-    if not isinstance(model, GPT):
-        raise TypeError(f"save_model: expected a GPT, got {type(model).__name__}")
-    clash = sorted(set(extra) & set(_RESERVED))
-    if clash:
-        raise ValueError(f"save_model: {clash} are written by save_model itself; name your extras otherwise")
-    path = _npz_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    heads, head_arrays = head_state(model)
-    tok = None if tokenizer is None else _tokenizer_json(tokenizer)
-    save_checkpoint(path, model, model_format=[MODEL_FORMAT, MODEL_FORMAT_VERSION], config=model.config,
-                    heads=heads, tokenizer=tok, **_jsonable(extra), **head_arrays)
-    return path
-
-
-def load_model(path) -> tuple:
-    """(model, tokenizer or None, extra) from a file written by save_model — the model as it was saved: masks,
-    removed heads and the kept weights of pruned heads included. Also reads checkpoints of an unpruned GPT
-    written by save_checkpoint with `config=model.config` (the tokenizer then from `<stem>_vocab.json`)."""
-    path = _npz_path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_model: {path} does not exist")
-    with np.load(path, allow_pickle=False) as z:
-        if "__tinytorch__/meta" not in z.files:
-            raise ValueError(f"load_model: {path} is not a tinytorch checkpoint (no '__tinytorch__/meta')")
-        extra = json.loads(str(z["__tinytorch__/meta"])).get("extra", {})
-        state = {k[len("model/"):]: z[k] for k in z.files if k.startswith("model/")}
-        head_arrays = {k[len("extra/"):]: z[k] for k in z.files if k.startswith("extra/heads/")}
-    config = extra.get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"load_model: {path} holds no model config (save it with save_model)")
-    if "model_format" not in extra:                                  # a plain checkpoint of an unpruned GPT
-        model = GPT(**config)
-        extra = load_checkpoint(path, model)
-        vocab = path.with_name(path.stem + "_vocab.json")
-        return model, (Tokenizer.load(vocab) if vocab.is_file() else None), extra
-    if extra["model_format"] != [MODEL_FORMAT, MODEL_FORMAT_VERSION]:
-        raise ValueError(f"load_model: {path} has the format {extra['model_format']!r}; expected "
-                         f"{[MODEL_FORMAT, MODEL_FORMAT_VERSION]!r}")
-    model = GPT(**config)
-    restore_head_state(model, extra["heads"], head_arrays, state)
-    tok = None if extra.get("tokenizer") is None else _tokenizer_from_json(extra["tokenizer"], path)
-    if tok is not None and tok.vocab_size != model.vocab_size:
-        raise ValueError(f"load_model: {path} holds a tokenizer of {tok.vocab_size} tokens for a model of "
-                         f"{model.vocab_size}")
-    return model, tok, {k: v for k, v in extra.items() if k not in _RESERVED}
-
-
 def save_tinygpt(stem, model: GPT, tokenizer: Tokenizer, **extra) -> tuple:
     "save_model to `<stem>.npz`, and the tokenizer also as `<stem>_vocab.json`; returns both paths."
     stem = Path(stem)
@@ -346,21 +170,6 @@ def load_tinygpt(stem) -> tuple:
     if tok is None:
         raise ValueError(f"load_tinygpt: {path} holds no tokenizer")
     return model, tok, extra
-
-
-def load_pretrained(path) -> tuple:
-    """(model, tokenizer, info) from `path`: a file written by save_model (with its tokenizer), or a local Hugging
-    Face GPT-2 checkpoint directory (config.json, model.safetensors, vocab.json, merges.txt; see
-    GPT.from_pretrained and ByteLevelBPETokenizer.from_pretrained). Nothing is downloaded."""
-    p = Path(path)
-    if p.is_dir():
-        model, tok = GPT.from_pretrained(p), ByteLevelBPETokenizer.from_pretrained(p)
-        tok.pad_token = tok.eos_token
-        return model, tok, {"source": "pretrained", "path": str(p)}
-    model, tok, extra = load_model(p)
-    if tok is None:
-        raise ValueError(f"load_pretrained: {p} holds no tokenizer; save it with save_model(path, model, tokenizer)")
-    return model, tok, {"source": "loaded", "path": str(_npz_path(p)), **{k: extra.get(k) for k in ("val_loss", "steps")}}
 
 
 def _same_shape(model: GPT, cfg: dict) -> bool:
