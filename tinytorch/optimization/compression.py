@@ -312,7 +312,10 @@ def _start_mask(shape: tuple, default_mask, dtype=np.float32) -> np.ndarray:
 
 def unstructured_mask(scores, amount, default_mask=None, who: str = "unstructured_mask") -> np.ndarray:
     """A 0/1 mask pruning the `amount` lowest-scoring entries among those `default_mask` keeps (all, if
-    None). Ties go by position (stable sort), so the count is exact and the result deterministic."""
+    None). Ties go by position (stable sort), so the count is exact and the result deterministic.
+    Given: `mask` (the starting mask, scores' shape), `flat` (a view of it), `alive` (flat positions still
+    kept) and `k` (how many of them to prune). Exercise: set flat to 0 at the k alive positions with the
+    lowest scores (np.argsort(..., kind="stable")) and return mask."""
     s = np.asarray(scores.data if isinstance(scores, Tensor) else scores)
     mask = _start_mask(s.shape, default_mask)
     flat = mask.reshape(-1)                                # a view: mask is contiguous
@@ -857,7 +860,11 @@ class KnowledgeDistillation:
         return Tensor(np.array(out.data, copy=True), dtype=out.data.dtype)
 
     def distillation_loss(self, student_logits, teacher_logits, labels=None) -> Tensor:
-        "The scalar loss above; it backpropagates into the student's logits (never the teacher's)."
+        """The scalar loss above; it backpropagates into the student's logits (never the teacher's).
+        Given: s (student logits, a Tensor (N, C)), t (teacher logits, an array (N, C)), T. Returns a scalar Tensor:
+        alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) averaged over the N rows (the teacher side as constants:
+        _log_softmax_np on arrays; the student side with log_softmax on Tensors), plus, when alpha < 1,
+        (1 - alpha) * cross-entropy of s against labels (CrossEntropyLoss)."""
         s = _flat_logits(student_logits, "distillation_loss (student)")
         t = _flat_logits(teacher_logits, "distillation_loss (teacher)").data
         if s.shape != t.shape:
