@@ -152,7 +152,7 @@ def main():
     tt_model, tt = make_tinytorch(cfg, ids, lr)
     desc = (f"TinyGPT {cfg['num_layers']} layers x {cfg['embed_dim']} wide, {cfg['num_heads']} heads, "
             f"vocab {cfg['vocab_size']}, batch {args.batch} x {args.seq_len} tokens "
-            f"({sum(p.size for p in tt_model.parameters()):,} parameters)")
+            f"({sum(p.numel() for p in tt_model.parameters()):,} parameters)")
 
     if args.profile:
         import cProfile

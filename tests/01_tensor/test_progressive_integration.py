@@ -157,7 +157,7 @@ class TestConstructionAndDtypes:
 
     def test_properties(self):
         t = Tensor(np.arange(24.0).reshape(2, 3, 4))
-        assert t.shape == (2, 3, 4) and t.ndim == 3 and t.size == 24 and len(t) == 2
+        assert t.shape == (2, 3, 4) and t.ndim == 3 and t.size() == (2, 3, 4) and t.numel() == 24 and len(t) == 2
         assert t.T.shape == (4, 3, 2)
         assert t.grad is None and not t.requires_grad and t.is_leaf
         assert Tensor([3.5]).item() == 3.5 and isinstance(Tensor([3.5]).item(), float)

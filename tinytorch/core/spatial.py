@@ -391,7 +391,7 @@ class BatchNorm2d(Module):
         ### BEGIN SOLUTION
         factor = 0.0
         if self.training:
-            if x.size // x.shape[1] < 2:
+            if x.numel() // x.shape[1] < 2:
                 raise ValueError(f"BatchNorm2d: expected more than 1 value per channel when training, got input "
                                  f"shape {x.shape}")
             self.num_batches_tracked.data += 1

@@ -11,8 +11,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['is_grad_enabled', 'set_grad_enabled', 'Function', 'GradcheckError', 'numerical_gradient', 'compare_gradients',
-           'check_backward', 'Tensor', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'PowScalar', 'Pow', 'MatMul', 'Sum', 'Mean',
-           'Max', 'Min', 'Reshape', 'Permute', 'GetItem', 'Exp', 'Log', 'Sqrt', 'Tanh', 'Abs']
+           'check_backward', 'TensorKit', 'Tensor', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'PowScalar', 'Pow', 'MatMul',
+           'Sum', 'Mean', 'Max', 'Min', 'Reshape', 'Permute', 'GetItem', 'Exp', 'Log', 'Sqrt', 'Tanh', 'Abs']
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #d86d1859
 class _GradMode(threading.local):
@@ -178,8 +178,200 @@ def _to_array(data, dtype=None) -> np.ndarray:
     return arr
     ### END SOLUTION
 
+# %% ../../modules/01_tensor/01_tensor.ipynb #7a0c1e02
+def _kit():
+    "Module 01's second notebook (`tinytorch.core.tensor_kit`), imported on first use: it subclasses this one's `Function`."
+    global _KIT
+    if _KIT is None:
+        from tinytorch.core import tensor_kit
+        _KIT = tensor_kit
+    return _KIT
+
+_KIT = None
+
+
+def _dim(d, ndim: int, who: str, extra: int = 0) -> int:
+    """`d` as a dimension index in range(ndim + extra) (negative counts from the end), as PyTorch checks it:
+    IndexError naming the dim and the rank otherwise. A 0-d tensor accepts 0 and -1."""
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+        raise TypeError(f"{who}: dim must be an int, got {d!r}")
+    n = max(ndim + extra, 1)
+    if not -n <= d < n:
+        raise IndexError(f"{who}: dim {d} is out of range for a tensor of {ndim} dimension(s) "
+                         f"(expected a dim in [{-n}, {n - 1}])")
+    return int(d) % n
+
+
+def _check_inplace(t, who: str):
+    "PyTorch's rules for an in-place op, checked before anything changes."
+    if _grad_mode.enabled and t._requires_grad:
+        if t._ctx is None:
+            raise RuntimeError(f"{who}: a leaf Variable that requires grad is being used in an in-place "
+                               f"operation (do the update inside `with no_grad():`, as optimizers do)")
+        raise RuntimeError(f"{who}: in-place operation on a tensor that is part of a computation graph; tinytorch "
+                           f"keeps no version counter to check it, so write the out-of-place form (x = x + y)")
+
+
+def _inplace(t, ufunc, other, who: str):
+    "t.data <- ufunc(t.data, other), in place: same array, same dtype, same shape."
+    _check_inplace(t, who)
+    try:
+        ufunc(t.data, other.data if isinstance(other, Tensor) else other, out=t.data, casting="same_kind")
+    except TypeError as e:   # numpy's UFuncTypeError, e.g. a float result into an integer tensor
+        raise RuntimeError(f"{who}: result type cannot be cast to this tensor's dtype {t.data.dtype} ({e})") from None
+    except ValueError as e:  # broadcasting would change the shape
+        raise RuntimeError(f"{who}: the other operand (shape {np.shape(_raw(other))}) does not broadcast to this "
+                           f"tensor's shape {t.data.shape}") from None
+    return t
+
+
+class TensorKit:
+    """PyTorch's Tensor methods beyond the chapter's core (given code, section 7): sizes, in-place ops,
+    casts, devices and the transformer kit. `Tensor` inherits them; the differentiable ones run
+    Functions of module 01's second notebook, `tinytorch.core.tensor_kit`."""
+    __slots__ = ()
+
+    # -- sizes -------------------------------------------------------------------------------------
+    def size(self, dim=None):
+        "The shape (a tuple), or the length of one dimension: PyTorch's `size()`, not NumPy's count."
+        if dim is None:
+            return self.data.shape
+        return self.data.shape[_dim(dim, self.data.ndim, "size")] if self.data.ndim else 1
+
+    def numel(self) -> int:
+        "How many elements (NumPy's `.size`)."
+        return self.data.size
+
+    def dim(self) -> int: return self.data.ndim
+    def element_size(self) -> int: return self.data.itemsize
+    def nelement(self) -> int: return self.data.size
+
+    # -- in place (PyTorch's semantics: the same array changes) -----------------------------------
+    def __iadd__(self, other): return _inplace(self, np.add, other, "+=")
+    def __isub__(self, other): return _inplace(self, np.subtract, other, "-=")
+    def __imul__(self, other): return _inplace(self, np.multiply, other, "*=")
+
+    def __itruediv__(self, other):
+        if self.data.dtype.kind != "f":
+            raise RuntimeError(f"/=: result type Float cannot be cast to this tensor's dtype {self.data.dtype}")
+        return _inplace(self, np.true_divide, other, "/=")
+
+    def add_(self, other, *, alpha=1):
+        return _inplace(self, np.add, other if alpha == 1 else _raw(other) * alpha, "add_")
+
+    def sub_(self, other, *, alpha=1):
+        return _inplace(self, np.subtract, other if alpha == 1 else _raw(other) * alpha, "sub_")
+
+    def mul_(self, other): return _inplace(self, np.multiply, other, "mul_")
+    def div_(self, other): return self.__itruediv__(other)
+
+    def zero_(self):
+        _check_inplace(self, "zero_")
+        self.data[...] = 0
+        return self
+
+    def fill_(self, value):
+        _check_inplace(self, "fill_")
+        self.data[...] = _raw(value)
+        return self
+
+    def copy_(self, src):
+        "Copy `src` (a Tensor, array or number that broadcasts to this shape) into this tensor's array."
+        _check_inplace(self, "copy_")
+        arr = np.asarray(_raw(src))
+        try:
+            np.copyto(self.data, arr, casting="unsafe")
+        except ValueError:
+            raise RuntimeError(f"copy_: the source of shape {arr.shape} does not broadcast to this tensor's "
+                               f"shape {self.data.shape}") from None
+        return self
+
+    def clamp_(self, min=None, max=None):
+        _check_inplace(self, "clamp_")
+        np.clip(self.data, min, max, out=self.data)
+        return self
+
+    def masked_fill_(self, mask, value):
+        _check_inplace(self, "masked_fill_")
+        self.data[np.broadcast_to(np.asarray(_raw(mask), dtype=bool), self.data.shape)] = _raw(value)
+        return self
+
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        _check_inplace(self, "normal_")
+        self.data[...] = _kit()._gen(generator).normal(mean, std, self.data.shape)
+        return self
+
+    def uniform_(self, a=0.0, b=1.0, *, generator=None):
+        _check_inplace(self, "uniform_")
+        self.data[...] = _kit()._gen(generator).uniform(a, b, self.data.shape)
+        return self
+
+    # -- casts and devices -------------------------------------------------------------------------
+    def to(self, *args, **kwargs): return _kit().tensor_to(self, *args, **kwargs)
+    def type(self, dtype=None): return str(self.data.dtype) if dtype is None else self.to(dtype)
+    def float(self): return self.to(np.float32)
+    def double(self): return self.to(np.float64)
+    def half(self): return self.to(np.float16)
+    def long(self): return self.to(np.int64)
+    def int(self): return self.to(np.int32)
+    def bool(self): return self.to(np.bool_)
+    def type_as(self, other): return self.to(other.data.dtype)
+    def cpu(self): return self
+    def cuda(self, *args, **kwargs): return self.to("cuda")
+    @property
+    def device(self): return _kit().device("cpu")
+    @property
+    def is_cuda(self) -> bool: return False
+    def tolist(self): return self.data.tolist()
+    def contiguous(self): return self
+    def is_contiguous(self) -> bool: return bool(self.data.flags.c_contiguous)
+    def clone(self): return _kit().Clone.apply(self)
+
+    # -- comparisons as methods (not differentiable) -----------------------------------------------
+    def eq(self, other): return self == other
+    def ne(self, other): return self != other
+    def lt(self, other): return self < other
+    def le(self, other): return self <= other
+    def gt(self, other): return self > other
+    def ge(self, other): return self >= other
+    def equal(self, other) -> bool:
+        return self.data.shape == np.shape(_raw(other)) and bool(np.all(self.data == _raw(other)))
+
+    # -- the transformer kit -----------------------------------------------------------------------
+    def view_as(self, other): return self.reshape(other.shape)
+    def expand(self, *sizes): return _kit().expand(self, *sizes)
+    def expand_as(self, other): return _kit().expand(self, *other.shape)
+    def repeat(self, *sizes): return _kit().repeat(self, *sizes)
+    def masked_fill(self, mask, value): return _kit().masked_fill(self, mask, value)
+    def split(self, split_size, dim=0): return _kit().split(self, split_size, dim)
+    def chunk(self, chunks, dim=0): return _kit().chunk(self, chunks, dim)
+    def unbind(self, dim=0): return _kit().unbind(self, dim)
+    def topk(self, k, dim=-1, largest=True, sorted=True): return _kit().topk(self, k, dim, largest, sorted)
+    def gather(self, dim, index): return _kit().gather(self, dim, index)
+    def multinomial(self, num_samples, replacement=False, *, generator=None):
+        return _kit().multinomial(self, num_samples, replacement, generator=generator)
+    def roll(self, shifts, dims=None): return _kit().roll(self, shifts, dims)
+    def tril(self, diagonal=0): return _kit().tril(self, diagonal)
+    def triu(self, diagonal=0): return _kit().triu(self, diagonal)
+    def sin(self): return _kit().sin(self)
+    def cos(self): return _kit().cos(self)
+    def clamp(self, min=None, max=None): return _kit().clamp(self, min, max)
+    clip = clamp
+    def pow(self, exponent): return self ** exponent
+    def square(self): return self * self
+    def add(self, other, *, alpha=1): return self + (other if alpha == 1 else other * alpha)
+    def sub(self, other, *, alpha=1): return self - (other if alpha == 1 else other * alpha)
+    def mul(self, other): return self * other
+    def div(self, other): return self / other
+    def neg(self): return -self
+    def new_zeros(self, *size, dtype=None): return _kit().zeros(*size, dtype=dtype or self.data.dtype)
+    def new_ones(self, *size, dtype=None): return _kit().ones(*size, dtype=dtype or self.data.dtype)
+    def new_full(self, size, fill_value, dtype=None):
+        return _kit().full(size, fill_value, dtype=dtype or self.data.dtype)
+    def new_tensor(self, data, dtype=None): return _kit().tensor(data, dtype=dtype or self.data.dtype)
+
 # %% ../../modules/01_tensor/01_tensor.ipynb #9b674061
-class Tensor:
+class Tensor(TensorKit):
     "An n-dimensional array with a dtype, an optional gradient, and the op that produced it."
     __slots__ = ("data", "_requires_grad", "grad", "_ctx", "__weakref__")
     __array_ufunc__ = None          # `ndarray + Tensor` defers to Tensor.__radd__
@@ -222,8 +414,6 @@ class Tensor:
     def dtype(self): return self.data.dtype
     @property
     def ndim(self) -> int: return self.data.ndim
-    @property
-    def size(self) -> int: return self.data.size
     @property
     def is_leaf(self) -> bool: return self._ctx is None
     @property
@@ -346,33 +536,36 @@ class Tensor:
 
     view = reshape
 
-    def flatten(self, start_dim: int = 0):
-        start = start_dim % max(self.ndim, 1)
-        return self.reshape(self.shape[:start] + (-1,))
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        s, e = _dim(start_dim, self.ndim, "flatten"), _dim(end_dim, self.ndim, "flatten")
+        if self.ndim == 0:
+            return self.reshape(1)
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
+        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
 
     def unsqueeze(self, dim: int):
-        d = dim if dim >= 0 else dim + self.ndim + 1
-        if not 0 <= d <= self.ndim:
-            raise IndexError(f"unsqueeze: dim {dim} is out of range for a tensor of {self.ndim} dimensions")
+        d = _dim(dim, self.ndim, "unsqueeze", extra=1)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
+        d = _dim(dim, self.ndim, "squeeze")
         if self.ndim == 0:
-            if dim not in (0, -1):
-                raise IndexError(f"squeeze: dim {dim} is out of range for a 0-d tensor")
             return self
-        d = dim % self.ndim
         if self.shape[d] != 1:
             return self
         return self.reshape(self.shape[:d] + self.shape[d + 1:])
 
     def permute(self, *dims):
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        if sorted(d % self.ndim if self.ndim else d for d in dims) != list(range(self.ndim)):
+        if len(dims) != self.ndim:
+            raise ValueError(f"permute: {dims} names {len(dims)} dims, but the tensor of shape {self.shape} has {self.ndim}")
+        dims = tuple(_dim(d, self.ndim, "permute") for d in dims)
+        if sorted(dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dimensions of shape {self.shape}")
-        return Permute.apply(self, dims=tuple(d % self.ndim for d in dims))
+        return Permute.apply(self, dims=dims)
 
     def transpose(self, dim0=None, dim1=None):
         "Swap two dimensions (PyTorch's meaning); with no arguments, reverse all of them (NumPy's)."
@@ -380,8 +573,11 @@ class Tensor:
             return Permute.apply(self, dims=tuple(reversed(range(self.ndim))))
         if dim0 is None or dim1 is None:
             raise TypeError("transpose: give both dimensions to swap, or none to reverse all")
+        d0, d1 = _dim(dim0, self.ndim, "transpose"), _dim(dim1, self.ndim, "transpose")
+        if self.ndim == 0:
+            return self
         dims = list(range(self.ndim))
-        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        dims[d0], dims[d1] = dims[d1], dims[d0]
         return Permute.apply(self, dims=tuple(dims))
 
     @property
