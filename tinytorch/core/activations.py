@@ -233,7 +233,13 @@ class Module(ModuleKit):
         """Copy arrays into the existing parameters and buffers, in place (their identity is kept, so
         shared weights stay shared and an optimizer keeps working). Values may be NumPy arrays, Tensors
         or anything `np.asarray` accepts (a CPU torch tensor). Missing or unexpected keys (strict) and
-        shape mismatches raise an error naming them."""
+        shape mismatches raise an error naming them. Everything is checked before anything changes."""
+        arrays, missing, unexpected = self._prepare_load(state, strict)
+        self._apply_load(arrays)
+        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def _prepare_load(self, state: dict, strict: bool = True) -> tuple:
+        "(arrays to copy in, missing keys, unexpected keys), or an error naming the key; changes nothing."
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -247,10 +253,13 @@ class Module(ModuleKit):
             if arr.shape != target.data.shape:
                 raise ValueError(f"load_state_dict: {name} has shape {target.data.shape} in the model "
                                  f"but {arr.shape} in the state dict")
-            arrays[name] = arr
-        for name, arr in arrays.items():
-            own[name].data[...] = arr.astype(own[name].data.dtype, copy=False)
-        return {"missing_keys": missing, "unexpected_keys": unexpected}
+            arrays[name] = (target, arr)
+        return arrays, missing, unexpected
+
+    @staticmethod
+    def _apply_load(arrays: dict) -> None:
+        for target, arr in arrays.values():
+            target.data[...] = arr.astype(target.data.dtype, copy=False)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -167,8 +167,8 @@ def dropout_multiplier(shape: tuple, p: float, rng, dtype) -> np.ndarray:
     ### END SOLUTION
 
 
-def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, is_causal: bool = False,
-                                 scale=None, return_weights: bool = False, rng=None):
+def scaled_dot_product_attention(q, k, v, mask=None, dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale=None, *, return_weights: bool = False, rng=None, attn_mask=None):
     """softmax(q kᵀ / √d + mask) v on (..., T, d) tensors.
 
     mask: boolean or 0/1 array (or Tensor) broadcastable to (..., T_q, T_k); True/1 = may attend. Masked
@@ -179,6 +179,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, 
     Returns the output (..., T_q, d_v), or (output, weights) with return_weights=True, where weights is a
     Tensor (..., T_q, T_k) of the attention probabilities before dropout (for inspection: no gradient
     flows through it)."""
+    mask = attn_mask if mask is None else mask          # PyTorch's keyword name, same meaning (True = may attend)
     q, k, v = (t if isinstance(t, Tensor) else Tensor(t) for t in (q, k, v))
     shape = _check_qkv(q.data, k.data, v.data)
     dt = np.result_type(q.dtype, k.dtype)

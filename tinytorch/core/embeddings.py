@@ -12,7 +12,7 @@ from .tensor import Tensor
 from .layers import Module, Parameter
 
 # %% auto #0
-__all__ = ['EmbeddingFunction', 'token_ids', 'Embedding', 'PositionalEncoding', 'sinusoidal_table',
+__all__ = ['EmbeddingFunction', 'token_ids', 'Embedding', 'embedding', 'PositionalEncoding', 'sinusoidal_table',
            'SinusoidalPositionalEncoding']
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #c81216b0
@@ -98,6 +98,14 @@ class Embedding(Module):
     def extra_repr(self):
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
         return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+
+# %% ../../modules/11_embeddings/11_embeddings.ipynb #b1e0d302
+def embedding(input, weight, padding_idx=None) -> Tensor:
+    "torch.nn.functional.embedding: rows of `weight` (num_embeddings, dim) at the ids `input`."
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
+    ids = token_ids(input, weight.shape[0], "embedding")
+    return EmbeddingFunction.apply(weight, ids=ids, padding_idx=padding_idx)
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #8d03d303
 def _check_positions(x, max_seq_len: int, embed_dim: int, start_pos, who: str):

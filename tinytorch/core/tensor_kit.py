@@ -20,10 +20,10 @@ __all__ = ['float32', 'float64', 'float16', 'double', 'half', 'int8', 'int16', '
            'empty_like', 'randn_like', 'rand_like', 'full_like', 'inference_mode', 'Cat', 'Stack', 'cat', 'stack',
            'split', 'chunk', 'unbind', 'Expand', 'expand', 'repeat', 'Gather', 'gather', 'topk', 'sort', 'argsort',
            'max_', 'min_', 'Sin', 'Cos', 'Clamp', 'Where', 'Maximum', 'Tril', 'Roll', 'sin', 'cos', 'clamp', 'where',
-           'masked_fill', 'maximum', 'minimum', 'tril', 'triu', 'roll', 'multinomial', 'exp', 'log', 'sqrt', 'tanh',
-           'abs_', 'sum_', 'mean', 'argmax', 'argmin', 'matmul', 'reshape', 'flatten', 'transpose', 'permute',
-           'squeeze', 'unsqueeze', 'pow_', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'equal', 'clone', 'allclose', 'isnan',
-           'isfinite']
+           'masked_fill', 'maximum', 'minimum', 'tril', 'triu', 'roll', 'multinomial', 'Pad', 'pad', 'exp', 'log',
+           'sqrt', 'tanh', 'abs_', 'sum_', 'mean', 'argmax', 'argmin', 'matmul', 'reshape', 'flatten', 'transpose',
+           'permute', 'squeeze', 'unsqueeze', 'pow_', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'equal', 'clone', 'allclose',
+           'isnan', 'isfinite']
 
 # %% ../../modules/01_tensor/01_tensor_kit.ipynb #b9237c60
 float32, float64, float16 = np.float32, np.float64, np.float16      # torch.float, .int, .bool: see the faces
@@ -728,6 +728,33 @@ def multinomial(probs: Tensor, num_samples: int, replacement: bool = False, *, g
     out = np.stack([rng.choice(rows.shape[1], size=num_samples, replace=replacement, p=r / s)
                     for r, s in zip(rows, sums)])
     return Tensor._from_op(out.reshape(p.shape[:-1] + (num_samples,)).astype(np.int64), None)
+
+# %% ../../modules/01_tensor/01_tensor_kit.ipynb #0d674880
+class Pad(Function):
+    @staticmethod
+    def forward(ctx, a, widths, value=0.0):
+        ctx.slices = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, a.shape))
+        return np.pad(a, widths, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[ctx.slices]
+
+
+def pad(input, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
+    "torch.nn.functional.pad, constant mode: `pad` lists (before, after) pairs from the last dim backwards."
+    t = _t(input)
+    if mode != "constant":
+        raise NotImplementedError(f"pad: only mode='constant' is supported in tinytorch, got {mode!r}")
+    if len(pad) % 2 or len(pad) // 2 > t.ndim:
+        raise ValueError(f"pad: the padding {tuple(pad)} must be pairs for at most {t.ndim} dims")
+    widths = [(0, 0)] * t.ndim
+    for i in range(len(pad) // 2):
+        lo, hi = int(pad[2 * i]), int(pad[2 * i + 1])
+        if lo < 0 or hi < 0:
+            raise NotImplementedError(f"pad: negative padding {tuple(pad)} is not supported in tinytorch")
+        widths[t.ndim - 1 - i] = (lo, hi)
+    return Pad.apply(t, widths=tuple(widths), value=value)
 
 # %% ../../modules/01_tensor/01_tensor_kit.ipynb #af0ce3a7
 def exp(t): return _t(t).exp()

@@ -122,6 +122,10 @@ class LRScheduler:
         return {k: np.array(v) for k, v in vars(self).items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        vars(self).update(self._prepare_load(state_dict))
+
+    def _prepare_load(self, state_dict: dict) -> dict:
+        "The new attribute values from a state dict, or an error naming the key; changes nothing."
         name = type(self).__name__
         own = {k: v for k, v in vars(self).items() if k != "optimizer"}
         unexpected = sorted(set(state_dict) - set(own))
@@ -148,7 +152,7 @@ class LRScheduler:
                 new[key] = float(arr)
             else:
                 new[key] = arr.item() if arr.ndim == 0 else arr.copy()
-        vars(self).update(new)
+        return new
 
     def __repr__(self):
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={self._last_lr})"
@@ -420,6 +424,8 @@ def load_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, 
         if arr.shape != own[key].shape:
             raise ValueError(f"load_checkpoint: {key} has shape {own[key].shape} in the model but "
                              f"{arr.shape} in {path}")
+    model_new = model._prepare_load(state)[0]               # every check first: nothing changes on failure
+    opt_new = sched_new = None
     sched_state = _section(arrays, "scheduler/")
     if scheduler is not None and set(sched_state) != set(scheduler.state_dict()):
         raise ValueError(f"load_checkpoint: the scheduler state in {path} (keys {sorted(sched_state)}) does not "
@@ -431,10 +437,14 @@ def load_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, 
         if meta.get("optimizer") not in (None, type(optimizer).__name__):
             raise ValueError(f"load_checkpoint: {path} holds the state of a {meta['optimizer']}, not of a "
                              f"{type(optimizer).__name__}")
-        optimizer.load_state_dict(opt_state)               # validates everything before changing anything
+        opt_new = optimizer._prepare_load(opt_state)
     if scheduler is not None:
-        scheduler.load_state_dict(sched_state)
-    model.load_state_dict(state)                            # in place: arrays keep their identity
+        sched_new = scheduler._prepare_load(sched_state)
+    if optimizer is not None:                               # all checked: now change things
+        optimizer._apply_load(*opt_new)
+    if scheduler is not None:
+        vars(scheduler).update(sched_new)
+    model._apply_load(model_new)                            # in place: arrays keep their identity
     out = dict(meta.get("extra", {}))
     out.update(_section(arrays, "extra/"))
     return out
