@@ -219,14 +219,15 @@ class Module(ModuleKit):
         """Name -> a tensor sharing the storage of every parameter and persistent buffer (shared ones under
         each name), as PyTorch's: `sd[k].copy_(w)` writes into the model; `np.asarray(sd[k])` reads it."""
         out = OrderedDict() if destination is None else destination
-        for name, p in self.named_parameters(remove_duplicate=False):
-            out[prefix + name] = p if keep_vars else p.detach()
-        for mod_name, mod in self.named_modules(remove_duplicate=False):
+        for mod_name, mod in self.named_modules(remove_duplicate=False):    # PyTorch's order: module by module,
+            pre = prefix + (f"{mod_name}." if mod_name else "")            # its parameters, then its buffers
+            for name, p in mod._own_parameters():
+                out[pre + name] = p if keep_vars else p.detach()
             skip = getattr(mod, "_non_persistent", ())
             for name in getattr(mod, "_buffer_names", ()):
                 if name not in skip:
                     b = getattr(mod, name)
-                    out[prefix + (f"{mod_name}.{name}" if mod_name else name)] = b if keep_vars else b.detach()
+                    out[pre + name] = b if keep_vars else b.detach()
         return out
 
     def load_state_dict(self, state: dict, strict: bool = True):

@@ -243,6 +243,18 @@ class TensorKit:
         return self.data.size
 
     def dim(self) -> int: return self.data.ndim
+
+    def __index__(self):
+        "An integer tensor of one element used as an index or slice bound (`data[i:i + n]`)."
+        if self.data.size != 1 or self.data.dtype.kind not in "iu":
+            raise TypeError(f"only integer tensors of a single element can be converted to an index; this one "
+                            f"has shape {self.data.shape} and dtype {self.data.dtype}")
+        return int(self.data.item())
+
+    def __format__(self, spec: str) -> str:
+        if self.data.ndim == 0:                     # f"{loss:.4f}" works on a 0-d tensor, as in PyTorch
+            return format(self.data.item(), spec)
+        return format(repr(self), spec)
     def element_size(self) -> int: return self.data.itemsize
     def nelement(self) -> int: return self.data.size
 
