@@ -724,6 +724,9 @@ def multinomial(probs: Tensor, num_samples: int, replacement: bool = False, *, g
         raise RuntimeError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
     if not replacement and num_samples > rows.shape[1]:
         raise RuntimeError(f"multinomial: cannot sample {num_samples} > {rows.shape[1]} samples without replacement")
+    if not replacement and (rows > 0).sum(axis=1).min() < num_samples:
+        raise RuntimeError(f"multinomial: invalid distribution: {num_samples} samples without replacement need at "
+                           f"least {num_samples} non-zero probabilities in every row")
     rng = _gen(generator)
     out = np.stack([rng.choice(rows.shape[1], size=num_samples, replace=replacement, p=r / s)
                     for r, s in zip(rows, sums)])
