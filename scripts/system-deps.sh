@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# System packages the course needs beyond Python: `bash scripts/system-deps.sh`
+# System packages the repository's tests need beyond Python: `bash scripts/system-deps.sh`
+# (the one place that installs Debian packages; a student copy needs none of them)
 #
-#   chromium           headless browser: tests/book opens the built course book and screenshots it
+#   chromium           headless browser: tests/book screenshots the built course book,
+#                      tests/jupyter screenshots JupyterLab
 #   libjs-mathjax      MathJax served from disk, so the book renders mathematics offline
 #   fonts-dejavu-core  a font for chromium to draw text with
 #   bubblewrap         bwrap: the sandbox `tito grade` runs students' code in (namespaces, allow-list fs)
 #
 # A fast no-op when everything is there. When something is missing: as root on Debian/Ubuntu it
 # installs it with apt-get (noninteractive, no recommended extras); otherwise it prints exactly
-# what to install and exits 1. Called by .ci/run and by scripts/test.sh before pytest.
+# what to install and exits 1. `--check` only checks: it names what is missing and exits 1,
+# installing nothing (scripts/test.sh runs that). .ci/run runs this script before scripts/test.sh.
 set -euo pipefail
 
 # what must exist  ->  the Debian package that provides it
@@ -34,6 +37,11 @@ missing="$(missing_packages)"
 missing="${missing% }"
 if [[ -z "$missing" ]]; then
     exit 0
+fi
+if [[ "${1:-}" == "--check" ]]; then
+    echo "system-deps.sh: missing system packages: $missing" >&2
+    echo "install them with:  bash scripts/system-deps.sh   (as root: it runs apt-get install)" >&2
+    exit 1
 fi
 
 if [[ "$(id -u)" -ne 0 ]]; then

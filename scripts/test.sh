@@ -7,7 +7,10 @@
 #              are exactly what the notebooks export to. Commit first, or set
 #              SYNC_ALLOW_DIRTY=1 to only require that export/clean change nothing.
 #   notebooks  every notebook top to bottom: nbdev_test --path modules --n_workers 2
-#   pytest     python -m pytest (all tests; "no tests collected" is a failure)
+#   pytest     python -m pytest (all tests; "no tests collected" is a failure). The system packages
+#              the tests need (chromium...) are only checked: scripts/system-deps.sh installs them.
+#              tests/jupyter and tests/release also build the student environment
+#              (.venv-student, requirements-student.lock) the first time.
 #
 # All phases run even when one fails; exits non-zero when any failed. Prints each phase's time.
 set -euo pipefail
@@ -123,7 +126,10 @@ EOF
 
 phase_pytest() {
     local rc=0
-    bash "$ROOT/scripts/system-deps.sh"   # chromium + libjs-mathjax for tests/book (no-op when present)
+    # chromium + libjs-mathjax for tests/book and tests/jupyter: checked, never installed here
+    bash "$ROOT/scripts/system-deps.sh" --check || {
+        echo "the system packages above are missing: run \`bash scripts/system-deps.sh\` first" >&2
+        return 1; }
     python -m pytest || rc=$?
     if [[ $rc -eq 5 ]]; then
         echo "pytest collected no tests (exit 5): the test suite is empty or not found" >&2

@@ -6,7 +6,9 @@ Everything else is generated at build time into ``<out>/_build/src``::
     _toc.yml               one chapter per manifest module whose notebook exists, in manifest order;
                            the other notebooks of a module that has several are sections of its
                            chapter (``sections:`` under the main notebook)
-    NN_name*.ipynb         the module notebooks, student version by default (solutions stubbed)
+    NN_name*.ipynb         the module notebooks, student version by default (solutions stubbed),
+                           with the outputs and figures of the reference notebooks' run
+                           (tito/book_execute.py: executed at build time, cached)
     intro.md               book/intro.md with the chapter table filled in
     milestones.md          book/milestones.md with milestones/results/*.json as a table
     _extra/_static/mathjax MathJax 2 copied from Debian's libjs-mathjax (the book loads no CDN)
@@ -44,11 +46,15 @@ def _is_hidden(cell) -> bool:
                for ln in _cell_source(cell).splitlines())
 
 
-def book_notebook(nb: dict, where: str, module_label: str, with_solutions: bool = False) -> dict:
-    """The chapter copy of a notebook: outputs cleared, ``#| hide`` code cells dropped and,
-    unless ``with_solutions``, the solution blocks stubbed exactly as ``tito release`` does for
-    students (:func:`tito.release.strip_notebook`: ``raise NotImplementedError("Exercise: ...")``
-    in code, *Your answer here.* in markdown)."""
+def book_notebook(nb: dict, where: str, module_label: str, with_solutions: bool = False,
+                  executed: dict | None = None) -> dict:
+    """The chapter copy of a notebook: ``#| hide`` code cells dropped and, unless
+    ``with_solutions``, the solution blocks stubbed exactly as ``tito release`` does for students
+    (:func:`tito.release.strip_notebook`: ``raise NotImplementedError("Exercise: ...")`` in code,
+    *Your answer here.* in markdown). Each code cell's outputs are those of the same cell in
+    ``executed`` (the run of the reference notebook ``nb``), or none without it: the student
+    reads the stubbed code next to what the finished code prints and draws."""
+    from .book_execute import merge_outputs
     from .release import strip_notebook
 
     if with_solutions:
@@ -59,6 +65,8 @@ def book_notebook(nb: dict, where: str, module_label: str, with_solutions: bool 
                 cell["execution_count"] = None
     else:
         nb = strip_notebook(nb, where, module_label, clear_outputs=True).notebook
+    if executed is not None:
+        nb = merge_outputs(nb, executed, where)
     nb["cells"] = [c for c in nb.get("cells", [])
                    if not (c.get("cell_type") == "code" and _is_hidden(c))]
     return nb
@@ -312,9 +320,11 @@ class StagedBook:
 
 
 def stage_book(manifest, src: Path, with_solutions: bool = False,
-               book_dir: Path | None = None, results_dir: Path | None = None) -> StagedBook:
+               book_dir: Path | None = None, results_dir: Path | None = None,
+               executed: dict | None = None) -> StagedBook:
     """Write the complete Jupyter Book source tree for ``manifest`` into ``src`` (emptied
-    first)."""
+    first). ``executed``: ``{stem: executed reference notebook}`` whose outputs the chapters show
+    (:func:`tito.book_execute.execute_notebooks`); a notebook not in it has no outputs."""
     import yaml
 
     root = manifest.root
@@ -345,7 +355,7 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
                 staged.notes.append(f"{m.folder}: the main notebook {nb_path.name} is not written "
                                     f"yet, so {', '.join(extra)} is left out too")
             continue
-        chapter = _stage_notebook(nb_path, root, m, src, with_solutions)
+        chapter = _stage_notebook(nb_path, root, m, src, with_solutions, executed)
         heading = first_heading(chapter)
         if heading is None:
             staged.notes.append(f"{m.folder}: the notebook has no '# ' title heading")
@@ -357,7 +367,7 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
             if not path.is_file():
                 staged.missing_sections.setdefault(m.folder, []).append(path.stem)
                 continue
-            section = _stage_notebook(path, root, m, src, with_solutions)
+            section = _stage_notebook(path, root, m, src, with_solutions, executed)
             if first_heading(section) is None:
                 staged.notes.append(f"{path.stem}: the notebook has no '# ' title heading")
             staged.sections.setdefault(m.folder, []).append(path.stem)
@@ -423,14 +433,28 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
     return staged
 
 
-def _stage_notebook(nb_path: Path, root: Path, m, src: Path, with_solutions: bool) -> dict:
+def book_sources(manifest) -> list[tuple[str, Path]]:
+    """``(stem, path)`` of every notebook the book shows: each module's notebooks that exist, as
+    long as its main notebook does (what :func:`stage_book` stages)."""
+    return [(p.stem, p) for m in manifest if m.notebook.is_file()
+            for p in m.notebooks if p.is_file()]
+
+
+def _stage_notebook(nb_path: Path, root: Path, m, src: Path, with_solutions: bool,
+                    executed: dict | None = None) -> dict:
     """Write the book's copy of one notebook of module ``m`` as ``src/<stem>.ipynb``."""
     try:
         nb = json.loads(nb_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise TitoError(f"{nb_path}: not a readable notebook: {e}") from None
     rel = nb_path.relative_to(root) if nb_path.is_relative_to(root) else nb_path
-    page = book_notebook(nb, str(rel), f"module {m.nn}", with_solutions=with_solutions)
+    ran = None
+    if executed is not None:
+        ran = executed.get(nb_path.stem)
+        if ran is None:
+            raise TitoError(f"{rel}: no executed copy of the notebook to take the outputs from")
+    page = book_notebook(nb, str(rel), f"module {m.nn}", with_solutions=with_solutions,
+                         executed=ran)
     if not with_solutions:
         from .release import is_begin, is_end
         leaked = [ln for c in page.get("cells", []) for ln in _cell_source(c).splitlines()
@@ -491,6 +515,7 @@ class BookBuild:
     seconds: float
     warnings: list = field(default_factory=list)
     log: Path | None = None
+    execute_seconds: float | None = None      # running (or reading from the cache) the notebooks
 
 
 def default_out(root: Path, with_solutions: bool) -> Path:
@@ -500,10 +525,13 @@ def default_out(root: Path, with_solutions: bool) -> Path:
 
 
 def build_book(manifest, out: Path | None = None, with_solutions: bool = False,
-               allow_warnings: bool = False, echo=print) -> BookBuild:
-    """Stage the book into ``<out>/_build/src`` and build ``<out>/_build/html`` with
-    jupyter-book. Raises :class:`TitoError` when the build fails, reports errors, or (unless
-    ``allow_warnings``) warnings, or when a page would load a script from the network."""
+               allow_warnings: bool = False, echo=print, execute: bool = True,
+               cache_dir: Path | None = None) -> BookBuild:
+    """Run the reference notebooks (``execute``; cached in ``cache_dir``, default
+    book/_build/executed), stage the book with their outputs into ``<out>/_build/src`` and build
+    ``<out>/_build/html`` with jupyter-book. Raises :class:`TitoError` when a notebook fails to
+    run, the build fails, reports errors, or (unless ``allow_warnings``) warnings, or when a page
+    would load a script from the network."""
     root = manifest.root
     out = Path(out).resolve() if out else default_out(root, with_solutions).resolve()
     build = out / "_build"
@@ -513,7 +541,12 @@ def build_book(manifest, out: Path | None = None, with_solutions: bool = False,
         if (build / d).exists():
             shutil.rmtree(build / d)
     build.mkdir(parents=True, exist_ok=True)
-    staged = stage_book(manifest, build / "src", with_solutions=with_solutions)
+    executed, t_exec = None, time.monotonic()
+    if execute:
+        from .book_execute import execute_notebooks
+        executed = execute_notebooks(root, book_sources(manifest), cache_dir=cache_dir, echo=echo)
+    t_exec = time.monotonic() - t_exec
+    staged = stage_book(manifest, build / "src", with_solutions=with_solutions, executed=executed)
     version = "instructor version, WITH SOLUTIONS" if with_solutions else "student version"
     echo(f"book: {len(staged.chapters)} chapter(s) ({version}): "
          + (", ".join(m.folder + (f" (+ sections {', '.join(staged.sections[m.folder])})"
@@ -522,6 +555,8 @@ def build_book(manifest, out: Path | None = None, with_solutions: bool = False,
     if staged.missing:
         echo(f"  not written yet (left out): {', '.join(m.folder for m in staged.missing)}")
     echo(f"  milestones: {len(staged.milestones)} result file(s)")
+    echo(f"  outputs: from the reference notebooks (run or cached in {t_exec:.1f} s)" if execute
+         else "  outputs: none (--no-execute)")
     for note in staged.notes:
         echo(f"  note: {note}")
 
@@ -571,5 +606,6 @@ def build_book(manifest, out: Path | None = None, with_solutions: bool = False,
     for w in warnings:
         echo(f"  warning: {w}")
     return BookBuild(out=out, html_dir=html_dir, index_html=index, staged=staged,
-                     seconds=time.monotonic() - t0, warnings=warnings, log=log)
+                     seconds=time.monotonic() - t0, warnings=warnings, log=log,
+                     execute_seconds=t_exec if execute else None)
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from .errors import TitoError
 from .grading_book import junit_xml, summary_table, write_gradebook  # noqa: F401 - re-exported
 from .grading_submissions import find_students, load_notebook, scan
+from .grading_session import ModuleOutcome, Session
 from .sandbox import Box, Limits, choose_jail, clean_env, make_workspace, remove_cgroup_parents
 
 SCORING_RULE = (
@@ -239,6 +240,8 @@ class _StudentRun:
     exported: bool = False
     running: int = 0
     done: bool = False
+    job: object = None                      # the export job while it runs
+    session: object = None                  # the judge session while modules run
 
 
 class Grader:
@@ -365,54 +368,12 @@ class Grader:
             os.close(w)
         job.deadline = time.monotonic() + max(120.0, self.timeout)
 
-    def _spawn_module(self, job: _Job) -> None:
-        sd, m = job.run.folder, job.module
-        shared = sd / "tmp" / m.folder
-        shared.mkdir(mode=0o755)
-        private = self.ws / "_judge" / f"s{job.run.index:03d}-{m.folder}"
-        private.mkdir(parents=True, mode=0o700)
-        j2r_r, j2r_w = os.pipe()
-        r2j_r, r2j_w = os.pipe()
-        rep_w = self._pipe_reader(job)
-        tag = f"s{job.run.index:03d}-{m.folder}"
-        runner = Box(self.jail, tag + "-runner", self.limits)
-        judge = Box(self.jail, tag + "-judge", Limits(memory_mb=max(1536, self.memory_mb),
-                                                      pids=16, cpu_s=self.limits.cpu_s))
-        job.boxes += [runner, judge]
-        try:
-            with self._log(job, m.folder + "-runner") as log:
-                job.procs.append(runner.spawn(
-                    [sys.executable, "-P", "-s", "-m", "tito.grading_runner", str(j2r_r), str(r2j_w)],
-                    env=clean_env(shared, [self.tools, sd], {
-                        "TINYTORCH_UNDER_TEST": str(sd / "tinytorch"),
-                        **({"TINYTORCH_DATASETS": str(self.datasets)} if self.datasets else {})}),
-                    cwd=shared, ro=[self.tools, sd / "tinytorch", *([self.datasets] if self.datasets else [])],
-                    rw=[shared],
-                    pass_fds=[j2r_r, r2j_w], stdout=log))
-            ck = self.ws / "_checkpoints" / m.checkpoint.name
-            with self._log(job, m.folder + "-judge") as log:
-                job.procs.append(judge.spawn(
-                    [sys.executable, "-P", "-s", "-m", "tito.grading_judge", str(r2j_r),
-                     str(j2r_w), str(rep_w), str(ck), str(shared / "pytest")],
-                    env=clean_env(private, [self.tools], {"TITO_JUDGE_PRIVATE": str(private)}),
-                    cwd=private, ro=[self.tools, self.ws / "_checkpoints"], rw=[shared, private],
-                    pass_fds=[r2j_r, j2r_w, rep_w], stdout=log))
-        finally:
-            for fd in (j2r_r, j2r_w, r2j_r, r2j_w, rep_w):
-                os.close(fd)
-        job.deadline = time.monotonic() + self.timeout
-
     def _start(self, job: _Job) -> None:
         job.started = time.monotonic()
         job.run.running += 1
         try:
-            if job.kind == "export":
-                self._spawn_export(job)
-            else:
-                self._spawn_module(job)
+            self._spawn_export(job)
         except Exception as e:                       # noqa: BLE001 - recorded for the student
-            job.procs = [p for p in job.procs if p is not None]
-            job.report = bytearray()
             job.kill_reason = f"could not start the sandbox: {type(e).__name__}: {e}"
             for b in job.boxes:
                 b.kill()
@@ -438,28 +399,27 @@ class Grader:
 
     def _finish(self, job: _Job, timed_out: bool) -> None:
         for b in job.boxes:
-            b.kill() if timed_out else None
-        left = 0
+            if timed_out:
+                b.kill()
         for b in job.boxes:
-            left = max(left, b.teardown())
+            b.teardown()
         self._drain(job)
         if job.report_fd is not None:
             os.close(job.report_fd)
             job.report_fd = None
-        run = job.run
-        run.running -= 1
+        job.run.running -= 1
         dt = time.monotonic() - job.started
         tail = "\n".join(f"== {p.name} ==\n{_tail(p)}" for p in job.logs)[-MAX_LOG:]
-        why_not_started = getattr(job, "kill_reason", None)
-        if job.kind == "export":
-            self._finish_export(job, timed_out, dt, tail, why_not_started)
-            return
-        mg = run.grade.modules[job.module.folder]
-        mg.duration_s, mg.log_tail, mg.leftover_processes = dt, tail, left
-        if left:
-            run.grade.notes.append(f"{job.module.folder}: {left} process(es) still alive after "
-                                   "the run were killed")
-        self._score(mg, job, timed_out, why_not_started)
+        self._finish_export(job, timed_out, dt, tail, getattr(job, "kill_reason", None))
+
+    def _finish_module(self, run: _StudentRun, out: ModuleOutcome) -> None:
+        mg = run.grade.modules[out.module.folder]
+        mg.duration_s, mg.leftover_processes = out.duration_s, out.leftover
+        mg.log_tail = "\n".join(f"== {p.name} ==\n{_tail(p)}" for p in out.logs)[-MAX_LOG:]
+        if out.leftover:
+            run.grade.notes.append(f"{out.module.folder}: {out.leftover} process(es) still alive "
+                                   "after the run were killed")
+        self._score(mg, out)
         mg.message += mg.stand_in_note()
 
     def _finish_export(self, job, timed_out, dt, tail, why_not_started) -> None:
@@ -488,24 +448,24 @@ class Grader:
                 mg.status, mg.message = "export error", f"exporting the notebooks failed: {error}"
             run.todo = []
 
-    def _score(self, mg: ModuleGrade, job: _Job, timed_out: bool, why_not_started) -> None:
-        m = job.module
-        exported = job.run.grade.export.get("notebooks", {})
+    def _score(self, mg: ModuleGrade, out: ModuleOutcome) -> None:
+        m = out.module
+        exported = getattr(out, "export_notebooks", None) or {}
         errs = [(stem, (exported.get(f"{m.folder}/{stem}.ipynb") or {}).get("error"))
                 for stem in m.stems]
         note = "; ".join(f"{stem}.ipynb: {e}" for stem, e in errs if e)
         note = f" (export: {note})" if note else ""
-        if why_not_started:
-            mg.status, mg.message = "crashed", why_not_started
-            return
-        if timed_out:
+        if out.timed_out:
             mg.status = "timeout"
             mg.message = f"timed out after {self.timeout:g} s: every process of the run was killed"
             return
-        if job.oversized:
+        if out.why:
+            mg.status, mg.message = "crashed", out.why
+            return
+        if out.report is not None and len(out.report) > MAX_REPORT:
             mg.status, mg.message = "crashed", "the judge's report was larger than the limit"
             return
-        rep, why = parse_report(bytes(job.report))
+        rep, why = parse_report(out.report)
         if rep is None:
             mg.status, mg.message = "crashed", f"the judge wrote no valid report ({why})"
             return
@@ -562,13 +522,48 @@ class Grader:
             else:
                 shutil.rmtree(self.ws, ignore_errors=True)
 
-    def _next_job(self, active: list[_StudentRun]) -> _Job | None:
-        for r in active:
-            if not r.exported and r.running == 0 and not r.done:
-                return _Job(r, "export")
-            if r.exported and r.todo:
-                return _Job(r, "module", r.todo.pop(0))
-        return None
+    def _step(self, r: _StudentRun, bar) -> None:
+        """Advance one active student: its export, then its modules one at a time."""
+        if r.job is None and not r.exported:
+            r.job = _Job(r, "export")
+            self._start(r.job)
+            return
+        if r.job is not None:
+            self._drain(r.job)
+            timed_out = False
+            if r.job.alive():
+                if time.monotonic() < r.job.deadline:
+                    return
+                timed_out = True
+            job, r.job = r.job, None
+            self._finish(job, timed_out)
+            bar.update(1 + len(self.modules) - len(r.todo) - sum(
+                1 for m in r.grade.modules.values() if m.status in ("missing notebook", "invalid notebook")))
+            return
+        if r.session is None and r.todo:
+            r.session = Session(self, r.index, r.folder)
+        if r.session is not None and r.session.current is None:
+            if r.todo:
+                module = r.todo.pop(0)
+                try:
+                    r.session.start(module)
+                except Exception as e:               # noqa: BLE001 - recorded for the student
+                    mg = r.grade.modules[module.folder]
+                    mg.status, mg.message = "crashed", f"could not start the sandbox: {type(e).__name__}: {e}"
+                    r.session.close()
+                    r.session = None
+                    bar.update(1)
+                return
+            r.session.close()
+            r.session = None
+        if r.session is not None:
+            out = r.session.poll()
+            if out is not None:
+                out.export_notebooks = r.grade.export.get("notebooks", {})
+                self._finish_module(r, out)
+                bar.update(1)
+            return
+        r.done = True
 
     def _loop(self, students: list[Path]) -> list[_StudentRun]:
         from tqdm import tqdm
@@ -576,54 +571,41 @@ class Grader:
         bar = tqdm(total=len(students) * (1 + len(self.modules)), desc="grading", unit="run",
                    disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
         pending = list(enumerate(students, 1))
-        runs, active, running = [], [], []
+        runs, active = [], []
         try:
-            while pending or running or any(not r.done for r in active):
-                while len(running) < self.jobs:
-                    job = self._next_job(active)
-                    if job is None:
-                        if not pending:
-                            break
-                        i, src = pending.pop(0)
-                        r = self._prepare_safely(i, src)
-                        runs.append(r)
-                        active.append(r)
-                        bar.update(len(self.modules) - len(r.todo))
-                        if not r.todo:
-                            r.exported = True
-                            bar.update(1)
-                        continue
-                    self._start(job)
-                    running.append(job)
-                for job in list(running):
-                    self._drain(job)
-                    timed_out = False
-                    if job.alive():
-                        if time.monotonic() < job.deadline:
-                            continue
-                        timed_out = True
-                    running.remove(job)
-                    try:
-                        self._finish(job, timed_out)
-                    except Exception:                # noqa: BLE001 - recorded, never fatal
-                        self._record_failure(job.run, traceback.format_exc())
-                    bar.update(1)
-                    if job.kind == "export":
-                        bar.update(len(self.modules) - len(job.run.todo) -
-                                   sum(1 for m in job.run.grade.modules.values()
-                                       if m.status in ("missing notebook", "invalid notebook")))
-                for r in active:
-                    if not r.done and r.exported and not r.todo and r.running == 0:
+            while pending or active:
+                while pending and len(active) < self.jobs:
+                    i, src = pending.pop(0)
+                    r = self._prepare_safely(i, src)
+                    runs.append(r)
+                    bar.update(len(self.modules) - len(r.todo))
+                    if not r.todo:
+                        r.exported = True
                         r.done = True
-                        shutil.rmtree(r.folder, ignore_errors=True)
+                        bar.update(1)
+                    else:
+                        active.append(r)
+                for r in active:
+                    try:
+                        self._step(r, bar)
+                    except Exception:                # noqa: BLE001 - recorded, never fatal
+                        self._record_failure(r, traceback.format_exc())
+                        if r.session is not None:
+                            r.session.close()
+                            r.session = None
+                        r.done = True
+                for r in [r for r in active if r.done]:
+                    shutil.rmtree(r.folder, ignore_errors=True)
                 active = [r for r in active if not r.done]
-                if running:
-                    time.sleep(0.02)
+                time.sleep(0.01)
         finally:
-            for job in running:
-                for b in job.boxes:
-                    b.kill()
-                    b.teardown()
+            for r in active:
+                if r.job is not None:
+                    for b in r.job.boxes:
+                        b.kill()
+                        b.teardown()
+                if r.session is not None:
+                    r.session.close()
             bar.close()
         return runs
 

@@ -49,6 +49,9 @@ OPS.update({
     "deepcopy": copy.deepcopy})
 
 
+_MISSING = object()
+
+
 class Callback:
     """A callable of the judge: calling it asks the judge to call it."""
     __slots__ = ("_id", "_runner")
@@ -140,6 +143,7 @@ class Runner:
     def __init__(self, fd_in: int, fd_out: int):
         self.fd_in, self.fd_out = fd_in, fd_out
         self.codec = RunnerCodec(self)
+        self.originals: dict = {}
 
     # -- frames -------------------------------------------------------------------------------
     def send(self, header: dict, blobs: list) -> None:
@@ -150,6 +154,7 @@ class Runner:
         header, blobs = read_frame(self.fd_in)
         self.codec.drop(header.get("drop") or [])
         self.codec.apply_sync(header.get("sync") or [], blobs)
+        self.apply_patches(header.get("patch") or [], blobs)
         err = header.get("np_err")
         if isinstance(err, dict):
             try:
@@ -181,6 +186,28 @@ class Runner:
             msg = f"<{cls.__name__} whose str() failed>"
         self.send({"op": "raise", "cls": self.codec.encode(cls, blobs), "args": args,
                    "msg": msg}, blobs)
+
+    def apply_patches(self, patches, blobs) -> None:
+        """The judge's monkeypatch of a library module, repeated here (or undone)."""
+        if not isinstance(patches, list):
+            raise ProtocolError("bad patch list")
+        for entry in patches:
+            if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, str) for x in entry[:2])):
+                raise ProtocolError("bad patch")
+            modname, attr, tree = entry
+            mod = importlib.import_module(modname)
+            key = (modname, attr)
+            if isinstance(tree, dict) and tree.get("$orig") == 1:
+                if key in self.originals:
+                    orig = self.originals.pop(key)
+                    if orig is _MISSING:
+                        if hasattr(mod, attr):
+                            delattr(mod, attr)
+                    else:
+                        setattr(mod, attr, orig)
+                continue
+            self.originals.setdefault(key, getattr(mod, attr, _MISSING))
+            setattr(mod, attr, self.codec.decode(tree, blobs))
 
     # -- serving ------------------------------------------------------------------------------
     def serve(self, until_return: bool = False):

@@ -209,11 +209,51 @@ class Codec:
         mid = self.by_obj.get(id(a))
         if mid is not None and self._get(mid) is a:
             return {"$a": mid}
+        root = a
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        view = None
+        if root is not a and type(root) is np.ndarray and root.flags.c_contiguous \
+                and plain_dtype(root.dtype) and root.nbytes <= MAX_BLOBS // 2:
+            # a view of another array: sent as (its base, offset, strides), so that the other
+            # side's copy shares memory with its base as here (np.shares_memory, edits)
+            off = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+            view = {"base": self._encode_array(root, blobs), "o": off, "s": list(a.shape),
+                    "st": list(a.strides), "dt": a.dtype.str}
         self.counter += 1
         mid = f"{self.prefix}{self.counter}"
         self._register(mid, a)
+        if view is not None:
+            return {"$a": mid, "view": view}
         blobs.append(array_blob(a))
         return {"$a": mid, "b": len(blobs) - 1}
+
+    def _decode_view(self, mid: str, v) -> np.ndarray:
+        if not isinstance(v, dict):
+            raise ProtocolError("bad view")
+        base = self._decode_array(v.get("base"), self._blobs)
+        dt = np.dtype(str(v.get("dt")))
+        shape, strides, off = v.get("s"), v.get("st"), v.get("o")
+        if not (plain_dtype(dt) and isinstance(shape, list) and isinstance(strides, list)
+                and len(shape) == len(strides) <= 32 and isinstance(off, int)
+                and all(isinstance(x, int) and x >= 0 for x in shape)
+                and all(isinstance(x, int) for x in strides) and base.flags.c_contiguous):
+            raise ProtocolError("bad view")
+        lo = hi = off
+        for n, st in zip(shape, strides):
+            if n == 0:
+                lo, hi = off, off - dt.itemsize
+                break
+            lo += min(0, (n - 1) * st)
+            hi += max(0, (n - 1) * st)
+        if lo < 0 or hi + dt.itemsize > base.nbytes:
+            raise ProtocolError("view outside its base")
+        a = np.ndarray(tuple(shape), dt, buffer=base, offset=off, strides=tuple(strides))
+        if self.weak:                 # the view must keep its base (the mirrored array) alive
+            import weakref
+            weakref.finalize(a, _keep, base)
+        self._register(mid, a)
+        return a
 
     def _encode_rng(self, g: np.random.Generator) -> dict:
         mid = self.by_obj.get(id(g))
@@ -281,6 +321,11 @@ class Codec:
             if a.shape == new.shape and a.dtype == new.dtype and a.flags.writeable:
                 a[...] = new
             self.snap[e[0]] = new
+        if entries:                  # views of what changed changed too: not ours to send back
+            for mid in list(self.mirrors):
+                a = self._get(mid)
+                if isinstance(a, np.ndarray) and not _same(a, self.snap.get(mid, a[:0])):
+                    self.snap[mid] = a.copy()
 
     # -- values -------------------------------------------------------------------------------
     def encode(self, v, blobs: list, depth: int = 0):
@@ -395,6 +440,14 @@ class Codec:
         mid = tree["$a"]
         if not isinstance(mid, str):
             raise ProtocolError("bad array id")
+        if "view" in tree:
+            if mid.startswith(self.prefix):
+                raise ProtocolError("the other side sent an array under one of our ids")
+            old = self._get(mid)
+            if old is not None:
+                return old
+            self._blobs = blobs
+            return self._decode_view(mid, tree["view"])
         if "b" in tree:
             a = blob_array(blobs[tree["b"]])
             if not mid or mid.startswith(self.prefix):
@@ -423,6 +476,10 @@ class Codec:
         for mid in out:
             self.dying.pop(mid, None)
         return out
+
+
+def _keep(*objects) -> None:
+    """A finalizer that holds ``objects`` until the array it is attached to goes away."""
 
 
 RNGS = ("PCG64", "PCG64DXSM", "SFC64", "Philox")

@@ -3,7 +3,7 @@
 No Jupyter kernel (no nbclient, no execnb): the child process ``exec``s each code cell in one
 namespace, as a kernel would, with the package under test first on the path (``python -P -s``,
 ``PYTHONPATH`` = the package's parent). IPython magics, if a cell has any, are translated with
-IPython's own input transformer. The child prints one JSON line describing where it stopped::
+IPython's own input transformer (``%matplotlib`` is a no-op: figures are not shown here). The child prints one JSON line describing where it stopped::
 
     {"status": "finished" | "stub" | "error", "cells_run": N, "cell": index, "cell_id": ...,
      "ename": ..., "evalue": ..., "exercise": "module 03, Linear.forward" | null,
@@ -52,6 +52,10 @@ def run_notebook(nb_path: Path, lib_path: Path, timeout: float = 600) -> dict:
 def _transform(src: str) -> str:
     if not any(ln.lstrip().startswith(("%", "!")) for ln in src.splitlines()):
         return src
+    # `%matplotlib inline` needs a kernel's display machinery: here figures are never shown
+    # (MPLBACKEND=Agg), so the magic becomes a no-op with the same line numbers
+    src = "\n".join(ln[:len(ln) - len(ln.lstrip())] + "pass  # " + ln.lstrip()
+                     if ln.lstrip().startswith("%matplotlib") else ln for ln in src.split("\n"))
     from IPython.core.inputtransformer2 import TransformerManager
     return TransformerManager().transform_cell(src)
 

@@ -210,7 +210,7 @@ class Box:
     def command(self, cmd: list[str], ro: list[Path], rw: list[Path], cwd: Path) -> list[str]:
         if self.jail.kind != "bwrap":
             return list(cmd)
-        args = [self.jail.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+        args = [self.jail.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1",
                 "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
                 "--hostname", "tito-sandbox", *_system_binds(),
                 "--proc", "/proc", "--dev", "/dev",

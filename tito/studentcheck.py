@@ -5,12 +5,14 @@ It runs what a student copy can run, with no git and no PyTorch:
 1. every notebook's code compiles and its fresh export imports (a typo is named by notebook,
    cell and line), and the package is compared with the notebooks (``stale``: export again);
 2. every package module imports;
-3. each module's checkpoint and progressive tests (the ones ``tito module complete NN`` runs)
-   in one pytest process against the package.
+3. each module's tests and checkpoint (what ``tito module complete NN`` runs, minus tests that
+   need the repository's oracle when this environment lacks it) in one pytest process against
+   the package.
 
 A test that fails because an exercise stub raised ``NotImplementedError("Exercise: implement
-this (...)")`` is *to do*, not broken: an untouched release reports every exercise still to do
-and exits 0. Exit 1 when anything else is wrong: a notebook that does not compile or export, a
+this (...)")`` is *to do*, not broken; so is any failure of a test of a module that, or one
+of whose prerequisites, still has a stub in the package (it cannot be judged before those
+exercises are written). An untouched release reports every exercise still to do and exits 0. Exit 1 when anything else is wrong: a notebook that does not compile or export, a
 package module that does not import, a test failing on its own assertion (a wrong answer), a
 test file that cannot be loaded, a timeout.
 """
@@ -34,10 +36,35 @@ def exercises_left(nb_paths) -> list[str]:
     return found
 
 
-def module_test_files(mod) -> list[Path]:
-    """The module's checkpoint and progressive tests, those that exist."""
-    return [p for p in (mod.checkpoint, mod.tests_dir / "test_progressive_integration.py")
-            if p.is_file()]
+def unfinished_modules(manifest, lib: Path, lib_name: str) -> set[int]:
+    """Numbers of the modules whose exported files still hold an exercise stub."""
+    out = set()
+    for m in manifest:
+        for f in m.export_files(lib, lib_name):
+            if f.is_file() and STUB_PREFIX in f.read_text(encoding="utf-8"):
+                out.add(m.number)
+    return out
+
+
+def builds_on(manifest, number: int) -> set[int]:
+    """The module and every module it builds on (its manifest prerequisites, transitively)."""
+    seen, todo = set(), [number]
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        try:
+            todo.extend(manifest.get(n).prerequisites)
+        except Exception:          # noqa: BLE001 - a number not in the manifest: itself only
+            pass
+    return seen
+
+
+def module_of_test(nodeid: str) -> int | None:
+    """``tests/NN_name/...`` or ``tests/checkpoints/checkpoint_NN_name.py`` -> NN."""
+    m = re.match(r"tests/(?:checkpoints/checkpoint_)?(\d{2})_", nodeid or "")
+    return int(m.group(1)) if m else None
 
 
 def split_runnable(paths):
@@ -84,21 +111,24 @@ def run_check(ctx, mods, timeout: float = 1800) -> int:
     for name, err in (check_imports(lib, present) if present else {}).items():
         broken.append(f"package module {name} does not import: {err}")
     # 3. the tests
-    files = [p for m in mods for p in module_test_files(m)]
+    from .testing import module_test_paths
+    skipped: dict = {}
+    files = [p for m in mods for p in module_test_paths(m, skipped)]   # what module complete runs
     env_ck = root / "tests" / "checkpoints" / "checkpoint_00_environment.py"
     if env_ck.is_file():
         files.insert(0, env_ck)
-    files, skipped = split_runnable(files)
     for p, lacking in skipped.items():
         notes.append(f"not run here: {rel(p)} needs {', '.join(lacking)} (the repository's "
                      "test oracle, not part of the student environment)")
     todo: dict[str, int] = {}
+    blocked: dict[int, int] = {}          # module -> non-stub failures while it is unfinished
     per_file: dict[str, list[int]] = {}
+    unfinished = unfinished_modules(ctx.manifest, lib, settings.lib_name)
     if files:
         print("running: " + ", ".join(rel(p) for p in files), flush=True)
         run = run_pytest(files, lib, cwd=root, timeout=timeout,
                          extra_args=["-q", "--no-header", "-rN", "--tb=native", "-p",
-                                     "no:cacheprovider"])
+                                     "no:cacheprovider", "--continue-on-collection-errors"])
         if run.timed_out:
             broken.append(f"the tests did not finish within {timeout:g} s")
         if run.foreign:
@@ -106,6 +136,9 @@ def run_check(ctx, mods, timeout: float = 1800) -> int:
                           + ", ".join(run.foreign))
         if not run.has_results and not run.timed_out:
             broken.append(f"pytest did not run (exit {run.exit_code}): "
+                          + "\n".join(run.output.strip().splitlines()[-10:]))
+        elif not run.tests and not run.timed_out:
+            broken.append(f"no test ran (pytest exit {run.exit_code}): "
                           + "\n".join(run.output.strip().splitlines()[-10:]))
         for t in run.tests + [{**e, "outcome": "error", "name": e.get("nodeid") or "collection"}
                               for e in run.collect_errors]:
@@ -116,9 +149,16 @@ def run_check(ctx, mods, timeout: float = 1800) -> int:
                 counts[0] += 1
                 continue
             where = parse_stub_message(t.get("message") or "")
+            nn = module_of_test(t.get("nodeid") or "")
             if where:
                 todo[where] = todo.get(where, 0) + 1
-            elif t["outcome"] != "skipped":
+            elif t["outcome"] == "skipped":
+                continue
+            elif nn is not None and builds_on(ctx.manifest, nn) & unfinished:
+                # a test of a module that (or whose prerequisites) still has exercises to do
+                # cannot be judged yet: it waits, like the ones that reach a stub
+                blocked[nn] = blocked.get(nn, 0) + 1
+            else:
                 msg = " / ".join(short_message(t.get("message") or "", 2)) or t["outcome"]
                 broken.append(f"{t.get('nodeid') or t['name']}: {msg}")
     # report
@@ -138,7 +178,10 @@ def run_check(ctx, mods, timeout: float = 1800) -> int:
                                              else "")
             print(f"  {mod}: {shown}")
         waiting = sum(todo.values())
-        print(f"  ({waiting} test(s) wait for them: they reach an exercise not written yet)")
+        print(f"  ({waiting} test(s) wait for them: they reach an exercise not written yet"
+              + (f"; {sum(blocked.values())} more fail in modules "
+                 f"{', '.join(f'{n:02d}' for n in sorted(blocked))}, which build on modules "
+                 "with exercises still to do" if blocked else "") + ")")
     else:
         print("no exercise left to do in the notebooks")
     for n in notes:

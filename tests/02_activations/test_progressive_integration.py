@@ -221,3 +221,61 @@ class TestActivationsInTheStack:
         with np.errstate(**TRAP):
             g = _local_grad(Sigmoid()(x), np.ones(3, dtype=np.float32))
         assert g.tolist() == [0.0, 0.25, 0.0]
+
+
+# ================================================================================================
+# The Module base (given in this module, three of its walks and load/train/zero_grad written here)
+# ================================================================================================
+class _Net(Module):
+    def __init__(self):
+        super().__init__()
+        from tinytorch.core.activations import Parameter
+        self.w = Parameter(np.ones((2, 3)))
+        self.act = GELU()
+        self.heads = [Softmax(), Sigmoid()]
+        self.heads[1].b = Parameter(np.zeros(3))
+        self.act.shared = self.w                   # the same Parameter reached twice
+
+
+class TestModuleBase:
+    def test_discovery_in_assignment_order_shared_once(self):
+        net = _Net()
+        assert [n for n, _ in net.named_modules()] == ["", "act", "heads.0", "heads.1"]
+        assert [n for n, _ in net.named_parameters()] == ["w", "heads.1.b"]
+        assert [n for n, _ in net.named_parameters(remove_duplicate=False)] == ["w", "act.shared", "heads.1.b"]
+        twice = _Net()
+        twice.again = twice.act                    # a module reached twice: listed once
+        assert [n for n, _ in twice.named_modules()] == ["", "act", "heads.0", "heads.1"]
+        assert len(list(twice.named_modules(remove_duplicate=False))) == 5
+
+    def test_state_dict_copies_every_name_and_load_is_in_place_and_checked_first(self):
+        net = _Net()
+        sd = net.state_dict()
+        assert list(sd) == ["w", "act.shared", "heads.1.b"]
+        assert sd["w"] is not net.w.data and np.array_equal(sd["w"], net.w.data)
+        w = net.w
+        net.load_state_dict({"w": np.full((2, 3), 2.0), "act.shared": np.full((2, 3), 2.0),
+                             "heads.1.b": np.ones(3)})
+        assert net.w is w and (net.w.data == 2).all() and (net.heads[1].b.data == 1).all()
+        with pytest.raises(ValueError, match=r"heads\.1\.b.*\(3,\).*\(4,\)"):
+            net.load_state_dict({"w": np.zeros((2, 3)), "act.shared": np.zeros((2, 3)), "heads.1.b": np.zeros(4)})
+        assert (net.w.data == 2).all()             # nothing changed
+        with pytest.raises(KeyError, match="missing keys"):
+            net.load_state_dict({"w": np.zeros((2, 3))})
+
+    def test_train_eval_and_zero_grad_reach_every_module_and_parameter(self):
+        net = _Net()
+        assert net.eval() is net and not any(m.training for m in net.modules())
+        assert all(m.training for m in net.train().modules())
+        for p in net.parameters():
+            p.grad = Tensor(np.ones_like(p.data))
+        net.zero_grad()
+        assert all(p.grad is None for p in net.parameters())
+
+    def test_a_parameter_can_carry_attributes_a_plain_tensor_cannot(self):
+        from tinytorch.core.activations import Parameter
+        p = Parameter(np.ones(2))
+        p.mask = np.array([1.0, 0.0])              # what a later tool (pruning) attaches
+        assert p.mask.tolist() == [1.0, 0.0] and p.requires_grad
+        with pytest.raises(AttributeError):
+            Tensor([1.0]).mask = 1

@@ -5,12 +5,16 @@
   several (``notebooks = [...]`` in the manifest) are sections of its chapter, present whenever
   they exist; every page is the student version (no solution line from any notebook survives);
   MathJax is served from the book itself.
+- Every chapter page shows the outputs of its reference notebook's run (tito/book_execute.py) next
+  to the student's stubbed code: printed output and at least one figure.
 - Every page (intro, each chapter, milestones) is opened in headless Chromium with DNS disabled:
   its title is in the rendered article, there is no error node, no JavaScript error and no
-  resource that failed to load, every formula was typeset by MathJax, and a screenshot is saved
-  to book/_build/screenshots/ (the test prints the folder).
-- A one-notebook throwaway project checks the instructor build, the milestones table, and that
-  warnings and broken solution markers fail the build; a two-notebook one checks that the second
+  resource that failed to load, every formula was typeset by MathJax, every chapter page has
+  printed outputs and at least one figure that the browser really decoded (a PNG file of
+  non-trivial size), and screenshots are saved to book/_build/screenshots/ (the top of each page,
+  and NAME-figure.png around a chapter's first figure; the test prints the folder).
+- A one-notebook throwaway project checks the instructor build, the milestones table, that
+  warnings, broken solution markers and a cell that raises fail the build, and the run cache; a two-notebook one checks that the second
   notebook is a section of its module's chapter (and is left out, with a note, until written).
 
 Chromium comes from Debian (scripts/system-deps.sh installs it): its absence is a failure.
@@ -19,15 +23,11 @@ Chromium comes from Debian (scripts/system-deps.sh installs it): its absence is 
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
-import os
-import queue
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -40,10 +40,13 @@ import yaml
 from tito.errors import TitoError
 from tito.manifest import load_manifest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chromium_driver import WINDOW, Chromium  # noqa: E402  (tests/book/chromium_driver.py)
+
 ROOT = Path(__file__).resolve().parents[2]
+MIN_FIGURE_BYTES = 5_000          # a rendered figure's PNG; an empty axes alone is about 4 KB
 SCREENSHOTS = ROOT / "book" / "_build" / "screenshots"
 CHROMIUM_TABS = 3                 # pages rendered at once, in one browser
-WINDOW = (1280, 1600)
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 # classes of elements that mean a page did not render right: docutils/Sphinx problems, error
@@ -165,8 +168,10 @@ def book(tmp_path_factory):
     notebooks = {stem: json.loads((m.nbs_path / m.folder / f"{stem}.ipynb")
                                   .read_text(encoding="utf-8")) for m, stem in pages}
     out = tmp_path_factory.mktemp("book")
-    r = tito("book", "build", "--out", out)
+    t0 = time.monotonic()
+    r = tito("book", "build", "--out", out, timeout=1800)
     assert r.returncode == 0, f"tito book build failed:\n{r.stdout}\n{r.stderr}"
+    print(f"\ntito book build: {time.monotonic() - t0:.1f} s; " + r.stdout.strip().splitlines()[-2])
     index = Path(r.stdout.strip().splitlines()[-1])
     html = out / "_build" / "html"
     assert index == html / "index.html" and index.is_file(), r.stdout
@@ -239,6 +244,30 @@ def test_chapters_are_the_student_version(book):
     assert total_blocks > 0, "no notebook has a solution block: the check would be vacuous"
 
 
+def test_chapters_show_the_outputs_of_the_reference_run(book):
+    """Each chapter is the stubbed student code with, cell by cell, the outputs that the reference
+    notebook's run (the cache in book/_build/executed) produced: printed text and a figure."""
+    cache = ROOT / "book" / "_build" / "executed"
+    for m, stem in book["pages"]:
+        staged = json.loads((book["src"] / f"{stem}.ipynb").read_text(encoding="utf-8"))
+        runs = list(cache.glob(f"{stem}-*.ipynb"))
+        assert len(runs) == 1, f"{stem}: expected one cached run, found {[r.name for r in runs]}"
+        ran = {c["id"]: c for c in json.loads(runs[0].read_text(encoding="utf-8"))["cells"]}
+        code = [c for c in staged["cells"] if c["cell_type"] == "code"]
+        for c in code:
+            assert c["outputs"] == ran[c["id"]]["outputs"], f"{stem}: cell {c['id']} outputs differ"
+        kinds = [o.get("output_type") for c in code for o in c["outputs"]]
+        assert "error" not in kinds, f"{stem}: an error output"
+        pngs = [o for c in code for o in c["outputs"] if "image/png" in o.get("data", {})]
+        assert pngs, f"{stem}: no figure among the outputs"
+        streams = ["".join(o["text"]) for c in code for o in c["outputs"]
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout"]
+        assert streams, f"{stem}: no printed output"
+        page = norm(Page((book["html"] / f"{stem}.html").read_text(encoding="utf-8")).article_text)
+        line = next(ln for text in streams for ln in text.splitlines() if len(ln.strip()) >= 8)
+        assert norm(line) in page, f"{stem}: printed line {line!r} not on the page"
+
+
 def test_mathjax_is_served_by_the_book_itself(book):
     html = book["html"]
     mj = html / "_static" / "mathjax" / "MathJax.js"
@@ -276,138 +305,27 @@ def test_milestones_page(book):
 # every page in headless Chromium
 # ---------------------------------------------------------------------------------------------
 
-class Chromium:
-    """Debian's headless Chromium, driven over its DevTools pipe (``--remote-debugging-pipe``):
-    one browser for every page, so a page costs a tab instead of a browser start (3-4 times
-    faster on two busy cores than one ``chromium --dump-dom --screenshot`` per page). A page is
-    rendered as ``--virtual-time-budget=10000 --window-size=1280,1600 --dump-dom --screenshot``
-    would: virtual time runs until the budget is spent with no fetch pending, then the DOM is
-    serialised and the viewport captured. JavaScript exceptions, console errors and resources
-    that fail to load are collected too."""
-
-    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", "--hide-scrollbars", "--remote-debugging-pipe",
-             "--host-resolver-rules=MAP * ~NOTFOUND",     # no DNS: a page must work offline
-             f"--window-size={WINDOW[0]},{WINDOW[1]}"]
-    TIMEOUT = 60.0
-
-    def __init__(self, profile: Path, log: Path):
-        exe = shutil.which("chromium")
-        assert exe, "chromium is not installed: run `bash scripts/system-deps.sh`"
-        cmd_r, cmd_w = os.pipe()          # we write commands, Chromium reads them on fd 3
-        res_r, res_w = os.pipe()          # Chromium writes replies and events on fd 4
-        # the child's ends, moved to fds >= 10 so that bash's `3<&N 4>&M` never clobbers them
-        child_r = fcntl.fcntl(cmd_r, fcntl.F_DUPFD_CLOEXEC, 10)
-        child_w = fcntl.fcntl(res_w, fcntl.F_DUPFD_CLOEXEC, 10)
-        os.close(cmd_r)
-        os.close(res_w)
-        self.log = log
-        with open(log, "wb") as logf:
-            self.proc = subprocess.Popen(
-                ["bash", "-c", f'exec "$0" "$@" 3<&{child_r} 4>&{child_w} {child_r}<&- {child_w}>&-',
-                 exe, *self.FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                pass_fds=(child_r, child_w), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
-        os.close(child_r)
-        os.close(child_w)
-        self._out = os.fdopen(cmd_w, "wb", buffering=0)
-        self._in = os.fdopen(res_r, "rb", buffering=0)
-        self._lock = threading.Lock()
-        self._id = 0
-        self._replies: dict[int, queue.Queue] = {}
-        self._events: dict[tuple, queue.Queue] = {}
-        self._alive = True
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        buf = b""
-        while chunk := self._in.read(1 << 16):
-            buf += chunk
-            *messages, buf = buf.split(b"\0")
-            for raw in messages:
-                msg = json.loads(raw)
-                if "id" in msg:
-                    self._replies.pop(msg["id"], queue.Queue()).put(msg)
-                else:
-                    self._queue(msg.get("sessionId"), msg.get("method")).put(msg)
-        self._alive = False
-
-    def _queue(self, session, method) -> queue.Queue:
-        with self._lock:
-            return self._events.setdefault((session, method), queue.Queue())
-
-    def _get(self, q: queue.Queue, what: str) -> dict:
-        deadline = time.monotonic() + self.TIMEOUT
-        while True:
-            try:
-                return q.get(timeout=0.25)
-            except queue.Empty:
-                if not self._alive:
-                    raise RuntimeError(f"chromium exited while waiting for {what}; its log: "
-                                       f"{self.log.read_text(errors='replace')[-1500:]}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"chromium: no {what} within {self.TIMEOUT} s")
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None):
-        reply: queue.Queue = queue.Queue()
-        with self._lock:
-            self._id += 1
-            msg = {"id": self._id, "method": method, "params": params or {}}
-            if session:
-                msg["sessionId"] = session
-            self._replies[self._id] = reply
-            self._out.write(json.dumps(msg).encode() + b"\0")
-        res = self._get(reply, f"reply to {method}")
-        if "error" in res:
-            raise RuntimeError(f"chromium: {method} failed: {res['error']}")
-        return res["result"]
-
-    def render(self, url: str, png: Path, budget_ms: int = 10_000) -> tuple[str, list[str]]:
-        """(the DOM after the virtual-time budget, the page's errors); writes the screenshot."""
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        s = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        try:
-            for domain in ("Page", "Runtime", "Log"):
-                self.send(f"{domain}.enable", session=s)
-            self.send("Emulation.setDeviceMetricsOverride",
-                      {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1,
-                       "mobile": False}, session=s)
-            expired = self._queue(s, "Emulation.virtualTimeBudgetExpired")
-            self.send("Emulation.setVirtualTimePolicy", {"policy": "pause"}, session=s)
-            self.send("Page.navigate", {"url": url}, session=s)
-            self.send("Emulation.setVirtualTimePolicy",
-                      {"policy": "pauseIfNetworkFetchesPending", "budget": budget_ms}, session=s)
-            self._get(expired, f"end of the virtual-time budget of {url}")
-            dom = self.send("Runtime.evaluate", {"expression": "document.documentElement.outerHTML",
-                                                 "returnByValue": True}, session=s)
-            shot = self.send("Page.captureScreenshot", {"format": "png"}, session=s)
-            png.write_bytes(base64.b64decode(shot["data"]))
-        finally:
-            self.send("Target.closeTarget", {"targetId": target})
-        errors = []
-        for method in ("Runtime.exceptionThrown", "Runtime.consoleAPICalled", "Log.entryAdded"):
-            q = self._queue(s, method)
-            while not q.empty():
-                p = q.get()["params"]
-                if method == "Runtime.exceptionThrown":
-                    errors.append(f"JavaScript exception: {p['exceptionDetails'].get('text')} "
-                                  f"{p['exceptionDetails'].get('exception', {}).get('description', '')}")
-                elif method == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert"):
-                    errors.append("console error: " + " ".join(
-                        str(a.get("value", a.get("description", ""))) for a in p["args"]))
-                elif method == "Log.entryAdded" and p["entry"]["level"] == "error":
-                    errors.append(f"browser error: {p['entry'].get('text')} "
-                                  f"{p['entry'].get('url', '')}")
-        return dom["result"]["value"], errors
-
-    def close(self):
-        with self._lock:
-            self._out.close()                 # Chromium exits when its pipe closes
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def chapter_output_problems(name: str, dom: Page, images: list, html: Path) -> list[str]:
+    """What is wrong with a chapter page's outputs as rendered: no printed output, no figure, a
+    figure the browser could not decode, or a figure file too small to hold a plot."""
+    problems = []
+    printed = dom.classes["stream"] + dom.classes["text_plain"]
+    if printed < 1:
+        problems.append(f"{name}: no printed output (stream or text) in the page")
+    if not images:
+        problems.append(f"{name}: no figure in the page's cell outputs")
+    for img in images:
+        src = img["src"] or ""
+        if src.startswith("data:image/png"):
+            size = len(base64.b64decode(src.split(",", 1)[1]))
+        else:
+            f = html / src
+            size = f.stat().st_size if f.is_file() else 0
+        if img["width"] < 200 or img["height"] < 100:
+            problems.append(f"{name}: figure {src[:60]} decoded as {img['width']}x{img['height']}")
+        if size < MIN_FIGURE_BYTES:
+            problems.append(f"{name}: figure {src[:60]} has {size} bytes")
+    return problems
 
 
 def test_every_page_renders_in_chromium(book, capsys, tmp_path):
@@ -425,6 +343,7 @@ def test_every_page_renders_in_chromium(book, capsys, tmp_path):
             pages.append((stem, title))
     pages += [("milestones", first_h1((ROOT / "book" / "milestones.md")
                                       .read_text(encoding="utf-8")))]
+    chapters = {stem for _, stem in book["pages"]}
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for old in SCREENSHOTS.glob("*.png"):
         old.unlink()
@@ -440,9 +359,11 @@ def test_every_page_renders_in_chromium(book, capsys, tmp_path):
 
     problems = []
     for name, title in pages:
-        dom_text, page_errors = rendered[name]
+        dom_text, page_errors, images = rendered[name]
         problems += [f"{name}: {e}" for e in page_errors]
         dom = Page(dom_text)
+        if name in chapters:
+            problems += chapter_output_problems(name, dom, images, html)
         if norm(title) not in norm(dom.article_text):
             problems.append(f"{name}: title {title!r} not in the rendered article")
         bad = sorted(c for c in ERROR_CLASSES if dom.classes[c])
@@ -467,8 +388,17 @@ def test_every_page_renders_in_chromium(book, capsys, tmp_path):
             if im.size != WINDOW or colors is None or len(colors) < 50:
                 problems.append(f"{name}: screenshot {im.size} with "
                                 f"{len(colors) if colors else 'many'} colours looks blank")
+    for name in chapters:
+        shot = SCREENSHOTS / f"{name}-figure.png"
+        if not shot.is_file():
+            problems.append(f"{name}: no screenshot of its first figure")
+            continue
+        with Image.open(shot) as im:
+            colors = im.convert("RGB").getcolors(1 << 20)
+            if colors is not None and len(colors) < 50:
+                problems.append(f"{name}: the figure screenshot looks blank ({len(colors)} colours)")
     with capsys.disabled():
-        print(f"\nbook screenshots ({len(pages)} pages): {SCREENSHOTS}")
+        print(f"\nbook screenshots ({len(pages)} pages, {len(chapters)} figure close-ups): {SCREENSHOTS}")
     assert not problems, "\n".join(problems)
 
 
@@ -552,6 +482,48 @@ def test_instructor_version_milestones_table_and_allowed_warnings(mini):
     assert "No milestone has been run yet" not in ms
     img = re.search(r'<img[^>]+src="([^"]*1957_perceptron\.png)"', ms_html)
     assert img and (html / img.group(1)).is_file(), "the milestone's plot is not in the page"
+
+
+def test_student_chapter_shows_the_reference_run_and_the_run_is_cached(mini):
+    root, first, write = mini
+    write(code=f"def add(a, b):\n    {BEGIN}\n    {SOLUTION_LINE}\n    {END}\n\n"
+               "print('the reference says', add(2, 3))\n")
+    out = root / "out"
+    r = tito("--root", root, "book", "build", "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "executing 1 reference notebook(s)" in r.stdout, r.stdout
+    page = Page((out / "_build" / "html" / f"{first.folder}.html").read_text(encoding="utf-8"))
+    assert "the reference says 5" in page.article_text              # the solution's output...
+    assert 'raise NotImplementedError("Exercise' in page.article_text  # ...under the stubbed code
+    assert norm(SOLUTION_LINE) not in norm(page.body_text)
+    cached = list((root / "book" / "_build" / "executed").glob(f"{first.folder}-*.ipynb"))
+    assert len(cached) == 1
+    r = tito("--root", root, "book", "build", "--out", out)           # unchanged: from the cache
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "outputs of all 1 notebook(s) from the cache" in r.stdout, r.stdout
+    write(code=f"def add(a, b):\n    {BEGIN}\n    {SOLUTION_LINE}\n    {END}\n\n"
+               "print('the reference now says', add(20, 3))\n")
+    r = tito("--root", root, "book", "build", "--out", out)           # changed: run again
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "executing 1 reference notebook(s)" in r.stdout, r.stdout
+    page = Page((out / "_build" / "html" / f"{first.folder}.html").read_text(encoding="utf-8"))
+    assert "the reference now says 23" in page.article_text
+    assert [p.name for p in (root / "book" / "_build" / "executed").glob("*.ipynb")] != [cached[0].name]
+    r = tito("--root", root, "book", "build", "--no-execute", "--out", root / "bare")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "outputs: none (--no-execute)" in r.stdout
+    bare = Page((root / "bare" / "_build" / "html" / f"{first.folder}.html").read_text(encoding="utf-8"))
+    assert "the reference now says 23" not in bare.article_text
+
+
+def test_a_cell_that_raises_fails_the_build(mini):
+    root, first, write = mini
+    write(code=f"def add(a, b):\n    {BEGIN}\n    {SOLUTION_LINE}\n    {END}\n\nadd(1, 2) / 0\n")
+    r = tito("--root", root, "book", "build", "--out", root / "out")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{first.folder}.ipynb" in r.stderr and "cell 1 " in r.stderr, r.stderr
+    assert "ZeroDivisionError" in r.stderr, r.stderr
+    assert not (root / "out" / "_build" / "html").exists()
 
 
 def test_warnings_fail_the_build(mini):

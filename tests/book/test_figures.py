@@ -6,7 +6,8 @@ book that every chapter page really shows a rendered figure).
   figure cell: a code cell, not exported, that builds a matplotlib figure (a ``Figure(...)`` or one of the
   course's plotting helpers) and shows it — its last statement is an expression (what a notebook displays)
   or it calls ``display(...)``. The section turns on ``%matplotlib inline`` (a ``Figure`` made without
-  pyplot is drawn only when the inline formatter is on) and imports neither pyplot's global state nor torch.
+  pyplot is drawn only when the inline formatter is on), imports neither pyplot's global state nor torch,
+  and imports no tinytorch module of a later chapter (the student release must run it once the chapter is done).
 - Every notebook's last cell is markdown naming ``tito module complete NN`` with its module's number.
 - The exported plotting helpers return Figures without touching pyplot (so nothing is shown twice, and
   nothing is left open) and a notebook shows them as a cell's last expression.
@@ -96,6 +97,28 @@ def test_every_notebook_has_a_see_section_with_a_figure(module, path):
         assert not re.search(r"^#\|\s*export", source(c), re.M), f"{path.name}: a See cell is exported"
         if c["cell_type"] == "code":
             python_of(source(c))                      # parses
+    later = [name for name in imported_modules(code) if MODULE_OF.get(name, 0) > module.number]
+    assert not later, f"{path.name}: the See section imports later modules {later}"
+
+
+MODULE_OF = {export: m.number for m in MANIFEST for export in m.exports}
+
+
+def imported_modules(code: str) -> list[str]:
+    "The tinytorch modules a piece of code imports."
+    names = []
+    for node in ast.walk(python_of(code)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+    return [n for n in names if n.startswith("tinytorch")]
+
+
+def test_the_later_module_check_can_fail():
+    code = "from tinytorch.core.tensor import Tensor\nimport tinytorch.experiments\n"
+    assert imported_modules(code) == ["tinytorch.core.tensor", "tinytorch.experiments"]
+    assert MODULE_OF["tinytorch.core.tensor"] == 1 and MODULE_OF["tinytorch.experiments"] == 20
 
 
 def test_a_see_cell_that_only_assigns_its_figure_is_not_a_figure_cell():

@@ -85,3 +85,22 @@ def test_local_derivatives_handed_to_the_engine():
 def test_every_activation_passes_the_gradient_check(fn, params):
     # module 01's check_backward: central differences with a random cotangent, float64, no engine
     assert check_backward(fn, np.random.default_rng(1).standard_normal((3, 4)), **params)
+
+
+def test_modules_find_their_parts_and_save_them():
+    from tinytorch.core.activations import Module, Parameter
+
+    class Net(Module):
+        def __init__(self):
+            super().__init__()
+            self.w = Parameter(np.ones((2, 2)))
+            self.acts = [ReLU(), Tanh()]
+            self.acts[1].w = self.w                # shared: one parameter, saved under both names
+
+    net = Net()
+    assert [n for n, _ in net.named_modules()] == ["", "acts.0", "acts.1"]
+    assert [n for n, _ in net.named_parameters()] == ["w"]
+    assert list(net.state_dict()) == ["w", "acts.1.w"]
+    net.load_state_dict({"w": np.zeros((2, 2)), "acts.1.w": np.zeros((2, 2))})
+    assert (net.w.data == 0).all()
+    assert not net.eval().acts[1].training

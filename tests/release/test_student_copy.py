@@ -96,7 +96,10 @@ def test_check_passes_on_an_untouched_release_without_git_or_pytorch(release, st
                                    if any(info.notebook["cells"][i]["cell_type"] == "code"
                                           for i in info.blocks)})
     assert "check passed: nothing is broken" in r.stdout
-    assert re.search(r"checkpoint_01_tensor\.py: 0/\d+ passed", r.stdout)
+    assert re.search(r"checkpoint_00_environment\.py: (\d+)/\1 passed", r.stdout)   # set up well
+    assert re.search(r"checkpoint_01_tensor\.py: \d+/\d+ passed", r.stdout)        # and it ran
+    waiting = re.search(r"\((\d+) test\(s\) wait for them", r.stdout)
+    assert waiting and int(waiting.group(1)) > 0
     assert "not run here" not in r.stdout              # no shipped test needs the oracle
 
 

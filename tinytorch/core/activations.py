@@ -139,7 +139,10 @@ class Module(ModuleKit):
             yield m
 
     def named_modules(self, prefix: str = "", remove_duplicate: bool = True):
-        "(name, module) for this module and every descendant; a shared module once unless remove_duplicate=False."
+        """(name, module) for this module (named `prefix`) and every descendant, depth first in
+        assignment order (children from `named_children`, names joined with "."); a module reached
+        twice is yielded once unless remove_duplicate=False. Iterative (an explicit stack). A generator."""
+        ### BEGIN SOLUTION
         seen = set()
         stack = [(prefix, self)]
         while stack:
@@ -150,6 +153,7 @@ class Module(ModuleKit):
             yield name, mod
             kids = [(f"{name}.{n}" if name else n, m) for n, m in mod.named_children()]
             stack.extend(reversed(kids))
+        ### END SOLUTION
 
     def modules(self):
         for _, m in self.named_modules():
@@ -161,7 +165,10 @@ class Module(ModuleKit):
                 yield name, value
 
     def named_parameters(self, prefix: str = "", remove_duplicate: bool = True):
-        "(dotted name, Parameter) for every parameter; a shared Parameter appears once (first name)."
+        """(dotted name, Parameter) for every parameter, module by module in `named_modules` order, each
+        module's own first (`_own_parameters`); a shared Parameter appears once (under its first name)
+        unless remove_duplicate=False. A generator."""
+        ### BEGIN SOLUTION
         seen = set()
         for mod_name, mod in self.named_modules(prefix, remove_duplicate=remove_duplicate):
             for name, p in mod._own_parameters():
@@ -169,6 +176,7 @@ class Module(ModuleKit):
                     continue
                 seen.add(id(p))
                 yield (f"{mod_name}.{name}" if mod_name else name), p
+        ### END SOLUTION
 
     def parameters(self):
         "Every parameter once, in a stable order."
@@ -198,29 +206,42 @@ class Module(ModuleKit):
 
     # -- modes and gradients ---------------------------------------------------------------------------
     def train(self, mode: bool = True):
-        "Set training mode (layers such as Dropout behave differently while training) here and below."
+        """Set `training` to bool(mode) on this module and every descendant (`modules()`; set it with
+        object.__setattr__). Layers such as Dropout behave differently while training. Returns self."""
+        ### BEGIN SOLUTION
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
+        ### END SOLUTION
 
     def eval(self):
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True):
-        "Forget the gradients of every parameter: None (PyTorch's default), or zeros kept in place."
+        """Forget the gradients of every parameter: set each `.grad` to None, as PyTorch does by default.
+        Given: with set_to_none=False the existing gradients are filled with zeros in place instead."""
+        if not set_to_none:
+            for p in self.parameters():
+                if p.grad is not None:
+                    p.grad.data[...] = 0
+            return
+        ### BEGIN SOLUTION
         for p in self.parameters():
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad.data[...] = 0
+            p.grad = None
+        ### END SOLUTION
 
     # -- saving ----------------------------------------------------------------------------------------
     def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False) -> "OrderedDict[str, Tensor]":
-        """Name -> a tensor sharing the storage of every parameter and persistent buffer (shared ones under
-        each name), as PyTorch's: `sd[k].copy_(w)` writes into the model; `np.asarray(sd[k])` reads it."""
+        """An OrderedDict: dotted name -> a tensor sharing the storage of each parameter and buffer, as
+        PyTorch's (`p.detach()`; `p` itself with keep_vars), so `sd[k].copy_(w)` writes into the model.
+        PyTorch's order: module by module (`named_modules(remove_duplicate=False)`), each module's own
+        parameters (`_own_parameters()`) then its buffers (`_buffer_names`, leaving out the names in
+        `_non_persistent`), each name prefixed by the module's dotted name and `prefix`; a shared one under
+        each of its names. Entries go into `destination` when given."""
         out = OrderedDict() if destination is None else destination
-        for mod_name, mod in self.named_modules(remove_duplicate=False):    # PyTorch's order: module by module,
-            pre = prefix + (f"{mod_name}." if mod_name else "")            # its parameters, then its buffers
+        ### BEGIN SOLUTION
+        for mod_name, mod in self.named_modules(remove_duplicate=False):
+            pre = prefix + (f"{mod_name}." if mod_name else "")
             for name, p in mod._own_parameters():
                 out[pre + name] = p if keep_vars else p.detach()
             skip = getattr(mod, "_non_persistent", ())
@@ -229,18 +250,26 @@ class Module(ModuleKit):
                     b = getattr(mod, name)
                     out[pre + name] = b if keep_vars else b.detach()
         return out
+        ### END SOLUTION
 
     def load_state_dict(self, state: dict, strict: bool = True):
         """Copy arrays into the existing parameters and buffers, in place (their identity is kept, so
         shared weights stay shared and an optimizer keeps working). Values may be NumPy arrays, Tensors
-        or anything `np.asarray` accepts (a CPU torch tensor). Missing or unexpected keys (strict) and
-        shape mismatches raise an error naming them. Everything is checked before anything changes."""
+        or anything `np.asarray` accepts (a CPU torch tensor), cast to the target's dtype.
+
+        Everything is checked before anything changes (a failed load changes nothing): `_prepare_load`
+        checks, `_apply_load` (given) copies. Returns {"missing_keys": [...], "unexpected_keys": [...]}."""
         arrays, missing, unexpected = self._prepare_load(state, strict)
         self._apply_load(arrays)
         return {"missing_keys": missing, "unexpected_keys": unexpected}
 
     def _prepare_load(self, state: dict, strict: bool = True) -> tuple:
-        "(arrays to copy in, missing keys, unexpected keys), or an error naming the key; changes nothing."
+        """(arrays, missing, unexpected), changing nothing. own = self.state_dict(keep_vars=True). With strict,
+        missing or unexpected keys raise KeyError "load_state_dict: missing keys [...], unexpected keys [...]";
+        each present value goes through `_state_array(name, value, target)` (given: names the key of a ragged
+        or non-numeric value); a shape mismatch raises ValueError "load_state_dict: <name> has shape <model's>
+        in the model but <given> in the state dict". arrays: name -> (target tensor, array)."""
+        ### BEGIN SOLUTION
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -256,9 +285,11 @@ class Module(ModuleKit):
                                  f"but {arr.shape} in the state dict")
             arrays[name] = (target, arr)
         return arrays, missing, unexpected
+        ### END SOLUTION
 
     @staticmethod
     def _apply_load(arrays: dict) -> None:
+        "Copy each checked array into its target's own array (in place: identity and sharing are kept)."
         for target, arr in arrays.values():
             target.data[...] = arr.astype(target.data.dtype, copy=False)
 

@@ -182,6 +182,8 @@ class SinusoidalPositionalEncoding(Module):
         return self.pe
 
     def forward(self, x, start_pos: int = 0) -> Tensor:
+        """x: a Tensor (B, T, d) or (T, d), checked (T given) -> x + rows start_pos .. start_pos+T-1 of the buffer
+        self.pe (a Tensor (max_seq_len, d))."""
         x, T = _check_positions(x, self.max_seq_len, self.embed_dim, start_pos, "SinusoidalPositionalEncoding")
         ### BEGIN SOLUTION
         return x + self.pe[start_pos:start_pos + T]

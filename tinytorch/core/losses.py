@@ -27,10 +27,12 @@ class LogSoftmaxFunction(Function):
     @staticmethod
     def forward(ctx, x, dim=-1):
         "Returns out = _log_softmax(x, dim). Saves (out,) and ctx.dim."
+        ### BEGIN SOLUTION
         out = _log_softmax(x, dim)
         ctx.save_for_backward(out)
         ctx.dim = dim
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
@@ -93,6 +95,17 @@ def _as_int_targets(targets) -> np.ndarray:
     return t
 
 
+def _flatten_spatial(logits: Tensor, y: np.ndarray) -> tuple:
+    """logits: a Tensor (N, C, d1, ...); y: integer targets (N, d1, ...). Returns (logits2, y2): the
+    class dimension moved last and everything else merged, logits2 (N·d1·..., C) (Tensor ops, so the
+    gradient flows back) and y2 (N·d1·...,) in the same order."""
+    ### BEGIN SOLUTION
+    c = logits.shape[1]
+    perm = (0,) + tuple(range(2, logits.ndim)) + (1,)
+    return logits.permute(*perm).reshape(-1, c), y.reshape(-1)
+    ### END SOLUTION
+
+
 class CrossEntropyLoss(Module):
     "Mean cross-entropy between logits (N, C) [or (N, C, d1, ...)] and class indices (N,) [or (N, d1, ...)]."
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
@@ -108,12 +121,10 @@ class CrossEntropyLoss(Module):
         if logits.ndim == 1:                               # one unbatched example
             logits, y = logits.reshape(1, -1), y.reshape(1)
         if logits.ndim > 2:                                # (N, C, d1, ...) -> (N*d1*..., C)
-            c = logits.shape[1]
-            perm = (0,) + tuple(range(2, logits.ndim)) + (1,)
             if y.shape != logits.shape[:1] + logits.shape[2:]:
                 raise ValueError(f"CrossEntropyLoss: logits of shape {logits.shape} need targets of shape "
                                  f"{logits.shape[:1] + logits.shape[2:]}, got {y.shape}")
-            logits, y = logits.permute(*perm).reshape(-1, c), y.reshape(-1)
+            logits, y = _flatten_spatial(logits, y)
         n, c = logits.shape
         if y.shape != (n,):
             raise ValueError(f"CrossEntropyLoss: logits of shape {logits.shape} need targets of shape ({n},), got {y.shape}")

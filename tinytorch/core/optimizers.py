@@ -260,7 +260,11 @@ class Optimizer:
     def state_dict(self) -> dict:
         """Everything needed to resume, as a flat dict of NumPy arrays (no pickle needed):
         `param_groups.{g}.params` (the global indices of the group's parameters), `param_groups.{g}.{key}`
-        (each hyper-parameter) and `state.{i}.{key}` (a copy of each state buffer of parameter i)."""
+        (each hyper-parameter) and `state.{i}.{key}` (a copy of each state buffer of parameter i).
+        i counts the parameters over all groups in order; a hyper-parameter that cannot be a plain array (an
+        object array) raises TypeError("...state_dict: hyper-parameter 'key' = ... cannot be stored as a
+        plain array")."""
+        ### BEGIN SOLUTION
         out = {}
         index = 0
         for g, group in enumerate(self.param_groups):
@@ -280,6 +284,7 @@ class Optimizer:
                                     f"cannot be stored as a plain array")
                 out[f"param_groups.{g}.{key}"] = arr
         return out
+        ### END SOLUTION
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore hyper-parameters and state from `state_dict()` output (e.g. read back from an .npz).

@@ -150,8 +150,12 @@ def check_backward(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: flo
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #7c38b35f
 def _check_requires_grad(arr: np.ndarray, flag: bool):
+    """Raise ValueError "only floating-point tensors can require gradients; this tensor has dtype ..."
+    (naming the dtype) when `flag` is set on a non-float array. Returns None."""
+    ### BEGIN SOLUTION
     if flag and arr.dtype.kind != "f":
         raise ValueError(f"only floating-point tensors can require gradients; this tensor has dtype {arr.dtype}")
+    ### END SOLUTION
 
 
 def _to_array(data, dtype=None) -> np.ndarray:
@@ -441,10 +445,13 @@ class Tensor(TensorKit):
         return self.data.copy() if copy else self.data
 
     def item(self):
-        "The single element as a Python number."
+        """The single element as a Python number. A tensor with more than one element raises ValueError
+        "item(): only a tensor with one element can be converted; this one has shape ..." (its shape)."""
+        ### BEGIN SOLUTION
         if self.data.size != 1:
             raise ValueError(f"item(): only a tensor with one element can be converted; this one has shape {self.shape}")
         return self.data.item()
+        ### END SOLUTION
 
     def __float__(self): return float(self.item())
     def __int__(self): return int(self.item())
@@ -473,8 +480,10 @@ class Tensor(TensorKit):
         return f"Tensor({body}{extra})"
 
     def detach(self) -> "Tensor":
-        "A new leaf sharing this tensor's data, cut from the graph."
+        "A new leaf Tensor sharing this tensor's data array (no copy), with no op and requires_grad False."
+        ### BEGIN SOLUTION
         return Tensor._from_op(self.data, None)
+        ### END SOLUTION
 
     def astype(self, dtype) -> "Tensor":
         "A copy converted to `dtype` (not differentiable)."
@@ -549,18 +558,32 @@ class Tensor(TensorKit):
     view = reshape
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        """Merge the dimensions start_dim..end_dim (negative counts from the end) into one, via reshape; a
+        0-d tensor becomes shape (1,). The dims are range-checked first (given: IndexError naming dim and
+        rank); start_dim after end_dim raises ValueError naming both."""
         s, e = _dim(start_dim, self.ndim, "flatten"), _dim(end_dim, self.ndim, "flatten")
+        ### BEGIN SOLUTION
         if self.ndim == 0:
             return self.reshape(1)
         if s > e:
             raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
         return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
+        ### END SOLUTION
 
     def unsqueeze(self, dim: int):
+        """A size-1 dimension inserted at position dim (valid: -ndim-1 .. ndim, negative counts from the
+        end as in PyTorch), via reshape. Given: d, dim checked and made non-negative (out of range:
+        IndexError "unsqueeze: dim ... is out of range" naming dim and rank)."""
         d = _dim(dim, self.ndim, "unsqueeze", extra=1)
+        ### BEGIN SOLUTION
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+        ### END SOLUTION
 
     def squeeze(self, dim=None):
+        """Without dim: every size-1 dimension removed. With dim: that one removed if its size is 1,
+        else the tensor itself; a 0-d tensor accepts only dim 0 or -1 (IndexError naming dim). Via
+        reshape."""
+        ### BEGIN SOLUTION
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
         d = _dim(dim, self.ndim, "squeeze")
@@ -569,18 +592,28 @@ class Tensor(TensorKit):
         if self.shape[d] != 1:
             return self
         return self.reshape(self.shape[:d] + self.shape[d + 1:])
+        ### END SOLUTION
 
     def permute(self, *dims):
+        """dims: a permutation of range(ndim), given as separate ints or one tuple/list; negative dims
+        count from the end. Returns Permute.apply(self, dims=<non-negative tuple>). Anything else raises
+        ValueError "permute: ... is not a permutation of the ... dimensions of shape ..." naming dims and
+        the shape."""
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         if len(dims) != self.ndim:
             raise ValueError(f"permute: {dims} names {len(dims)} dims, but the tensor of shape {self.shape} has {self.ndim}")
-        dims = tuple(_dim(d, self.ndim, "permute") for d in dims)
+        dims = tuple(_dim(d, self.ndim, "permute") for d in dims)   # given: each dim range-checked, non-negative
+        ### BEGIN SOLUTION
         if sorted(dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dimensions of shape {self.shape}")
         return Permute.apply(self, dims=dims)
+        ### END SOLUTION
 
     def transpose(self, dim0=None, dim1=None):
-        "Swap two dimensions (PyTorch's meaning); with no arguments, reverse all of them (NumPy's)."
+        """Swap two dimensions (PyTorch's meaning); with no arguments, reverse all of them (NumPy's).
+        One of the two given alone: TypeError "transpose: give both dimensions to swap, or none".
+        Returns Permute.apply(self, dims=...)."""
+        ### BEGIN SOLUTION
         if dim0 is None and dim1 is None:
             return Permute.apply(self, dims=tuple(reversed(range(self.ndim))))
         if dim0 is None or dim1 is None:
@@ -591,6 +624,7 @@ class Tensor(TensorKit):
         dims = list(range(self.ndim))
         dims[d0], dims[d1] = dims[d1], dims[d0]
         return Permute.apply(self, dims=tuple(dims))
+        ### END SOLUTION
 
     @property
     def T(self):
@@ -615,6 +649,10 @@ class Tensor(TensorKit):
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #6ffca7e2
 def _lift(other, like: Tensor) -> Tensor:
+    """`other` as a Tensor to combine with `like`: a Tensor unchanged; a bool as a bool tensor; a Python
+    int in like's dtype when like is an integer or float tensor (else int64); a Python float in like's
+    dtype when like is a float tensor (else float32); anything else through Tensor(other)."""
+    ### BEGIN SOLUTION
     if isinstance(other, Tensor):
         return other
     kind = like.data.dtype.kind
@@ -627,6 +665,7 @@ def _lift(other, like: Tensor) -> Tensor:
         dtype = like.data.dtype if kind == "f" else np.float32
         return Tensor._from_op(np.asarray(other, dtype=dtype), None)
     return Tensor(other)
+    ### END SOLUTION
 
 
 def _raw(x):
@@ -657,10 +696,13 @@ def _floating(a: np.ndarray) -> np.ndarray:
 
 
 def _float_result(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    "NumPy promotes int/int division and int-with-float32 to float64; PyTorch gives float32. Follow PyTorch."
+    """NumPy promotes int/int division and int-with-float32 to float64; PyTorch gives float32. Follow PyTorch:
+    `out` as float32 when it is float64 and neither `a` nor `b` is, else `out` itself."""
+    ### BEGIN SOLUTION
     if out.dtype == np.float64 and a.dtype != np.float64 and b.dtype != np.float64:
         return out.astype(np.float32)
     return out
+    ### END SOLUTION
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #7e6f9744
 class Add(Function):
@@ -862,11 +904,15 @@ class MatMul(Function):
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #4253fc53
 def _expand(grad: np.ndarray, shape: tuple, axis, keepdims: bool) -> np.ndarray:
-    "Broadcast a reduced gradient back to the input's shape."
+    """Broadcast a reduced gradient back to the input's shape: when the reduction dropped its axes
+    (axis not None, keepdims False), put them back as size 1 (np.expand_dims; axis is an int or a
+    tuple, possibly negative), then np.broadcast_to(shape). Returns a (read-only) view."""
+    ### BEGIN SOLUTION
     if axis is not None and not keepdims:
         axes = (axis,) if isinstance(axis, int) else axis
         grad = np.expand_dims(grad, tuple(a % len(shape) for a in axes))
     return np.broadcast_to(grad, shape)
+    ### END SOLUTION
 
 
 class Sum(Function):

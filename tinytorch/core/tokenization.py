@@ -420,7 +420,10 @@ class BPETokenizer(Tokenizer):
         return cls(vocab_size, min_frequency).train(text)
 
     def train(self, text: str) -> "BPETokenizer":
-        "Learn the alphabet and the merges from `text`; returns self."
+        """Learn the alphabet and the merges from `text`; returns self. Given: the checks, `alphabet` (sorted
+        distinct characters) and `base` (specials + alphabet). Exercise: count the pretokenized pieces
+        (collections.Counter(pretokenize(text))), learn_merges for target_vocab_size - base new tokens with
+        self.min_frequency, then self._install(alphabet, merges)."""
         _check_corpus(text, "BPETokenizer.train")
         alphabet = sorted(set(text))
         base = len(SPECIAL_TOKENS) + len(alphabet)
@@ -428,10 +431,12 @@ class BPETokenizer(Tokenizer):
             raise ValueError(f"BPETokenizer: vocab_size {self.target_vocab_size} is smaller than the base "
                              f"vocabulary: {len(alphabet)} distinct characters in the training text + "
                              f"{len(SPECIAL_TOKENS)} special tokens = {base}")
+        ### BEGIN SOLUTION
         counts = Counter(pretokenize(text))
         merges = learn_merges(counts, self.target_vocab_size - base, alphabet, self.min_frequency)
         self._install(alphabet, merges)
         return self
+        ### END SOLUTION
 
     fit = train
 

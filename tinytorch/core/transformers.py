@@ -181,6 +181,12 @@ class GPT(Module):
     lm_head (Linear(embed_dim, vocab_size, bias=False), its weight the token embedding's when tie_weights)."""
     def __init__(self, vocab_size: int, embed_dim: int, num_layers: int, num_heads: int, max_seq_len: int,
                  dropout: float = 0.0, tie_weights: bool = True, mlp_ratio: float = 4, seed=None):
+        """The checks and the config are given. Exercise: create, with rng (given, seeded), token_embedding =
+        Embedding(vocab_size, embed_dim), position_embedding = PositionalEncoding(max_seq_len, embed_dim),
+        drop = Dropout(dropout), blocks = a list of num_layers TransformerBlock(embed_dim, num_heads,
+        mlp_ratio=..., dropout=...), ln_f = LayerNorm(embed_dim), lm_head = Linear(embed_dim, vocab_size,
+        bias=False), and with tie_weights make lm_head.weight the token embedding's weight (the same
+        Parameter). The given self._init_weights(rng) then initialises them all."""
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("num_layers", num_layers),
                             ("num_heads", num_heads), ("max_seq_len", max_seq_len)):

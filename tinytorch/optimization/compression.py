@@ -321,8 +321,8 @@ def unstructured_mask(scores, amount, default_mask=None, who: str = "unstructure
     if k:
         order = np.argsort(s.reshape(-1)[alive], kind="stable")
         flat[alive[order[:k]]] = 0
-    ### END SOLUTION
     return mask
+    ### END SOLUTION
 
 # %% ../../modules/17_compression/17_compression.ipynb #24e54976
 def global_masks(scores_list: list, amount, default_masks=None, who: str = "global ranking") -> list:

@@ -46,6 +46,9 @@ class KVCache:
     layer(i) is the per-layer kv_hook MultiHeadAttention(..., kv_hook=) takes; reset() empties it."""
     def __init__(self, num_layers: int, batch_size: int, num_heads, head_dim: int, max_len: int,
                  dtype=np.float32):
+        """Checks are given. Exercise: allocate, per layer l, self.keys[l] and self.values[l] as zeros of shape
+        (batch_size, layer_heads[l], max_len, head_dim) and `dtype`, and self.lengths = [0] * num_layers (positions
+        stored per layer)."""
         heads = list(num_heads) if isinstance(num_heads, (list, tuple)) else [num_heads] * max(int(num_layers), 1)
         for name, n in (("num_layers", num_layers), ("batch_size", batch_size), ("head_dim", head_dim),
                         ("max_len", max_len), *(("num_heads", h) for h in heads)):

@@ -24,8 +24,8 @@ from ..core.transformers import LayerNorm
 
 # %% auto #0
 __all__ = ['FLOP_RULES', 'count_parameters', 'linear_flops', 'conv2d_flops', 'attention_flops', 'flops_of_call', 'LayerRecord',
-           'trace_forward', 'measure_memory', 'openblas_handles', 'blas_threads', 'set_blas_threads', 'LatencyResult',
-           'measure_latency', 'ProfileReport', 'Profiler']
+           'trace_forward', 'activation_bytes', 'measure_memory', 'openblas_handles', 'blas_threads',
+           'set_blas_threads', 'LatencyResult', 'measure_latency', 'ProfileReport', 'Profiler']
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #70c84112
 def count_parameters(model: Module) -> dict:
@@ -39,7 +39,6 @@ def count_parameters(model: Module) -> dict:
     nonzero = sum(int(np.count_nonzero(p.data)) for p in params)
     trainable = sum(int(p.data.size) for p in params if p.requires_grad)
     nbytes = sum(int(p.data.nbytes) for p in params)
-    ### END SOLUTION
     buffers, seen = 0, set()
     for _, b in model.named_buffers():
         if id(b) not in seen:
@@ -47,6 +46,7 @@ def count_parameters(model: Module) -> dict:
             buffers += int(b.data.nbytes)
     return {"total": total, "nonzero": nonzero, "trainable": trainable, "bytes": nbytes,
             "buffer_bytes": buffers}
+    ### END SOLUTION
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #581317e3
 def linear_flops(in_features: int, out_features: int, n: int = 1) -> int:
@@ -196,6 +196,8 @@ def _targets(model: Module) -> list:
 def _wrap(original, rec: LayerRecord):
     "A stand-in for one instance's forward: call the real method, time it, record what it saw."
     def forward(*args, **kwargs):
+        """Call original(*args, **kwargs), timed with time.perf_counter(); rec.record(args, kwargs, out,
+        seconds); return out unchanged."""
         ### BEGIN SOLUTION
         t0 = time.perf_counter()
         out = original(*args, **kwargs)
@@ -247,6 +249,14 @@ def _check_count(owner: str, name: str, value, low: int) -> int:
     return int(value)
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #e46ca9e0
+def activation_bytes(records: list) -> int:
+    """The bytes of every leaf layer's output in one traced forward pass: the sum of r.activation_bytes over
+    the LayerRecords r (from trace_forward) with r.leaf True (a container's output is its last child's)."""
+    ### BEGIN SOLUTION
+    return int(sum(r.activation_bytes for r in records if r.leaf))
+    ### END SOLUTION
+
+
 def measure_memory(model: Module, *inputs, **kwargs) -> dict:
     """Bytes of the model and of one forward pass on `inputs`: parameter_bytes, buffer_bytes, input_bytes,
     activation_bytes (sum of every leaf layer's output, counted), peak_forward_bytes (measured with
@@ -254,9 +264,7 @@ def measure_memory(model: Module, *inputs, **kwargs) -> dict:
     forward pass keeps alive, when the model has trainable parameters)."""
     counts = count_parameters(model)
     records, _ = trace_forward(model, *inputs, **kwargs)
-    ### BEGIN SOLUTION
-    activation = sum(r.activation_bytes for r in records if r.leaf)
-    ### END SOLUTION
+    activation = activation_bytes(records)
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start()

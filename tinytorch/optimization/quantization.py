@@ -77,10 +77,10 @@ def compute_qparams(min_val, max_val, bits: int = 8, symmetric: bool = True, dty
         safe = np.where(scale > 0, scale, 1.0)
         zero_point = np.minimum(np.maximum(np.rint(qmin - lo / safe), qmin), qmax)
     scale = np.where(scale > 0, scale, 1.0)                      # a zero range: any scale keeps 0 exact
-    ### END SOLUTION
     scale = np.maximum(scale, _TINY).astype(np.float32)
     return scale, zero_point.astype(_STORAGE[dtype] if isinstance(dtype, str) and dtype in _STORAGE
                                     else _storage_dtype(dtype))
+    ### END SOLUTION
 
 # %% ../../modules/16_quantization/16_quantization.ipynb #f4725ecb
 def quantize_array(x: np.ndarray, scale, zero_point, qmin: int, qmax: int, dtype=np.int8) -> np.ndarray:
@@ -252,6 +252,8 @@ class Observer:
 class MinMaxObserver(Observer):
     "The smallest and largest value seen over all batches."
     def _update(self, a):
+        """a: one batch as a float array. Update self.min_val / self.max_val (Python floats, None before the first
+        batch) to the smallest / largest value seen over all batches."""
         ### BEGIN SOLUTION
         lo, hi = float(a.min()), float(a.max())
         self.min_val = lo if self.min_val is None else min(self.min_val, lo)
@@ -270,6 +272,8 @@ class MovingAverageMinMaxObserver(Observer):
         super().__init__(bits, symmetric, dtype)
 
     def _update(self, a):
+        """Given: lo, hi (this batch's min and max) and c = averaging_constant. The first batch sets min_val,
+        max_val = lo, hi; later ones move each by c toward the batch's: min_val += c * (lo - min_val), same for max."""
         lo, hi = float(a.min()), float(a.max())
         c = self.averaging_constant
         ### BEGIN SOLUTION
@@ -297,6 +301,8 @@ class PercentileObserver(Observer):
         self._samples = []
 
     def _update(self, a):
+        """Given: this batch's sample appended to self._samples. Set min_val / max_val (floats) to the
+        (100 - percentile)-th and percentile-th percentiles (np.percentile) of all samples kept so far."""
         flat = a.ravel()
         if flat.size > self.max_samples:
             flat = self._rng.choice(flat, self.max_samples, replace=False)
@@ -588,8 +594,8 @@ class _QuantizedBase(Module):
         y = acc.astype(np.float32) * (np.float32(s_x) * s_w)
         if self.bias is not None:
             y += self.bias.data
-        ### END SOLUTION
         return y
+        ### END SOLUTION
 
     def _int_matmul(self, q2: np.ndarray, z_x: int) -> np.ndarray:
         "(q2 − z_x) @ W_qᵀ in int32, shape (M, N), for int8 rows q2 (M, K)."
@@ -921,6 +927,9 @@ class FakeQuantize(Function):
     where the input was inside the representable range, and is 0 where it was clipped."""
     @staticmethod
     def forward(ctx, x, scale=None, zero_point=None, qmin=-128, qmax=127):
+        """x: a float array; s, z (given): scale and zero point as arrays of x's dtype, broadcastable to x. Returns
+        (clip(round(x / s) + z, qmin, qmax) - z) * s in x's dtype, and sets ctx.mask, a boolean array of x's shape:
+        True where round(x / s) + z lay inside [qmin, qmax] (not clipped)."""
         s = np.asarray(scale, dtype=x.dtype)
         z = np.asarray(zero_point, dtype=x.dtype)
         ### BEGIN SOLUTION
@@ -931,6 +940,7 @@ class FakeQuantize(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """The straight-through estimator: grad where ctx.mask is True, 0 where the input was clipped."""
         ### BEGIN SOLUTION
         return grad * ctx.mask
         ### END SOLUTION

@@ -113,8 +113,8 @@ class CSRMatrix:
         rows, cols = np.nonzero(keep)                    # row by row, columns ascending: CSR order
         data = np.ascontiguousarray(a[rows, cols])
         indices = cols.astype(index_dtype(max(n_cols - 1, 0)))
-        ### END SOLUTION
         return cls(data, indices, indptr, (n_rows, n_cols), check=False)
+        ### END SOLUTION
 
     def to_dense(self) -> np.ndarray:
         "The full 2-D array (zeros where nothing is stored)."
@@ -122,8 +122,8 @@ class CSRMatrix:
         ### BEGIN SOLUTION
         rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
         out[rows, self.indices] = self.data
-        ### END SOLUTION
         return out
+        ### END SOLUTION
 
     @property
     def nnz(self) -> int:

@@ -4,7 +4,13 @@ Stages the book into ``DIR/_build/src`` from ``book/`` (intro, milestones page, 
 and ``modules/manifest.toml``: one chapter per module whose notebook exists, in manifest order
 (a module with several notebooks: its main notebook is the chapter, the others its sections),
 plus the milestones' results from ``milestones/results/*.json``. Then runs ``jupyter-book build``
-(Jupyter Book 1.x; notebooks are not executed) and prints the path of ``index.html``.
+(Jupyter Book 1.x) and prints the path of ``index.html``.
+
+Every chapter shows the outputs and figures of its REFERENCE notebook: before staging, each notebook
+is run top to bottom (with the solutions) on a Jupyter kernel, two at a time (TITO_BOOK_WORKERS),
+and cached in book/_build/executed/ under a hash of the notebook, the tinytorch package, the data and
+requirements.lock, so an unchanged book rebuilds without running anything. A cell that raises fails
+the build. ``--no-execute`` builds without outputs.
 
 By default the chapters are the STUDENT version, stubbed exactly as ``tito release`` does:
 every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` block becomes ``raise
@@ -40,6 +46,8 @@ def register(sub):
                         "with --with-solutions)")
     b.add_argument("--allow-warnings", action="store_true",
                    help="do not fail on Sphinx/MyST warnings (errors still fail)")
+    b.add_argument("--no-execute", action="store_true",
+                   help="do not run the reference notebooks: the chapters show no outputs")
     b.set_defaults(func=run)
 
 
@@ -47,8 +55,10 @@ def run(args, ctx) -> int:
     from ..book import build_book
 
     res = build_book(ctx.manifest, out=args.out, with_solutions=args.with_solutions,
-                     allow_warnings=args.allow_warnings)
-    print(f"built the book in {res.seconds:.1f} s "
+                     allow_warnings=args.allow_warnings, execute=not args.no_execute)
+    ran = ("" if res.execute_seconds is None
+           else f", of which {res.execute_seconds:.1f} s running or reading the notebooks")
+    print(f"built the book in {res.seconds:.1f} s{ran} "
           f"({len(res.staged.chapters)} chapters, {len(res.warnings)} warnings)")
     print(res.index_html)
     return 0

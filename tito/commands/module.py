@@ -3,9 +3,13 @@
 1. Exports *your* notebook ``modules/NN_name/NN_name.ipynb`` (every notebook of the module, when
    it has several: ``NN_name_*.ipynb`` as the manifest lists them) into *your* package (the
    ``tinytorch/`` of the copy you are working in; the notebooks themselves are not modified).
+   A cell that does not compile, or an export that does not import, stops here with the
+   notebook, the cell and the line, and your package stays as it was.
 2. Runs the module's tests (``tests/NN_name/``) and its checkpoint
    (``tests/checkpoints/checkpoint_NN_name.py``), exactly what ``tito test NN`` runs
-   (:func:`tito.testing.module_test_paths`), against that package in a fresh process: ``python -P -s``, your package's parent the only entry of PYTHONPATH,
+   (:func:`tito.testing.module_test_paths`; a test needing the repository's oracle, e.g. torch,
+   is named and left out when this environment lacks it), against that package in a fresh
+   process: ``python -P -s``, your package's parent the only entry of PYTHONPATH,
    editable-install finders of any other tinytorch removed. The run fails if any tinytorch
    module was imported from anywhere but your package.
 3. Prints which package was tested, what passed, and for each failure what to fix: the test,
