@@ -240,3 +240,15 @@ def test_dataloader_accepts_pytorchs_arguments():
 def test_losses_reduction_rejects_unknown_values():
     with pytest.raises(ValueError, match="reduction"):
         nn.MSELoss(reduction="avg")
+
+
+def test_manual_seed_seeds_the_layers_initial_weights_and_dropout():
+    def draw():
+        tinytorch.manual_seed(42)
+        model = nn.Sequential(nn.Linear(3, 4), nn.Conv2d(1, 2, 3), nn.Embedding(5, 2), nn.Dropout(0.5))
+        mask = model[3](tinytorch.ones(50)).data
+        return [p.data.copy() for p in model.parameters()] + [mask]
+    first, second = draw(), draw()
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    tinytorch.manual_seed(43)
+    assert not np.array_equal(nn.Linear(3, 4).weight.data, first[0])

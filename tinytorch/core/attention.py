@@ -10,6 +10,7 @@ import numpy as np
 
 from .autograd import Function
 from .tensor import Tensor
+from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Linear, Module
 
 # %% auto #0
@@ -190,7 +191,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p: float = 0.0, is_
         raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p!r}")
     dropout_mask = None
     if dropout_p > 0.0:
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         dropout_mask = dropout_multiplier(shape, dropout_p, rng, dt)
     sink = [] if return_weights else None
     out = ScaledDotProductAttention.apply(q, k, v, mask_bias=mask_bias, scale=float(scale),
@@ -291,7 +292,7 @@ class MultiHeadAttention(Module):
         self.embed_dim, self.num_heads = int(embed_dim), int(num_heads)
         self.head_dim = self.embed_dim // self.num_heads
         self.dropout = float(dropout)
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.rng = default_rng() if rng is None else rng
         self.q_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
         self.k_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
         self.v_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)

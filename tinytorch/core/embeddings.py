@@ -9,6 +9,7 @@ import numpy as np
 
 from .autograd import Function
 from .tensor import Tensor
+from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Module, Parameter
 
 # %% auto #0
@@ -83,7 +84,7 @@ class Embedding(Module):
                                  f"{self.num_embeddings} embeddings")
             padding_idx = int(padding_idx) % self.num_embeddings
         self.padding_idx = padding_idx
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         self.weight = Parameter(rng.standard_normal((self.num_embeddings, self.embedding_dim), dtype=np.float32))
         if padding_idx is not None:
             self.weight.data[padding_idx] = 0.0
@@ -133,7 +134,7 @@ class PositionalEncoding(Module):
         super().__init__()
         self.max_seq_len = _positive_int(max_seq_len, "max_seq_len", "PositionalEncoding")
         self.embed_dim = _positive_int(embed_dim, "embed_dim", "PositionalEncoding")
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         self.weight = Parameter((rng.standard_normal((self.max_seq_len, self.embed_dim)) * init_std)
                                 .astype(np.float32))
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from .tensor import Function, Tensor
-from .tensor_kit import _gen
+from .tensor_kit import _gen, default_rng
 from .activations import Module, Parameter     # given in module 02, re-exported here
 
 # %% auto #0
@@ -59,7 +59,7 @@ class Linear(Module):
             if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
                 raise ValueError(f"Linear: {name} must be a positive integer, got {n!r}")
         self.in_features, self.out_features = int(in_features), int(out_features)
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         self.weight, self.bias = self.init_parameters(self.in_features, self.out_features, bias, rng)
 
     @staticmethod
@@ -149,7 +149,7 @@ class Dropout(Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = float(p)
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.rng = default_rng() if rng is None else rng
 
     def forward(self, x: Tensor) -> Tensor:
         """Identity in eval mode or for p = 0 (given). While training: a keep-mask from self.rng

@@ -10,6 +10,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .autograd import Function
 from .tensor import Tensor
+from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Module, Parameter
 
 # %% auto #0
@@ -181,7 +182,7 @@ class Conv2d(Module):
         self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride = _pair(stride, "stride", "Conv2d", 1)
         self.padding = _pair(padding, "padding", "Conv2d", 0)
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
         shape = (self.out_channels, self.in_channels) + self.kernel_size

@@ -14,9 +14,9 @@ from .tensor import Function, Tensor, set_grad_enabled, is_grad_enabled, _dim, _
 # %% auto #0
 __all__ = ['float32', 'float64', 'float16', 'double', 'half', 'int8', 'int16', 'int32', 'int64', 'uint8', 'long', 'bool_',
            'default_generator', 'concat', 'concatenate', 'topk_result', 'max_result', 'clip', 'bmm', 'mm', 'device',
-           'cuda', 'backends', 'Generator', 'manual_seed', 'seed', 'initial_seed', 'is_tensor', 'numel', 'Cast',
-           'Clone', 'cast', 'tensor_to', 'tensor', 'as_tensor', 'from_numpy', 'zeros', 'ones', 'empty', 'full', 'eye',
-           'arange', 'linspace', 'randn', 'rand', 'randint', 'randperm', 'normal', 'zeros_like', 'ones_like',
+           'cuda', 'backends', 'Generator', 'manual_seed', 'seed', 'initial_seed', 'default_rng', 'is_tensor', 'numel',
+           'Cast', 'Clone', 'cast', 'tensor_to', 'tensor', 'as_tensor', 'from_numpy', 'zeros', 'ones', 'empty', 'full',
+           'eye', 'arange', 'linspace', 'randn', 'rand', 'randint', 'randperm', 'normal', 'zeros_like', 'ones_like',
            'empty_like', 'randn_like', 'rand_like', 'full_like', 'inference_mode', 'Cat', 'Stack', 'cat', 'stack',
            'split', 'chunk', 'unbind', 'Expand', 'expand', 'repeat', 'Gather', 'gather', 'topk', 'sort', 'argsort',
            'max_', 'min_', 'Sin', 'Cos', 'Clamp', 'Where', 'Maximum', 'Tril', 'Roll', 'sin', 'cos', 'clamp', 'where',
@@ -118,7 +118,7 @@ class Generator:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"manual_seed: seed must be an int, got {seed!r}")
         self._seed = int(seed)
-        self.rng = np.random.default_rng(self._seed)
+        self.rng.bit_generator.state = np.random.PCG64(self._seed).state   # in place: every holder of rng sees it
         return self
 
     def initial_seed(self) -> int: return self._seed
@@ -139,6 +139,11 @@ def seed() -> int:
 
 
 def initial_seed() -> int: return default_generator.initial_seed()
+
+
+def default_rng() -> np.random.Generator:
+    "The default generator's NumPy Generator: layers draw their initial weights from it, so manual_seed seeds them."
+    return default_generator.rng
 
 
 def _gen(generator) -> np.random.Generator:
