@@ -252,3 +252,13 @@ def test_manual_seed_seeds_the_layers_initial_weights_and_dropout():
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     tinytorch.manual_seed(43)
     assert not np.array_equal(nn.Linear(3, 4).weight.data, first[0])
+
+
+def test_functional_dropout_in_training_keeps_the_expected_fraction_and_scales():
+    tinytorch.manual_seed(0)
+    x = tinytorch.ones(20000, requires_grad=True)
+    y = tinytorch.nn.functional.dropout(x, p=0.3)
+    kept = y.data != 0
+    assert abs(kept.mean() - 0.7) < 0.02 and np.allclose(y.data[kept], 1 / 0.7)
+    y.sum().backward()
+    assert np.allclose(x.grad.data, y.data)                       # the gradient goes through the same mask

@@ -106,6 +106,9 @@ CASES = {
                     [(2, 5, 4), (2, 5, 4), (2, 5, 3)]),
     "sdpa_attn_mask": (lambda T, q, k, v: T.nn.functional.scaled_dot_product_attention(
         q, k, v, attn_mask=T.tensor(np.tril(np.ones((5, 5), dtype=bool)))), [(2, 5, 4), (2, 5, 4), (2, 5, 3)]),
+    "embedding": (lambda T, w: T.nn.functional.embedding(T.tensor(np.array([[0, 2, 2], [5, 1, 0]])), w), [(6, 3)]),
+    "embedding_layer_ids": (lambda T, w: w[T.tensor(np.array([1, 1, 4]))] * 2, [(6, 3)]),
+    "dropout_eval": (lambda T, x: T.nn.functional.dropout(x, 0.5, training=False), [(3, 4)]),
     "mse_sum": (lambda T, x, y: T.nn.functional.mse_loss(x, y, reduction="sum"), [(3, 4), (3, 4)]),
     "mse_none": (lambda T, x, y: T.nn.MSELoss(reduction="none")(x, y), [(3, 4), (3, 4)]),
     "bce_none": (lambda T, x: T.nn.functional.binary_cross_entropy(T.sigmoid(x), T.tensor(MASK * 1.0).type_as(x),
