@@ -245,3 +245,19 @@ def test_failed_load_checkpoint_changes_neither_weights_nor_optimizer_state(tmp_
     load_checkpoint(path, other, other_opt)                         # the good load still works
     for k, v in _snapshot(other).items():
         np.testing.assert_array_equal(v, _snapshot(model)[k])
+
+
+@pytest.mark.parametrize("expr", ["F.softmax(x, dim=-1)", "F.log_softmax(x, dim=-1)", "F.gelu(x)", "F.mse_loss(x, x)",
+                                  "T.nn.Linear(3, 2)(x)", "F.cross_entropy(x, T.tensor([0]))"])
+def test_floating_ops_refuse_integer_input_as_pytorch_does(expr):
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        eval(expr, {"T": torch, "F": torch.nn.functional, "x": torch.tensor([[1, 2, 3]])})
+    with pytest.raises(RuntimeError, match="floating.point"):
+        eval(expr, {"T": tinytorch, "F": tinytorch.nn.functional, "x": tinytorch.tensor([[1, 2, 3]])})
+
+
+def test_log_softmax_of_a_0d_tensor_is_zero_as_in_pytorch():
+    x, tx = Tensor(np.float32(3.0), requires_grad=True), torch.tensor(3.0, requires_grad=True)
+    y, ty = tinytorch.nn.functional.log_softmax(x, dim=0), torch.nn.functional.log_softmax(tx, dim=0)
+    (y * 2).backward(), (ty * 2).backward()
+    assert y.shape == () and y.item() == ty.item() == 0.0 and x.grad.item() == tx.grad.item()

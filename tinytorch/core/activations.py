@@ -9,6 +9,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .tensor import Function, Tensor, Tanh as _TanhFn, _floating
+from .tensor_kit import require_float
 
 # %% auto #0
 __all__ = ['Parameter', 'ModuleKit', 'Module', 'ModuleList', 'ModuleDict', 'ReLUFunction', 'ReLU', 'SigmoidFunction', 'Sigmoid',
@@ -554,7 +555,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
-        return GELUFunction.apply(x, approximate=self.approximate)
+        return GELUFunction.apply(require_float(x, "GELU"), approximate=self.approximate)
 
 # %% ../../modules/02_activations/02_activations.ipynb #7e1e6523
 class SoftmaxFunction(Function):
@@ -590,7 +591,7 @@ class Softmax(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not -x.ndim <= self.dim < max(x.ndim, 1):
             raise ValueError(f"Softmax: dim {self.dim} is out of range for a tensor of shape {x.shape}")
-        return SoftmaxFunction.apply(x, dim=self.dim)
+        return SoftmaxFunction.apply(require_float(x, "Softmax"), dim=self.dim)
 
 # %% ../../modules/02_activations/02_activations.ipynb #5e7b2a06
 def relu(x, inplace: bool = False) -> Tensor:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from .tensor import Function, Tensor
-from .tensor_kit import _gen, default_rng
+from .tensor_kit import _gen, default_rng, require_float
 from .activations import Module, Parameter     # given in module 02, re-exported here
 
 # %% auto #0
@@ -78,6 +78,7 @@ class Linear(Module):
             x = Tensor(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input with last dimension {self.in_features}, got shape {x.shape}")
+        require_float(x, "Linear")
         if self.bias is None:
             return LinearFunction.apply(x, self.weight)
         return LinearFunction.apply(x, self.weight, self.bias)
@@ -168,7 +169,7 @@ class Dropout(Module):
 # %% ../../modules/03_layers/03_layers.ipynb #3a9c0e02
 def linear(input, weight, bias=None) -> Tensor:
     "torch.nn.functional.linear: y = x @ weight.T + bias, the same Function as `Linear`."
-    x = input if isinstance(input, Tensor) else Tensor(input)
+    x = require_float(input if isinstance(input, Tensor) else Tensor(input), "linear")
     if x.ndim == 0 or x.shape[-1] != weight.shape[-1]:
         raise ValueError(f"linear: input of shape {x.shape} does not fit a weight of shape {weight.shape}")
     return LinearFunction.apply(x, weight) if bias is None else LinearFunction.apply(x, weight, bias)

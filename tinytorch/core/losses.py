@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .tensor import Function, Tensor
-from .tensor_kit import clamp, gather
+from .tensor_kit import clamp, gather, require_float
 from .activations import Module
 
 # %% auto #0
@@ -48,6 +48,9 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     "log(softmax(x)) along `dim`, computed stably with log-sum-exp."
     if not isinstance(x, Tensor):
         x = Tensor(x)
+    require_float(x, "log_softmax")
+    if x.ndim == 0 and dim in (0, -1):                 # as PyTorch: a 0-d input is one class, log 1 = 0
+        return LogSoftmaxFunction.apply(x.reshape(1), dim=0).reshape(())
     if x.ndim == 0 or not -x.ndim <= dim < x.ndim:
         raise ValueError(f"log_softmax: dim {dim} is out of range for a tensor of shape {x.shape}")
     return LogSoftmaxFunction.apply(x, dim=dim)
@@ -170,6 +173,7 @@ class MSELoss(Module):
             pred = Tensor(pred)
         if not isinstance(target, Tensor):
             target = Tensor(target, dtype=pred.dtype)
+        require_float(pred, "MSELoss")
         if pred.shape != target.shape:
             raise ValueError(f"MSELoss: prediction shape {pred.shape} and target shape {target.shape} differ")
         if getattr(self, "reduction", "mean") != "mean":

@@ -14,16 +14,16 @@ from .tensor import Function, Tensor, set_grad_enabled, is_grad_enabled, _dim, _
 # %% auto #0
 __all__ = ['float32', 'float64', 'float16', 'double', 'half', 'int8', 'int16', 'int32', 'int64', 'uint8', 'long', 'bool_',
            'default_generator', 'concat', 'concatenate', 'topk_result', 'max_result', 'clip', 'bmm', 'mm', 'device',
-           'cuda', 'backends', 'Generator', 'manual_seed', 'seed', 'initial_seed', 'default_rng', 'is_tensor', 'numel',
-           'Cast', 'Clone', 'cast', 'tensor_to', 'tensor', 'as_tensor', 'from_numpy', 'zeros', 'ones', 'empty', 'full',
-           'eye', 'arange', 'linspace', 'randn', 'rand', 'randint', 'randperm', 'normal', 'zeros_like', 'ones_like',
-           'empty_like', 'randn_like', 'rand_like', 'full_like', 'inference_mode', 'Cat', 'Stack', 'cat', 'stack',
-           'split', 'chunk', 'unbind', 'Expand', 'expand', 'repeat', 'Gather', 'gather', 'topk', 'sort', 'argsort',
-           'max_', 'min_', 'Sin', 'Cos', 'Clamp', 'Where', 'Maximum', 'Tril', 'Roll', 'sin', 'cos', 'clamp', 'where',
-           'masked_fill', 'maximum', 'minimum', 'tril', 'triu', 'roll', 'multinomial', 'Pad', 'pad', 'exp', 'log',
-           'sqrt', 'tanh', 'abs_', 'sum_', 'mean', 'argmax', 'argmin', 'matmul', 'reshape', 'flatten', 'transpose',
-           'permute', 'squeeze', 'unsqueeze', 'pow_', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'equal', 'clone', 'allclose',
-           'isnan', 'isfinite']
+           'cuda', 'backends', 'Generator', 'manual_seed', 'seed', 'initial_seed', 'default_rng', 'require_float',
+           'is_tensor', 'numel', 'Cast', 'Clone', 'cast', 'tensor_to', 'tensor', 'as_tensor', 'from_numpy', 'zeros',
+           'ones', 'empty', 'full', 'eye', 'arange', 'linspace', 'randn', 'rand', 'randint', 'randperm', 'normal',
+           'zeros_like', 'ones_like', 'empty_like', 'randn_like', 'rand_like', 'full_like', 'inference_mode', 'Cat',
+           'Stack', 'cat', 'stack', 'split', 'chunk', 'unbind', 'Expand', 'expand', 'repeat', 'Gather', 'gather',
+           'topk', 'sort', 'argsort', 'max_', 'min_', 'Sin', 'Cos', 'Clamp', 'Where', 'Maximum', 'Tril', 'Roll', 'sin',
+           'cos', 'clamp', 'where', 'masked_fill', 'maximum', 'minimum', 'tril', 'triu', 'roll', 'multinomial', 'Pad',
+           'pad', 'exp', 'log', 'sqrt', 'tanh', 'abs_', 'sum_', 'mean', 'argmax', 'argmin', 'matmul', 'reshape',
+           'flatten', 'transpose', 'permute', 'squeeze', 'unsqueeze', 'pow_', 'eq', 'ne', 'lt', 'le', 'gt', 'ge',
+           'equal', 'clone', 'allclose', 'isnan', 'isfinite']
 
 # %% ../../modules/01_tensor/01_tensor_kit.ipynb #b9237c60
 float32, float64, float16 = np.float32, np.float64, np.float16      # torch.float, .int, .bool: see the faces
@@ -152,6 +152,14 @@ def _gen(generator) -> np.random.Generator:
     if not isinstance(generator, Generator):
         raise TypeError(f"generator must be a Generator, got {type(generator).__name__}")
     return generator.rng
+
+
+def require_float(t: Tensor, who: str) -> Tensor:
+    "Refuse an integer or bool tensor where PyTorch does (softmax, gelu, linear, losses): a clear error, no truncation."
+    if t.data.dtype.kind != "f":
+        raise RuntimeError(f"{who}: expected a floating-point input, got dtype {t.data.dtype} (as PyTorch, integer "
+                           f"input is refused here; convert it with .float())")
+    return t
 
 
 def is_tensor(x) -> bool: return isinstance(x, Tensor)
