@@ -261,3 +261,25 @@ def test_log_softmax_of_a_0d_tensor_is_zero_as_in_pytorch():
     y, ty = tinytorch.nn.functional.log_softmax(x, dim=0), torch.nn.functional.log_softmax(tx, dim=0)
     (y * 2).backward(), (ty * 2).backward()
     assert y.shape == () and y.item() == ty.item() == 0.0 and x.grad.item() == tx.grad.item()
+
+
+F16 = np.array([[-300.0, -60000.0, -3.0, 0.0, 2.0, 300.0, 60000.0, 1000.0]], dtype=np.float16)
+
+
+@pytest.mark.parametrize("expr", ["T.sigmoid(x)", "T.tanh(x)", "F.relu(x)", "F.gelu(x)", "F.gelu(x, approximate='tanh')",
+                                  "F.softmax(x, dim=-1)", "F.cross_entropy(x, T.tensor([3]))", "x.sum()", "x.mean()",
+                                  "F.linear(x, T.ones(2, 8, dtype=T.float16))", "x.clamp(-1.0, 1.0)", "x.max()"])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_float16_stays_finite_wherever_pytorch_does(expr):
+    def run(T):
+        x = T.tensor(F16, requires_grad=True)
+        y = eval(expr, {"T": T, "F": T.nn.functional, "x": x})
+        (y.sum() if y.ndim else y).backward()
+        vals = y.detach().float().numpy() if T is torch else y.data.astype(np.float32)
+        grads = x.grad.float().numpy() if T is torch else x.grad.data.astype(np.float32)
+        return vals, grads, str(y.dtype).removeprefix("torch.")
+    tv, tg, tdt = run(torch)
+    ov, og, odt = run(tinytorch)
+    assert np.isfinite(tv).all() and np.isfinite(tg).all()             # PyTorch is finite here...
+    assert np.isfinite(ov).all() and np.isfinite(og).all(), expr       # ...and so is tinytorch
+    assert odt == tdt == "float16"
