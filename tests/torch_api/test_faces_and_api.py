@@ -262,3 +262,26 @@ def test_functional_dropout_in_training_keeps_the_expected_fraction_and_scales()
     assert abs(kept.mean() - 0.7) < 0.02 and np.allclose(y.data[kept], 1 / 0.7)
     y.sum().backward()
     assert np.allclose(x.grad.data, y.data)                       # the gradient goes through the same mask
+
+
+@pytest.mark.parametrize("make", [
+    lambda S, opt: S.StepLR(opt, step_size=2, gamma=0.5),
+    lambda S, opt: S.CosineAnnealingLR(opt, T_max=5, eta_min=0.01),
+    lambda S, opt: S.ExponentialLR(opt, gamma=0.9),
+    lambda S, opt: S.MultiStepLR(opt, milestones=[2, 5], gamma=0.3),
+    lambda S, opt: S.LinearLR(opt, start_factor=0.25, total_iters=4),
+    lambda S, opt: S.LambdaLR(opt, lr_lambda=lambda e: 1.0 / (1 + e)),
+], ids=["StepLR", "CosineAnnealingLR", "ExponentialLR", "MultiStepLR", "LinearLR", "LambdaLR"])
+def test_lr_schedules_match_pytorch(make, tmp_path):
+    ours_opt = tinytorch.optim.SGD([nn.Parameter(np.zeros(2, dtype=np.float32))], lr=0.1)
+    theirs_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    ours, theirs = make(tinytorch.optim.lr_scheduler, ours_opt), make(torch.optim.lr_scheduler, theirs_opt)
+    for _ in range(8):
+        ours_opt.step(), theirs_opt.step(), ours.step(), theirs.step()
+        assert np.isclose(ours.get_last_lr()[0], theirs.get_last_lr()[0], rtol=1e-9)
+    from tinytorch.core.training import load_checkpoint, save_checkpoint
+    model = nn.Linear(1, 1)
+    path = save_checkpoint(tmp_path / "s.npz", model, scheduler=ours)        # no pickle, even for LambdaLR
+    again = make(tinytorch.optim.lr_scheduler, tinytorch.optim.SGD([nn.Parameter(np.zeros(2, dtype=np.float32))], lr=0.1))
+    load_checkpoint(path, model, scheduler=again)
+    assert again.last_epoch == ours.last_epoch and np.isclose(again.get_last_lr()[0], ours.get_last_lr()[0])

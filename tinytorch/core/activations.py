@@ -13,7 +13,8 @@ from .tensor_kit import require_float
 
 # %% auto #0
 __all__ = ['Parameter', 'ModuleKit', 'Module', 'ModuleList', 'ModuleDict', 'ReLUFunction', 'ReLU', 'SigmoidFunction', 'Sigmoid',
-           'Tanh', 'GELUFunction', 'GELU', 'SoftmaxFunction', 'Softmax', 'relu', 'sigmoid', 'tanh', 'gelu', 'softmax']
+           'Tanh', 'GELUFunction', 'GELU', 'SoftmaxFunction', 'Softmax', 'relu', 'sigmoid', 'tanh', 'gelu', 'softmax',
+           'LeakyReLUFunction', 'SiLUFunction', 'LeakyReLU', 'SiLU', 'Identity', 'leaky_relu', 'silu']
 
 # %% ../../modules/02_activations/02_activations.ipynb #b85006a6
 class Parameter(Tensor):
@@ -616,3 +617,61 @@ def softmax(x, dim: int = -1, dtype=None) -> Tensor:
     if dtype is not None:
         x = x.to(dtype)
     return Softmax(dim)(x)
+
+# %% ../../modules/02_activations/02_activations.ipynb #5e7b2a08
+class LeakyReLUFunction(Function):
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        ctx.save_for_backward(x)
+        ctx.slope = negative_slope
+        return np.where(x > 0, x, x * np.asarray(negative_slope, dtype=x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * np.where(x > 0, 1.0, ctx.slope).astype(grad.dtype, copy=False)
+
+
+class SiLUFunction(Function):
+    "x * sigmoid(x), PyTorch's SiLU (swish)."
+    @staticmethod
+    def forward(ctx, x):
+        s = _stable_sigmoid(x).astype(x.dtype, copy=False)
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, s = ctx.saved_tensors
+        return grad * (s * (1 + x * (1 - s)))
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x):
+        return LeakyReLUFunction.apply(require_float(x, "LeakyReLU"), negative_slope=self.negative_slope)
+
+
+class SiLU(Module):
+    def forward(self, x):
+        return SiLUFunction.apply(require_float(x, "SiLU"))
+
+
+class Identity(Module):
+    "Returns its input (torch.nn.Identity): a placeholder layer."
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
+def leaky_relu(x, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    return LeakyReLU(negative_slope)(x if isinstance(x, Tensor) else Tensor(x))
+
+
+def silu(x, inplace: bool = False) -> Tensor:
+    return SiLU()(x if isinstance(x, Tensor) else Tensor(x))

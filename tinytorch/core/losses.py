@@ -12,7 +12,7 @@ from .activations import Module
 # %% auto #0
 __all__ = ['LogSoftmaxFunction', 'log_softmax', 'CrossEntropyFunction', 'CrossEntropyLoss', 'MSEFunction', 'MSELoss',
            'BCEFunction', 'BinaryCrossEntropyLoss', 'nll_loss', 'cross_entropy', 'mse_loss', 'binary_cross_entropy',
-           'NLLLoss']
+           'LogSoftmax', 'NLLLoss']
 
 # %% ../../modules/04_losses/04_losses.ipynb #c0c2b733
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -304,6 +304,16 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") ->
     if weight is not None:
         raise NotImplementedError("binary_cross_entropy: weights are not supported in tinytorch")
     return BinaryCrossEntropyLoss(reduction=reduction)(input, target)
+
+
+class LogSoftmax(Module):
+    "torch.nn.LogSoftmax: log_softmax along `dim` as a layer."
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x) -> Tensor:
+        return log_softmax(x, self.dim)
 
 
 class NLLLoss(Module):

@@ -7,7 +7,7 @@ __all__ = []
 from .. import lazy_face
 
 __getattr__, __dir__ = lazy_face("tinytorch.nn.functional", {
-    "tinytorch.core.activations": "relu sigmoid tanh gelu softmax",
+    "tinytorch.core.activations": "relu sigmoid tanh gelu softmax leaky_relu silu",
     "tinytorch.core.losses": "log_softmax cross_entropy nll_loss mse_loss binary_cross_entropy",
     "tinytorch.core.layers": "linear dropout",
     "tinytorch.core.spatial": "conv2d max_pool2d avg_pool2d adaptive_avg_pool2d",
