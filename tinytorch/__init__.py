@@ -48,7 +48,7 @@ __getattr__, __dir__ = lazy_face("tinytorch", {
         "zeros_like ones_like empty_like randn_like rand_like full_like inference_mode "
         "cat concat concatenate stack split chunk unbind gather topk sort argsort where masked_fill "
         "maximum minimum tril triu roll multinomial sin cos clamp clip exp log sqrt tanh mean argmax argmin "
-        "matmul bmm mm reshape flatten transpose permute squeeze unsqueeze eq ne lt le gt ge equal clone "
+        "einsum var std norm Size matmul bmm mm reshape flatten transpose permute squeeze unsqueeze eq ne lt le gt ge equal clone "
         "allclose isnan isfinite is_tensor numel float32 float64 float16 double half int8 int16 int32 int64 "
         "uint8 long float=float32 int=int32 bool=bool_ max=max_ min=min_ sum=sum_ abs=abs_ pow=pow_"),
     "tinytorch.core.autograd": "no_grad enable_grad",

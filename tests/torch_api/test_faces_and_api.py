@@ -285,3 +285,16 @@ def test_lr_schedules_match_pytorch(make, tmp_path):
     again = make(tinytorch.optim.lr_scheduler, tinytorch.optim.SGD([nn.Parameter(np.zeros(2, dtype=np.float32))], lr=0.1))
     load_checkpoint(path, model, scheduler=again)
     assert again.last_epoch == ours.last_epoch and np.isclose(again.get_last_lr()[0], ours.get_last_lr()[0])
+
+
+def test_one_hot_and_size_match_pytorch():
+    idx = np.array([[0, 3], [2, 1]])
+    ours = tinytorch.nn.functional.one_hot(tinytorch.tensor(idx), num_classes=5)
+    theirs = torch.nn.functional.one_hot(torch.tensor(idx), num_classes=5)
+    assert ours.dtype == np.int64 and np.array_equal(ours.data, theirs.numpy())
+    assert tinytorch.nn.functional.one_hot(tinytorch.tensor([1, 2])).shape == (2, 3)
+    with pytest.raises(RuntimeError, match="class values"):
+        tinytorch.nn.functional.one_hot(tinytorch.tensor([5]), num_classes=3)
+    assert tinytorch.ones(2, 3).size() == tinytorch.Size([2, 3]) == tuple(torch.Size([2, 3]))
+    with pytest.raises(NotImplementedError, match=r"\.\.\."):
+        tinytorch.einsum("...ij->...ji", tinytorch.ones(2, 2))

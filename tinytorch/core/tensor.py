@@ -372,6 +372,9 @@ class TensorKit:
     def sin(self): return _kit().sin(self)
     def cos(self): return _kit().cos(self)
     def clamp(self, min=None, max=None): return _kit().clamp(self, min, max)
+    def var(self, dim=None, **kw): return _kit().var(self, dim, **kw)
+    def std(self, dim=None, **kw): return _kit().std(self, dim, **kw)
+    def norm(self, p=2, dim=None, keepdim=False): return _kit().norm(self, p, dim, keepdim)
     clip = clamp
     def pow(self, exponent): return self ** exponent
     def square(self): return self * self

@@ -13,17 +13,18 @@ from .tensor import Function, Tensor, set_grad_enabled, is_grad_enabled, _dim, _
 
 # %% auto #0
 __all__ = ['float32', 'float64', 'float16', 'double', 'half', 'int8', 'int16', 'int32', 'int64', 'uint8', 'long', 'bool_',
-           'default_generator', 'concat', 'concatenate', 'topk_result', 'max_result', 'clip', 'bmm', 'mm', 'device',
-           'cuda', 'backends', 'Generator', 'manual_seed', 'seed', 'initial_seed', 'default_rng', 'require_float',
-           'is_tensor', 'numel', 'Cast', 'Clone', 'cast', 'tensor_to', 'tensor', 'as_tensor', 'from_numpy', 'zeros',
-           'ones', 'empty', 'full', 'eye', 'arange', 'linspace', 'randn', 'rand', 'randint', 'randperm', 'normal',
-           'zeros_like', 'ones_like', 'empty_like', 'randn_like', 'rand_like', 'full_like', 'inference_mode', 'Cat',
-           'Stack', 'cat', 'stack', 'split', 'chunk', 'unbind', 'Expand', 'expand', 'repeat', 'Gather', 'gather',
-           'topk', 'sort', 'argsort', 'max_', 'min_', 'Sin', 'Cos', 'Clamp', 'Where', 'Maximum', 'Tril', 'Roll', 'sin',
-           'cos', 'clamp', 'where', 'masked_fill', 'maximum', 'minimum', 'tril', 'triu', 'roll', 'multinomial', 'Pad',
-           'pad', 'exp', 'log', 'sqrt', 'tanh', 'abs_', 'sum_', 'mean', 'argmax', 'argmin', 'matmul', 'reshape',
-           'flatten', 'transpose', 'permute', 'squeeze', 'unsqueeze', 'pow_', 'eq', 'ne', 'lt', 'le', 'gt', 'ge',
-           'equal', 'clone', 'allclose', 'isnan', 'isfinite']
+           'default_generator', 'concat', 'concatenate', 'topk_result', 'max_result', 'clip', 'Size', 'bmm', 'mm',
+           'device', 'cuda', 'backends', 'Generator', 'manual_seed', 'seed', 'initial_seed', 'default_rng',
+           'require_float', 'is_tensor', 'numel', 'Cast', 'Clone', 'cast', 'tensor_to', 'tensor', 'as_tensor',
+           'from_numpy', 'zeros', 'ones', 'empty', 'full', 'eye', 'arange', 'linspace', 'randn', 'rand', 'randint',
+           'randperm', 'normal', 'zeros_like', 'ones_like', 'empty_like', 'randn_like', 'rand_like', 'full_like',
+           'inference_mode', 'Cat', 'Stack', 'cat', 'stack', 'split', 'chunk', 'unbind', 'Expand', 'expand', 'repeat',
+           'Gather', 'gather', 'topk', 'sort', 'argsort', 'max_', 'min_', 'Sin', 'Cos', 'Clamp', 'Where', 'Maximum',
+           'Tril', 'Roll', 'sin', 'cos', 'clamp', 'where', 'masked_fill', 'maximum', 'minimum', 'tril', 'triu', 'roll',
+           'multinomial', 'Pad', 'pad', 'var', 'std', 'norm', 'one_hot', 'Einsum', 'einsum', 'exp', 'log', 'sqrt',
+           'tanh', 'abs_', 'sum_', 'mean', 'argmax', 'argmin', 'matmul', 'reshape', 'flatten', 'transpose', 'permute',
+           'squeeze', 'unsqueeze', 'pow_', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'equal', 'clone', 'allclose', 'isnan',
+           'isfinite']
 
 # %% ../../modules/01_tensor/01_tensor_kit.ipynb #b9237c60
 float32, float64, float16 = np.float32, np.float64, np.float16      # torch.float, .int, .bool: see the faces
@@ -771,6 +772,92 @@ def pad(input, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
             raise NotImplementedError(f"pad: negative padding {tuple(pad)} is not supported in tinytorch")
         widths[t.ndim - 1 - i] = (lo, hi)
     return Pad.apply(t, widths=tuple(widths), value=value)
+
+# %% ../../modules/01_tensor/01_tensor_kit.ipynb #60f09544
+def var(t: Tensor, dim=None, *, correction=1, unbiased=None, keepdim=False) -> Tensor:
+    "Variance over dim with Bessel's correction by default (torch.var); unbiased=False means correction=0."
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    dims = None if dim is None else tuple(_dim(d, t.ndim, "var") for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
+    n = t.numel() if dims is None else int(np.prod([t.shape[d] for d in dims]))
+    centered = t - t.mean(axis=dims, keepdims=True)
+    return (centered * centered).sum(axis=dims, keepdims=keepdim) / max(n - correction, 0)
+
+
+def std(t: Tensor, dim=None, *, correction=1, unbiased=None, keepdim=False) -> Tensor:
+    return var(t, dim, correction=correction, unbiased=unbiased, keepdim=keepdim).sqrt()
+
+
+def norm(t: Tensor, p=2, dim=None, keepdim=False) -> Tensor:
+    "The p-norm over dim (all elements by default), as torch.norm / Tensor.norm for p = 1, 2, inf or any p > 0."
+    dims = None if dim is None else tuple(_dim(d, t.ndim, "norm") for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
+    if p == 2 or p == "fro":
+        return (t * t).sum(axis=dims, keepdims=keepdim).sqrt()
+    if p == 1:
+        return t.abs().sum(axis=dims, keepdims=keepdim)
+    if p == float("inf"):
+        return t.abs().max(axis=dims, keepdims=keepdim)
+    if not isinstance(p, (int, float)) or p <= 0:
+        raise ValueError(f"norm: p must be a positive number, inf or 'fro', got {p!r}")
+    return (t.abs() ** p).sum(axis=dims, keepdims=keepdim) ** (1.0 / p)
+
+
+def one_hot(tensor, num_classes: int = -1) -> Tensor:
+    "torch.nn.functional.one_hot: int64 indices -> int64 rows of zeros with a one at each index."
+    idx = np.asarray(_raw(tensor))
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"one_hot: expects an integer tensor of class indices, got dtype {idx.dtype}")
+    n = int(idx.max()) + 1 if num_classes == -1 else int(num_classes)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise RuntimeError(f"one_hot: class values must be in [0, {n}), got {int(idx.min())}..{int(idx.max())}")
+    return Tensor._from_op(np.eye(n, dtype=np.int64)[idx], None)
+
+
+class Einsum(Function):
+    @staticmethod
+    def forward(ctx, *arrays, equation):
+        ctx.ins, ctx.out = equation
+        ctx.save_for_backward(*arrays)
+        return np.asarray(np.einsum(f"{','.join(ctx.ins)}->{ctx.out}", *arrays, optimize=True))
+
+    @staticmethod
+    def backward(ctx, grad):
+        arrays, grads = ctx.saved_tensors, []
+        for i, sub in enumerate(ctx.ins):
+            if not ctx.needs_input_grad[i]:
+                grads.append(None)
+                continue
+            others = [(s, a) for j, (s, a) in enumerate(zip(ctx.ins, arrays)) if j != i]
+            have = set(ctx.out).union(*[set(s) for s, _ in others])
+            target = "".join(c for c in sub if c in have)       # letters only this operand has: summed, so broadcast
+            eq = ",".join([ctx.out] + [s for s, _ in others]) + "->" + target
+            g = np.einsum(eq, grad, *[a for _, a in others], optimize=True)
+            shape = tuple(arrays[i].shape[k] if c in have else 1 for k, c in enumerate(sub))
+            grads.append(np.broadcast_to(g.reshape(shape), arrays[i].shape).copy())
+        return tuple(grads)
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    "torch.einsum for explicit or implicit equations without '...' or a letter repeated within one operand."
+    ops = list(operands[0]) if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else list(operands)
+    eq = equation.replace(" ", "")
+    ins, arrow, out = eq.partition("->")
+    ins = ins.split(",")
+    if not arrow:                                       # implicit: the letters seen once, in alphabetical order
+        letters = "".join(ins)
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if "." in eq or any(len(set(s)) != len(s) for s in ins):
+        raise NotImplementedError(f"einsum: '...' and repeated letters within an operand are not supported ({equation!r})")
+    if len(ins) != len(ops):
+        raise ValueError(f"einsum: {equation!r} names {len(ins)} operands, got {len(ops)}")
+    ts = [o if isinstance(o, Tensor) else Tensor(o) for o in ops]
+    for s, t in zip(ins, ts):
+        if len(s) != t.ndim:
+            raise ValueError(f"einsum: operand {s!r} has {len(s)} letters but the tensor has shape {t.shape}")
+    return Einsum.apply(*ts, equation=(tuple(ins), out))
+
+
+Size = tuple                                            # torch.Size: here sizes are plain tuples
 
 # %% ../../modules/01_tensor/01_tensor_kit.ipynb #af0ce3a7
 def exp(t): return _t(t).exp()
