@@ -45,12 +45,13 @@ __getattr__, __dir__ = lazy_face("tinytorch", {
     "tinytorch.core.tensor_kit": (
         "device cuda backends Generator manual_seed seed initial_seed default_generator "
         "tensor as_tensor from_numpy zeros ones empty full eye arange linspace randn rand randint randperm normal "
-        "zeros_like ones_like empty_like randn_like rand_like full_like inference_mode "
+        "zeros_like ones_like empty_like randn_like rand_like full_like inference_mode is_tensor numel "
+        "float32 float64 float16 double half int8 int16 int32 int64 uint8 long float=float32 int=int32 bool=bool_"),
+    "tinytorch.core.tensor_ops": (
         "cat concat concatenate stack split chunk unbind gather topk sort argsort where masked_fill "
         "maximum minimum tril triu roll multinomial sin cos clamp clip exp log sqrt tanh mean argmax argmin "
-        "einsum var std norm Size matmul bmm mm reshape flatten transpose permute squeeze unsqueeze eq ne lt le gt ge equal clone "
-        "allclose isnan isfinite is_tensor numel float32 float64 float16 double half int8 int16 int32 int64 "
-        "uint8 long float=float32 int=int32 bool=bool_ max=max_ min=min_ sum=sum_ abs=abs_ pow=pow_"),
+        "einsum var std norm Size matmul bmm mm reshape flatten transpose permute squeeze unsqueeze eq ne lt le gt ge "
+        "equal clone allclose isnan isfinite max=max_ min=min_ sum=sum_ abs=abs_ pow=pow_"),
     "tinytorch.core.autograd": "no_grad enable_grad",
     "tinytorch.core.activations": "relu sigmoid softmax",
     "tinytorch.core.losses": "log_softmax",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .tensor import Function, Tensor
-from .tensor_kit import clamp, gather, require_float
+from .tensor_kit import require_float
+from .tensor_ops import clamp, gather
 from .activations import Module
 
 # %% auto #0

@@ -184,11 +184,11 @@ def _to_array(data, dtype=None) -> np.ndarray:
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #7a0c1e02
 def _kit():
-    "Module 01's second notebook (`tinytorch.core.tensor_kit`), imported on first use: it subclasses this one's `Function`."
+    "Module 01's third notebook (`tinytorch.core.tensor_ops`, which also carries the kit's names), imported on first use."
     global _KIT
     if _KIT is None:
-        from tinytorch.core import tensor_kit
-        _KIT = tensor_kit
+        from tinytorch.core import tensor_ops
+        _KIT = tensor_ops
     return _KIT
 
 _KIT = None
@@ -232,7 +232,7 @@ def _inplace(t, ufunc, other, who: str):
 class TensorKit:
     """PyTorch's Tensor methods beyond the chapter's core (given code, section 7): sizes, in-place ops,
     casts, devices and the transformer kit. `Tensor` inherits them; the differentiable ones run
-    Functions of module 01's second notebook, `tinytorch.core.tensor_kit`."""
+    Functions of module 01's other notebooks, `tinytorch.core.tensor_kit` and `tinytorch.core.tensor_ops`."""
     __slots__ = ()
 
     # -- sizes -------------------------------------------------------------------------------------

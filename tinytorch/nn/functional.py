@@ -13,5 +13,5 @@ __getattr__, __dir__ = lazy_face("tinytorch.nn.functional", {
     "tinytorch.core.spatial": "conv2d max_pool2d avg_pool2d adaptive_avg_pool2d",
     "tinytorch.core.embeddings": "embedding",
     "tinytorch.core.attention": "scaled_dot_product_attention",
-    "tinytorch.core.tensor_kit": "pad one_hot",
+    "tinytorch.core.tensor_ops": "pad one_hot",
 })
