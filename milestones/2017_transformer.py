@@ -33,7 +33,7 @@ from tinytorch.experiments import (TINYGPT_PRESETS, build_tinygpt, mean_loss, ra
 
 NAME = "2017_transformer"
 GATE_VAL_LOSS = 2.20                 # nats; the unigram baseline is 3.31
-FULL = TINYGPT_PRESETS["tinygpt-2017"]          # 3 layers x 96 wide, 4 heads, context 64; 1500 steps or 195 s
+FULL = TINYGPT_PRESETS["tinygpt-2017"]          # 3 layers x 96 wide, 4 heads, context 64; a fixed number of steps
 FAST = TINYGPT_PRESETS["tinygpt-2017-fast"]
 
 
@@ -71,8 +71,7 @@ def plot(path: Path, history: dict, baseline: float, gate: float, attention: np.
 def main(argv=None):
     m = Milestone(__file__, __doc__)
     m.parser.add_argument("--steps", type=int, default=None,
-                          help="train exactly this many steps (default: the configured number, fewer if the "
-                               "time budget would be exceeded on this machine)")
+                          help="train exactly this many steps (default: the preset's fixed number)")
     args = m.parse_args(argv)
     cfg = dict(FAST if args.fast else FULL)
     T, B = cfg["max_seq_len"], cfg["batch"]

@@ -3,8 +3,9 @@
 Michel, Levy and Neubig ("Are Sixteen Heads Really Better than One?", 2019) switched off the attention heads
 of trained transformers and found that many can go with little loss — if the right ones are chosen. We ask the
 same of the course's own GPT: the preset tinygpt-4x4 (4 layers x 4 heads = 16 heads, 64 wide, context 64),
-trained on Tiny Shakespeare by the 2017 milestone's recipe (tinytorch.experiments; its weights are loaded from
-milestones/results/ when present, trained for about two minutes and saved there otherwise). Sixteen heads,
+trained on Tiny Shakespeare by the 2017 milestone's recipe (tinytorch.experiments) for the preset's fixed number
+of steps, so the same seed gives the same model on any machine (about a minute on one core; the weights are
+loaded from --weights-dir, default milestones/results/, when present, and saved there otherwise). Sixteen heads,
 because 10, 30 and 50 % of them must be whole heads (2, 5 and 8). Four ways to choose the heads to prune —
 random (3 seeds), weight magnitude, attention entropy, and the expected gate gradient E|dL/dxi_h| of Michel et
 al. — each pruning 10, 30 and 50 % of the heads of the same trained model, measured by held-out perplexity

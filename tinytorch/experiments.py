@@ -18,35 +18,37 @@ import numpy as np
 from .core.autograd import no_grad
 from .core.losses import CrossEntropyLoss
 from .core.optimizers import AdamW
-from .core.training import clip_grad_norm, load_checkpoint, save_checkpoint
-from .core.dataloader import load_tinyshakespeare
-from .core.tokenization import CharTokenizer, Tokenizer
+from .core.training import clip_grad_norm
+from .core.tokenization import Tokenizer, pad_sequences
 from .core.transformers import GPT
 from .optimization.memoization import cached_generate
 from .optimization.benchmarking import pinned_threads
 from .optimization.compression import (GROWTH_STRATEGIES, HEAD_STRATEGIES, evaluate, fine_tune, grow_heads,
                                                 head_alive, head_importance, prune_heads, pruned_heads,
                                                 write_json_atomic)
+from .experiment_io import (DATASETS, _jsonable, _npz_path, check_dataset, dataset_tag,  # noqa: F401
+                                     default_weights_dir, load_model, load_pretrained, load_text, save_model,
+                                     shakespeare_split, text_split)
 
 # %% auto #0
-__all__ = ['TINYGPT_PRESETS', 'DEVICES', 'tinygpt_preset', 'default_weights_dir', 'shakespeare_split', 'lr_at', 'random_windows',
-           'mean_loss', 'build_tinygpt', 'train_tinygpt', 'save_tinygpt', 'load_tinygpt', 'load_or_train_tinygpt',
-           'ExperimentConfig', 'generate_text', 'generate_batch', 'interactive_session', 'ProgressTracker',
+__all__ = ['TINYGPT_PRESETS', 'DEVICES', 'tinygpt_preset', 'lr_at', 'random_windows', 'mean_loss', 'build_tinygpt',
+           'train_tinygpt', 'save_tinygpt', 'load_tinygpt', 'load_or_train_tinygpt', 'ExperimentConfig',
+           'generate_text', 'generate_batch', 'interactive_session', 'ProgressTracker', 'cycle_stages',
            'experiment_stages', 'run_experiment']
 
 # %% ../modules/20_capstone/20_capstone.ipynb #64b0ee64
 TINYGPT_PRESETS = {
     "tinygpt-2017": dict(embed_dim=96, num_layers=3, num_heads=4, max_seq_len=64, batch=32, steps=1500, lr=5e-3,
-                         min_lr=5e-4, warmup=30, eval_every=100, eval_batches=8, budget_s=195.0, final_windows=None,
+                         min_lr=5e-4, warmup=30, eval_every=100, eval_batches=8, final_windows=None,
                          file="2017_transformer"),
     "tinygpt-2017-fast": dict(embed_dim=48, num_layers=2, num_heads=4, max_seq_len=32, batch=16, steps=80, lr=3e-3,
-                              min_lr=3e-4, warmup=10, eval_every=20, eval_batches=4, budget_s=25.0, final_windows=256,
+                              min_lr=3e-4, warmup=10, eval_every=20, eval_batches=4, final_windows=256,
                               file=None),
-    "tinygpt-4x4": dict(embed_dim=64, num_layers=4, num_heads=4, max_seq_len=64, batch=32, steps=1200, lr=5e-3,
-                        min_lr=5e-4, warmup=30, eval_every=200, eval_batches=8, budget_s=120.0, final_windows=None,
-                        file="weights/tinygpt_4x4"),      # a subfolder: results/*.json are the milestones' reports
+    "tinygpt-4x4": dict(embed_dim=64, num_layers=4, num_heads=4, max_seq_len=64, batch=32, steps=1000, lr=5e-3,
+                        min_lr=5e-4, warmup=30, eval_every=200, eval_batches=8, final_windows=None,
+                        file="tinygpt_4x4"),
     "tinygpt-test": dict(embed_dim=32, num_layers=2, num_heads=4, max_seq_len=32, batch=16, steps=60, lr=1e-2,
-                         min_lr=1e-3, warmup=5, eval_every=30, eval_batches=2, budget_s=None, final_windows=64,
+                         min_lr=1e-3, warmup=5, eval_every=30, eval_batches=2, final_windows=64,
                          file=None),
 }
 
@@ -57,35 +59,6 @@ def tinygpt_preset(name: str) -> dict:
         raise ValueError(f"unknown TinyGPT preset {name!r}; known presets: {', '.join(map(repr, TINYGPT_PRESETS))} "
                          f"(models are trained by this course or loaded from its own saved weights, never downloaded)")
     return dict(TINYGPT_PRESETS[name], name=name)
-
-
-def default_weights_dir() -> Path:
-    """Where saved TinyGPT weights live: $TINYTORCH_WEIGHTS_DIR, else the checkout's milestones/results/ (where the
-    2017 milestone saves its model), else ./milestones/results."""
-    env = os.environ.get("TINYTORCH_WEIGHTS_DIR")
-    if env:
-        return Path(env)
-    checkout = Path(__file__).resolve().parents[1] / "milestones" if "__file__" in globals() else None
-    if checkout is not None and checkout.is_dir():
-        return checkout / "results"
-    return Path.cwd() / "milestones" / "results"
-
-
-_SPLITS: dict = {}          # (vocabulary, fraction) -> (train ids, held-out ids): encode the text once per process
-
-
-def shakespeare_split(tokenizer: Tokenizer | None = None, train_fraction: float = 0.9) -> tuple:
-    """(tokenizer, train ids, held-out ids) of Tiny Shakespeare: the first `train_fraction` of the text for
-    training, the rest held out. Without a tokenizer, a CharTokenizer is fitted on the training part."""
-    text = load_tinyshakespeare()
-    split = int(train_fraction * len(text))
-    tok = CharTokenizer.from_text(text[:split]) if tokenizer is None else tokenizer
-    key = (type(tok).__name__, tuple(sorted(tok.get_vocab().items())), float(train_fraction))
-    if key not in _SPLITS:
-        _SPLITS[key] = (np.array(tok.encode(text[:split]), dtype=np.int64),
-                        np.array(tok.encode(text[split:]), dtype=np.int64))
-    train, val = _SPLITS[key]
-    return tok, train.copy(), val.copy()
 
 
 def lr_at(step: int, progress: float, cfg: dict) -> float:
@@ -123,10 +96,10 @@ def build_tinygpt(preset, vocab_size: int, seed: int = 0) -> GPT:
 
 
 def train_tinygpt(model: GPT, cfg: dict, train: np.ndarray, val: np.ndarray, *, steps: int | None = None,
-                  budget_s: float | None = None, seed: int = 0, log=print) -> dict:
-    """Train `model` on windows of `train` by the preset `cfg`: `steps` (default the preset's), stopping early
-    at the time budget (default the preset's; none when `steps` is given). Every `eval_every` steps the loss on
-    fixed held-out windows is logged. Returns {"history", "steps", "seconds"}."""
+                  seed: int = 0, log=print) -> dict:
+    """Train `model` on windows of `train` by the preset `cfg` for exactly `steps` steps (default the preset's):
+    the same seed gives the same weights on any machine. Every `eval_every` steps the loss on fixed held-out
+    windows is logged. Returns {"history", "steps", "seconds"}."""
     T, B, V = cfg["max_seq_len"], cfg["batch"], model.vocab_size
     log = log or (lambda *a, **k: None)
     decay = [p for p in model.parameters() if p.ndim >= 2]          # no weight decay on biases and norms
@@ -136,12 +109,10 @@ def train_tinygpt(model: GPT, cfg: dict, train: np.ndarray, val: np.ndarray, *, 
     loss_fn = CrossEntropyLoss()
     rng = np.random.default_rng(seed)
     eval_windows = random_windows(val, T, cfg["eval_batches"] * B, np.random.default_rng(1234))
-    explicit = steps is not None
-    steps = int(steps if explicit else cfg["steps"])
-    if budget_s is None:
-        budget_s = math.inf if explicit or cfg.get("budget_s") is None else float(cfg["budget_s"])
-    log(f"  training: {steps} steps or {budget_s:.0f} s, whichever comes first; the learning rate anneals "
-        f"with whichever is closer to done" if math.isfinite(budget_s) else f"  training: {steps} steps")
+    steps = int(steps if steps is not None else cfg["steps"])
+    if steps < 1:
+        raise ValueError(f"train_tinygpt: steps must be >= 1, got {steps}")
+    log(f"  training: {steps} steps")
     history = {"step": [], "val": [], "train_step": [], "train": []}
     recent, since_eval = [], []
     t0 = time.perf_counter()
@@ -157,7 +128,7 @@ def train_tinygpt(model: GPT, cfg: dict, train: np.ndarray, val: np.ndarray, *, 
     step = 0
     model.train()
     while True:
-        progress = max(step / steps, (time.perf_counter() - t0) / budget_s)
+        progress = step / steps
         if progress >= 1.0:
             break
         for group in opt.param_groups:
@@ -183,32 +154,21 @@ def train_tinygpt(model: GPT, cfg: dict, train: np.ndarray, val: np.ndarray, *, 
 
 
 def save_tinygpt(stem, model: GPT, tokenizer: Tokenizer, **extra) -> tuple:
-    "Save `<stem>.npz` (weights and config, atomically, no pickle) and `<stem>_vocab.json`; returns both paths."
+    "save_model to `<stem>.npz`, and the tokenizer also as `<stem>_vocab.json`; returns both paths."
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    weights, vocab = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + "_vocab.json")
-    save_checkpoint(weights, model, config=model.config, **extra)
-    tokenizer.save(vocab)
-    return weights, vocab
+    weights = save_model(stem.with_name(stem.name + ".npz"), model, tokenizer, **extra)
+    vocab = tokenizer.save(stem.with_name(stem.name + "_vocab.json"))
+    return weights, Path(vocab)
 
 
 def load_tinygpt(stem) -> tuple:
-    "(model, tokenizer, extras) from `<stem>.npz` and `<stem>_vocab.json` as written by save_tinygpt."
-    stem = Path(stem)
-    weights, vocab = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + "_vocab.json")
-    for path in (weights, vocab):
-        if not path.is_file():
-            raise FileNotFoundError(f"load_tinygpt: {path} does not exist")
-    with np.load(weights, allow_pickle=False) as z:
-        meta = json.loads(str(z["__tinytorch__/meta"]))
-    config = meta.get("extra", {}).get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"load_tinygpt: {weights} holds no model config (it was not saved by save_tinygpt)")
-    model = GPT(**config)
-    extra = load_checkpoint(weights, model)
-    tok = Tokenizer.load(vocab)
-    if tok.vocab_size != model.vocab_size:
-        raise ValueError(f"load_tinygpt: {vocab} has {tok.vocab_size} tokens but the model {model.vocab_size}")
+    "(model, tokenizer, extras) from `<stem>.npz` as written by save_tinygpt (or any save_model file with a tokenizer)."
+    path = _npz_path(stem)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_tinygpt: {path} does not exist")
+    model, tok, extra = load_model(path)
+    if tok is None:
+        raise ValueError(f"load_tinygpt: {path} holds no tokenizer")
     return model, tok, extra
 
 
@@ -217,33 +177,42 @@ def _same_shape(model: GPT, cfg: dict) -> bool:
 
 
 def load_or_train_tinygpt(name: str, weights_dir=None, *, seed: int = 0, save: bool = True, steps: int | None = None,
-                          log=print, threads: int | None = 1) -> tuple:
-    """The preset `name`, loaded from `<weights_dir>/<file>.npz` when it is there and has the preset's shape,
-    otherwise trained now (and saved there, if `save` and the preset has a file) with `threads` BLAS threads
-    (module 19's pinned_threads; None: leave them as they are). Returns (model, tokenizer, info) where info says
-    where the model came from and its held-out loss."""
+                          log=print, threads: int | None = 1, dataset: str = "tinyshakespeare") -> tuple:
+    """The preset `name` trained on `dataset` (see load_text), loaded from `<weights_dir>/<file>.npz` when it is
+    there and has the preset's shape, otherwise trained now — for the preset's fixed number of steps, so the same
+    seed gives the same weights anywhere — and saved there if `save` and the preset has a file, with `threads`
+    BLAS threads (module 19's pinned_threads; None: leave them as they are). weights_dir defaults to
+    default_weights_dir(). Returns (model, tokenizer, info): where the model came from, its held-out loss."""
     cfg = tinygpt_preset(name)
     log = log or (lambda *a, **k: None)
     folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
-    stem = folder / cfg["file"] if cfg["file"] else None
+    tag = dataset_tag(dataset)
+    stem = None
+    if cfg["file"]:
+        stem = folder / (cfg["file"] if tag == "tinyshakespeare" else f"{cfg['file']}-{tag}")
     if stem is not None and stem.with_name(stem.name + ".npz").is_file():
         model, tok, extra = load_tinygpt(stem)
-        if _same_shape(model, cfg):
+        stale = _same_shape(model, cfg) and extra.get("steps") != (steps or cfg["steps"])
+        if _same_shape(model, cfg) and not stale:
             log(f"  {name}: loaded {stem}.npz (held-out loss {extra.get('val_loss', float('nan')):.3f}, "
                 f"{extra.get('steps', '?')} steps)")
             return model, tok, {"preset": name, "source": "loaded", "path": str(stem) + ".npz",
-                                "val_loss": extra.get("val_loss"), "steps": extra.get("steps")}
-        log(f"  {name}: {stem}.npz holds a model of another shape ({model.config}); training the preset instead "
-            f"(and not overwriting that file)")
-        save = False
-    memo_key = (name, seed, steps)
-    if cfg["budget_s"] is None and memo_key in _TRAINED:   # no time budget: training is deterministic, reuse it
+                                "val_loss": extra.get("val_loss"), "steps": extra.get("steps"), "dataset": dataset}
+        if stale:                              # the preset's recipe changed: train it again and replace the file
+            log(f"  {name}: {stem}.npz was trained for {extra.get('steps')} steps, the preset for "
+                f"{steps or cfg['steps']}; training it again")
+        else:
+            log(f"  {name}: {stem}.npz holds a model of another shape ({model.config}); training the preset "
+                f"instead (and not overwriting that file)")
+            save = False
+    memo_key = (name, seed, steps, tag)
+    if memo_key in _TRAINED:               # training is deterministic: the same key gives the same weights
         model, tok, info = _TRAINED[memo_key]
         return copy.deepcopy(model), copy.deepcopy(tok), dict(info)
-    tok, train, val = shakespeare_split()
+    tok, train, val = text_split(dataset)
     model = build_tinygpt(cfg, tok.vocab_size, seed)
     log(f"  {name}: training {cfg['num_layers']} layers x {cfg['embed_dim']} wide, {cfg['num_heads']} heads, "
-        f"context {cfg['max_seq_len']} ({model.num_parameters():,} parameters)")
+        f"context {cfg['max_seq_len']} ({model.num_parameters():,} parameters) on {tag}")
     if threads is None:
         result = train_tinygpt(model, cfg, train, val, steps=steps, seed=seed, log=log)
     else:
@@ -253,17 +222,16 @@ def load_or_train_tinygpt(name: str, weights_dir=None, *, seed: int = 0, save: b
     n = (len(val) - 1) // T if cfg["final_windows"] is None else min((len(val) - 1) // T, cfg["final_windows"])
     val_loss = mean_loss(model, CrossEntropyLoss(), val[np.arange(n)[:, None] * T + np.arange(T + 1)])
     info = {"preset": name, "source": "trained", "path": None, "val_loss": val_loss, "steps": result["steps"],
-            "seconds": round(result["seconds"], 1)}
+            "seconds": round(result["seconds"], 1), "dataset": dataset}
     if save and stem is not None:
-        save_tinygpt(stem, model, tok, val_loss=val_loss, steps=result["steps"], preset=name)
+        save_tinygpt(stem, model, tok, val_loss=val_loss, steps=result["steps"], preset=name, dataset=tag)
         info["path"] = str(stem) + ".npz"
         log(f"  {name}: saved {stem}.npz (held-out loss {val_loss:.3f})")
-    if cfg["budget_s"] is None:
-        _TRAINED[memo_key] = (copy.deepcopy(model), copy.deepcopy(tok), dict(info))
+    _TRAINED[memo_key] = (copy.deepcopy(model), copy.deepcopy(tok), dict(info))
     return model, tok, info
 
 
-_TRAINED: dict = {}        # (preset, seed, steps) -> a trained model, for presets without a time budget
+_TRAINED: dict = {}        # (preset, seed, steps, data set) -> a trained model (training is deterministic)
 
 # %% ../modules/20_capstone/20_capstone.ipynb #8b354279
 DEVICES = ("cpu",)
@@ -280,7 +248,10 @@ def _positive_int_field(name: str, value, allow_none: bool = False):
 @dataclass
 class ExperimentConfig:
     """Everything that defines one pruning experiment (see run_experiment). The fields after `test_mode` are
-    optional refinements: the size of each stage, growth, physical pruning, the text samples."""
+    optional refinements: the size of each stage, growth, physical pruning, the text samples; `max_cycles`
+    prune → fine-tune cycles; `dataset` ("tinyshakespeare" or a UTF-8 text file); `weights` (a model saved by
+    save_model, or a local GPT-2 checkpoint directory, instead of the preset); `resume` (continue the run saved in
+    output_dir)."""
     model_name: str = "tinygpt-4x4"
     pruning_percent: float = 0.3
     strategy: str = "gradient"
@@ -302,6 +273,10 @@ class ExperimentConfig:
     sample_tokens: int = 120
     weights_dir: str | None = None
     threads: int = 1
+    max_cycles: int = 1
+    dataset: str = "tinyshakespeare"
+    weights: str | None = None
+    resume: bool = False
 
     def __post_init__(self):
         ### BEGIN SOLUTION
@@ -320,7 +295,7 @@ class ExperimentConfig:
             raise ValueError(f"ExperimentConfig: unknown growth_strategy {self.growth_strategy!r}; known: "
                              f"{', '.join(map(repr, GROWTH_STRATEGIES))} (or None for no growth)")
         for name in ("num_epochs", "batch_size", "steps_per_epoch", "eval_batches", "importance_batches",
-                     "sample_tokens", "threads"):
+                     "sample_tokens", "threads", "max_cycles"):
             setattr(self, name, _positive_int_field(name, getattr(self, name)))
         self.grow_count = _positive_int_field("grow_count", self.grow_count, allow_none=True)
         lr = self.learning_rate
@@ -336,9 +311,21 @@ class ExperimentConfig:
             raise ValueError(f"ExperimentConfig: warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"ExperimentConfig: seed must be an integer >= 0, got {self.seed!r}")
-        for name in ("test_mode", "physical"):
+        for name in ("test_mode", "physical", "resume"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ExperimentConfig: {name} must be True or False, got {getattr(self, name)!r}")
+        try:
+            self.dataset = check_dataset(self.dataset)
+        except ValueError as e:
+            raise ValueError(f"ExperimentConfig: {e}") from None
+        if self.weights is not None:
+            if not isinstance(self.weights, (str, os.PathLike)) or not (
+                    _npz_path(self.weights).is_file() or Path(self.weights).is_dir()):
+                raise ValueError(f"ExperimentConfig: weights {self.weights!r} is neither a model file saved by "
+                                 f"save_model (.npz) nor a GPT-2 checkpoint directory")
+            self.weights = os.fspath(self.weights)
+        if self.resume and self.output_dir is None:
+            raise ValueError("ExperimentConfig: resume=True continues the run saved in output_dir; set output_dir")
         if not isinstance(self.prompt, str) or not self.prompt:
             raise ValueError(f"ExperimentConfig: prompt must be a non-empty string, got {self.prompt!r}")
         for name in ("output_dir", "weights_dir"):
@@ -385,25 +372,22 @@ def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, max_new_tokens:
 
 def generate_batch(model: GPT, tokenizer: Tokenizer, prompts, max_new_tokens: int = 100, temperature: float = 0.8,
                    top_k: int | None = None, seed=None) -> list:
-    """One text per prompt, in order; prompts of the same token length are sampled together as one batch
-    (so a prompt's text depends on `seed` and on which prompts share its batch)."""
+    """One text per prompt, in order, all sampled together as one batch: the prompts are padded on the LEFT and
+    the padding masked (GPT.generate's attention_mask), so each continues from its own last token; greedy
+    (temperature 0) gives each prompt exactly the text it gets alone."""
     if isinstance(prompts, str):
         raise TypeError("generate_batch: expected a list of prompts, got a single str; use generate_text")
     prompts = [_check_prompt(p, "generate_batch") for p in prompts]
     if not prompts:
         raise ValueError("generate_batch: the list of prompts is empty")
-    encoded = [tokenizer.encode(p) for p in prompts]
-    groups: dict = {}
-    for i, ids in enumerate(encoded):
-        groups.setdefault(len(ids), []).append(i)
-    seeds = np.random.default_rng(seed).integers(0, 2**31, len(groups))
-    out = [None] * len(prompts)
-    for (length, members), s in zip(sorted(groups.items()), seeds):
-        batch = np.array([encoded[i] for i in members], dtype=np.int64)
-        gen = cached_generate(model, batch, max_new_tokens, temperature=temperature, top_k=top_k, seed=int(s))
-        for row, i in zip(np.asarray(gen), members):
-            out[i] = prompts[i] + tokenizer.decode(row[length:])
-    return out
+    encoded = [tokenizer.encode(p)[-model.max_seq_len:] for p in prompts]
+    if any(not ids for ids in encoded):
+        raise ValueError("generate_batch: a prompt encodes to no tokens")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0     # masked: its value never matters
+    ids, mask = pad_sequences(encoded, pad, padding_side="left")
+    out = model.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed, attention_mask=mask)
+    T = ids.shape[1]
+    return [p + tokenizer.decode(row[T:]) for p, row in zip(prompts, np.asarray(out))]
 
 
 def interactive_session(model: GPT, tokenizer: Tokenizer, input_stream=None, output_stream=None,
@@ -427,21 +411,6 @@ def interactive_session(model: GPT, tokenizer: Tokenizer, input_stream=None, out
     return session
 
 # %% ../modules/20_capstone/20_capstone.ipynb #35f5ddf1
-def _jsonable(x):
-    "x with numpy values as Python ones and non-finite floats as None."
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 class ProgressTracker:
     """Loss, perplexity, pruning, growth and text samples of one experiment over time; `save_json` / `load`
     and `plot`."""
@@ -515,7 +484,7 @@ class ProgressTracker:
     # -- plots ------------------------------------------------------------------------------------------
     def figures(self) -> dict:
         """The plots as matplotlib Figures: {"curves": loss and perplexity, "importance": layer × head importance
-        of the first pruning (pruned heads crossed), "heads": heads on after each pruning and growth}; the last
+        of each pruning, one panel per cycle (pruned heads crossed), "heads": heads on after each pruning and growth}; the last
         two only when there was a pruning. In a notebook, a Figure shows when it is a cell's last expression
         (or through `display(fig)`). Needs matplotlib."""
         try:
@@ -546,21 +515,23 @@ class ProgressTracker:
         fig.suptitle(self.name)
         fig.tight_layout()
         figs["curves"] = fig
-        first = next((p for p in self.pruning if p["importance"] is not None), None)
-        if first is not None:
-            imp = np.array([[np.nan if v is None else v for v in row] for row in first["importance"]], dtype=float)
-            fig = Figure(figsize=(1.2 + 1.1 * imp.shape[1], 1.2 + 0.8 * imp.shape[0]))
-            ax = fig.add_subplot(1, 1, 1)
-            im = ax.imshow(imp, cmap="viridis")
-            for l in range(imp.shape[0]):
-                for h in range(imp.shape[1]):
-                    if np.isfinite(imp[l, h]):
-                        ax.text(h, l, f"{imp[l, h]:.2g}", ha="center", va="center", fontsize=7, color="w")
-            for l, h in first["heads"]:
-                ax.plot(h, l, "x", color="red", ms=18, mew=2)
-            ax.set(xlabel="head", ylabel="layer", title=f"importance ({first['strategy']}); x = pruned",
-                   xticks=range(imp.shape[1]), yticks=range(imp.shape[0]))
-            fig.colorbar(im, ax=ax, fraction=0.046)
+        scored = [p for p in self.pruning if p["importance"] is not None]       # one panel per pruning (cycle)
+        if scored:
+            shape = np.array(scored[0]["importance"], dtype=object).shape
+            fig = Figure(figsize=(0.4 + len(scored) * (1.2 + 1.1 * shape[1]), 1.2 + 0.8 * shape[0]))
+            for i, rec in enumerate(scored):
+                imp = np.array([[np.nan if v is None else v for v in row] for row in rec["importance"]], dtype=float)
+                ax = fig.add_subplot(1, len(scored), i + 1)
+                im = ax.imshow(imp, cmap="viridis")
+                for l in range(imp.shape[0]):
+                    for h in range(imp.shape[1]):
+                        if np.isfinite(imp[l, h]):
+                            ax.text(h, l, f"{imp[l, h]:.2g}", ha="center", va="center", fontsize=7, color="w")
+                for l, h in rec["heads"]:
+                    ax.plot(h, l, "x", color="red", ms=18, mew=2)
+                ax.set(xlabel="head", ylabel="layer", title=f"{rec['stage']}: {rec['strategy']}; x = pruned",
+                       xticks=range(imp.shape[1]), yticks=range(imp.shape[0]))
+                fig.colorbar(im, ax=ax, fraction=0.046)
             fig.tight_layout()
             figs["importance"] = fig
         if self.pruning:
@@ -598,9 +569,17 @@ class ProgressTracker:
         return str(path)
 
 # %% ../modules/20_capstone/20_capstone.ipynb #7c125791
+def cycle_stages(config: ExperimentConfig, cycle: int) -> tuple:
+    "The four stage names of prune → fine-tune cycle `cycle` (1, 2, ...); one cycle keeps the plain names."
+    names = ("prune", "pruned", "fine-tune", "fine-tuned")
+    return names if config.max_cycles == 1 else tuple(f"cycle {cycle} {n}" for n in names)
+
+
 def experiment_stages(config: ExperimentConfig) -> list:
     "The stages run_experiment goes through for `config`, in order (a progress bar's steps)."
-    stages = ["model", "baseline", "prune", "pruned", "fine-tune", "fine-tuned"]
+    stages = ["model", "baseline"]
+    for k in range(1, config.max_cycles + 1):
+        stages += cycle_stages(config, k)
     if config.growth_strategy is not None:
         stages += ["grow", "grown", "grown + fine-tune", "grown + fine-tuned"]
     return stages + ["save"]
@@ -618,13 +597,45 @@ def _sizes(config: ExperimentConfig) -> dict:
 def run_experiment(config: ExperimentConfig, progress=None, log=None) -> tuple:
     """Run the experiment `config` describes (see the stages above) with `config.threads` BLAS threads (one:
     small matrices gain nothing from more, and on a shared machine lose a lot). `progress(stage)` is called as
-    each stage of experiment_stages(config) starts; `log` receives notices (None: quiet). Writes progress.json,
-    summary.json and the tracker's plots to config.output_dir when it is set. Returns (model, tokenizer,
-    summary)."""
+    each stage of experiment_stages(config) starts; `log` receives notices (None: quiet). With output_dir set it
+    writes there progress.json, summary.json, the tracker's plots and model.npz (the final model and its
+    tokenizer, see save_model); resume=True continues such a run from its last completed cycle. Returns
+    (model, tokenizer, summary)."""
     if not isinstance(config, ExperimentConfig):
         raise TypeError(f"run_experiment: expected an ExperimentConfig, got {type(config).__name__}")
     with pinned_threads(config.threads):
         return _run(config, progress, log)
+
+
+def _starting_model(config: ExperimentConfig, size: dict, say) -> tuple:
+    "(model, tokenizer, info): the config's saved or pretrained weights, else its preset (loaded or trained)."
+    if config.weights is not None:
+        model, tok, info = load_pretrained(config.weights)
+        return model, tok, dict(info, preset=Path(config.weights).name, dataset=config.dataset)
+    return load_or_train_tinygpt(size["preset"], config.weights_dir, seed=config.seed, save=not config.test_mode,
+                                 log=say, threads=None, dataset=config.dataset)
+
+
+def _resumable(config: ExperimentConfig):
+    "(model, tokenizer, tracker, previous summary) of the run saved in output_dir, or None when there is none."
+    out = Path(config.output_dir)
+    files = [out / "model.npz", out / "summary.json", out / "progress.json"]
+    if not all(f.is_file() for f in files):
+        return None
+    model, tok, _ = load_model(files[0])
+    previous = json.loads(files[1].read_text(encoding="utf-8"))
+    for key in ("strategy", "pruning_percent", "dataset", "seed", "physical"):
+        if previous["config"].get(key) != getattr(config, key):
+            raise ValueError(f"run_experiment: cannot resume {out}: it was run with {key}="
+                             f"{previous['config'].get(key)!r}, this config has {getattr(config, key)!r}")
+    return model, tok, ProgressTracker.load(files[2]), previous
+
+
+def _windows_of(ids: np.ndarray, T: int, n: int, rng, what: str, dataset: str) -> np.ndarray:
+    if len(ids) < T + 2:
+        raise ValueError(f"run_experiment: the {what} part of dataset {dataset!r} has {len(ids)} tokens; windows "
+                         f"of {T + 1} need more (use a longer text)")
+    return random_windows(ids, T, n, rng)
 
 
 def _run(config: ExperimentConfig, progress, log) -> tuple:
@@ -632,20 +643,33 @@ def _run(config: ExperimentConfig, progress, log) -> tuple:
     say = log or (lambda *a, **k: None)
     size = _sizes(config)
     t_start = time.perf_counter()
-    tracker = ProgressTracker(f"{size['preset']}-{config.strategy}-{config.pruning_percent:g}", config.to_dict())
-    if config.test_mode and config.model_name != size["preset"]:
-        tracker.log_event("notice", message=f"test_mode: the {size['preset']} preset replaces {config.model_name}")
-    tick("model")
-    model, tok, info = load_or_train_tinygpt(size["preset"], config.weights_dir, seed=config.seed,
-                                             save=not config.test_mode, log=say, threads=None)
-    _, train_ids, val_ids = shakespeare_split(tok)
+    resumed = _resumable(config) if config.resume else None
+    cycles, grown, done, grown_before = [], [], 0, False
+    if resumed is not None:
+        model, tok, tracker, previous = resumed
+        info, cycles = previous["model"], list(previous.get("cycles", []))
+        done, grown_before = len(cycles), bool(previous.get("grown_heads"))
+        tracker.log_event("notice", message=f"resumed after cycle {done} from {config.output_dir}")
+        say(f"  resuming {config.output_dir} after cycle {done}")
+    else:
+        tracker = ProgressTracker(f"{size['preset']}-{config.strategy}-{config.pruning_percent:g}", config.to_dict())
+        if config.resume:
+            tracker.log_event("notice", message=f"nothing to resume in {config.output_dir}: a new run")
+        if config.test_mode and config.model_name != size["preset"] and config.weights is None:
+            tracker.log_event("notice", message=f"test_mode: the {size['preset']} preset replaces {config.model_name}")
+        tick("model")
+        model, tok, info = _starting_model(config, size, say)
+    _, train_ids, val_ids = text_split(config.dataset, tok)
     T, B = model.max_seq_len, size["batch"]
-    rng = np.random.default_rng(config.seed)
-    eval_w = random_windows(val_ids, T, size["eval"] * B, np.random.default_rng(config.seed + 10_000))
+    eval_w = _windows_of(val_ids, T, size["eval"] * B, np.random.default_rng(config.seed + 10_000), "held-out",
+                         config.dataset)
     eval_pairs = [(w[:, :-1], w[:, 1:]) for w in np.split(eval_w, size["eval"])]
-    scoring = [random_windows(train_ids, T, B, rng) for _ in range(size["importance"])]
-    tune = [(w[:, :-1], w[:, 1:]) for w in (random_windows(train_ids, T, B, rng) for _ in range(size["steps"]))]
-    importance, pruned, grown = None, [], []
+    scoring = [_windows_of(train_ids, T, B, np.random.default_rng([config.seed, 0, i]), "training", config.dataset)
+               for i in range(size["importance"])]
+
+    def tune_batches(cycle: int) -> list:          # seeded by the cycle: a resumed run gets the same batches
+        rng = np.random.default_rng([config.seed, 1, cycle])
+        return [(w[:, :-1], w[:, 1:]) for w in (random_windows(train_ids, T, B, rng) for _ in range(size["steps"]))]
 
     def measure(stage: str) -> dict:
         record = tracker.log_eval(stage, evaluate(model, eval_pairs)["loss"],
@@ -656,31 +680,43 @@ def _run(config: ExperimentConfig, progress, log) -> tuple:
             f"heads on {record['heads_on']}")
         return record
 
-    def tune_stage(stage: str, warmup: int) -> None:
-        history = fine_tune(model, tune, config.num_epochs, lr=config.learning_rate, optimizer_name="adamw",
+    def tune_stage(stage: str, batches: list, warmup: int):
+        history = fine_tune(model, batches, config.num_epochs, lr=config.learning_rate, optimizer_name="adamw",
                             clip_grad=1.0, warmup_steps=warmup,
                             on_step=lambda step, loss, lr: tracker.log_train(stage, loss))
         for skipped in history.skipped:
             tracker.log_event("skipped step", stage=stage, **skipped)
+        if history.diverged is not None:
+            tracker.log_event("diverged", stage=stage, **history.diverged)
+            say(f"  {stage}: fine-tuning diverged ({history.diverged}); stopped")
+        return history
 
     ### BEGIN SOLUTION
-    tick("baseline")
-    measure("baseline")
-    tick("prune")
-    importance = head_importance(model, config.strategy, scoring, seed=config.seed)
-    pruned = prune_heads(model, config.pruning_percent, config.strategy, importance=importance,
-                         physical=config.physical)
-    tracker.log_pruning("pruned", "prune", config.strategy, pruned, head_alive(model), importance)
-    tick("pruned")
-    measure("pruned")
-    tick("fine-tune")
-    tune_stage("fine-tune", 0)
-    tick("fine-tuned")
-    measure("fine-tuned")
-    if config.growth_strategy is not None:
+    if resumed is None:
+        tick("baseline")
+        measure("baseline")
+    for k in range(done + 1, config.max_cycles + 1):
+        prune_name, pruned_name, tune_name, tuned_name = cycle_stages(config, k)
+        tick(prune_name)
+        on_before = head_alive(model)
+        importance = head_importance(model, config.strategy, scoring, seed=config.seed + k - 1)
+        pruned = prune_heads(model, config.pruning_percent, config.strategy, importance=importance,
+                             physical=config.physical)
+        importance = np.where(on_before, importance, np.nan)       # heads already off were not candidates
+        tracker.log_pruning(pruned_name, "prune", config.strategy, pruned, head_alive(model), importance)
+        tick(pruned_name)
+        after_prune = measure(pruned_name)
+        tick(tune_name)
+        history = tune_stage(tune_name, tune_batches(k), 0)
+        tick(tuned_name)
+        after_tune = measure(tuned_name)
+        cycles.append({"cycle": k, "pruned_heads": [list(p) for p in pruned], "heads_on": after_tune["heads_on"],
+                       "pruned_loss": after_prune["loss"], "fine_tuned_loss": after_tune["loss"],
+                       "importance": importance, "diverged": history.diverged})
+    if config.growth_strategy is not None and not grown_before:
         tick("grow")
         if pruned_heads(model):
-            n = config.grow_count or max(1, len(pruned) // 2)
+            n = config.grow_count or max(1, len(cycles[-1]["pruned_heads"]) // 2 if cycles else 1)
             n = min(n, len(pruned_heads(model)))
             grown = grow_heads(model, n, config.growth_strategy, scoring, seed=config.seed)
         else:
@@ -689,21 +725,26 @@ def _run(config: ExperimentConfig, progress, log) -> tuple:
         tick("grown")
         measure("grown")
         tick("grown + fine-tune")
-        tune_stage("grown + fine-tune", config.warmup_steps)
+        tune_stage("grown + fine-tune", tune_batches(0), config.warmup_steps)
         tick("grown + fine-tuned")
         measure("grown + fine-tuned")
     ### END SOLUTION
     tick("save")
+    grown_all = grown if grown else (previous.get("grown_heads", []) if resumed is not None else [])
     summary = {"config": config.to_dict(),
                "model": dict(info, parameters=int(model.num_parameters()), layers=len(model.blocks),
                              heads_per_layer=[int(b.attn.num_heads) for b in model.blocks]),
+               "dataset": config.dataset,
                "stages": [{k: r[k] for k in ("stage", "loss", "perplexity", "heads_on", "parameters", "step")}
                           for r in tracker.evaluations],
-               "importance": importance, "pruned_heads": [list(p) for p in pruned],
-               "grown_heads": [list(g) for g in grown],
+               "cycles": cycles, "importance": cycles[0]["importance"] if cycles else None,
+               "pruned_heads": sorted([list(p) for c in cycles for p in c["pruned_heads"]]),
+               "grown_heads": [list(g) for g in grown_all],
                "samples": {s["stage"]: s["text"] for s in tracker.samples}, "events": tracker.events, "files": {}}
     if config.output_dir is not None:
         out = Path(config.output_dir)
+        summary["files"]["model"] = str(save_model(out / "model.npz", model, tok, cycles=len(cycles),
+                                                   experiment=config.to_dict()))
         summary["files"]["progress"] = tracker.save_json(out / "progress.json")
         try:
             summary["files"].update(tracker.plot(out, "experiment"))

@@ -41,7 +41,8 @@ from .errors import TitoError
 from .grading_book import junit_xml, summary_table, write_gradebook  # noqa: F401 - re-exported
 from .grading_submissions import find_students, load_notebook, scan
 from .grading_session import ModuleOutcome, Session
-from .sandbox import Box, Limits, choose_jail, clean_env, make_workspace, remove_cgroup_parents
+from .sandbox import (Box, Limits, choose_jail, clean_env, make_workspace, mount_tmpfs,
+                      remove_cgroup_parents, unmount)
 
 SCORING_RULE = (
     "module points = manifest points x (checkpoint tests passed / checkpoint tests collected), "
@@ -53,6 +54,7 @@ SCORING_RULE = (
     "exercises fail). Skipped tests do not count as passed.")
 MAX_REPORT = 16 << 20            # bytes of a judge's or export's report read
 MAX_LOG = 8_000                  # characters of a log kept
+SHARED_MB = 256                  # the tmpfs a student's runs share with the judge (tmp_path)
 OUTCOMES = ("passed", "failed", "error", "skipped")
 
 
@@ -262,6 +264,8 @@ class Grader:
         self.progress = progress
         self.log = log
         self.violations: list[dict] = []
+        self.mounts: list[Path] = []
+        self.mount_notes: list[str] = []
         self.started = datetime.now(timezone.utc)
         ds = self.root / "datasets"             # the course's shipped data (public), read-only
         self.datasets = ds.resolve() if ds.is_dir() and not ds.is_symlink() else None
@@ -325,6 +329,11 @@ class Grader:
                     dst.write_bytes(data)
         for d in ("tinytorch", "tmp"):
             (sd / d).mkdir(mode=0o755)
+        if mount_tmpfs(sd / "tmp", SHARED_MB):
+            self.mounts.append(sd / "tmp")
+        elif not any("tmp_path" in n for n in self.mount_notes):
+            self.mount_notes.append(f"no tmpfs for the folder runs share with the judge (pytest's "
+                                    "tmp_path): it is not size-limited")
         for m in self.modules:
             mg = g.modules[m.folder]
             mg.notebooks = {stem: g.notebooks.get(stem, "missing") for stem in m.stems}
@@ -508,6 +517,9 @@ class Grader:
             self._copy_inputs()
             self.jail = choose_jail(self.ws, self.root / "settings.ini", self.allow_weak,
                                     self.ws.name)
+            if self.jail.kind != "bwrap" and self.jobs > 1:
+                self.jobs = 1                # students run in parallel only when separated
+                self.jail.notes.append("without namespaces students are graded one at a time")
             runs = self._loop(students)
             changes = diff_digest(self.digest, tree_digest(self.guarded))
             if changes:
@@ -515,6 +527,9 @@ class Grader:
                                                 "grading", "changes": changes[:50]})
             return self._report(runs)
         finally:
+            for m in list(self.mounts):
+                unmount(m)
+            self.mounts = []
             if self.jail is not None:
                 remove_cgroup_parents(self.jail.cgroups)
             if self.keep_temp:
@@ -595,7 +610,7 @@ class Grader:
                             r.session = None
                         r.done = True
                 for r in [r for r in active if r.done]:
-                    shutil.rmtree(r.folder, ignore_errors=True)
+                    self._remove(r.folder)
                 active = [r for r in active if not r.done]
                 time.sleep(0.01)
         finally:
@@ -608,6 +623,13 @@ class Grader:
                     r.session.close()
             bar.close()
         return runs
+
+    def _remove(self, folder: Path) -> None:
+        shared = folder / "tmp"
+        if shared in self.mounts:
+            unmount(shared)
+            self.mounts.remove(shared)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def _prepare_safely(self, i: int, src: Path) -> _StudentRun:
         try:
@@ -638,7 +660,9 @@ class Grader:
             "limits": {"timeout_s": self.timeout, "memory_mb": self.memory_mb,
                        "jobs": self.jobs, "pids": self.limits.pids, "cpu_s": self.limits.cpu_s,
                        "tmp_mb": self.limits.tmp_mb},
-            "isolation": self.jail.as_dict() if self.jail else {},
+            "isolation": {**self.jail.as_dict(), "notes": self.jail.notes + self.mount_notes,
+                          "shared_tmpfs_mb": SHARED_MB if not self.mount_notes else None}
+            if self.jail else {},
             "modules": [{"number": m.number, "folder": m.folder, "title": m.title,
                          "points": m.points, "checkpoint": f"tests/checkpoints/{m.checkpoint.name}",
                          "question": _docstring(m.checkpoint)} for m in self.modules],

@@ -267,6 +267,8 @@ class JudgeCodec(Codec):
         h = getattr(v, "_tito_handle", None) if isinstance(v, type) else None
         if isinstance(h, int) and self.exc_classes.get(h) is v:
             return {"$r": h}
+        if isinstance(v, RemoteModule) and isinstance(v.__dict__.get("_tito_remote"), RemoteObject):
+            return {"$r": object.__getattribute__(v.__dict__["_tito_remote"], "_tito_h")}
         if isinstance(v, types.ModuleType) and not isinstance(v, RemoteModule):
             return {"$mod": v.__name__}
         cid = self.callback_of.get(id(v))

@@ -369,6 +369,20 @@ def choose_jail(workspace: Path, secret: Path, allow_weak: bool, tag: str) -> Ja
     return Jail("weak", None, cg, [f"strong sandbox unavailable: {why}", WEAK_GIVES_UP, *notes])
 
 
+def mount_tmpfs(path: Path, size_mb: int) -> bool:
+    """Mount a tmpfs of ``size_mb`` on ``path`` (root only): the folder a student's runs share
+    with the judge (pytest's tmp_path) then cannot fill the machine's disk. False when it cannot."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755,nosuid,nodev",
+                        "tito-grade", str(path)], capture_output=True)
+    return r.returncode == 0
+
+
+def unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
 def clean_env(home: Path, pythonpath: list[Path], extra: dict | None = None) -> dict:
     """A child's environment, built from nothing: a minimal PATH, locale, one thread per library."""
     bindir = str(Path(sys.executable).parent)

@@ -333,3 +333,29 @@ def test_an_interrupted_save_leaves_the_old_file_intact(tmp_path, monkeypatch, b
         bpe.save(path)
     assert path.read_bytes() == before                                         # the old file, whole
     assert [p.name for p in tmp_path.iterdir()] == ["tok.json"]                # temporary file removed
+
+
+def test_hf_special_token_names_and_pad_equal_eos():
+    tok = CharTokenizer.from_text("abc")
+    assert (tok.pad_token_id, tok.unk_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2, 3)
+    assert (tok.pad_id, tok.eos_id) == (tok.pad_token_id, tok.eos_token_id)          # the old names still work
+    tok.pad_token = tok.eos_token
+    assert tok.pad_token_id == tok.pad_id == tok.eos_token_id == 3
+    batch = tok.encode_batch(["ab", "abc"], add_special_tokens=True)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    assert ids[0].tolist() == [2, 4, 5, 3, 3] and mask[0].tolist() == [1, 1, 1, 1, 0]   # the real eos stays real
+    left = tok.encode_batch(["ab", "abc"], padding_side="left")
+    assert left["input_ids"][0].tolist() == [3, 4, 5] and left["attention_mask"][0].tolist() == [0, 1, 1]
+    with pytest.raises(ValueError, match="'<nope>'"):
+        tok.pad_token = "<nope>"
+    with pytest.raises(ValueError, match="padding_side"):
+        tok.encode_batch(["a"], padding_side="middle")
+    CharTokenizer.from_text("abc")                       # other instances keep their own pad token
+    assert CharTokenizer.from_text("abc").pad_token_id == 0
+
+
+def test_pad_token_survives_save(tmp_path):
+    tok = CharTokenizer.from_text("abc")
+    tok.pad_token = tok.eos_token
+    tok.save(tmp_path / "t.json")
+    assert Tokenizer.load(tmp_path / "t.json").pad_token_id == 3

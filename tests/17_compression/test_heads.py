@@ -139,9 +139,13 @@ def test_padding_changes_no_statistic():
                                rtol=1e-5, atol=1e-9)
     x, y, valid = lm_batches(one)[0]
     assert valid.sum() == 5 and (y[~valid] == -100).all()
-    left = {"input_ids": np.array([[0, 0, 5, 6]]), "attention_mask": np.array([[0, 0, 1, 1]])}
-    with pytest.raises(ValueError, match="pad on the right"):
-        attention_entropy(m, left)
+    left = tok.encode_batch(texts, padding_side="left")             # padding kept out of attention too
+    np.testing.assert_allclose(attention_entropy(m, left), attention_entropy(m, alone), rtol=1e-6)
+    np.testing.assert_allclose(head_importance(m, "gradient", left), head_importance(m, "gradient", padded),
+                               rtol=1e-5, atol=1e-9)
+    holes = {"input_ids": np.array([[4, 0, 5, 6]]), "attention_mask": np.array([[1, 0, 1, 1]])}
+    with pytest.raises(ValueError, match="one side"):
+        attention_entropy(m, holes)
 
 
 def test_gradient_importance_equals_finite_differences():

@@ -10,12 +10,13 @@ from tinytorch.core.layers import Linear, Module, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD, Adam, AdamW
 from tinytorch.core.tensor import Tensor
+from tinytorch.optimization.compression import attach_mask
 from tinytorch.optimization import sparse
 from tinytorch.optimization.sparse import CSRMatrix, SparseLinear, sparse_plan, to_sparse
 
 
 def prune_(layer, sparsity, seed=0):
-    "Magnitude pruning with plain NumPy: zero the smallest weights in place and set weight.mask."
+    "Magnitude pruning: the smallest weights chosen with plain NumPy, pruned with attach_mask."
     w = layer.weight.data
     k = int(round(sparsity * w.size))
     if k:
@@ -23,8 +24,7 @@ def prune_(layer, sparsity, seed=0):
         mask = (np.abs(w) > cut).astype(w.dtype)
     else:
         mask = np.ones_like(w)
-    w *= mask
-    layer.weight.mask = mask
+    attach_mask(layer.weight, mask)             # zeroes w in place and keeps it pruned through every optimizer
     return layer
 
 

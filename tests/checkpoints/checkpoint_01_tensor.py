@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinytorch.core import tensor as T
-from tinytorch.core.tensor import GradcheckError, Tensor, _check_matmul, check_backward
+from tinytorch.core.tensor import Tensor, _check_matmul, check_backward
 
 
 def test_stores_numbers_with_a_shape_and_a_dtype():
@@ -116,16 +116,3 @@ def test_every_op_knows_its_derivative(op, shapes, params, positive):
     # each backward against central differences with a random cotangent, float64, no engine
     xs = [_x(*s, positive=positive, seed=i) for i, s in enumerate(shapes)]
     assert check_backward(op, *xs, **params)
-
-
-def test_the_gradient_checker_rejects_a_wrong_derivative():
-    class Half(T.Function):
-        @staticmethod
-        def forward(ctx, a):
-            return a * a
-
-        @staticmethod
-        def backward(ctx, grad):
-            return grad                     # should be 2 a grad
-    with pytest.raises(GradcheckError):
-        check_backward(Half, _x(3))

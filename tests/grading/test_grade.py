@@ -423,7 +423,7 @@ def graded_multi(tmp_path_factory):
              "--jobs", "2", "--no-progress")
     report = json.loads((out / "gradebook.json").read_text()) \
         if (out / "gradebook.json").exists() else None
-    return {"r": r, "out": out, "report": report}
+    return {"r": r, "out": out, "report": report, "subs": subs, "root": root}
 
 
 def test_multi_notebook_module_is_graded_from_all_its_notebooks(graded_multi):
@@ -479,3 +479,18 @@ def test_invalid_second_notebook_gets_its_stand_in_and_is_named(graded_multi):
     assert rows[0] == ["student", "02_pair", "total"]
     assert {r[0]: r[1] for r in rows[1:]} == {"badsecond": "5", "full": "10", "nomain": "0",
                                              "nosecond": "5"}
+
+
+def test_the_weak_sandbox_grades_when_accepted_and_says_what_it_gives_up(graded_multi, tmp_path):
+    subs = tmp_path / "subs"
+    shutil.copytree(graded_multi["subs"] / "full", subs / "full")
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}      # no bwrap on the PATH
+    out = tmp_path / "out"
+    r = tito("--root", graded_multi["root"], "grade", subs, "--modules", "2", "--out", out,
+             "--no-progress", "--allow-weak-sandbox", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads((out / "gradebook.json").read_text())
+    assert report["isolation"]["mode"] == "weak" and report["limits"]["jobs"] == 1
+    assert any("forge" in n for n in report["isolation"]["notes"])
+    assert report["students"][0]["modules"]["02_pair"]["points"] == 10
+    assert "sandbox: weak" in r.stdout

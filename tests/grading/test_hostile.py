@@ -94,6 +94,9 @@ CODE = {
                    "_np.array_equal = lambda *a, **k: True\n_np.allclose = lambda *a, **k: True\n",
     "nan": "import numpy as _np\ndef double(t):\n    return Tensor(_np.full(t.data.shape, _np.nan))\n",
     "sleep": "import time as _t\n_t.sleep(10_000)\n",
+    # fill the folder shared with the judge (pytest's tmp_path; the runner's working folder)
+    "disk_fill": "import os as _os\nfor _i in range(400):\n"
+                 "    with open(f'fill{_i}', 'wb') as _f:\n        _f.write(b'x' * (1 << 20))\n",
 }
 
 
@@ -240,6 +243,8 @@ def test_each_attack_ends_the_way_it_must(hostile):
     assert s["huge_array"]["status"] == "crashed"              # over the frame limit, or out of memory
     assert s["big_output"]["status"] == "collection error" and "File too large" in s["big_output"]["message"]
     assert s["pytest_exit"]["status"] == "collection error"
+    assert s["disk_fill"]["status"] == "collection error" and "No space left" in s["disk_fill"]["message"]
+    assert hostile["report"]["isolation"]["shared_tmpfs_mb"] == 256
     assert s["sleep"]["status"] == "timeout"
     for name in ("plugin_globals", "runtest_noop", "hookwrapper", "assertion_error", "lying_eq",
                  "numpy_patch", "nan", "daemon", "fork_bomb", "steal", "blank"):
@@ -270,7 +275,8 @@ def test_no_secret_reaches_any_gradebook_file(hostile):
 
 def test_no_process_of_the_run_is_left(hostile):
     assert hostile["daemons"] == []
-    assert not list(Path("/sys/fs/cgroup/pids").glob("tito-grade-*"))
+    cgroups = hostile["report"]["isolation"]["cgroups"]
+    assert set(cgroups) == {"pids", "memory"} and not any(Path(p).exists() for p in cgroups.values())
     assert all(m["modules"]["02_pair"]["leftover_processes"] == 0 for m in hostile["report"]["students"]
                if m["name"] in HONEST)
 

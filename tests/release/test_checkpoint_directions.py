@@ -88,3 +88,11 @@ def test_environment_checkpoint_passes_on_the_release_and_fails_without_core_mod
     failed = {t["name"] for t in bare.failed}
     assert failed == {"test_core_modules_import_from_the_package_under_test"}, bare.output
     assert any("tinytorch.core" in t["message"] for t in bare.failed)
+
+
+@pytest.mark.parametrize("ck", NUMBERED, ids=lambda p: p.stem)
+def test_untouched_release_scores_zero(runs, ck):
+    # tito grade scores a module by the fraction of its checkpoint tests that pass: on the
+    # untouched release not one may pass (a test of given code only would hand out free points)
+    r = runs[(ck.name, "release")]
+    assert not r.passed, f"{ck.name} passes on the untouched release: {[t['name'] for t in r.passed]}"

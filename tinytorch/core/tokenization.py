@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import heapq
+import math
 import json
 import os
 import re
@@ -16,8 +17,8 @@ import numpy as np
 from .tensor import Tensor
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'FORMAT_VERSION', 'Tokenizer', 'CharTokenizer', 'pad_sequences', 'pretokenize', 'merge_pair',
-           'learn_merges', 'BPETokenizer']
+__all__ = ['SPECIAL_TOKENS', 'FORMAT_VERSION', 'SPECIAL_NAMES', 'Tokenizer', 'CharTokenizer', 'pad_sequences', 'pretokenize',
+           'merge_pair', 'learn_merges', 'BPETokenizer', 'bytes_to_unicode', 'gpt2_pattern', 'ByteLevelBPETokenizer']
 
 # %% ../../modules/10_tokenization/10_tokenization.ipynb #7a9ac74a
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
@@ -45,10 +46,48 @@ def _check_positive_int(value, name: str, where: str) -> int:
     return int(value)
 
 
+SPECIAL_NAMES = ("pad_token", "unk_token", "bos_token", "eos_token")
+
+
+def _special_token(name: str) -> property:
+    "The special token `name` (a string of the vocabulary, or None); assigning one changes the id used for it."
+    def get(self):
+        return self._special_map().get(name)
+
+    def set(self, value):
+        if value is not None and (not isinstance(value, str) or value not in self._token_to_id):
+            raise ValueError(f"{type(self).__name__}: {name} must be a token of the vocabulary (or None), got "
+                             f"{value!r}")
+        self._special_map()[name] = value
+    return property(get, set, doc=f"The {name.replace('_', ' ')} (a token string, or None).")
+
+
+def _special_id(name: str) -> property:
+    "The id of the special token `name` (None when there is none); assigning an id sets the token."
+    def get(self):
+        token = self._special_map().get(name)
+        return None if token is None else self._token_to_id.get(token)
+
+    def set(self, value):
+        if value is None:
+            self._special_map()[name] = None
+            return
+        self._special_map()[name] = self._id_to_token[self._check_ids([value], f"{name}_id")[0]]
+    return property(get, set, doc=f"The id of the {name.replace('_', ' ')} (None when the tokenizer has none).")
+
+
 class Tokenizer:
-    "Base class: four special tokens at ids 0-3, then the tokenizer's own tokens; encode, decode, batches."
-    pad_token, unk_token, bos_token, eos_token = SPECIAL_TOKENS
-    pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
+    """Base class: four special tokens at ids 0-3, then the tokenizer's own tokens; encode, decode, batches.
+
+    The special tokens follow Hugging Face's names: `pad_token`, `unk_token`, `bos_token`, `eos_token` (strings)
+    and `pad_token_id`, `unk_token_id`, `bos_token_id`, `eos_token_id` (`pad_id`, ... are aliases). Assigning
+    `tok.pad_token = tok.eos_token` makes padding use the eos id; attention masks come from the lengths."""
+    pad_token, unk_token, bos_token, eos_token = (_special_token(n) for n in SPECIAL_NAMES)
+    pad_token_id, unk_token_id, bos_token_id, eos_token_id = (_special_id(n) for n in SPECIAL_NAMES)
+    pad_id, unk_id, bos_id, eos_id = pad_token_id, unk_token_id, bos_token_id, eos_token_id   # the old names
+    padding_side = "right"
+    _default_specials = dict(zip(SPECIAL_NAMES, SPECIAL_TOKENS))
+    _base_specials = SPECIAL_TOKENS              # the tokens at ids 0-3 (a pretrained vocabulary has its own)
     _registry: dict = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -56,7 +95,13 @@ class Tokenizer:
         Tokenizer._registry[cls.__name__] = cls          # so Tokenizer.load finds the right class
 
     def __init__(self):
+        self._specials = dict(self._default_specials)
         self._set_vocab([])
+
+    def _special_map(self) -> dict:
+        if "_specials" not in vars(self):
+            self._specials = dict(self._default_specials)
+        return self._specials
 
     def _set_vocab(self, tokens) -> None:
         "The vocabulary: the specials (ids 0-3), then `tokens` in order."
@@ -78,7 +123,9 @@ class Tokenizer:
 
     @property
     def special_ids(self) -> tuple:
-        return (self.pad_id, self.unk_id, self.bos_id, self.eos_id)
+        "The ids of the special tokens (each once; a special set to None is left out)."
+        ids = (self.pad_token_id, self.unk_token_id, self.bos_token_id, self.eos_token_id)
+        return tuple(dict.fromkeys(i for i in ids if i is not None))
 
     def get_vocab(self) -> dict:
         "token string -> id (a copy)."
@@ -103,8 +150,13 @@ class Tokenizer:
         "Text -> list of ids; `add_special_tokens` wraps them as [bos, ..., eos]."
         ids = self._encode_text(_check_text(text, f"{type(self).__name__}.encode"))
         if add_special_tokens:
-            ids = [self.bos_id] + ids + [self.eos_id]
+            ids = self._wrap(ids)
         return ids
+
+    def _wrap(self, ids: list) -> list:
+        "[bos] + ids + [eos] (a special the tokenizer lacks is left out)."
+        return [i for i in (self.bos_token_id,) if i is not None] + ids + \
+            [i for i in (self.eos_token_id,) if i is not None]
 
     def _check_ids(self, ids, where: str) -> list:
         "`ids` (list, array or Tensor) as a list of Python ints, each checked to be in [0, vocab_size)."
@@ -136,13 +188,15 @@ class Tokenizer:
         ### END SOLUTION
 
     def encode_batch(self, texts, padding=True, max_length: int | None = None, truncation: bool = False,
-                     add_special_tokens: bool = False) -> dict:
+                     add_special_tokens: bool = False, padding_side: str | None = None) -> dict:
         """Encode several texts into one padded batch:
         `{"input_ids": int64 (B, T), "attention_mask": int64 (B, T), 1 = real token, 0 = padding}`.
 
         padding: True / "longest" (pad to the longest sequence), "max_length" (pad to `max_length`), or
         False / "do_not_pad" (all sequences must already have one length). A sequence longer than
-        `max_length` is an error unless `truncation=True`, which cuts it (keeping bos/eos)."""
+        `max_length` is an error unless `truncation=True`, which cuts it (keeping bos/eos). Padding uses
+        `pad_token_id` on `padding_side` ("right", the default, or "left" for batched generation); the mask
+        comes from the lengths, so it is right even when the pad token is the eos token."""
         if isinstance(texts, str):
             raise TypeError("encode_batch: expected a list of strings, got a single str; use encode(text) "
                             "or encode_batch([text])")
@@ -153,6 +207,12 @@ class Tokenizer:
             if not isinstance(t, str):
                 raise TypeError(f"encode_batch: item {i} is a {type(t).__name__}, not a str")
         mode = _padding_mode(padding)
+        side = self.padding_side if padding_side is None else padding_side
+        if side not in ("right", "left"):
+            raise ValueError(f"encode_batch: padding_side must be 'right' or 'left', got {side!r}")
+        if mode != "none" and self.pad_token_id is None:
+            raise ValueError(f"encode_batch: {type(self).__name__} has no pad token (pad_token is None); set one, "
+                             f"e.g. tok.pad_token = tok.eos_token, as with GPT-2's tokenizer")
         if max_length is not None:
             max_length = _check_positive_int(max_length, "max_length", "encode_batch")
         if mode == "max_length" and max_length is None:
@@ -164,11 +224,12 @@ class Tokenizer:
             ids = self.encode(text)
             if truncation:
                 if add_special_tokens:
-                    ids = ([self.bos_id] + ids[:max(max_length - 2, 0)] + [self.eos_id])[:max_length]
+                    n_special = len(self._wrap([]))
+                    ids = self._wrap(ids[:max(max_length - n_special, 0)])[:max_length]
                 else:
                     ids = ids[:max_length]
             elif add_special_tokens:
-                ids = [self.bos_id] + ids + [self.eos_id]
+                ids = self._wrap(ids)
             if max_length is not None and len(ids) > max_length:
                 raise ValueError(f"encode_batch: text {i} has {len(ids)} tokens, more than max_length={max_length}; "
                                  f"pass truncation=True to cut it")
@@ -176,7 +237,9 @@ class Tokenizer:
         if mode == "none" and len({len(s) for s in seqs}) > 1:
             raise ValueError(f"encode_batch: padding=False needs sequences of one length, got lengths "
                              f"{sorted({len(s) for s in seqs})}")
-        input_ids, attention_mask = pad_sequences(seqs, self.pad_id, max_length if mode == "max_length" else None)
+        pad = self.pad_token_id if self.pad_token_id is not None else 0     # no padding happens without one
+        input_ids, attention_mask = pad_sequences(seqs, pad, max_length if mode == "max_length" else None,
+                                                  padding_side=side)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def decode_batch(self, batch, skip_special_tokens: bool = True) -> list:
@@ -188,7 +251,8 @@ class Tokenizer:
     def save(self, path) -> Path:
         "Save as JSON (no pickle), atomically. Returns the path."
         config = {"type": type(self).__name__, "format_version": FORMAT_VERSION,
-                  "special_tokens": list(SPECIAL_TOKENS), **self._config()}
+                  "special_tokens": list(self._base_specials), **self._config(),
+                  "specials": dict(self._special_map()), "padding_side": self.padding_side}
         _atomic_write_text(Path(path), json.dumps(config, indent=1) + "\n")
         return Path(path)
 
@@ -211,10 +275,20 @@ class Tokenizer:
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: format_version {config.get('format_version')!r} is not supported "
                              f"(expected {FORMAT_VERSION})")
-        if config.get("special_tokens") != list(SPECIAL_TOKENS):
+        if config.get("special_tokens") != list(sub._base_specials):
             raise ValueError(f"{path}: special tokens {config.get('special_tokens')!r} differ from "
-                             f"{list(SPECIAL_TOKENS)}")
-        return sub._from_config(config, path)
+                             f"{list(sub._base_specials)}")
+        tok = sub._from_config(config, path)
+        specials = config.get("specials", {})
+        if not isinstance(specials, dict) or set(specials) - set(SPECIAL_NAMES):
+            raise ValueError(f"{path}: 'specials' must map some of {list(SPECIAL_NAMES)} to tokens, got {specials!r}")
+        for name, token in specials.items():
+            setattr(tok, name, token)                   # checked: each must be in the vocabulary
+        side = config.get("padding_side", "right")
+        if side not in ("right", "left"):
+            raise ValueError(f"{path}: padding_side must be 'right' or 'left', got {side!r}")
+        tok.padding_side = side
+        return tok
 
     def _config(self) -> dict:
         "What save() writes besides the type and the special tokens (each subclass defines it)."
@@ -282,11 +356,14 @@ class CharTokenizer(Tokenizer):
         return cls(chars)
 
 # %% ../../modules/10_tokenization/10_tokenization.ipynb #dbaa875e
-def pad_sequences(sequences, pad_id: int, length: int | None = None):
-    """Right-pad lists of ids to one length `T` (`length`, or the longest sequence when None).
+def pad_sequences(sequences, pad_id: int, length: int | None = None, padding_side: str = "right"):
+    """Right-pad (or, with padding_side="left", left-pad) lists of ids to one length `T` (`length`, or the
+    longest sequence when None).
 
     Returns `(input_ids, attention_mask)`, both int64 arrays of shape (B, T); the mask is 1 at real
-    tokens and 0 at padding."""
+    tokens and 0 at padding (it comes from the lengths, never from comparing ids with `pad_id`)."""
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"pad_sequences: padding_side must be 'right' or 'left', got {padding_side!r}")
     lengths = [len(s) for s in sequences]
     if length is None:
         length = max(lengths, default=0)
@@ -300,6 +377,10 @@ def pad_sequences(sequences, pad_id: int, length: int | None = None):
     for i, seq in enumerate(sequences):
         input_ids[i, :len(seq)] = seq
         attention_mask[i, :len(seq)] = 1
+    if padding_side == "left":                 # move each row's padding to the front
+        for i, seq in enumerate(sequences):
+            input_ids[i] = np.roll(input_ids[i], length - len(seq))
+            attention_mask[i] = np.roll(attention_mask[i], length - len(seq))
     return input_ids, attention_mask
     ### END SOLUTION
 
@@ -509,6 +590,184 @@ class BPETokenizer(Tokenizer):
                   config.get("min_frequency", 2))
         tok._install(alphabet, [tuple(m) for m in merges])
         return tok
+
+# %% ../../modules/10_tokenization/10_tokenization.ipynb #e3949f1a
+def bytes_to_unicode() -> dict:
+    "GPT-2's map from each byte value (0-255) to a printable character that stands for it."
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+# Unicode White_Space (what the `regex` module's \s matches; Python's \s also matches U+001C-U+001F)
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_GPT2_PATTERN = None
+
+
+def _char_class(ranges) -> str:
+    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
+
+
+def _unicode_ranges(prefix: str) -> list:
+    "The code point ranges whose general category starts with `prefix` ('L' letters, 'N' numbers)."
+    import unicodedata
+    ranges, start = [], None
+    for cp in range(0x110000):
+        inside = unicodedata.category(chr(cp)).startswith(prefix)
+        if inside and start is None:
+            start = cp
+        elif not inside and start is not None:
+            ranges.append((start, cp - 1))
+            start = None
+    if start is not None:
+        ranges.append((start, 0x10FFFF))
+    return ranges
+
+
+def gpt2_pattern():
+    r"""GPT-2's pre-tokenization regex, `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`,
+    for Python's `re` (the \p classes built from unicodedata, \s as Unicode White_Space). Compiled once."""
+    global _GPT2_PATTERN
+    if _GPT2_PATTERN is None:
+        L, N, S = _char_class(_unicode_ranges("L")), _char_class(_unicode_ranges("N")), _WHITESPACE
+        _GPT2_PATTERN = re.compile(rf"""'s|'t|'re|'ve|'m|'ll|'d| ?[{L}]+| ?[{N}]+| ?[^{S}{L}{N}]+|[{S}]+(?![^{S}])|[{S}]+""")
+    return _GPT2_PATTERN
+
+
+class ByteLevelBPETokenizer(Tokenizer):
+    """GPT-2's byte-level BPE: text -> UTF-8 bytes -> printable characters (bytes_to_unicode), pieces cut by
+    GPT-2's regex, merges applied in rank order. `vocab` maps token strings to ids (as in vocab.json), `merges`
+    lists (left, right) pairs in rank order (as in merges.txt). Special tokens (`special_tokens`, e.g.
+    "<|endoftext|>") are matched in the text before pre-tokenization. As in GPT-2, bos, eos and unk are
+    "<|endoftext|>" when the vocabulary has it, and there is no pad token until one is set
+    (`tok.pad_token = tok.eos_token`)."""
+    _base_specials = ()
+    _default_specials = dict.fromkeys(SPECIAL_NAMES)
+
+    def __init__(self, vocab: dict, merges, special_tokens=("<|endoftext|>",)):
+        self._specials = dict(self._default_specials)
+        if not isinstance(vocab, dict) or not vocab:
+            raise ValueError(f"ByteLevelBPETokenizer: vocab must be a non-empty dict token -> id, got {type(vocab).__name__}")
+        ids = sorted(vocab.values())
+        if ids != list(range(len(ids))):
+            raise ValueError(f"ByteLevelBPETokenizer: the ids of vocab must be 0..{len(ids) - 1}, each once")
+        self._id_to_token = [None] * len(ids)
+        for token, i in vocab.items():
+            self._id_to_token[i] = token
+        self._token_to_id = dict(vocab)
+        self.merges = [tuple(m) for m in merges]
+        for k, m in enumerate(self.merges):
+            if len(m) != 2 or not all(isinstance(t, str) for t in m):
+                raise ValueError(f"ByteLevelBPETokenizer: merge {k} is {m!r}, not a (left, right) pair of strings")
+        self._ranks = {pair: rank for rank, pair in enumerate(self.merges)}
+        self.byte_encoder = bytes_to_unicode()
+        self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
+        self.added_tokens = [t for t in special_tokens if t in self._token_to_id]
+        self._split = re.compile("(" + "|".join(map(re.escape, sorted(self.added_tokens, key=len, reverse=True))) + ")") \
+            if self.added_tokens else None
+        self._cache: dict = {}
+        if self.added_tokens:
+            eot = self.added_tokens[0]
+            self._specials.update(bos_token=eot, eos_token=eot, unk_token=eot)
+
+    @classmethod
+    def from_files(cls, vocab_file, merges_file, special_tokens=("<|endoftext|>",)) -> "ByteLevelBPETokenizer":
+        "Read a GPT-2 `vocab.json` and `merges.txt` (the first line may be '#version: ...')."
+        vocab_file, merges_file = Path(vocab_file), Path(merges_file)
+        for f in (vocab_file, merges_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"ByteLevelBPETokenizer: {f} does not exist")
+        try:
+            vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"ByteLevelBPETokenizer: {vocab_file} is not valid JSON ({e})") from None
+        merges = []
+        for n, line in enumerate(merges_file.read_text(encoding="utf-8").split("\n"), 1):
+            if not line.strip() or (n == 1 and line.startswith("#version")):
+                continue
+            parts = line.split(" ")
+            if len(parts) != 2:
+                raise ValueError(f"ByteLevelBPETokenizer: {merges_file} line {n} is {line!r}, not 'left right'")
+            merges.append(tuple(parts))
+        return cls(vocab, merges, special_tokens)
+
+    @classmethod
+    def from_pretrained(cls, directory) -> "ByteLevelBPETokenizer":
+        "The tokenizer of a GPT-2 checkpoint directory (its vocab.json and merges.txt; nothing is downloaded)."
+        d = Path(directory)
+        if not d.is_dir():
+            raise FileNotFoundError(f"ByteLevelBPETokenizer.from_pretrained: {d} is not a directory")
+        return cls.from_files(d / "vocab.json", d / "merges.txt")
+
+    def _bpe(self, word: str) -> list:
+        "Merge the lowest-ranked adjacent pair, everywhere, until no pair has a rank (GPT-2's bpe)."
+        symbols, ranks = list(word), self._ranks
+        while len(symbols) > 1:
+            best = min(zip(symbols, symbols[1:]), key=lambda p: ranks.get(p, math.inf))
+            if best not in ranks:
+                break
+            symbols = merge_pair(symbols, best)
+        return symbols
+
+    def _encode_piece(self, piece: str) -> list:
+        got = self._cache.get(piece)
+        if got is None:
+            word = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
+            got = []
+            for sym in self._bpe(word):
+                i = self._token_to_id.get(sym)
+                if i is None:
+                    raise ValueError(f"ByteLevelBPETokenizer: the merged token {sym!r} is not in the vocabulary "
+                                     f"(vocab.json and merges.txt do not belong together)")
+                got.append(i)
+            if len(self._cache) < 100_000:
+                self._cache[piece] = got
+        return got
+
+    def _encode_text(self, text: str) -> list:
+        parts = self._split.split(text) if self._split is not None else [text]
+        ids, pattern = [], gpt2_pattern()
+        for k, part in enumerate(parts):
+            if k % 2 == 1:                                         # a special token matched in the text
+                ids.append(self._token_to_id[part])
+                continue
+            for piece in pattern.findall(part):
+                ids.extend(self._encode_piece(piece))
+        return ids
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        "Ids -> text (the bytes of the tokens, decoded as UTF-8 with replacement of broken sequences)."
+        ids = self._check_ids(ids, "ByteLevelBPETokenizer.decode")
+        special = {self._token_to_id[t] for t in self.added_tokens}
+        out, buf = [], []
+        for i in ids:
+            token = self._id_to_token[i]
+            if i in special:
+                if not skip_special_tokens:
+                    out.append(bytes(buf).decode("utf-8", errors="replace"))
+                    out.append(token)
+                    buf = []
+                continue
+            buf.extend(self.byte_decoder[c] for c in token)
+        out.append(bytes(buf).decode("utf-8", errors="replace"))
+        return "".join(out)
+
+    def _config(self) -> dict:
+        return {"vocab": self._token_to_id, "merges": [list(m) for m in self.merges],
+                "added_tokens": list(self.added_tokens)}
+
+    @classmethod
+    def _from_config(cls, config: dict, where) -> "ByteLevelBPETokenizer":
+        vocab, merges = config.get("vocab"), config.get("merges")
+        if not isinstance(vocab, dict) or not isinstance(merges, list):
+            raise ValueError(f"{where}: a ByteLevelBPETokenizer file needs 'vocab' (a dict) and 'merges' (a list)")
+        return cls(vocab, [tuple(m) for m in merges], config.get("added_tokens", ()))
 
 # %% ../../modules/10_tokenization/10_tokenization.ipynb #3654ddb7
 def _atomic_write_text(path: Path, text: str) -> None:

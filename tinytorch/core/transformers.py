@@ -17,8 +17,9 @@ from .embeddings import Embedding, PositionalEncoding
 from .attention import MultiHeadAttention
 
 # %% auto #0
-__all__ = ['LayerNormFunction', 'LayerNorm', 'MLP', 'TransformerBlock', 'create_causal_mask', 'GPT', 'sample_next_token',
-           'check_generation_args', 'as_prompt_batch', 'generate']
+__all__ = ['ACTIVATIONS', 'GPT2_ACTIVATIONS', 'LayerNormFunction', 'LayerNorm', 'make_activation', 'MLP', 'TransformerBlock',
+           'create_causal_mask', 'padding_positions', 'attention_mask_4d', 'GPT', 'sample_next_token',
+           'check_generation_args', 'as_prompt_batch', 'generate', 'gpt2_config', 'gpt2_state_dict', 'load_gpt2']
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #51133e63
 class LayerNormFunction(Function):
@@ -111,15 +112,29 @@ class LayerNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}"
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #2112f781
+ACTIVATIONS = {"gelu_tanh": lambda: GELU(approximate="tanh"), "gelu": lambda: GELU()}
+
+
+def make_activation(activation):
+    "None or 'gelu_tanh' (GELU, tanh form: GPT-2's gelu_new), 'gelu' (the exact erf form), or a Module as is."
+    if activation is None:
+        activation = "gelu_tanh"
+    if isinstance(activation, Module):
+        return activation
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; known: {', '.join(map(repr, ACTIVATIONS))} or a Module")
+    return ACTIVATIONS[activation]()
+
+
 class MLP(Module):
     "fc1: Linear(D, hidden) -> activation (GELU, tanh form) -> fc2: Linear(hidden, D) -> dropout."
     def __init__(self, embed_dim: int, hidden_dim: int | None = None, dropout: float = 0.0, activation=None,
-                 rng=None):
+                 rng=None, bias: bool = True):
         super().__init__()
         hidden_dim = 4 * embed_dim if hidden_dim is None else hidden_dim
-        self.fc1 = Linear(embed_dim, hidden_dim, rng=rng)
-        self.act = GELU(approximate="tanh") if activation is None else activation
-        self.fc2 = Linear(hidden_dim, embed_dim, rng=rng)
+        self.fc1 = Linear(embed_dim, hidden_dim, bias=bias, rng=rng)
+        self.act = make_activation(activation)
+        self.fc2 = Linear(hidden_dim, embed_dim, bias=bias, rng=rng)
         self.dropout = Dropout(dropout, rng=rng)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -130,13 +145,16 @@ class MLP(Module):
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #3e480819
 class TransformerBlock(Module):
-    "Pre-norm block: x + dropout(attn(ln1(x))), then x + mlp(ln2(x))."
-    def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float = 4, dropout: float = 0.0, rng=None):
+    """Pre-norm block: x + dropout(attn(ln1(x))), then x + mlp(ln2(x)). Options: `layer_norm_eps`, `bias` (in the
+    attention projections and the MLP) and the MLP's `activation` (see make_activation)."""
+    def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float = 4, dropout: float = 0.0, rng=None,
+                 layer_norm_eps: float = 1e-5, bias: bool = True, activation=None):
         super().__init__()
-        self.ln1 = LayerNorm(embed_dim)
-        self.attn = MultiHeadAttention(embed_dim, num_heads, dropout=dropout, rng=rng)
-        self.ln2 = LayerNorm(embed_dim)
-        self.mlp = MLP(embed_dim, int(round(mlp_ratio * embed_dim)), dropout=dropout, rng=rng)
+        self.ln1 = LayerNorm(embed_dim, eps=layer_norm_eps)
+        self.attn = MultiHeadAttention(embed_dim, num_heads, dropout=dropout, bias=bias, rng=rng)
+        self.ln2 = LayerNorm(embed_dim, eps=layer_norm_eps)
+        self.mlp = MLP(embed_dim, int(round(mlp_ratio * embed_dim)), dropout=dropout, activation=activation,
+                       rng=rng, bias=bias)
         self.resid_dropout = Dropout(dropout, rng=rng)
 
     def forward(self, x: Tensor, mask=None, kv_hook=None) -> Tensor:
@@ -164,6 +182,20 @@ def _positive_int(owner: str, name: str, value) -> int:
     return int(value)
 
 
+def padding_positions(attention_mask: np.ndarray) -> np.ndarray:
+    "Positions that skip padding: 0, 1, 2, ... counted over the real tokens of each row (padding gets 0)."
+    return np.maximum(np.cumsum(attention_mask, axis=1) - 1, 0)
+
+
+def attention_mask_4d(attention_mask, T: int) -> np.ndarray:
+    """The causal mask combined with a (B, T) padding mask (1 = real token): (B, 1, T, T) booleans, True where
+    a query may attend a key. No query ever attends a padded key."""
+    am = _as_ids(attention_mask)
+    if am.ndim != 2 or am.shape[1] != T or not np.isin(am, (0, 1)).all():
+        raise ValueError(f"attention_mask must be a (B, {T}) array of 0/1 (1 = real token), got shape {am.shape}")
+    return np.tril(np.ones((T, T), dtype=bool))[None, None] & (am[:, None, None, :] != 0)
+
+
 def _as_ids(ids) -> np.ndarray:
     "Token ids as an integer NumPy array (no copy when already one)."
     a = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
@@ -181,13 +213,15 @@ class GPT(Module):
     position_embedding (learned PositionalEncoding), drop, blocks (list of TransformerBlock), ln_f,
     lm_head (Linear(embed_dim, vocab_size, bias=False), its weight the token embedding's when tie_weights)."""
     def __init__(self, vocab_size: int, embed_dim: int, num_layers: int, num_heads: int, max_seq_len: int,
-                 dropout: float = 0.0, tie_weights: bool = True, mlp_ratio: float = 4, seed=None):
+                 dropout: float = 0.0, tie_weights: bool = True, mlp_ratio: float = 4, seed=None, *,
+                 layer_norm_eps: float = 1e-5, bias: bool = True, activation: str = "gelu_tanh"):
         """The checks and the config are given. Exercise: create, with rng (given, seeded), token_embedding =
         Embedding(vocab_size, embed_dim), position_embedding = PositionalEncoding(max_seq_len, embed_dim),
         drop = Dropout(dropout), blocks = a list of num_layers TransformerBlock(embed_dim, num_heads,
-        mlp_ratio=..., dropout=...), ln_f = LayerNorm(embed_dim), lm_head = Linear(embed_dim, vocab_size,
-        bias=False), and with tie_weights make lm_head.weight the token embedding's weight (the same
-        Parameter). The given self._init_weights(rng) then initialises them all."""
+        mlp_ratio=..., dropout=..., layer_norm_eps=..., bias=..., activation=...), ln_f =
+        LayerNorm(embed_dim, eps=layer_norm_eps), lm_head = Linear(embed_dim, vocab_size, bias=False), and with
+        tie_weights make lm_head.weight the token embedding's weight (the same Parameter). Pass rng to every
+        layer that draws weights. The given self._init_weights(rng) then initialises them all."""
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("num_layers", num_layers),
                             ("num_heads", num_heads), ("max_seq_len", max_seq_len)):
@@ -196,7 +230,9 @@ class GPT(Module):
             raise ValueError(f"GPT: embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         self.config = dict(vocab_size=int(vocab_size), embed_dim=int(embed_dim), num_layers=int(num_layers),
                            num_heads=int(num_heads), max_seq_len=int(max_seq_len), dropout=float(dropout),
-                           tie_weights=bool(tie_weights), mlp_ratio=mlp_ratio)
+                           tie_weights=bool(tie_weights), mlp_ratio=mlp_ratio, layer_norm_eps=float(layer_norm_eps),
+                           bias=bool(bias), activation=activation)
+        make_activation(activation)                     # a clear error for an unknown name, before building
         self.vocab_size, self.embed_dim, self.max_seq_len = int(vocab_size), int(embed_dim), int(max_seq_len)
         self.num_layers, self.num_heads = int(num_layers), int(num_heads)
         rng = np.random.default_rng(seed)
@@ -204,9 +240,10 @@ class GPT(Module):
         self.token_embedding = Embedding(vocab_size, embed_dim, rng=rng)
         self.position_embedding = PositionalEncoding(max_seq_len, embed_dim, rng=rng)
         self.drop = Dropout(dropout, rng=rng)
-        self.blocks = [TransformerBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, dropout=dropout, rng=rng)
+        self.blocks = [TransformerBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, dropout=dropout, rng=rng,
+                                        layer_norm_eps=layer_norm_eps, bias=bias, activation=activation)
                        for _ in range(num_layers)]
-        self.ln_f = LayerNorm(embed_dim)
+        self.ln_f = LayerNorm(embed_dim, eps=layer_norm_eps)
         self.lm_head = Linear(embed_dim, vocab_size, bias=False, rng=rng)
         if tie_weights:
             self.lm_head.weight = self.token_embedding.weight
@@ -231,9 +268,11 @@ class GPT(Module):
         ### END SOLUTION
 
     # -- the three stages of the forward pass ---------------------------------------------------------
-    def embed(self, ids, start_pos: int = 0) -> Tensor:
-        """(B, T) ids at positions start_pos.. -> (B, T, D): token_embedding(ids), plus position_embedding
-        (x, start_pos=start_pos), through self.drop. (The checks above are given.)"""
+    def embed(self, ids, start_pos: int = 0, positions=None) -> Tensor:
+        """(B, T) ids at positions start_pos.. -> (B, T, D): token_embedding(ids), plus the position embedding
+        (position_embedding(x, start_pos=start_pos), or, when the (B, T) int `positions` are given, e.g.
+        padding_positions of a left-padded batch, the rows position_embedding.weight[positions]), through
+        self.drop. (The checks above are given.)"""
         ids = _as_ids(ids)
         if ids.ndim != 2:
             raise ValueError(f"GPT: expected token ids of shape (B, T), got shape {ids.shape}")
@@ -246,7 +285,10 @@ class GPT(Module):
                              f"{self.max_seq_len} tokens)")
         ### BEGIN SOLUTION
         x = self.token_embedding(ids)                      # checks every id is in range
-        x = self.position_embedding(x, start_pos=start_pos)
+        if positions is None:
+            x = self.position_embedding(x, start_pos=start_pos)
+        else:
+            x = x + self.position_embedding.weight[np.asarray(positions, dtype=np.int64)]
         return self.drop(x)
         ### END SOLUTION
 
@@ -256,23 +298,40 @@ class GPT(Module):
         return self.lm_head(self.ln_f(x))
         ### END SOLUTION
 
-    def forward(self, ids) -> Tensor:
-        """ids (B, T) int -> logits (B, T, vocab_size): x = self.embed(ids) (given), then every block of
-        self.blocks with the causal mask create_causal_mask(T), then self.unembed(x)."""
-        x = self.embed(ids)
+    def forward(self, ids, attention_mask=None) -> Tensor:
+        """ids (B, T) int -> logits (B, T, vocab_size). `attention_mask` (B, T), 1 = real token, 0 = padding (as
+        encode_batch gives, padded on either side): padded keys are never attended and positions count real
+        tokens only. Given: x = the embedded ids (B, T, D) and `mask`, the causal mask create_causal_mask(T)
+        or, with an attention_mask, the (B, 1, T, T) causal-and-not-padding mask. Exercise: run x through
+        every block of self.blocks with mask=mask, then return self.unembed(x)."""
+        if attention_mask is None:
+            x = self.embed(ids)
+            mask = create_causal_mask(x.shape[1])
+        else:
+            ids = _as_ids(ids)
+            mask = attention_mask_4d(attention_mask, ids.shape[-1] if ids.ndim == 2 else -1)
+            x = self.embed(ids, positions=padding_positions(_as_ids(attention_mask)))
         ### BEGIN SOLUTION
-        mask = create_causal_mask(x.shape[1])
         for block in self.blocks:
             x = block(x, mask=mask)
         return self.unembed(x)
         ### END SOLUTION
 
     def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 seed=None):
+                 seed=None, attention_mask=None):
         """Continue `prompt_ids` by `max_new_tokens` sampled tokens (see `sample_next_token`); `seed` makes it
         repeatable; temperature 0 or top_k=1 is greedy. The context is cropped to the last max_seq_len tokens.
-        Returns prompt + continuation in the prompt's form (section 5)."""
-        return generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+        Returns prompt + continuation in the prompt's form (section 5). attention_mask: a (B, T) 0/1 mask of a
+        LEFT-padded batch of prompts (encode_batch(..., padding_side="left")), so every row continues from its
+        last column."""
+        return generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                        attention_mask=attention_mask)
+
+    @classmethod
+    def from_pretrained(cls, directory, dropout: float = 0.0) -> "GPT":
+        """A GPT holding the weights of a Hugging Face GPT-2 checkpoint directory (config.json + model.safetensors,
+        read with safetensors' NumPy API; nothing is downloaded, PyTorch pickles are refused). See load_gpt2."""
+        return load_gpt2(directory, dropout=dropout)
 
     def extra_repr(self):
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
@@ -331,29 +390,56 @@ def as_prompt_batch(prompt_ids):
     return ids, restore
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #22477665
-def _last_logits(model: GPT, ids: np.ndarray) -> np.ndarray:
-    """Logits (B, V), a float array, at the last position of `ids` (int (B, T)): crop ids to the last
-    model.max_seq_len tokens, embed, run every block with the causal mask, and unembed only the last
-    position (x[:, -1:]) before taking .data[:, -1]."""
+def _last_logits(model: GPT, ids: np.ndarray, attention_mask=None) -> np.ndarray:
+    """Logits (B, V), a float array, at the last position of `ids` (int (B, T)): crop ids (and a given (B, T)
+    attention_mask) to the last model.max_seq_len tokens; the last block's output x (B, T, D) is, without an
+    attention_mask, embed then every block with the causal mask, and with one _hidden(model, ids, mask)
+    (given below); unembed only the last position (x[:, -1:]) before taking .data[:, -1]."""
     ### BEGIN SOLUTION
     ids = ids[:, -model.max_seq_len:]
-    x = model.embed(ids)
-    mask = create_causal_mask(ids.shape[1])
-    for block in model.blocks:
-        x = block(x, mask=mask)
+    if attention_mask is not None:
+        x = _hidden(model, ids, attention_mask[:, -model.max_seq_len:])
+    else:
+        x = model.embed(ids)
+        mask = create_causal_mask(ids.shape[1])
+        for block in model.blocks:
+            x = block(x, mask=mask)
     return model.unembed(x[:, -1:]).data[:, -1]
     ### END SOLUTION
 
 
+def _hidden(model: GPT, ids: np.ndarray, attention_mask: np.ndarray) -> Tensor:
+    "The last block's output for a padded batch (see GPT.forward)."
+    x = model.embed(ids, positions=padding_positions(attention_mask))
+    mask = attention_mask_4d(attention_mask, ids.shape[1])
+    for block in model.blocks:
+        x = block(x, mask=mask)
+    return x
+
+
+def _check_left_padded(attention_mask, shape) -> np.ndarray:
+    am = _as_ids(attention_mask).astype(np.int64)
+    if am.ndim == 1:
+        am = am[None, :]
+    if am.shape != shape:
+        raise ValueError(f"generate: attention_mask has shape {am.shape}, the prompt {shape}")
+    if (np.diff(am, axis=1) < 0).any() or not am[:, -1].all():
+        raise ValueError("generate: batched prompts must be padded on the LEFT (encode_batch(..., padding_side="
+                         "'left')), so that every row continues from its last column")
+    return am
+
+
 def generate(model: GPT, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-             seed=None):
+             seed=None, attention_mask=None):
     """GPT.generate: autoregressive sampling (each step runs the whole context, cropped to max_seq_len).
     The exercise (in eval mode, under no_grad) appends max_new_tokens columns to `ids` (int64 (B, T), given):
-    per step, the last position's logits (_last_logits(model, ids), (B, V)), one token per row from
-    sample_next_token(logits, temperature, top_k, rng), concatenated to ids. The given code returns
-    restore(ids)."""
+    per step, the last position's logits (_last_logits(model, ids, am), (B, V)), one token per row from
+    sample_next_token(logits, temperature, top_k, rng), concatenated to ids; with a left-padded batch `am`
+    (the checked (B, T) attention_mask, given, else None) grows by a column of ones each step, so new tokens
+    are attended. The given code returns restore(ids)."""
     check_generation_args(max_new_tokens, temperature, top_k)
     ids, restore = as_prompt_batch(prompt_ids)
+    am = None if attention_mask is None else _check_left_padded(attention_mask, ids.shape)
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
@@ -361,10 +447,105 @@ def generate(model: GPT, prompt_ids, max_new_tokens: int, temperature: float = 1
         with no_grad():
             ### BEGIN SOLUTION
             for _ in range(max_new_tokens):
-                logits = _last_logits(model, ids)
+                logits = _last_logits(model, ids, am)
+                if am is not None:
+                    am = np.concatenate([am, np.ones((am.shape[0], 1), dtype=am.dtype)], axis=1)
                 nxt = sample_next_token(logits, temperature, top_k, rng)
                 ids = np.concatenate([ids, nxt[:, None]], axis=1)
             ### END SOLUTION
     finally:
         model.train(was_training)
     return restore(ids)
+
+# %% ../../modules/13_transformers/13_transformers.ipynb #724fe36e
+GPT2_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
+                    "gelu": "gelu"}
+
+
+def gpt2_config(config: dict) -> dict:
+    "GPT's keyword arguments for a Hugging Face GPT-2 config.json dict (unsupported settings are errors)."
+    need = [k for k in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions") if k not in config]
+    if need:
+        raise ValueError(f"load_gpt2: config.json lacks {need} (is it a GPT-2 config? model_type="
+                         f"{config.get('model_type')!r})")
+    if config.get("model_type", "gpt2") != "gpt2":
+        raise ValueError(f"load_gpt2: model_type {config.get('model_type')!r} is not 'gpt2'")
+    act = config.get("activation_function", "gelu_new")
+    if act not in GPT2_ACTIVATIONS:
+        raise ValueError(f"load_gpt2: activation_function {act!r} is not supported; known: {sorted(GPT2_ACTIVATIONS)}")
+    for key, ok in (("scale_attn_by_inverse_layer_idx", False), ("add_cross_attention", False),
+                    ("scale_attn_weights", True)):
+        if config.get(key, ok) != ok:
+            raise ValueError(f"load_gpt2: {key}={config[key]!r} is not supported (only {ok})")
+    D = int(config["n_embd"])
+    inner = config.get("n_inner") or 4 * D
+    return dict(vocab_size=int(config["vocab_size"]), embed_dim=D, num_layers=int(config["n_layer"]),
+                num_heads=int(config["n_head"]), max_seq_len=int(config["n_positions"]),
+                tie_weights=bool(config.get("tie_word_embeddings", True)), mlp_ratio=inner / D,
+                layer_norm_eps=float(config.get("layer_norm_epsilon", 1e-5)), bias=True,
+                activation=GPT2_ACTIVATIONS[act])
+
+
+def gpt2_state_dict(tensors: dict, num_layers: int, tie_weights: bool = True) -> dict:
+    "GPT-2's arrays (names as Hugging Face saves them) -> tinytorch GPT state-dict entries (float32)."
+    t = {(k[len("transformer."):] if k.startswith("transformer.") else k): v for k, v in tensors.items()}
+
+    def get(name):
+        if name not in t:
+            raise ValueError(f"load_gpt2: the checkpoint has no tensor {name!r} (it has e.g. {sorted(t)[:6]})")
+        return np.asarray(t[name], dtype=np.float32)
+
+    state = {"token_embedding.weight": get("wte.weight"), "position_embedding.weight": get("wpe.weight"),
+             "ln_f.weight": get("ln_f.weight"), "ln_f.bias": get("ln_f.bias")}
+    ### BEGIN SOLUTION
+    for i in range(num_layers):
+        h, b = f"h.{i}.", f"blocks.{i}."
+        for src, dst in (("ln_1", "ln1"), ("ln_2", "ln2")):
+            state[b + dst + ".weight"], state[b + dst + ".bias"] = get(h + src + ".weight"), get(h + src + ".bias")
+        w, bias = get(h + "attn.c_attn.weight"), get(h + "attn.c_attn.bias")     # (D, 3D): q | k | v columns
+        for name, wpart, bpart in zip(("q_proj", "k_proj", "v_proj"), np.split(w, 3, axis=1), np.split(bias, 3)):
+            state[b + f"attn.{name}.weight"], state[b + f"attn.{name}.bias"] = wpart.T.copy(), bpart.copy()
+        for src, dst in (("attn.c_proj", "attn.out_proj"), ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
+            state[b + dst + ".weight"] = get(h + src + ".weight").T.copy()        # Conv1D (in, out) -> (out, in)
+            state[b + dst + ".bias"] = get(h + src + ".bias")
+    ### END SOLUTION
+    if tie_weights:
+        state["lm_head.weight"] = state["token_embedding.weight"]
+    else:
+        state["lm_head.weight"] = np.asarray(tensors["lm_head.weight"], dtype=np.float32)
+    return state
+
+
+def load_gpt2(directory, dropout: float = 0.0) -> GPT:
+    """GPT.from_pretrained: a GPT with the weights of the Hugging Face GPT-2 checkpoint in `directory`
+    (config.json + model.safetensors; a PyTorch pickle is refused). Needs the `safetensors` package."""
+    import json
+    from pathlib import Path
+    d = Path(directory)
+    if not d.is_dir():
+        raise FileNotFoundError(f"GPT.from_pretrained: {d} is not a directory (give a local GPT-2 checkpoint "
+                                f"directory holding config.json and model.safetensors; nothing is downloaded)")
+    weights = d / "model.safetensors"
+    if not weights.is_file():
+        pickles = sorted(p.name for p in d.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise FileNotFoundError(f"GPT.from_pretrained: {d} has no model.safetensors" + (
+            f"; it has {pickles}, PyTorch pickles, which are refused (unpickling can run arbitrary code): convert "
+            f"them to safetensors first" if pickles else ""))
+    if not (d / "config.json").is_file():
+        raise FileNotFoundError(f"GPT.from_pretrained: {d} has no config.json")
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise ImportError("GPT.from_pretrained needs the safetensors package (pip install safetensors)") from None
+    kwargs = gpt2_config(json.loads((d / "config.json").read_text(encoding="utf-8")))
+    model = GPT(**kwargs, dropout=dropout, seed=0)
+    state = gpt2_state_dict(load_file(str(weights)), kwargs["num_layers"], kwargs["tie_weights"])
+    if kwargs["tie_weights"]:
+        state.pop("lm_head.weight")
+    model.load_state_dict(state, strict=False)
+    missing = sorted(set(model.state_dict()) - set(state) - {"lm_head.weight"}
+                     - {k for k in model.state_dict() if k.endswith("head_mask")})
+    if missing:
+        raise ValueError(f"GPT.from_pretrained: no weights for {missing}")
+    model.eval()
+    return model

@@ -29,16 +29,17 @@ from ..core.attention import MultiHeadAttention
 from ..core.transformers import MLP
 
 # %% auto #0
-__all__ = ['SCOPES', 'SCHEDULES', 'HEAD_IMPORTANCE', 'OPTIMIZERS', 'HEAD_STRATEGIES', 'GROWTH_STRATEGIES', 'HEAD_INITS',
-           'PrunableWeight', 'param_owners', 'prunable_weights', 'measure_sparsity', 'reapply_masks',
+__all__ = ['SCOPES', 'SCHEDULES', 'HEAD_IMPORTANCE', 'OPTIMIZERS', 'IGNORE_INDEX', 'HEAD_STRATEGIES', 'GROWTH_STRATEGIES',
+           'HEAD_INITS', 'PrunableWeight', 'param_owners', 'prunable_weights', 'measure_sparsity', 'reapply_masks',
            'keep_masks_in_optimizers', 'attach_mask', 'masks', 'is_pruned', 'mask_gradients', 'remove_masks',
            'num_to_prune', 'unstructured_mask', 'global_masks', 'magnitude_prune', 'sparsity_schedule', 'unit_norms',
            'head_norms', 'structured_mask', 'head_slices', 'mask_heads', 'layer_chains', 'structured_prune', 'compact',
            'LowRank', 'low_rank_approximate', 'low_rank_linear', 'KnowledgeDistillation', 'load_pruned_state_dict',
-           'load_pruned_checkpoint', 'make_optimizer', 'evaluate', 'FineTuneHistory', 'fine_tune', 'csr_nbytes',
-           'model_bytes', 'write_json_atomic', 'compress_model', 'CompressionAnalyzer', 'attention_layers',
-           'head_alive', 'pruned_heads', 'lm_batches', 'attention_entropy', 'head_gate_gradients', 'head_importance',
-           'prune_heads', 'growth_scores', 'select_growth', 'grow_heads']
+           'load_pruned_checkpoint', 'make_optimizer', 'lm_triple', 'input_attention_mask', 'model_forward',
+           'training_batches', 'evaluate', 'FineTuneHistory', 'fine_tune', 'csr_nbytes', 'model_bytes',
+           'write_json_atomic', 'compress_model', 'CompressionAnalyzer', 'attention_layers', 'head_alive',
+           'pruned_heads', 'lm_batches', 'attention_entropy', 'head_gate_gradients', 'head_importance', 'prune_heads',
+           'growth_scores', 'select_growth', 'grow_heads', 'head_state', 'restore_head_state']
 
 # %% ../../modules/17_compression/17_compression.ipynb #ea2047e9
 def _check_fraction(value, name: str, who: str) -> float:
@@ -311,7 +312,10 @@ def _start_mask(shape: tuple, default_mask, dtype=np.float32) -> np.ndarray:
 
 def unstructured_mask(scores, amount, default_mask=None, who: str = "unstructured_mask") -> np.ndarray:
     """A 0/1 mask pruning the `amount` lowest-scoring entries among those `default_mask` keeps (all, if
-    None). Ties go by position (stable sort), so the count is exact and the result deterministic."""
+    None). Ties go by position (stable sort), so the count is exact and the result deterministic.
+    Given: `mask` (the starting mask, scores' shape), `flat` (a view of it), `alive` (flat positions still
+    kept) and `k` (how many of them to prune). Exercise: set flat to 0 at the k alive positions with the
+    lowest scores (np.argsort(..., kind="stable")) and return mask."""
     s = np.asarray(scores.data if isinstance(scores, Tensor) else scores)
     mask = _start_mask(s.shape, default_mask)
     flat = mask.reshape(-1)                                # a view: mask is contiguous
@@ -856,7 +860,11 @@ class KnowledgeDistillation:
         return Tensor(np.array(out.data, copy=True), dtype=out.data.dtype)
 
     def distillation_loss(self, student_logits, teacher_logits, labels=None) -> Tensor:
-        "The scalar loss above; it backpropagates into the student's logits (never the teacher's)."
+        """The scalar loss above; it backpropagates into the student's logits (never the teacher's).
+        Given: s (student logits, a Tensor (N, C)), t (teacher logits, an array (N, C)), T. Returns a scalar Tensor:
+        alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) averaged over the N rows (the teacher side as constants:
+        _log_softmax_np on arrays; the student side with log_softmax on Tensors), plus, when alpha < 1,
+        (1 - alpha) * cross-entropy of s against labels (CrossEntropyLoss)."""
         s = _flat_logits(student_logits, "distillation_loss (student)")
         t = _flat_logits(teacher_logits, "distillation_loss (teacher)").data
         if s.shape != t.shape:
@@ -1000,8 +1008,96 @@ def _flat_pair(out: Tensor, y):
     return out, ya
 
 
+IGNORE_INDEX = -100          # CrossEntropyLoss's default ignore_index: the target of a padded position
+
+
+def _int_ids(a, what: str) -> np.ndarray:
+    a = np.asarray(a.data if isinstance(a, Tensor) else a)
+    if a.dtype.kind not in "iub":
+        raise TypeError(f"{what} must hold integer token ids, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be 2-D (B, T), got shape {a.shape}")
+    return a.astype(np.int64, copy=False)
+
+
+def lm_triple(batch, i: int = 0) -> tuple:
+    """(x, y, valid) of one padded language-model batch: a dict from `tokenizer.encode_batch`
+    ({"input_ids", "attention_mask"}, padded on either side) or an (x, y, valid) triple. x = ids[:, :-1],
+    y = ids[:, 1:]; valid is True where both the input and its target are real tokens; y is IGNORE_INDEX
+    (-100) elsewhere, so the loss leaves padding out."""
+    if isinstance(batch, dict):
+        if "input_ids" not in batch:
+            raise ValueError(f"batch {i} is a dict without 'input_ids' (keys: {sorted(batch)})")
+        ids = _int_ids(batch["input_ids"], f"batch {i} input_ids")
+        am = batch.get("attention_mask")
+        am = np.ones_like(ids) if am is None else _int_ids(am, f"batch {i} attention_mask")
+        if am.shape != ids.shape:
+            raise ValueError(f"batch {i}: attention_mask {am.shape} and input_ids {ids.shape} differ")
+        if not np.isin(am, (0, 1)).all():
+            raise ValueError(f"batch {i}: attention_mask must hold only 0 and 1, got {np.unique(am).tolist()}")
+        holes = (np.diff(am, axis=1) != 0).sum(axis=1) - (am[:, 0] == 0) - (am[:, -1] == 0)
+        if (holes > 1).any() or (((am[:, 0] == 0) & (am[:, -1] == 0)) & (am.sum(axis=1) > 0)).any():
+            row = int(np.flatnonzero((holes > 1) | ((am[:, 0] == 0) & (am[:, -1] == 0) & (am.sum(axis=1) > 0)))[0])
+            raise ValueError(f"batch {i}, row {row}: padding must sit on one side (left or right), got the "
+                             f"attention mask {am[row].tolist()}")
+        x, y = ids[:, :-1], ids[:, 1:].copy()
+        valid = (am[:, :-1] != 0) & (am[:, 1:] != 0)
+    elif isinstance(batch, (tuple, list)) and len(batch) == 3:
+        x, y = _int_ids(batch[0], f"batch {i} x"), _int_ids(batch[1], f"batch {i} y").copy()
+        valid = np.asarray(batch[2].data if isinstance(batch[2], Tensor) else batch[2]).astype(bool)
+        if not (x.shape == y.shape == valid.shape):
+            raise ValueError(f"batch {i}: x {x.shape}, y {y.shape} and valid {valid.shape} must have one shape (B, T)")
+    else:
+        raise TypeError(f"batch {i} is a {type(batch).__name__}; expected a dict from encode_batch or an "
+                        f"(x, y, valid) triple")
+    if x.shape[1] == 0:
+        raise ValueError(f"batch {i} must give inputs of shape (B, T) with T >= 1, got {x.shape}")
+    y[~valid] = IGNORE_INDEX
+    return x, y, valid
+
+
+def input_attention_mask(valid: np.ndarray):
+    """The (B, T) 0/1 attention mask of the inputs of an (x, y, valid) batch: an input is real when its target
+    is (valid) or when it is the target of the position before. None when nothing is padded."""
+    real = np.asarray(valid, dtype=bool).copy()
+    real[:, 1:] |= real[:, :-1].copy()
+    return None if real.all() else real.astype(np.int64)
+
+
+def model_forward(model: Module, x, attention_mask=None) -> Tensor:
+    "model(x), or model(x, attention_mask=...) for a padded batch (padding is then never attended)."
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    return model(x) if attention_mask is None else model(x, attention_mask=attention_mask)
+
+
+def _is_one_batch(data) -> bool:
+    return isinstance(data, dict) or (isinstance(data, tuple) and len(data) in (2, 3)
+                                      and isinstance(data[0], (Tensor, np.ndarray)))
+
+
+def training_batches(data):
+    """Yield (x, y, attention_mask or None) from `data`: one batch or an iterable of them, each an (x, y) pair,
+    an (x, y, valid) triple (as lm_batches gives) or a dict from tokenizer.encode_batch (targets of padded
+    positions become -100, left out of the loss; the attention mask keeps padding out of attention)."""
+    for i, batch in enumerate([data] if _is_one_batch(data) else data):
+        if isinstance(batch, dict) or (isinstance(batch, (tuple, list)) and len(batch) == 3):
+            x, y, valid = lm_triple(batch, i)
+            yield x, y, input_attention_mask(valid)
+        elif isinstance(batch, (tuple, list)) and len(batch) == 2:
+            yield batch[0], batch[1], None
+        else:
+            raise TypeError(f"batch {i} is a {type(batch).__name__}; expected an (x, y) pair, an (x, y, valid) "
+                            f"triple or a dict from tokenizer.encode_batch (a single dict or pair is one batch)")
+
+
+def _counted(ya: np.ndarray) -> np.ndarray:
+    "Where a target counts (not IGNORE_INDEX)."
+    return ya != IGNORE_INDEX if ya.dtype.kind in "iu" else np.ones(ya.shape, dtype=bool)
+
+
 def evaluate(model: Module, data, loss_fn=None) -> dict:
-    "Mean loss and accuracy of a classifier over (x, y) batches, in eval mode under no_grad (modes restored)."
+    """Mean loss and accuracy over batches (see training_batches: (x, y) pairs, (x, y, valid) triples, padded
+    dicts from encode_batch), per counted target (padding left out), in eval mode under no_grad (modes restored)."""
     loss_fn = loss_fn or CrossEntropyLoss()
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -1009,26 +1105,30 @@ def evaluate(model: Module, data, loss_fn=None) -> dict:
     loss_sum = 0.0
     try:
         with no_grad():
-            for x, y in _batches(data):
-                out, ya = _flat_pair(model(x if isinstance(x, Tensor) else Tensor(x)), y)
-                n = ya.size
+            for x, y, am in training_batches(data):
+                out, ya = _flat_pair(model_forward(model, x, am), y)
+                counted = _counted(ya)
+                n = int(counted.sum())
+                if n == 0:
+                    continue
                 loss_sum += float(loss_fn(out, ya).item()) * n
-                correct += int((out.data.argmax(axis=-1) == ya).sum())
+                correct += int(((out.data.argmax(axis=-1) == ya) & counted).sum())
                 total += n
     finally:
         for m, mode in modes:
             m.training = mode
     if total == 0:
-        raise ValueError("evaluate: the data yielded no batches")
+        raise ValueError("evaluate: the data yielded no batches (or only padding)")
     return {"accuracy": correct / total, "loss": loss_sum / total}
 
 
 class FineTuneHistory(list):
     """The mean training loss of each epoch (a list), with `.steps` (optimizer steps taken), `.skipped` (one dict
-    per step skipped for a non-finite loss or gradient: epoch, step, loss, grad_norm, lr after) and `.lr`."""
+    per step skipped for a non-finite loss or gradient: epoch, step, loss, grad_norm, lr after), `.lr`,
+    `.grad_norms` (the gradient norm of every step) and `.diverged` (None, or where the loss ran away)."""
     def __init__(self, *args):
         super().__init__(*args)
-        self.steps, self.skipped, self.lr = 0, [], []
+        self.steps, self.skipped, self.lr, self.grad_norms, self.diverged = 0, [], [], [], None
 
 
 def _reapply_masks(params) -> None:
@@ -1042,12 +1142,18 @@ def _reapply_masks(params) -> None:
 def fine_tune(model: Module, data, epochs: int = 1, optimizer: Optimizer | None = None, lr: float = 1e-3,
               loss_fn=None, clip_grad: float | None = None, optimizer_name: str = "adam",
               weight_decay: float = 0.0, cosine: bool = False, *, warmup_steps: int = 0, max_steps: int | None = None,
-              lr_backoff: float = 0.5, on_step=None) -> list:
+              lr_backoff: float = 0.5, on_step=None, divergence_factor: float | None = 2.0,
+              on_divergence: str = "stop") -> list:
     """Train a (pruned) model for `epochs` passes over (x, y) batches: the one fine-tuning routine of this module.
     After every step the masks are applied again, so pruned weights (and whole pruned heads) stay exactly 0
-    whatever the optimizer does; clip_grad clips the gradient norm; a non-finite loss (or gradient norm) skips the
-    step and multiplies the learning rate by `lr_backoff`, with a RuntimeWarning and a record in `.skipped` (an
-    epoch in which every step is skipped raises FloatingPointError). cosine=True anneals the rate to 0 over the
+    whatever the optimizer does. `data`: (x, y) pairs, (x, y, valid) triples of lm_batches, or padded dicts from
+    tokenizer.encode_batch (padding left out of the loss and of attention; see training_batches).
+    The gradient norm is measured at every step (clip_grad clips it); a non-finite loss or gradient norm skips
+    the step and multiplies the learning rate by `lr_backoff`, with a RuntimeWarning and a record in `.skipped`
+    (an epoch in which every step is skipped raises FloatingPointError). Divergence: when the mean loss of the
+    last 5 steps exceeds `divergence_factor` times that of the first 5 (or times 1, if that was below 1: noise on
+    a tiny loss is not divergence), a RuntimeWarning reports it, `.diverged` records it and training stops
+    (on_divergence="stop") or FloatingPointError is raised ("raise"). cosine=True anneals the rate to 0 over the
     epochs (module 07's CosineAnnealingLR); warmup_steps ramps it up linearly over the first steps (after growing
     heads back); max_steps stops early; on_step(step, loss, lr) is called after each step.
     Returns the epoch losses (a FineTuneHistory: a list with .steps, .skipped and .lr)."""
@@ -1059,6 +1165,10 @@ def fine_tune(model: Module, data, epochs: int = 1, optimizer: Optimizer | None 
         max_steps = _positive_int(max_steps, "max_steps", "fine_tune")
     if isinstance(lr_backoff, bool) or not isinstance(lr_backoff, numbers.Real) or not 0 < lr_backoff < 1:
         raise ValueError(f"fine_tune: lr_backoff must be a number in (0, 1), got {lr_backoff!r}")
+    if divergence_factor is not None and (isinstance(divergence_factor, bool) or not isinstance(
+            divergence_factor, numbers.Real) or not divergence_factor > 1):
+        raise ValueError(f"fine_tune: divergence_factor must be None or a number > 1, got {divergence_factor!r}")
+    _check_choice(on_divergence, ("stop", "raise"), "on_divergence", "fine_tune")
     loss_fn = loss_fn or CrossEntropyLoss()
     opt = optimizer if optimizer is not None else make_optimizer(optimizer_name, model.parameters(), lr, weight_decay)
     schedule = CosineAnnealingLR(opt, T_max=epochs) if cosine else None
@@ -1066,22 +1176,26 @@ def fine_tune(model: Module, data, epochs: int = 1, optimizer: Optimizer | None 
     model.train()
     history = FineTuneHistory()
     step = 0
+    losses: list = []                                  # every finite step loss, for the divergence check
     for epoch in range(epochs):
         total, count, tried = 0.0, 0, 0
-        for x, y in _batches(data):
+        for x, y, am in training_batches(data):
             if max_steps is not None and step >= max_steps:
                 break
             tried += 1
             opt.zero_grad()
-            out, ya = _flat_pair(model(x if isinstance(x, Tensor) else Tensor(x)), y)
+            out, ya = _flat_pair(model_forward(model, x, am), y)
+            n = int(_counted(ya).sum())
+            if n == 0:
+                continue                               # a batch of padding only: nothing to learn from
             loss = loss_fn(out, ya)
             value = loss.item()
             norm = None
             if math.isfinite(value):
                 loss.backward()
                 mask_gradients(params)
-                if clip_grad is not None:
-                    norm = clip_grad_norm(params, clip_grad)
+                norm = clip_grad_norm(params, math.inf if clip_grad is None else clip_grad)   # checked every step
+                history.grad_norms.append(norm)
             step += 1
             if not math.isfinite(value) or (norm is not None and not math.isfinite(norm)):
                 opt.zero_grad()
@@ -1105,13 +1219,28 @@ def fine_tune(model: Module, data, epochs: int = 1, optimizer: Optimizer | None 
                 for group, b in zip(opt.param_groups, base):
                     group["lr"] = b
             _reapply_masks(params)
-            total += value * ya.size
-            count += ya.size
+            total += value * n
+            count += n
+            losses.append(value)
             if on_step is not None:
                 on_step(step, value, base[0] * factor)
+            if divergence_factor is not None and len(losses) >= 10:
+                start, recent = float(np.mean(losses[:5])), float(np.mean(losses[-5:]))
+                if recent > divergence_factor * max(start, 1.0):
+                    history.diverged = {"epoch": epoch + 1, "step": step, "start_loss": start, "loss": recent}
+                    message = (f"fine_tune: diverged at epoch {epoch + 1}, step {step}: the mean loss of the last 5 "
+                               f"steps is {recent:.4g}, more than {divergence_factor:g} x its start {start:.4g} "
+                               f"(or x 1 when the start is below 1); "
+                               f"lower the learning rate (now {base[0]:.3g}) or clip the gradients")
+                    if on_divergence == "raise":
+                        raise FloatingPointError(message)
+                    warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
+                    break
         if tried == 0 and epoch == 0:
             raise ValueError("fine_tune: the data yielded no batches")
-        if tried == 0:
+        if tried == 0 or history.diverged is not None:
+            if history.diverged is not None and count:
+                history.append(total / count)
             break
         if count == 0:
             raise FloatingPointError(f"fine_tune: every step of epoch {epoch + 1} had a non-finite loss or gradient "
@@ -1428,30 +1557,22 @@ def pruned_heads(model: Module) -> list:
 # %% ../../modules/17_compression/17_compression.ipynb #4ae3cf0f
 def lm_batches(data) -> list:
     """Language-model batches as (x, y, valid) triples of (B, T) arrays. `data` is one batch or a list of them;
-    a batch is an (x, y) pair of id arrays, a (B, T + 1) array of windows (x = [:, :-1], y = [:, 1:]), or a dict
-    from `tokenizer.encode_batch` ({"input_ids", "attention_mask"}, padded on the right). Padded positions are
-    left out: their targets become -100 (CrossEntropyLoss's ignore_index) and `valid` is False there."""
+    a batch is an (x, y) pair of id arrays, a (B, T + 1) array of windows (x = [:, :-1], y = [:, 1:]), an
+    (x, y, valid) triple, or a dict from `tokenizer.encode_batch` ({"input_ids", "attention_mask"}, padded on
+    either side). Padded positions are left out: their targets become -100 (CrossEntropyLoss's ignore_index)
+    and `valid` is False there (see lm_triple); the model is run with the matching attention mask."""
     if isinstance(data, dict) or isinstance(data, np.ndarray) or isinstance(data, Tensor) or (
-            isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], (tuple, list, dict))):
+            isinstance(data, tuple) and len(data) in (2, 3) and not isinstance(data[0], (tuple, list, dict))):
         data = [data]
     out = []
     for i, batch in enumerate(data):
-        if isinstance(batch, dict):
-            if "input_ids" not in batch:
-                raise ValueError(f"lm_batches: batch {i} is a dict without 'input_ids' (keys: {sorted(batch)})")
-            ids = _as_int_array(batch["input_ids"], f"batch {i} input_ids")
-            am = batch.get("attention_mask")
-            am = np.ones_like(ids) if am is None else _as_int_array(am, f"batch {i} attention_mask")
-            if am.shape != ids.shape:
-                raise ValueError(f"lm_batches: batch {i}: attention_mask {am.shape} and input_ids {ids.shape} differ")
-            if (np.diff(am, axis=1) > 0).any():
-                row = int(np.flatnonzero((np.diff(am, axis=1) > 0).any(axis=1))[0])
-                raise ValueError(f"lm_batches: batch {i}, row {row} has a real token after padding; pad on the "
-                                 f"right (as encode_batch does), so that positions stay where they were trained")
-            x, y = ids[:, :-1], ids[:, 1:].copy()
-            valid = am[:, 1:] != 0                    # a position counts when its input and its target are real
-            y[~valid] = -100
-        elif isinstance(batch, (tuple, list)) and len(batch) == 2:
+        try:
+            if isinstance(batch, dict) or (isinstance(batch, (tuple, list)) and len(batch) == 3):
+                out.append(lm_triple(batch, i))
+                continue
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"lm_batches: {e}") from None
+        if isinstance(batch, (tuple, list)) and len(batch) == 2:
             x = _as_int_array(batch[0], f"batch {i} x")
             y = _as_int_array(batch[1], f"batch {i} y")
             if x.shape != y.shape:
@@ -1525,7 +1646,7 @@ def attention_entropy(model: Module, data, return_max: bool = False):
     uniform, count = 0.0, 0
     with _Probe(model, layers, store_attention=True), no_grad():
         for x, _, valid in lm_batches(data):
-            model(x)
+            model_forward(model, x, input_attention_mask(valid))
             ### BEGIN SOLUTION
             w = valid.astype(np.float64)                                   # (B, T): 1 at real queries
             for l, m in enumerate(layers):
@@ -1552,11 +1673,11 @@ def head_gate_gradients(model: Module, data, loss_fn=None) -> np.ndarray:
     out = np.zeros((len(layers), max(_layer_width(m) for m in layers)))
     n = 0
     with _Probe(model, layers, gates=True):
-        for x, y, _ in lm_batches(data):
+        for x, y, valid in lm_batches(data):
             if not (y != -100).any():
                 continue
             ### BEGIN SOLUTION
-            logits = model(x)
+            logits = model_forward(model, x, input_attention_mask(valid))
             loss = loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             loss.backward()
             for l, m in enumerate(layers):
@@ -1848,3 +1969,70 @@ def grow_heads(model: Module, n: int, strategy: str = "gradient_sensitivity", da
     for l, h in chosen:
         _revive_head(layers[l], h, init, rng, float(init_std))
     return chosen
+
+
+def head_state(model: Module) -> tuple:
+    """What a saved pruned model needs besides its state dict: (meta, arrays). meta (JSON-ready) lists per attention
+    layer the heads it was built with and those still present (a physical prune removes some); arrays hold the
+    kept weights (and masks) of every pruned head, which grow_heads(init="old") restarts from, keyed
+    "heads/<layer>/<head>/<weights|masks>/<slot>"."""
+    layers, meta, arrays = attention_layers(model), [], {}
+    for l, m in enumerate(layers):
+        kept = vars(m).get("pruned_head_weights", {})
+        meta.append({"num_heads": _layer_width(m), "present": [int(h) for h in _head_ids(m)],
+                     "kept": sorted(int(h) for h in kept)})
+        for h, saved in kept.items():
+            for kind in ("weights", "masks"):
+                for key, a in saved[kind].items():
+                    if a is not None:
+                        arrays[f"heads/{l}/{int(h)}/{kind}/{key}"] = np.asarray(a)
+    return meta, arrays
+
+
+def restore_head_state(model: Module, meta: list, arrays: dict, state: dict) -> None:
+    """Give a freshly built `model` the head structure `meta` describes (from head_state), load `state` (its state
+    dict: weights, pruning masks, head gates) and the kept weights of its pruned heads from `arrays`. Everything is
+    checked against the model before it changes."""
+    layers = attention_layers(model)
+    if not isinstance(meta, list) or len(meta) != len(layers):
+        raise ValueError(f"restore_head_state: the file describes {len(meta) if isinstance(meta, list) else meta!r} "
+                         f"attention layers, the model has {len(layers)}")
+    for l, (m, info) in enumerate(zip(layers, meta)):
+        present = info.get("present", [])
+        if info.get("num_heads") != m.num_heads or not present or not set(present) <= set(range(m.num_heads)):
+            raise ValueError(f"restore_head_state: layer {l} was built with {info.get('num_heads')!r} heads and "
+                             f"keeps {present!r}; the model's layer has {m.num_heads} heads")
+    for l, (m, info) in enumerate(zip(layers, meta)):
+        removed = [h for h in range(m.num_heads) if h not in info["present"]]
+        if removed:                                       # remove the same heads (their weights come from `state`)
+            mask_heads(m, removed)
+            _compact_heads(m)
+            if list(_head_ids(m)) != list(info["present"]):
+                raise ValueError(f"restore_head_state: layer {l} could not be given heads {info['present']}")
+        gate = state.get(f"{_module_path(model, m)}.head_mask")
+        off = [] if gate is None else np.flatnonzero(np.asarray(gate) == 0).tolist()
+        if off:
+            mask_heads(m, off)
+    remove_masks(model)                                   # exactly the masks the file holds come back below
+    load_pruned_state_dict(model, state)
+    for l, (m, info) in enumerate(zip(layers, meta)):
+        kept = {}
+        for h in info.get("kept", []):
+            prefix = f"heads/{l}/{h}/"
+            entry = {"weights": {}, "masks": {}}
+            for module, attr, _ in head_slices(m, 0):
+                key = _slice_key(m, module, attr)
+                if prefix + "weights/" + key not in arrays:
+                    raise ValueError(f"restore_head_state: the kept weights of head ({l}, {h}) lack {key!r}")
+                entry["weights"][key] = np.array(arrays[prefix + "weights/" + key])
+                mask = arrays.get(prefix + "masks/" + key)
+                entry["masks"][key] = None if mask is None else np.array(mask, dtype=bool)
+            kept[int(h)] = entry
+        m.pruned_head_weights = kept
+
+
+def _module_path(model: Module, target: Module) -> str:
+    for name, mod in model.named_modules():
+        if mod is target:
+            return name
+    raise ValueError("the layer is not part of the model")

@@ -105,8 +105,9 @@ def run(args, ctx) -> int:
     t0 = time.monotonic()
     try:
         report = grader.run()
-    except TitoError as e:
-        write_gradebook(empty_report(mods, subs, str(e)), out)
+    except BaseException as e:                       # the gradebook is written whatever happens
+        write_gradebook(empty_report(mods, subs, f"{type(e).__name__}: {e}"
+                                     if not isinstance(e, TitoError) else str(e)), out)
         raise
     report["duration_s"] = round(time.monotonic() - t0, 1)
     paths = write_gradebook(report, out)
