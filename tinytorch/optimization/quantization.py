@@ -18,11 +18,12 @@ from ..core.spatial import Conv2d, Conv2dFunction, _pad, conv_output_size, im2co
 from .profiling import conv2d_flops, linear_flops
 
 # %% auto #0
-__all__ = ['qrange', 'compute_qparams', 'quantize_array', 'dequantize_array', 'QuantizedTensor', 'quantize_tensor', 'dequantize',
-           'relative_error', 'Observer', 'MinMaxObserver', 'MovingAverageMinMaxObserver', 'PercentileObserver',
-           'int8_matmul', 'QuantizedCSR', 'QuantizedLinear', 'QuantizedConv2d', 'size_breakdown', 'model_size_bytes',
-           'calibrate', 'quantize_model', 'FakeQuantize', 'fake_quantize', 'QATLinear', 'QATConv2d', 'prepare_qat',
-           'convert_qat', 'quantization_error_report', 'format_error_report', 'plot_quantization_error']
+__all__ = ['qrange', 'compute_qparams', 'quantize_array', 'dequantize_array', 'QuantizedTensor', 'channel_range',
+           'quantize_tensor', 'dequantize', 'relative_error', 'Observer', 'MinMaxObserver',
+           'MovingAverageMinMaxObserver', 'PercentileObserver', 'int8_matmul', 'csr_arrays', 'QuantizedCSR',
+           'QuantizedLinear', 'QuantizedConv2d', 'size_breakdown', 'model_size_bytes', 'calibrate', 'quantize_model',
+           'FakeQuantize', 'fake_quantize', 'QATLinear', 'QATConv2d', 'prepare_qat', 'convert_qat',
+           'quantization_error_report', 'format_error_report', 'plot_quantization_error']
 
 # %% ../../modules/16_quantization/16_quantization.ipynb #1214315c
 _STORAGE = {"int8": np.dtype(np.int8), "uint8": np.dtype(np.uint8)}
@@ -170,6 +171,18 @@ def _finite_array(x, who: str) -> np.ndarray:
     return a
 
 
+def channel_range(a: np.ndarray, axis) -> tuple:
+    """a: a real array (finite, not empty); axis: None, or an int in [0, a.ndim). Returns (lo, hi), the smallest
+    and largest values: two scalars when axis is None (one range for the whole tensor), else two arrays of shape
+    (a.shape[axis],), the range of each slice along `axis` (reduced over every other axis)."""
+    ### BEGIN SOLUTION
+    if axis is None:
+        return a.min(), a.max()
+    others = tuple(d for d in range(a.ndim) if d != axis)
+    return a.min(axis=others), a.max(axis=others)
+    ### END SOLUTION
+
+
 def quantize_tensor(x, bits: int = 8, symmetric: bool = True, per_channel: bool = False, axis: int = 0,
                     dtype="int8") -> QuantizedTensor:
     """Quantize `x` (Tensor or array) to `bits`-bit integers in `dtype` storage ('int8' or 'uint8'), with one
@@ -184,11 +197,9 @@ def quantize_tensor(x, bits: int = 8, symmetric: bool = True, per_channel: bool 
         if not -a.ndim <= axis < a.ndim:
             raise ValueError(f"quantize_tensor: axis {axis} is out of range for a tensor of shape {a.shape}")
         axis = axis % a.ndim
-        others = tuple(d for d in range(a.ndim) if d != axis)
-        lo, hi = a.min(axis=others), a.max(axis=others)
     else:
         axis = None
-        lo, hi = a.min(), a.max()
+    lo, hi = channel_range(a, axis)
     scale, zero_point = compute_qparams(lo, hi, bits, symmetric, storage.name)
     q = quantize_array(a, _along(scale, a.ndim, axis), _along(zero_point, a.ndim, axis), qmin, qmax, storage)
     return QuantizedTensor(q, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis)
@@ -429,6 +440,24 @@ def _index_dtype(n: int) -> np.dtype:
     return np.dtype(np.uint8) if n <= 256 else np.dtype(np.uint16) if n <= 65536 else np.dtype(np.int32)
 
 
+def csr_arrays(dense: np.ndarray) -> tuple:
+    """dense: a 2-D int8 array (rows, cols). Returns (values, indices, indptr) of its non-zero entries in
+    compressed sparse rows, row by row and left to right within a row: values int8 (nnz,), the entries;
+    indices (nnz,), their column numbers, in _index_dtype(cols); indptr (rows + 1,), indptr[0] = 0 and
+    indptr[r + 1] = indptr[r] + the number of non-zeros of row r, in uint16 when nnz <= 65535, else int32."""
+    ### BEGIN SOLUTION
+    rows, cols = dense.shape
+    keep = dense != 0
+    counts = keep.sum(axis=1)
+    nnz = int(counts.sum())
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    ptr_dtype = np.dtype(np.uint16) if nnz <= 65535 else np.dtype(np.int32)
+    indices = np.nonzero(keep)[1].astype(_index_dtype(cols))
+    return dense[keep], indices, indptr.astype(ptr_dtype)
+    ### END SOLUTION
+
+
 class QuantizedCSR:
     """A 2-D int8 matrix in compressed sparse rows with a symmetric scale per row (or one): int8 `values`,
     column `indices` in the smallest unsigned type that fits (uint8 for up to 256 columns), row pointers
@@ -462,15 +491,8 @@ class QuantizedCSR:
                 or q.data.dtype != np.int8:
             raise ValueError(f"QuantizedCSR.from_quantized: needs a symmetric int8 2-D QuantizedTensor with "
                              f"per-tensor or per-row scales, got {q!r}")
-        rows, cols = q.data.shape
-        keep = q.data != 0
-        counts = keep.sum(axis=1)
-        nnz = int(counts.sum())
-        indptr = np.zeros(rows + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        ptr_dtype = np.dtype(np.uint16) if nnz <= 65535 else np.dtype(np.int32)
-        indices = np.nonzero(keep)[1].astype(_index_dtype(cols))
-        return cls(q.data[keep], indices, indptr.astype(ptr_dtype), q.scale, (rows, cols), q.bits)
+        values, indices, indptr = csr_arrays(q.data)
+        return cls(values, indices, indptr, q.scale, q.data.shape, q.bits)
 
     @property
     def nnz(self) -> int: return int(len(self.values))
