@@ -300,14 +300,24 @@ class MultiHeadAttention(Module):
         self.head_dim = self.embed_dim // self.num_heads
         self.dropout = float(dropout)
         self.rng = np.random.default_rng() if rng is None else rng
-        self.q_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
-        self.k_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
-        self.v_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
-        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
-        self.register_buffer("head_mask", Tensor(np.ones(self.num_heads, dtype=np.float32)))
+        self._build_layers(bias)
         self.store_attention = False
         self.last_attention_weights = None
         self.last_kv_length = None
+
+    def _build_layers(self, bias: bool) -> None:
+        """Exercise. The layer's parameters: self.q_proj, self.k_proj, self.v_proj and self.out_proj, four
+        Linear(embed_dim, embed_dim, bias=bias, rng=self.rng) created in that order (so a seeded rng gives the
+        same weights as the reference); and the buffer "head_mask" (register_buffer): a Tensor of ones, shape
+        (num_heads,), float32. Returns None."""
+        ### BEGIN SOLUTION
+        d = self.embed_dim
+        self.q_proj = Linear(d, d, bias=bias, rng=self.rng)
+        self.k_proj = Linear(d, d, bias=bias, rng=self.rng)
+        self.v_proj = Linear(d, d, bias=bias, rng=self.rng)
+        self.out_proj = Linear(d, d, bias=bias, rng=self.rng)
+        self.register_buffer("head_mask", Tensor(np.ones(self.num_heads, dtype=np.float32)))
+        ### END SOLUTION
 
     def forward(self, x: Tensor, mask=None, kv_hook=None) -> Tensor:
         """x (B, T, embed_dim), checked -> (B, T, embed_dim). Exercise: q, k, v = self.project_heads(x); when a

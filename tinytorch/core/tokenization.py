@@ -222,15 +222,7 @@ class Tokenizer:
             raise ValueError("encode_batch: truncation=True needs max_length (a positive integer)")
         seqs = []
         for i, text in enumerate(texts):
-            ids = self.encode(text)
-            if truncation:
-                if add_special_tokens:
-                    n_special = len(self._wrap([]))
-                    ids = self._wrap(ids[:max(max_length - n_special, 0)])[:max_length]
-                else:
-                    ids = ids[:max_length]
-            elif add_special_tokens:
-                ids = self._wrap(ids)
+            ids = self._encode_to_fit(text, max_length, truncation, add_special_tokens)
             if max_length is not None and len(ids) > max_length:
                 raise ValueError(f"encode_batch: text {i} has {len(ids)} tokens, more than max_length={max_length}; "
                                  f"pass truncation=True to cut it")
@@ -242,6 +234,24 @@ class Tokenizer:
         input_ids, attention_mask = pad_sequences(seqs, pad, max_length if mode == "max_length" else None,
                                                   padding_side=side)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def _encode_to_fit(self, text: str, max_length: int | None, truncation: bool, add_special_tokens: bool) -> list:
+        """One text of a batch -> its ids (a list of ints): self.encode(text), then
+        - truncation (max_length is then a positive int): without specials, the first max_length ids; with
+          add_special_tokens, the bos/eos wrapping is kept: the first max_length - n_special ids (not below 0;
+          n_special = len(self._wrap([])), the specials this tokenizer adds) wrapped by self._wrap, then cut to
+          max_length;
+        - no truncation: wrapped by self._wrap when add_special_tokens.
+        Checking the length against max_length is the caller's job."""
+        ### BEGIN SOLUTION
+        ids = self.encode(text)
+        if truncation:
+            if add_special_tokens:
+                n_special = len(self._wrap([]))
+                return self._wrap(ids[:max(max_length - n_special, 0)])[:max_length]
+            return ids[:max_length]
+        return self._wrap(ids) if add_special_tokens else ids
+        ### END SOLUTION
 
     def decode_batch(self, batch, skip_special_tokens: bool = True) -> list:
         "A (B, T) array of ids (or a list of lists) -> B strings (padding dropped with the other specials)."
@@ -777,7 +787,12 @@ class ByteLevelBPETokenizer(Tokenizer):
         return got
 
     def _encode_text(self, text: str) -> list:
+        """text -> a list of ids. Given: `parts`, the text split around the special tokens (self._split has a
+        capturing group, so parts at odd positions are special-token strings; all of it when there are none).
+        A special part is the one id self._token_to_id[part]; every other part is cut into pieces by
+        gpt2_pattern().findall(part), and each piece contributes self._encode_piece(piece) (its ids, cached)."""
         parts = self._split.split(text) if self._split is not None else [text]
+        ### BEGIN SOLUTION
         ids, pattern = [], gpt2_pattern()
         for k, part in enumerate(parts):
             if k % 2 == 1:                                         # a special token matched in the text
@@ -786,6 +801,7 @@ class ByteLevelBPETokenizer(Tokenizer):
             for piece in pattern.findall(part):
                 ids.extend(self._encode_piece(piece))
         return ids
+        ### END SOLUTION
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         """Ids -> text. Given: `ids` (checked, a list of ints in range) and `special` (the set of the special tokens'

@@ -213,9 +213,12 @@ def dequantize(q: QuantizedTensor) -> Tensor:
 
 # %% ../../modules/16_quantization/16_quantization.ipynb #d66ca657
 def relative_error(x, x_hat, axis=None) -> np.ndarray:
-    "‖x − x̂‖ / ‖x‖ (Frobenius), over everything or per slice along `axis` (0 where ‖x‖ = 0)."
+    """‖x − x̂‖ / ‖x‖ (Frobenius norms). Given: x and x_hat as float64 arrays of one shape. axis None: over
+    everything, a 0-d array; else an int: one value per slice along `axis` (norms over every other axis), shape
+    (x.shape[axis],). Where ‖x‖ = 0 the result is 0 when ‖x − x̂‖ = 0 too, else inf (never a division by 0)."""
     x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float64)
     x_hat = np.asarray(x_hat.data if isinstance(x_hat, Tensor) else x_hat, dtype=np.float64)
+    ### BEGIN SOLUTION
     if axis is None:
         num, den = np.linalg.norm(x - x_hat), np.linalg.norm(x)
     else:
@@ -223,6 +226,7 @@ def relative_error(x, x_hat, axis=None) -> np.ndarray:
         num = np.sqrt(((x - x_hat) ** 2).sum(axis=others))
         den = np.sqrt((x ** 2).sum(axis=others))
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num > 0, np.inf, 0.0))
+    ### END SOLUTION
 
 # %% ../../modules/16_quantization/16_quantization.ipynb #24ef65cb
 class Observer:
@@ -502,11 +506,15 @@ class QuantizedCSR:
         return int(self.values.nbytes + self.indices.nbytes + self.indptr.nbytes + self.scale.nbytes)
 
     def to_dense(self) -> np.ndarray:
-        "The int8 matrix, zeros included."
+        """The int8 matrix of shape self.shape, zeros included: the stored entries of row r are
+        self.values[indptr[r]:indptr[r + 1]], at columns self.indices[indptr[r]:indptr[r + 1]] (the inverse of
+        csr_arrays). Returns a new int8 array."""
+        ### BEGIN SOLUTION
         out = np.zeros(self.shape, dtype=np.int8)
         rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr.astype(np.int64)))
         out[rows, self.indices.astype(np.int64)] = self.values
         return out
+        ### END SOLUTION
 
     def dequantize(self) -> Tensor:
         scale = self.scale if self.scale.ndim == 0 else self.scale[:, None]
