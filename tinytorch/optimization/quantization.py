@@ -606,16 +606,22 @@ class _QuantizedBase(Module):
         return self.weight_int8.data.astype(np.float32) * (s[:, None] if s.ndim else s)
 
     def _quantize_input(self, a: np.ndarray) -> tuple:
-        "(q_x int8, s_x, z_x): per batch from its min/max, or the calibrated input_scale/zero_point."
+        """a: the float input (any shape), checked finite (lo, hi = its min and max, given). Returns (q_x, s_x, z_x):
+        q_x an int8 array of a's shape, quantize_array(a, s, z, qmin, qmax, np.int8) with (qmin, qmax) the
+        asymmetric int8 range of self.act_bits bits (qrange(self.act_bits, symmetric=False)); s, z the calibrated
+        self.input_scale.data / self.input_zero_point.data when self.input_scale is not None, else
+        compute_qparams(lo, hi, self.act_bits, symmetric=False) of this batch; s_x = np.float32(s), z_x = int(z)."""
         lo, hi = a.min(), a.max()
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{type(self).__name__}: the input holds NaN or infinite values (min {lo}, max {hi})")
+        ### BEGIN SOLUTION
         qmin, qmax = qrange(self.act_bits, symmetric=False)
         if self.input_scale is not None:
             s, z = self.input_scale.data, self.input_zero_point.data
         else:
             s, z = compute_qparams(lo, hi, self.act_bits, symmetric=False)
         return quantize_array(a, s, z, qmin, qmax, np.int8), np.float32(s), int(z)
+        ### END SOLUTION
 
     def _rescale(self, acc: np.ndarray, s_x) -> np.ndarray:
         """acc (M, N) int32 sums of (q_x − z_x)·q_w -> float32 y (M, N): scale by s_x·s_w, add the bias."""
@@ -665,14 +671,20 @@ class QuantizedLinear(_QuantizedBase):
         return cls(weight, linear.bias, act_bits=act_bits, act_qparams=act_qparams)
 
     def forward(self, x) -> Tensor:
+        """x: a float Tensor (..., in_features), checked. Returns a float32 Tensor (..., out_features): the input's
+        rows (a (M, in_features) reshape) quantized with self._quantize_input -> (q, s_x, z_x); their int32
+        products with the int8 weights, self._int_matmul(q, z_x) (M, out_features); back to float32 with
+        self._rescale(acc, s_x); reshaped to the input's leading dimensions."""
         x = _as_float_input(x, "QuantizedLinear")
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"QuantizedLinear: expected input with last dimension {self.in_features}, "
                              f"got shape {x.shape}")
+        ### BEGIN SOLUTION
         a = x.data.reshape(-1, self.in_features)
         q, s_x, z_x = self._quantize_input(a)
         y = self._rescale(self._int_matmul(q, z_x), s_x)
         return Tensor(y.reshape(x.shape[:-1] + (self.out_features,)))
+        ### END SOLUTION
 
     def flops(self, input_shape, output_shape) -> int:
         "Integer multiply-adds × 2 for this input (only the stored non-zeros for sparse storage)."
@@ -713,14 +725,24 @@ class QuantizedConv2d(_QuantizedBase):
         return cls(_choose_storage(q, sparse), conv.bias, conv.kernel_size, conv.stride, conv.padding,
                    conv.in_channels, act_bits=act_bits, act_qparams=act_qparams)
 
+    def _quantized_columns(self, a: np.ndarray) -> tuple:
+        """a: the float input (N, C, H, W). Pad it by self.padding with _pad (before quantizing: the float zeros
+        then quantize exactly to z_x), quantize the padded input with self._quantize_input -> (q, s_x, z_x), and
+        cut the int8 q into columns with im2col(q, self.kernel_size, self.stride, (0, 0)) -> cols (N, C·kh·kw, L)
+        int8 and (oh, ow). Returns (s_x, z_x, cols, (oh, ow))."""
+        ### BEGIN SOLUTION
+        xp = _pad(a, self.padding)                            # float zeros: they quantize exactly to z_x
+        q, s_x, z_x = self._quantize_input(xp)
+        cols, (oh, ow) = im2col(q, self.kernel_size, self.stride, (0, 0))      # (N, K, L) int8
+        return s_x, z_x, cols, (oh, ow)
+        ### END SOLUTION
+
     def forward(self, x) -> Tensor:
         x = _as_float_input(x, "QuantizedConv2d")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"QuantizedConv2d: expected input (N, {self.in_channels}, H, W), got shape {x.shape}")
         n = x.shape[0]
-        xp = _pad(x.data, self.padding)                       # float zeros: they quantize exactly to z_x
-        q, s_x, z_x = self._quantize_input(xp)
-        cols, (oh, ow) = im2col(q, self.kernel_size, self.stride, (0, 0))      # (N, K, L) int8
+        s_x, z_x, cols, (oh, ow) = self._quantized_columns(x.data)
         k, l = cols.shape[1], cols.shape[2]
         if self.sparse:                                        # per image: W (O, K) @ cols[n] (K, L), no copies
             acc = self.weight_csr.matmul_t(cols, z_x)          # (N, O, L)
