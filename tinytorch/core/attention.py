@@ -10,6 +10,7 @@ import numpy as np
 
 from .autograd import Function
 from .tensor import Tensor
+from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Linear, Module
 
 # %% auto #0
@@ -167,8 +168,8 @@ def dropout_multiplier(shape: tuple, p: float, rng, dtype) -> np.ndarray:
     ### END SOLUTION
 
 
-def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, is_causal: bool = False,
-                                 scale=None, return_weights: bool = False, rng=None):
+def scaled_dot_product_attention(q, k, v, mask=None, dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale=None, *, return_weights: bool = False, rng=None, attn_mask=None):
     """softmax(q kᵀ / √d + mask) v on (..., T, d) tensors.
 
     mask: boolean or 0/1 array (or Tensor) broadcastable to (..., T_q, T_k); True/1 = may attend. Masked
@@ -183,9 +184,11 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, 
     Exercise (given: q, k, v as Tensors, checked; `shape` = the scores' shape (..., T_q, T_k); `dt` = their
     float dtype; `mask_bias` = attention_bias(...), None or 0/-inf; dropout_p checked): scale defaults to
     1 / sqrt(d), d = q.shape[-1]; when dropout_p > 0, dropout_multiplier(shape, dropout_p, rng, dt) with
-    rng = np.random.default_rng() if none is given; then ScaledDotProductAttention.apply(q, k, v,
-    mask_bias=..., scale=float(scale), dropout_mask=... (None without dropout), weights_sink=a list when
-    return_weights, else None), returning (out, Tensor(the list's weights)) or out."""
+    rng = default_rng() (module 01's generator, seeded by manual_seed) if none is given; then
+    ScaledDotProductAttention.apply(q, k, v, mask_bias=..., scale=float(scale), dropout_mask=... (None without
+    dropout), weights_sink=a list when return_weights, else None), returning (out, Tensor(the list's weights))
+    or out."""
+    mask = attn_mask if mask is None else mask          # PyTorch's keyword name, same meaning (True = may attend)
     q, k, v = (t if isinstance(t, Tensor) else Tensor(t) for t in (q, k, v))
     shape = _check_qkv(q.data, k.data, v.data)
     dt = np.result_type(q.dtype, k.dtype)
@@ -197,7 +200,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, 
         scale = 1.0 / math.sqrt(q.shape[-1])
     dropout_mask = None
     if dropout_p > 0.0:
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         dropout_mask = dropout_multiplier(shape, dropout_p, rng, dt)
     sink = [] if return_weights else None
     out = ScaledDotProductAttention.apply(q, k, v, mask_bias=mask_bias, scale=float(scale),
@@ -299,7 +302,7 @@ class MultiHeadAttention(Module):
         self.embed_dim, self.num_heads = int(embed_dim), int(num_heads)
         self.head_dim = self.embed_dim // self.num_heads
         self.dropout = float(dropout)
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.rng = default_rng() if rng is None else rng
         self._build_layers(bias)
         self.store_attention = False
         self.last_attention_weights = None

@@ -20,8 +20,9 @@ from .optimizers import Optimizer
 from .tensor import Tensor
 
 # %% auto #0
-__all__ = ['clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine', 'EarlyStopping',
-           'save_checkpoint', 'load_checkpoint', 'accuracy', 'NonFiniteLossError', 'Trainer']
+__all__ = ['clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine', 'ExponentialLR',
+           'MultiStepLR', 'LinearLR', 'LambdaLR', 'EarlyStopping', 'save_checkpoint', 'load_checkpoint', 'accuracy',
+           'NonFiniteLossError', 'Trainer']
 
 # %% ../../modules/07_training/07_training.ipynb #01e4e4ce
 def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
@@ -122,6 +123,10 @@ class LRScheduler:
         return {k: np.array(v) for k, v in vars(self).items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        vars(self).update(self._prepare_load(state_dict))
+
+    def _prepare_load(self, state_dict: dict) -> dict:
+        "The new attribute values from a state dict, or an error naming the key; changes nothing."
         name = type(self).__name__
         own = {k: v for k, v in vars(self).items() if k != "optimizer"}
         unexpected = sorted(set(state_dict) - set(own))
@@ -148,7 +153,7 @@ class LRScheduler:
                 new[key] = float(arr)
             else:
                 new[key] = arr.item() if arr.ndim == 0 else arr.copy()
-        vars(self).update(new)
+        return new
 
     def __repr__(self):
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={self._last_lr})"
@@ -233,6 +238,73 @@ class WarmupCosine(LRScheduler):
         cos = (1 + math.cos(math.pi * (t - w) / (n - w))) / 2
         return [self.min_lr + (base - self.min_lr) * cos for base in self.base_lrs]
         ### END SOLUTION
+
+# %% ../../modules/07_training/07_training.ipynb #7c2e9f02
+class ExponentialLR(LRScheduler):
+    "Multiply the learning rate by gamma every epoch (torch.optim.lr_scheduler.ExponentialLR)."
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1):
+        self.gamma = _check_real("ExponentialLR", "gamma", gamma, 0.0, strict=True)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    "Multiply the learning rate by gamma at each milestone epoch (torch.optim.lr_scheduler.MultiStepLR)."
+    def __init__(self, optimizer: Optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
+        ms = [_check_int("MultiStepLR", "milestone", m, 0) for m in milestones]
+        if ms != sorted(ms):
+            raise ValueError(f"MultiStepLR: milestones must be increasing, got {list(milestones)}")
+        self.milestones = tuple(ms)
+        self.gamma = _check_real("MultiStepLR", "gamma", gamma, 0.0, strict=True)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        passed = sum(1 for m in np.ravel(self.milestones) if m <= self.last_epoch)
+        return [base * self.gamma ** passed for base in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    "Scale the rate linearly from start_factor to end_factor over total_iters epochs (torch's LinearLR)."
+    def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+                 total_iters: int = 5, last_epoch: int = -1):
+        self.start_factor = _check_real("LinearLR", "start_factor", start_factor, 0.0, strict=True)
+        self.end_factor = _check_real("LinearLR", "end_factor", end_factor, 0.0)
+        self.total_iters = _check_int("LinearLR", "total_iters", total_iters, 1)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        t = min(self.last_epoch, self.total_iters) / self.total_iters
+        return [base * (self.start_factor + (self.end_factor - self.start_factor) * t) for base in self.base_lrs]
+
+
+class LambdaLR(LRScheduler):
+    "The base rate times lr_lambda(epoch), one function or one per group (torch's LambdaLR; functions are not saved)."
+    def __init__(self, optimizer: Optimizer, lr_lambda, last_epoch: int = -1):
+        n = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
+        fns = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n
+        if len(fns) != n or not all(callable(f) for f in fns):
+            raise ValueError(f"LambdaLR: lr_lambda must be a function or a list of {n} functions, got {lr_lambda!r}")
+        self.lr_lambdas = fns
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base * float(f(self.last_epoch)) for base, f in zip(self.base_lrs, self.lr_lambdas)]
+
+    def state_dict(self) -> dict:
+        fns = self.__dict__.pop("lr_lambdas")          # functions would need pickle: left out, as PyTorch does
+        try:
+            return super().state_dict()
+        finally:
+            self.lr_lambdas = fns
+
+    def _prepare_load(self, state_dict: dict) -> dict:
+        fns = self.__dict__.pop("lr_lambdas")
+        try:
+            return super()._prepare_load(state_dict)
+        finally:
+            self.lr_lambdas = fns
 
 # %% ../../modules/07_training/07_training.ipynb #353be4a2
 class EarlyStopping:
@@ -420,6 +492,8 @@ def load_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, 
         if arr.shape != own[key].shape:
             raise ValueError(f"load_checkpoint: {key} has shape {own[key].shape} in the model but "
                              f"{arr.shape} in {path}")
+    model_new = model._prepare_load(state)[0]               # every check first: nothing changes on failure
+    opt_new = sched_new = None
     sched_state = _section(arrays, "scheduler/")
     if scheduler is not None and set(sched_state) != set(scheduler.state_dict()):
         raise ValueError(f"load_checkpoint: the scheduler state in {path} (keys {sorted(sched_state)}) does not "
@@ -431,10 +505,14 @@ def load_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, 
         if meta.get("optimizer") not in (None, type(optimizer).__name__):
             raise ValueError(f"load_checkpoint: {path} holds the state of a {meta['optimizer']}, not of a "
                              f"{type(optimizer).__name__}")
-        optimizer.load_state_dict(opt_state)               # validates everything before changing anything
+        opt_new = optimizer._prepare_load(opt_state)
     if scheduler is not None:
-        scheduler.load_state_dict(sched_state)
-    model.load_state_dict(state)                            # in place: arrays keep their identity
+        sched_new = scheduler._prepare_load(sched_state)
+    if optimizer is not None:                               # all checked: now change things
+        optimizer._apply_load(*opt_new)
+    if scheduler is not None:
+        vars(scheduler).update(sched_new)
+    model._apply_load(model_new)                            # in place: arrays keep their identity
     out = dict(meta.get("extra", {}))
     out.update(_section(arrays, "extra/"))
     return out
