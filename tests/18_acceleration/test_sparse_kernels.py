@@ -1,4 +1,4 @@
-"""Module 17, sparse storage and kernels: CSR construction, the forward kernels against dense NumPy
+"""Module 18 (sparse kernels, moved from module 17), sparse storage and kernels: CSR construction, the forward kernels against dense NumPy
 (property-based over shapes and densities, with empty rows, an all-zero and a fully dense matrix), the
 backward kernels against their dense definitions, index dtypes, byte counts and structure checks."""
 import numpy as np

@@ -1,4 +1,4 @@
-"""Module 17, the dense/sparse dispatcher: a crossover measured on this machine (once, cached in a JSON
+"""Module 18 (sparse kernels, moved from module 17), the dense/sparse dispatcher: a crossover measured on this machine (once, cached in a JSON
 file keyed by machine and shape class), the override variable, and the choice it leads to."""
 import json
 import math

@@ -1,4 +1,4 @@
-"""Module 17, SparseLinear and to_sparse: same outputs as the pruned Linear, gradients equal to PyTorch's
+"""Module 18 (sparse kernels), SparseLinear and to_sparse: same outputs as the pruned Linear, gradients equal to PyTorch's
 for the dense equivalent (random cotangents), training with the optimizers keeps the pattern, conversion
 of whole models (shared and nested layers), state dicts, bad input."""
 import numpy as np
@@ -11,6 +11,7 @@ from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD, Adam, AdamW
 from tinytorch.core.tensor import Tensor
 from tinytorch.optimization import sparse
+from tinytorch.optimization.pruning import keep_masks_in_optimizers
 from tinytorch.optimization.sparse import CSRMatrix, SparseLinear, sparse_plan, to_sparse
 
 
@@ -25,6 +26,7 @@ def prune_(layer, sparsity, seed=0):
         mask = np.ones_like(w)
     w *= mask
     layer.weight.mask = mask
+    keep_masks_in_optimizers()           # as module 17's attach_mask does: every optimizer applies weight.mask
     return layer
 
 
