@@ -11,22 +11,13 @@ from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD, Adam, AdamW
 from tinytorch.core.tensor import Tensor
 from tinytorch.optimization import sparse
-from tinytorch.optimization.pruning import keep_masks_in_optimizers
+from tinytorch.optimization.pruning import magnitude_prune
 from tinytorch.optimization.sparse import CSRMatrix, SparseLinear, sparse_plan, to_sparse
 
 
 def prune_(layer, sparsity, seed=0):
-    "Magnitude pruning with plain NumPy: zero the smallest weights in place and set weight.mask."
-    w = layer.weight.data
-    k = int(round(sparsity * w.size))
-    if k:
-        cut = np.partition(np.abs(w).ravel(), k - 1)[k - 1]
-        mask = (np.abs(w) > cut).astype(w.dtype)
-    else:
-        mask = np.ones_like(w)
-    w *= mask
-    layer.weight.mask = mask
-    keep_masks_in_optimizers()           # as module 17's attach_mask does: every optimizer applies weight.mask
+    "Module 17's magnitude pruning of one layer: the smallest weights zeroed in place, weight.mask kept by every optimizer."
+    magnitude_prune(layer, sparsity, scope="layer")
     return layer
 
 
