@@ -11,8 +11,8 @@ import numpy as np
 from .tensor import Function, Tensor, Tanh as _TanhFn, _floating
 
 # %% auto #0
-__all__ = ['Parameter', 'Module', 'ReLUFunction', 'ReLU', 'SigmoidFunction', 'Sigmoid', 'Tanh', 'GELUFunction', 'GELU',
-           'SoftmaxFunction', 'Softmax']
+__all__ = ['Parameter', 'Module', 'eval_mode', 'ReLUFunction', 'ReLU', 'SigmoidFunction', 'Sigmoid', 'Tanh', 'GELUFunction',
+           'GELU', 'SoftmaxFunction', 'Softmax']
 
 # %% ../../modules/02_activations/02_activations.ipynb #b85006a6
 class Parameter(Tensor):
@@ -197,6 +197,25 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
+
+# %% ../../modules/02_activations/02_activations.ipynb #107f944e
+class eval_mode:
+    """`with eval_mode(model):` runs the block with `model` and every descendant in eval mode, then gives each
+    module back its own `training` flag (also when the block raises). `as` gives the model."""
+    def __init__(self, model: Module):
+        if not isinstance(model, Module):
+            raise TypeError(f"eval_mode: expected a Module, got {type(model).__name__}")
+        self.model = model
+
+    def __enter__(self) -> Module:
+        self._modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc) -> bool:
+        for m, mode in self._modes:
+            object.__setattr__(m, "training", mode)
+        return False
 
 # %% ../../modules/02_activations/02_activations.ipynb #1f95940d
 class ReLUFunction(Function):

@@ -8,9 +8,13 @@ import math
 import numbers
 import os
 import time
-import uuid
+import glob
+import tempfile
 import zipfile
 import zlib
+
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +25,7 @@ from .tensor import Tensor
 
 # %% auto #0
 __all__ = ['clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine', 'EarlyStopping',
+           'remove_stale_temps', 'atomic_write', 'write_text_atomic', 'write_json_atomic', 'save_figure_atomic',
            'save_checkpoint', 'load_checkpoint', 'accuracy', 'NonFiniteLossError', 'Trainer']
 
 # %% ../../modules/07_training/07_training.ipynb #01e4e4ce
@@ -288,18 +293,71 @@ class EarlyStopping:
 # %% ../../modules/07_training/07_training.ipynb #c007eb38
 _FORMAT = "tinytorch-checkpoint"
 _VERSION = 1
+_TMP_SUFFIX = ".tmp"
 
 
-def _atomic_savez(path: str, arrays: dict) -> None:
-    """Write `arrays` (name -> array) to `path` as an .npz so that an interrupted save leaves the old file
-    intact: write to the given temporary name `tmp` in the same directory (open(tmp, "xb"), np.savez, flush,
-    os.fsync), then os.replace(tmp, path). On any error (KeyboardInterrupt too) remove tmp and re-raise."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+def _temp_prefix(path: Path) -> str:
+    "Temporary files of `path` are named `.<name>.<pid>.<random>.tmp` in its folder."
+    return f".{path.name}."
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)                    # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True                        # it exists (another user's) or we cannot tell: keep its file
+    return True
+
+
+def remove_stale_temps(path) -> list:
+    """Delete the temporary files that a killed writer of `path` left in its folder (named by
+    `atomic_write`, with a process id that no longer runs). Returns the removed paths."""
+    path = Path(path)
+    prefix, removed = _temp_prefix(path), []
+    if not path.parent.is_dir():
+        return removed
+    for tmp in path.parent.glob(glob.escape(prefix) + "*" + _TMP_SUFFIX):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _fsync_folder(folder: Path) -> None:
+    "Make the rename itself durable (POSIX); a no-op where folders cannot be opened."
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_write(path, mode: str = "wb", encoding: str | None = "utf-8"):
+    """`with atomic_write(path, "w") as f: ...` writes `path` so that it is either the complete new file or
+    the untouched old one: `f` is a temporary file in the same folder, flushed and fsync'ed, then renamed
+    over `path` with os.replace when the block ends. On any error (KeyboardInterrupt too) the temporary file
+    is removed and the error re-raised. Stale temporary files of `path` from killed processes are removed
+    first. `mode`: "w" (text, `encoding`) or "wb"."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"atomic_write: the folder {str(path.parent)!r} of {str(path)!r} does not exist")
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=_TMP_SUFFIX)
     ### BEGIN SOLUTION
     try:
-        with open(tmp, "xb") as f:
-            np.savez(f, **arrays)
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -310,6 +368,43 @@ def _atomic_savez(path: str, arrays: dict) -> None:
             pass
         raise
     ### END SOLUTION
+    _fsync_folder(path.parent)
+
+
+def write_text_atomic(path, text: str) -> str:
+    "Write `text` (UTF-8) to `path` with `atomic_write`. Returns the path."
+    with atomic_write(path, "w") as f:
+        f.write(text)
+    return os.fspath(path)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
+
+
+def write_json_atomic(path, obj, indent: int = 2) -> str:
+    """Write `obj` as JSON to `path` with `atomic_write` (NumPy scalars as numbers, other objects as their
+    str), creating the folder if needed. Returns the path."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=indent, default=_json_default)
+    return os.fspath(path)
+
+
+def save_figure_atomic(fig, path, dpi: int = 100) -> str:
+    "Save a matplotlib Figure to `path` (format from the suffix, PNG if none) with `atomic_write`."
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, dpi=dpi, format=fmt)
+    return os.fspath(path)
+
+
+def _atomic_savez(path: str, arrays: dict) -> None:
+    "Write `arrays` (name -> array) to `path` as an .npz with `atomic_write`."
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _to_json(key: str, value):

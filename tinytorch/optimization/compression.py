@@ -15,7 +15,7 @@ import numpy as np
 from ..core.tensor import Tensor
 from ..core.layers import Dropout, Module
 from ..core.losses import CrossEntropyLoss
-from ..core.training import CosineAnnealingLR
+from ..core.training import CosineAnnealingLR, save_figure_atomic, write_json_atomic   # the writers: module 07
 from .pruning import *   # re-exported: the public names of module 17
 from .pruning import (_check_choice, _check_fraction, _check_module, _prunable_or_error)
 from .distillation import *   # re-exported: the public names of module 17
@@ -23,7 +23,7 @@ from .distillation import (_batches, _check_temperature, _positive_int)
 from .heads import *   # re-exported: the public names of module 17
 
 # %% auto #0
-__all__ = ['csr_nbytes', 'model_bytes', 'write_json_atomic', 'compress_model', 'CompressionAnalyzer']
+__all__ = ['csr_nbytes', 'model_bytes', 'compress_model', 'CompressionAnalyzer']
 
 # %% ../../modules/17_compression/17_compression_pipeline.ipynb #8348f3cf
 def csr_nbytes(array) -> int:
@@ -59,25 +59,6 @@ def _stage(name: str, model: Module, val_data, loss_fn, seconds: float, **extra)
         row.update(evaluate(model, val_data, loss_fn))
     row.update(extra)
     return row
-
-
-def write_json_atomic(path, obj) -> str:
-    "Write `obj` as JSON to `path` via a temporary file in the same folder renamed into place."
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _quantization():
@@ -255,7 +236,7 @@ class CompressionAnalyzer:
     def _save(fig, path):
         if path is not None:
             fig.tight_layout()
-            fig.savefig(os.fspath(path), dpi=100)
+            save_figure_atomic(fig, path)                # module 07: the old file stays whole if saving fails
         return fig
 
     def plot_sparsity(self, path=None):

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.tensor import Tensor
 from ..core.autograd import no_grad
+from ..core.activations import eval_mode
 from ..core.layers import Linear, Module, Sequential
 from ..core.losses import CrossEntropyLoss, log_softmax
 from ..core.optimizers import Adam, AdamW, Optimizer, SGD
@@ -101,14 +102,8 @@ class KnowledgeDistillation:
 
     def teacher_logits(self, x) -> Tensor:
         "The teacher's logits for x: eval mode (restored after), under no_grad, as a constant Tensor."
-        modes = [(m, m.training) for m in self.teacher.modules()]
-        self.teacher.eval()
-        try:
-            with no_grad():
-                out = self.teacher(x)
-        finally:
-            for m, mode in modes:
-                m.training = mode
+        with eval_mode(self.teacher), no_grad():
+            out = self.teacher(x)
         return Tensor(np.array(out.data, copy=True), dtype=out.data.dtype)
 
     def distillation_loss(self, student_logits, teacher_logits, labels=None) -> Tensor:
@@ -299,24 +294,18 @@ def evaluate(model: Module, data, loss_fn=None) -> dict:
     """Mean loss and accuracy over batches (see training_batches: (x, y) pairs, (x, y, valid) triples, padded
     dicts from encode_batch), per counted target (padding left out), in eval mode under no_grad (modes restored)."""
     loss_fn = loss_fn or CrossEntropyLoss()
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     total = correct = 0
     loss_sum = 0.0
-    try:
-        with no_grad():
-            for x, y, am in training_batches(data):
-                out, ya = _flat_pair(model_forward(model, x, am), y)
-                counted = _counted(ya)
-                n = int(counted.sum())
-                if n == 0:
-                    continue
-                loss_sum += float(loss_fn(out, ya).item()) * n
-                correct += int(((out.data.argmax(axis=-1) == ya) & counted).sum())
-                total += n
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with eval_mode(model), no_grad():
+        for x, y, am in training_batches(data):
+            out, ya = _flat_pair(model_forward(model, x, am), y)
+            counted = _counted(ya)
+            n = int(counted.sum())
+            if n == 0:
+                continue
+            loss_sum += float(loss_fn(out, ya).item()) * n
+            correct += int(((out.data.argmax(axis=-1) == ya) & counted).sum())
+            total += n
     if total == 0:
         raise ValueError("evaluate: the data yielded no batches (or only padding)")
     return {"accuracy": correct / total, "loss": loss_sum / total}

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.tensor import Tensor
 from ..core.autograd import no_grad
+from ..core.activations import eval_mode
 from ..core.layers import Module, Parameter
 from ..core.losses import CrossEntropyLoss
 from ..core.attention import MultiHeadAttention
@@ -112,8 +113,8 @@ class _Probe:
         self.model, self.layers, self.store, self.gates = model, layers, store_attention, gates
 
     def __enter__(self):
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
+        self.mode = eval_mode(self.model)
+        self.mode.__enter__()
         self.flags = [(m, m.store_attention) for m in self.layers]
         params = list(self.model.parameters())
         self.grads = [(p, p.requires_grad) for p in params]
@@ -138,8 +139,7 @@ class _Probe:
                 m.head_mask.grad = None
         for p, flag in self.grads:
             p.requires_grad = flag
-        for m, mode in self.modes:
-            m.training = mode
+        self.mode.__exit__(*exc)
         return False
 
 # %% ../../modules/17_compression/17_compression_heads.ipynb #1161e36c
