@@ -6,7 +6,7 @@
 #              (untracked files included) must be empty: the committed package and notebooks
 #              are exactly what the notebooks export to. Commit first, or set
 #              SYNC_ALLOW_DIRTY=1 to only require that export/clean change nothing.
-#   notebooks  every notebook top to bottom: nbdev_test --path modules --n_workers 2
+#   notebooks  every notebook top to bottom on a Jupyter kernel, outputs cached for the book (tito book build)
 #   pytest     python -m pytest (all tests; "no tests collected" is a failure). The system packages
 #              the tests need (chromium...) are only checked: scripts/system-deps.sh installs them.
 #              tests/jupyter and tests/release also build the student environment
@@ -120,8 +120,14 @@ if missing:
     print(f"warning: {len(missing)} notebook(s) of the {len(m)} manifest modules not written yet: " + ", ".join(missing))
 EOF
     if [[ $n -eq 0 ]]; then echo "no notebooks under modules/: nothing to run" >&2; return 1; fi
-    echo "running $n notebook(s) with nbdev_test"
-    nbdev_test --path modules --n_workers 2 --timing
+    # Each reference notebook runs once, top to bottom, on a Jupyter kernel (two at a time, one BLAS
+    # thread each): `tito book build` runs them, fails on a cell that raises (naming it), and caches
+    # the outputs in book/_build/executed, where tests/book finds them instead of running them again.
+    bash "$ROOT/scripts/system-deps.sh" --check || {
+        echo "the system packages above are missing: run \`bash scripts/system-deps.sh\` first" >&2
+        return 1; }
+    echo "running $n notebook(s) on Jupyter kernels (tito book build)"
+    tito book build
 }
 
 phase_pytest() {

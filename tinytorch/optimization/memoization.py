@@ -141,7 +141,10 @@ def offset_causal_mask(T_new: int, start_pos: int) -> np.ndarray:
 def cached_forward(model: GPT, ids, cache: KVCache, start_pos: int = 0, last_only: bool = False) -> Tensor:
     """Logits (B, T_new, V) for the new tokens `ids` (B, T_new) at positions start_pos.., the earlier ones
     being in `cache` (which this call extends). last_only: logits of the last position only (B, 1, V).
-    Inference only: run it under no_grad()."""
+    Inference only: run it under no_grad(). Exercise (given: the checks, x = model.embed(ids, start_pos) and
+    T_new): the mask is offset_causal_mask(T_new, start_pos), or None for one new token; run each block i as
+    block(x, mask=mask, kv_hook=cache.layer(i, start_pos)); keep only x[:, -1:] when last_only; return
+    model.unembed(x)."""
     if cache.seq_len != start_pos:
         raise ValueError(f"cached_forward: the cache holds {cache.seq_len} positions but start_pos={start_pos}; "
                          f"they must agree (reset the cache for a new sequence)")
@@ -163,7 +166,12 @@ def cached_forward(model: GPT, ids, cache: KVCache, start_pos: int = 0, last_onl
 def cached_generate(model: GPT, prompt_ids, max_new_tokens: int, temperature: float = 1.0,
                     top_k: int | None = None, seed=None, cache: KVCache | None = None):
     """GPT.generate with a KV cache: the same arguments, the same tokens for the same seed, faster.
-    `cache` (optional) is reused if given (it must fit the batch and have max_len >= model.max_seq_len)."""
+    `cache` (optional) is reused if given (it must fit the batch and have max_len >= model.max_seq_len).
+    Exercise (in eval mode, under no_grad; given: ids (B, T) int64, L = max_seq_len, rng, cache): reset the
+    cache, prefill it with the last L tokens (cached_forward(..., last_only=True)); then per new token
+    sample_next_token(logits, temperature, top_k, rng), append it to `ids`, and feed only it at position
+    cache.seq_len — or, once the window is full (seq_len == L), reset and prefill the last L tokens again.
+    `ids` must end up with max_new_tokens more columns; the given code returns restore(ids)."""
     check_generation_args(max_new_tokens, temperature, top_k)
     ids, restore = as_prompt_batch(prompt_ids)
     B, L = ids.shape[0], model.max_seq_len

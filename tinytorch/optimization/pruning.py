@@ -299,7 +299,10 @@ def _start_mask(shape: tuple, default_mask, dtype=np.float32) -> np.ndarray:
 
 def unstructured_mask(scores, amount, default_mask=None, who: str = "unstructured_mask") -> np.ndarray:
     """A 0/1 mask pruning the `amount` lowest-scoring entries among those `default_mask` keeps (all, if
-    None). Ties go by position (stable sort), so the count is exact and the result deterministic."""
+    None). Ties go by position (stable sort), so the count is exact and the result deterministic.
+    Given: `mask` (the starting mask, scores' shape), `flat` (a view of it), `alive` (flat positions still
+    kept) and `k` (how many of them to prune). Exercise: set flat to 0 at the k alive positions with the
+    lowest scores (np.argsort(..., kind="stable")) and return mask."""
     s = np.asarray(scores.data if isinstance(scores, Tensor) else scores)
     mask = _start_mask(s.shape, default_mask)
     flat = mask.reshape(-1)                                # a view: mask is contiguous

@@ -92,7 +92,11 @@ class CSRMatrix:
     @classmethod
     def from_dense(cls, a, mask=None) -> "CSRMatrix":
         """The CSR form of the 2-D array `a`, storing the entries where `mask` is non-zero (default: where
-        `a` is non-zero). A pruned weight and its `mask` give exactly the pattern the mask keeps."""
+        `a` is non-zero). A pruned weight and its `mask` give exactly the pattern the mask keeps.
+        Exercise (given: the checks, `keep` (bool, a's shape), n_rows, n_cols): data = the kept values row by row
+        (columns ascending), indices = their columns as index_dtype(n_cols - 1), indptr (n_rows + 1,) of
+        offset_dtype(nnz) with indptr[r]..indptr[r+1] the slice of row r; return
+        cls(data, indices, indptr, (n_rows, n_cols), check=False)."""
         a = np.asarray(getattr(a, "data", a))
         if a.ndim != 2:
             raise ValueError(f"CSRMatrix.from_dense: expected a 2-D array, got shape {a.shape}")
