@@ -209,4 +209,4 @@ def test_use_parallel_falls_back_to_one_thread_when_the_parallel_kernel_fails(mo
     monkeypatch.setattr(sparse, "kernels", lambda: FakeKernels())
     with pytest.warns(UserWarning, match="parallel kernels unavailable.*no threading layer"):
         assert sparse.use_parallel(True) is False
-    assert sparse._parallel is False
+    assert sparse._STATE["parallel"] is False

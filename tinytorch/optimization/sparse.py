@@ -7,27 +7,26 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 import warnings
 import zlib
 from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 
 from ..core.autograd import Function
 from ..core.layers import Linear, Module, Parameter
 from ..core.tensor import Tensor
-from .compression import keep_masks_in_optimizers
-from .profiling import blas_threads, openblas_handles, set_blas_threads   # module 14
+from .pruning import keep_masks_in_optimizers      # module 17
+from ..core.training import write_json_atomic                   # module 07: the one atomic writer
+from .profiling import blas_threads   # module 14
 
 # %% auto #0
-__all__ = ['prange', 'CROSSOVER_ENV', 'CACHE_DIR_ENV', 'SAFETY', 'DENSITIES', 'index_dtype', 'offset_dtype', 'CSRMatrix',
-           'jit_kernel', 'transpose_into', 'row_times_dense', 'matmat', 'matmat_parallel', 'row_dot', 'matvec',
-           'matvec_parallel', 'kernels', 'use_parallel', 'csr_linear_forward', 'row_values_grad', 'values_grad',
-           'values_grad_parallel', 'transpose_into_parallel', 'SparseLinearFunction', 'SparseLinear', 'cache_dir',
-           'machine_key', 'shape_class', 'measure_crossover', 'crossover_density', 'choose_format', 'sparse_plan',
+__all__ = ['prange', 'CROSSOVER_ENV', 'SAFETY', 'DENSITIES', 'index_dtype', 'offset_dtype', 'CSRMatrix', 'jit_kernel',
+           'transpose_into', 'row_times_dense', 'matmat', 'matmat_parallel', 'row_dot', 'matvec', 'matvec_parallel',
+           'kernels', 'use_parallel', 'csr_linear_forward', 'row_values_grad', 'values_grad', 'values_grad_parallel',
+           'transpose_into_parallel', 'SparseLinearFunction', 'SparseLinear', 'machine_key', 'shape_class',
+           'measure_crossover', 'SparseCalibration', 'calibrate', 'crossover_density', 'choose_format', 'sparse_plan',
            'to_sparse']
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #dec2269f
@@ -307,8 +306,7 @@ def matvec_parallel(indptr, indices, data, x, out):
     return out
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #8bc51820
-_compiled = None             # (version, namespace of the compiled kernels)
-_parallel = os.environ.get("TINYTORCH_SPARSE_PARALLEL", "") not in ("", "0")
+_STATE = {"compiled": None, "parallel": False}   # the compiled kernels (a memo) and the use_parallel setting
 
 
 class _Kernels:
@@ -321,26 +319,33 @@ class _Kernels:
 
 
 def _compile_kernels():
+    """Compile every `jit_kernel` (callees first) into a namespace of its own. Each kernel is a copy of the
+    Python function whose globals are the module's with the compiled callees and Numba's `prange` in
+    place: the module's own names stay the plain Python functions (no global is rewritten)."""
     try:
         import numba
     except ImportError as e:
         raise ImportError(f"the sparse kernels need numba (pip install numba): {e}") from e
     import types
-    here = globals()
-    here["prange"] = numba.prange
+    scope = dict(globals())
+    scope["prange"] = numba.prange
+    compiled = {}
     for name, flags in _JIT_FLAGS.items():                 # callees first: they were defined first
-        fn = here[name]
-        here[name] = numba.njit(cache=True, error_model="numpy", **flags)(getattr(fn, "py_func", fn))
-    return types.SimpleNamespace(**{name: here[name] for name in _JIT_FLAGS})
+        fn = globals()[name]
+        fn = getattr(fn, "py_func", fn)
+        copy = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+        copy.__qualname__, copy.__module__, copy.__doc__ = fn.__qualname__, fn.__module__, fn.__doc__
+        compiled[name] = scope[name] = numba.njit(cache=True, error_model="numpy", **flags)(copy)
+    return types.SimpleNamespace(**compiled)
 
 
 def kernels() -> _Kernels:
-    "The compiled kernels (importing Numba and compiling or loading them on the first call)."
-    global _compiled
-    if _compiled is None or _compiled[0] != _jit_version:
-        _compiled = (_jit_version, _compile_kernels(), {})
-    version, compiled, sets = _compiled
-    parallel = bool(_parallel and _numba_threads() > 1)
+    "The compiled kernels (importing Numba and compiling or loading them from its disk cache on the first call)."
+    memo = _STATE["compiled"]
+    if memo is None or memo[0] != _jit_version:
+        memo = _STATE["compiled"] = (_jit_version, _compile_kernels(), {})
+    version, compiled, sets = memo
+    parallel = bool(_STATE["parallel"] and _numba_threads() > 1)
     if parallel not in sets:
         sets[parallel] = _Kernels(compiled, parallel)
     return sets[parallel]
@@ -354,9 +359,8 @@ def _numba_threads() -> int:
 def use_parallel(flag: bool = True) -> bool:
     """Use the `prange` kernels (when Numba has more than one thread). Returns whether they are in use.
     If they fail to compile or run, warn and fall back to the serial kernels."""
-    global _parallel
     if not flag:
-        _parallel = False
+        _STATE["parallel"] = False
         return False
     try:
         compiled = kernels().compiled
@@ -367,9 +371,9 @@ def use_parallel(flag: bool = True) -> bool:
             raise RuntimeError(f"the parallel kernel returned {y.tolist()} for the identity")
     except Exception as e:                       # noqa: BLE001 -- any failure means: stay serial
         warnings.warn(f"sparse: parallel kernels unavailable ({type(e).__name__}: {e}); using one thread")
-        _parallel = False
+        _STATE["parallel"] = False
         return False
-    _parallel = True
+    _STATE["parallel"] = True
     return _numba_threads() > 1
 
 
@@ -586,19 +590,9 @@ class SparseLinear(Module):
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #104db448
 CROSSOVER_ENV = "TINYTORCH_SPARSE_CROSSOVER"
-CACHE_DIR_ENV = "TINYTORCH_CACHE_DIR"
 SAFETY = 0.9
 DENSITIES = (0.6, 0.45, 0.3, 0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.02, 0.01)
 _BATCH_CLASSES = (1, 8, 64, 256)
-_crossovers: dict = {}
-
-
-def cache_dir() -> Path:
-    "Where tinytorch caches measurements: $TINYTORCH_CACHE_DIR, else $XDG_CACHE_HOME/tinytorch, else ~/.cache/tinytorch."
-    if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tinytorch"
 
 
 def _cpu_name() -> str:
@@ -640,7 +634,7 @@ def shape_class(in_features: int, out_features: int, batch: int) -> tuple:
 def _timer():
     """CPU time of this thread when everything runs on it (BLAS on one thread, serial kernels): other
     processes taking the CPU then cannot distort the comparison. Wall time otherwise."""
-    return time.thread_time if (blas_threads() == "1" and not _parallel) else time.perf_counter
+    return time.thread_time if (blas_threads() == "1" and not _STATE["parallel"]) else time.perf_counter
 
 
 def _time_pair(f_dense, f_sparse, repeats: int) -> tuple:
@@ -694,65 +688,97 @@ def measure_crossover(in_features: int, out_features: int, batch: int, densities
             "points": [{"density": d, "dense_s": td, "sparse_s": ts} for d, td, ts in points]}
 
 
-def _cache_file() -> Path:
-    return cache_dir() / "sparse_crossover.json"
-
-
-def _read_cache() -> dict:
+def _override():
+    value = os.environ.get(CROSSOVER_ENV)
+    if not value:
+        return None
     try:
-        data = json.loads(_cache_file().read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+        d = float(value)
+    except ValueError:
+        raise ValueError(f"${CROSSOVER_ENV} must be a density in [0, 1], got {value!r}") from None
+    if not 0.0 <= d <= 1.0:
+        raise ValueError(f"${CROSSOVER_ENV} must be a density in [0, 1], got {d}")
+    return d
 
 
-def _write_cache(entries: dict) -> None:
-    path = _cache_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".sparse_crossover.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(entries, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)                     # atomic: a reader never sees half a file
-    except OSError as e:
-        warnings.warn(f"sparse: could not write the crossover cache {path}: {e}")
-
-
-def crossover_density(in_features: int, out_features: int, batch: int = 64, refresh: bool = False) -> float:
-    """The density below which the sparse kernel beats dense for this shape class on this machine:
-    $TINYTORCH_SPARSE_CROSSOVER if set, else the cached measurement, else measured now (and cached)."""
-    override = os.environ.get(CROSSOVER_ENV)
-    if override:
-        try:
-            value = float(override)
-        except ValueError:
-            raise ValueError(f"${CROSSOVER_ENV} must be a density in [0, 1], got {override!r}") from None
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"${CROSSOVER_ENV} must be a density in [0, 1], got {value}")
-        return value
+def _class_key(in_features: int, out_features: int, batch: int) -> str:
     b, i, o = shape_class(in_features, out_features, batch)
-    key = f"v2|{machine_key()}|batch{b}|in{i}|out{o}"
-    if not refresh:
-        if key in _crossovers:
-            return _crossovers[key]
-        entry = _read_cache().get(key)
-        if isinstance(entry, dict) and isinstance(entry.get("density"), (int, float)):
-            _crossovers[key] = float(entry["density"])
-            return _crossovers[key]
-    result = measure_crossover(i, o, b)
-    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    entries = _read_cache()
-    entries[key] = result
-    _write_cache(entries)
-    _crossovers[key] = result["density"]
-    return result["density"]
+    return f"v2|{machine_key()}|batch{b}|in{i}|out{o}"
 
 
-def choose_format(density: float, in_features: int, out_features: int, batch: int = 64) -> str:
+class SparseCalibration:
+    """Crossover densities measured on this machine, one per shape class (`calibrate` makes one). `save`
+    and `load` keep it in a JSON file of your choosing; nothing is cached anywhere else."""
+    def __init__(self, entries: dict | None = None):
+        self.entries = dict(entries or {})
+
+    def density(self, in_features: int, out_features: int, batch: int = 64):
+        "The measured crossover for this shape's class on this machine, or None if it was not measured."
+        entry = self.entries.get(_class_key(in_features, out_features, batch))
+        return float(entry["density"]) if entry is not None else None
+
+    def save(self, path) -> str:
+        return write_json_atomic(path, self.entries, indent=1)
+
+    @classmethod
+    def load(cls, path) -> "SparseCalibration":
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"SparseCalibration.load: {path} is not a calibration file ({e})") from None
+        bad = [k for k, v in data.items() if not (isinstance(v, dict) and isinstance(v.get("density"), (int, float)))] \
+            if isinstance(data, dict) else ["(not a JSON object)"]
+        if bad:
+            raise ValueError(f"SparseCalibration.load: {path} is not a calibration file (bad entries {bad[:3]})")
+        return cls(data)
+
+    def __repr__(self):
+        return f"SparseCalibration({len(self.entries)} shape classes)"
+
+
+def calibrate(shapes, path=None, refresh: bool = False) -> SparseCalibration:
+    """Measure the crossover of each (in_features, out_features, batch) in `shapes` (once per shape class)
+    on this machine. With `path`: start from the calibration saved there (if the file exists; classes in it
+    are not measured again unless refresh=True) and save the result there. Returns the SparseCalibration."""
+    cal = SparseCalibration.load(path) if path is not None and os.path.exists(path) else SparseCalibration()
+    for shape in shapes:
+        if len(shape) != 3:
+            raise ValueError(f"calibrate: each shape is (in_features, out_features, batch), got {shape!r}")
+        key = _class_key(*shape)
+        if refresh or key not in cal.entries:
+            b, i, o = shape_class(*shape)
+            result = measure_crossover(i, o, b)
+            result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            cal.entries[key] = result
+    if path is not None:
+        cal.save(path)
+    return cal
+
+
+def crossover_density(in_features: int, out_features: int, batch: int = 64, calibration=None) -> float:
+    """The density below which the sparse kernel beats dense for this shape class on this machine:
+    $TINYTORCH_SPARSE_CROSSOVER if set, else the `calibration`'s measurement (see `calibrate`). Never
+    measures by itself: without either it raises, saying how to get one."""
+    override = _override()
+    if override is not None:
+        return override
+    d = calibration.density(in_features, out_features, batch) if calibration is not None else None
+    if d is None:
+        raise LookupError(
+            f"no measured crossover for a {in_features}->{out_features} layer at batch {batch} "
+            f"(shape class {shape_class(in_features, out_features, batch)}): measure it with "
+            f"sparse.calibrate([({in_features}, {out_features}, {batch})], path=...) and pass calibration=, "
+            f"set ${CROSSOVER_ENV}, or use mode='always'")
+    return d
+
+
+def choose_format(density: float, in_features: int, out_features: int, batch: int = 64, calibration=None) -> str:
     "'sparse' if a layer of this density and shape runs faster in CSR on this machine, else 'dense'."
     if not 0.0 <= density <= 1.0:
         raise ValueError(f"choose_format: density must be in [0, 1], got {density}")
-    return "sparse" if density <= SAFETY * crossover_density(in_features, out_features, batch) else "dense"
+    crossover = crossover_density(in_features, out_features, batch, calibration)
+    return "sparse" if density <= SAFETY * crossover else "dense"
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #000f45b7
 _MODES = ("auto", "always")
@@ -764,7 +790,7 @@ def _linear_density(layer: Linear) -> float:
     return float(np.count_nonzero(keep)) / keep.size
 
 
-def sparse_plan(model: Module, batch_size: int = 64, mode: str = "auto") -> list:
+def sparse_plan(model: Module, batch_size: int = 64, mode: str = "auto", calibration=None) -> list:
     "For each Linear in `model` (once each): its name, shape, density and whether to_sparse makes it sparse."
     if mode not in _MODES:
         raise ValueError(f"to_sparse: unknown mode {mode!r}; use one of {_MODES}")
@@ -780,7 +806,7 @@ def sparse_plan(model: Module, batch_size: int = 64, mode: str = "auto") -> list
         elif mode == "always":
             choice = "sparse"
         else:
-            choice = choose_format(density, m.in_features, m.out_features, batch_size)
+            choice = choose_format(density, m.in_features, m.out_features, batch_size, calibration)
         plan.append({"name": name or "(model)", "shape": (m.out_features, m.in_features),
                      "density": density, "format": choice, "layer": m})
     return plan
@@ -807,11 +833,11 @@ def _replace_children(module: Module, convert: dict, seen: set) -> None:
                 object.__setattr__(module, name, type(value)(new))
 
 
-def to_sparse(model: Module, batch_size: int = 64, mode: str = "auto") -> Module:
+def to_sparse(model: Module, batch_size: int = 64, mode: str = "auto", calibration=None) -> Module:
     """Replace the pruned Linear layers of `model` (in place) by SparseLinear where that is faster for
-    `batch_size` (mode='auto') or wherever they are pruned (mode='always'). Returns the model; a Linear
+    `batch_size` (mode='auto', from `calibration` or $TINYTORCH_SPARSE_CROSSOVER) or wherever they are pruned (mode='always'). Returns the model; a Linear
     given directly is returned converted (or unchanged)."""
-    plan = sparse_plan(model, batch_size, mode)
+    plan = sparse_plan(model, batch_size, mode, calibration)
     convert = {id(p["layer"]): SparseLinear.from_linear(p["layer"]) for p in plan if p["format"] == "sparse"}
     if id(model) in convert:
         return convert[id(model)]
