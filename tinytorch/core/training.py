@@ -327,17 +327,15 @@ def remove_stale_temps(path) -> list:
 
 
 def _fsync_folder(folder: Path) -> None:
-    "Make the rename itself durable (POSIX); a no-op where folders cannot be opened."
+    "Make the rename itself durable (POSIX); a no-op where folders cannot be opened or synced."
     try:
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError:
         pass
-    finally:
-        os.close(fd)
 
 
 @contextmanager
@@ -378,18 +376,12 @@ def write_text_atomic(path, text: str) -> str:
     return os.fspath(path)
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
-
-
 def write_json_atomic(path, obj, indent: int = 2) -> str:
     """Write `obj` as JSON to `path` with `atomic_write` (NumPy scalars as numbers, other objects as their
     str), creating the folder if needed. Returns the path."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=indent, default=_json_default)
+        json.dump(obj, f, indent=indent, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
     return os.fspath(path)
 
 

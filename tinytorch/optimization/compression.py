@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
-import tempfile
 import time
 
 import numpy as np

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from typing import NamedTuple
 
@@ -13,16 +14,17 @@ import numpy as np
 from ..core.tensor import Tensor
 from ..core.autograd import no_grad
 from ..core.activations import eval_mode
-from ..core.layers import Linear, Module, Sequential
+from ..core.layers import Linear, Module, Parameter, Sequential
 from ..core.losses import CrossEntropyLoss, log_softmax
 from ..core.optimizers import Adam, AdamW, Optimizer, SGD
-from ..core.training import clip_grad_norm, CosineAnnealingLR
-from .pruning import (_check_choice, _check_fraction, _check_module, mask_gradients)
+from ..core.training import clip_grad_norm, CosineAnnealingLR, load_checkpoint
+from .pruning import (_check_choice, _check_fraction, _check_module, _register_mask_buffer,
+                                             attach_mask, mask_gradients, param_owners)
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'IGNORE_INDEX', 'LowRank', 'low_rank_approximate', 'low_rank_linear', 'KnowledgeDistillation',
-           'make_optimizer', 'lm_triple', 'input_attention_mask', 'model_forward', 'training_batches', 'evaluate',
-           'FineTuneHistory', 'fine_tune']
+           'load_pruned_state_dict', 'load_pruned_checkpoint', 'make_optimizer', 'lm_triple', 'input_attention_mask',
+           'model_forward', 'training_batches', 'evaluate', 'FineTuneHistory', 'fine_tune']
 
 # %% ../../modules/17_compression/17_compression_distill.ipynb #fb252d3d
 class LowRank(NamedTuple):
@@ -188,6 +190,54 @@ def _batches(data):
         return [data]
     return data
 
+# %% ../../modules/17_compression/17_compression_distill.ipynb #9810f486
+def _attach_masks_for(model: Module, keys, who: str) -> list:
+    "Give `model` a (ones) mask for every key '<module path>.<attr>_mask' naming one of its parameters."
+    modules = dict(model.named_modules(remove_duplicate=False))
+    owners = param_owners(model)
+    done = []
+    for key in keys:
+        if not key.endswith("_mask"):
+            continue
+        path, _, attr = key[:-len("_mask")].rpartition(".")
+        mod = modules.get(path)
+        p = getattr(mod, attr, None) if mod is not None else None
+        if not isinstance(p, Parameter):
+            continue                                    # not a pruning mask (e.g. a head_mask buffer)
+        if getattr(p, "mask", None) is None:
+            attach_mask(p, np.ones(p.shape, dtype=bool), owners.get(id(p), [(mod, attr)]))
+        else:
+            for o in owners.get(id(p), [(mod, attr)]):
+                _register_mask_buffer(o[0], o[1], p.mask)
+        done.append(key)
+    return done
+
+
+def load_pruned_state_dict(model: Module, state: dict, strict: bool = True) -> dict:
+    """Load a pruned model's state dict (weights and `*_mask` buffers) into `model`, pruned or not: masks are
+    attached first, then everything is copied in place and the weights re-masked."""
+    _check_module(model, "load_pruned_state_dict")
+    attached = _attach_masks_for(model, list(state), "load_pruned_state_dict")
+    result = model.load_state_dict(state, strict=strict)
+    for p in model.parameters():
+        if getattr(p, "mask", None) is not None:
+            p.data *= p.mask
+    result["masks"] = attached
+    return result
+
+
+def load_pruned_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, scheduler=None) -> dict:
+    "load_checkpoint (module 07) for a checkpoint of a pruned model: masks attached first. Returns the extras."
+    _check_module(model, "load_pruned_checkpoint")
+    with np.load(os.fspath(path), allow_pickle=False) as z:
+        keys = [k[len("model/"):] for k in z.files if k.startswith("model/")]
+    _attach_masks_for(model, keys, "load_pruned_checkpoint")
+    extra = load_checkpoint(path, model, optimizer, scheduler=scheduler)
+    for p in model.parameters():
+        if getattr(p, "mask", None) is not None:
+            p.data *= p.mask
+    return extra
+
 # %% ../../modules/17_compression/17_compression_distill.ipynb #c74f0371
 OPTIMIZERS = {"sgd": lambda ps, lr, wd: SGD(ps, lr=lr, momentum=0.9, weight_decay=wd),
               "adam": lambda ps, lr, wd: Adam(ps, lr=lr, weight_decay=wd),
@@ -210,9 +260,10 @@ def _flat_pair(out: Tensor, y):
 IGNORE_INDEX = -100          # CrossEntropyLoss's default ignore_index: the target of a padded position
 
 
-def _int_ids(a, what: str) -> np.ndarray:
+def _int_ids(a, what: str, kinds: str = "iub") -> np.ndarray:
+    "`a` as a 2-D int64 array of token ids (or a 0/1 mask: dtype kinds `kinds`), or an error naming `what`."
     a = np.asarray(a.data if isinstance(a, Tensor) else a)
-    if a.dtype.kind not in "iub":
+    if a.dtype.kind not in kinds:
         raise TypeError(f"{what} must hold integer token ids, got dtype {a.dtype}")
     if a.ndim != 2:
         raise ValueError(f"{what} must be 2-D (B, T), got shape {a.shape}")

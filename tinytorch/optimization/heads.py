@@ -15,8 +15,8 @@ from ..core.activations import eval_mode
 from ..core.layers import Module, Parameter
 from ..core.losses import CrossEntropyLoss
 from ..core.attention import MultiHeadAttention
-from .pruning import (_check_choice, _check_module, _compact_heads, _head_ids, _register_mask_buffer, _slice_key, head_norms, head_slices, load_pruned_state_dict, mask_heads, num_to_prune, remove_masks)
-from .distillation import (input_attention_mask, lm_triple, model_forward)
+from .pruning import (_check_choice, _check_module, _compact_heads, _head_ids, _register_mask_buffer, _slice_key, head_norms, head_slices, mask_heads, num_to_prune, remove_masks)
+from .distillation import (_int_ids, input_attention_mask, lm_triple, load_pruned_state_dict, model_forward)
 
 # %% auto #0
 __all__ = ['HEAD_STRATEGIES', 'GROWTH_STRATEGIES', 'HEAD_INITS', 'attention_layers', 'head_alive', 'pruned_heads', 'lm_batches',
@@ -99,12 +99,7 @@ def lm_batches(data) -> list:
 
 
 def _as_int_array(a, what: str) -> np.ndarray:
-    a = np.asarray(a.data if isinstance(a, Tensor) else a)
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"lm_batches: {what} must hold integer token ids, got dtype {a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"lm_batches: {what} must be 2-D (B, T), got shape {a.shape}")
-    return a.astype(np.int64, copy=False)
+    return _int_ids(a, f"lm_batches: {what}", kinds="iu")
 
 
 class _Probe:

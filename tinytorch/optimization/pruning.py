@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,8 +13,7 @@ from ..core.tensor import Tensor
 from ..core.autograd import no_grad
 from ..core.layers import Dropout, Linear, Module, Parameter, Sequential
 from ..core.activations import GELU, ReLU, Sigmoid, Tanh
-from ..core.optimizers import Optimizer, register_optimizer_step_post_hook
-from ..core.training import load_checkpoint
+from ..core.optimizers import register_optimizer_step_post_hook
 from ..core.spatial import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from ..core.embeddings import Embedding
 from ..core.attention import MultiHeadAttention
@@ -26,7 +24,7 @@ __all__ = ['SCOPES', 'SCHEDULES', 'HEAD_IMPORTANCE', 'PrunableWeight', 'param_ow
            'reapply_masks', 'keep_masks_in_optimizers', 'attach_mask', 'masks', 'is_pruned', 'mask_gradients',
            'remove_masks', 'num_to_prune', 'unstructured_mask', 'global_masks', 'magnitude_prune', 'sparsity_schedule',
            'unit_norms', 'head_norms', 'structured_mask', 'head_slices', 'mask_heads', 'layer_chains',
-           'structured_prune', 'compact', 'load_pruned_state_dict', 'load_pruned_checkpoint']
+           'structured_prune', 'compact']
 
 # %% ../../modules/17_compression/17_compression.ipynb #ea2047e9
 def _check_fraction(value, name: str, who: str) -> float:
@@ -757,51 +755,3 @@ def compact(model: Module) -> dict:
             if _compact_heads(mod) is not None:
                 changes.append({"layer": name, "kind": "heads", "before": int(H), "after": int(mod.num_heads)})
     return {"parameters_before": before, "parameters_after": _num_unique_parameters(model), "changes": changes}
-
-# %% ../../modules/17_compression/17_compression.ipynb #9810f486
-def _attach_masks_for(model: Module, keys, who: str) -> list:
-    "Give `model` a (ones) mask for every key '<module path>.<attr>_mask' naming one of its parameters."
-    modules = dict(model.named_modules(remove_duplicate=False))
-    owners = param_owners(model)
-    done = []
-    for key in keys:
-        if not key.endswith("_mask"):
-            continue
-        path, _, attr = key[:-len("_mask")].rpartition(".")
-        mod = modules.get(path)
-        p = getattr(mod, attr, None) if mod is not None else None
-        if not isinstance(p, Parameter):
-            continue                                    # not a pruning mask (e.g. a head_mask buffer)
-        if getattr(p, "mask", None) is None:
-            attach_mask(p, np.ones(p.shape, dtype=bool), owners.get(id(p), [(mod, attr)]))
-        else:
-            for o in owners.get(id(p), [(mod, attr)]):
-                _register_mask_buffer(o[0], o[1], p.mask)
-        done.append(key)
-    return done
-
-
-def load_pruned_state_dict(model: Module, state: dict, strict: bool = True) -> dict:
-    """Load a pruned model's state dict (weights and `*_mask` buffers) into `model`, pruned or not: masks are
-    attached first, then everything is copied in place and the weights re-masked."""
-    _check_module(model, "load_pruned_state_dict")
-    attached = _attach_masks_for(model, list(state), "load_pruned_state_dict")
-    result = model.load_state_dict(state, strict=strict)
-    for p in model.parameters():
-        if getattr(p, "mask", None) is not None:
-            p.data *= p.mask
-    result["masks"] = attached
-    return result
-
-
-def load_pruned_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, scheduler=None) -> dict:
-    "load_checkpoint (module 07) for a checkpoint of a pruned model: masks attached first. Returns the extras."
-    _check_module(model, "load_pruned_checkpoint")
-    with np.load(os.fspath(path), allow_pickle=False) as z:
-        keys = [k[len("model/"):] for k in z.files if k.startswith("model/")]
-    _attach_masks_for(model, keys, "load_pruned_checkpoint")
-    extra = load_checkpoint(path, model, optimizer, scheduler=scheduler)
-    for p in model.parameters():
-        if getattr(p, "mask", None) is not None:
-            p.data *= p.mask
-    return extra
