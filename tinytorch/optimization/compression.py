@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from .distillation import (_batches, _check_temperature, _positive_int)
 from .heads import *   # re-exported: the public names of module 17
 
 # %% auto #0
-__all__ = ['csr_nbytes', 'model_bytes', 'compress_model', 'CompressionAnalyzer']
+__all__ = ['csr_nbytes', 'model_bytes', 'CompressionConfig', 'compress_model', 'CompressionAnalyzer']
 
 # %% ../../modules/17_compression/17_compression_pipeline.ipynb #8348f3cf
 def csr_nbytes(array) -> int:
@@ -69,52 +70,72 @@ def _quantization():
     return quantization
 
 
-def compress_model(model: Module, train_data, val_data=None, *, sparsity: float = 0.9, scope: str = "global",
-                   steps: int = 1, schedule: str = "cubic", epochs_per_step: int = 1, retrain_dropout: bool = True,
-                   structured_ratio: float = 0.0,
-                   fine_tune_epochs: int = 3, lr: float = 1e-3,
-                   optimizer: str = "adam", weight_decay: float = 0.0, distill_epochs: int = 0,
-                   teacher: Module | None = None, temperature: float = 3.0, alpha: float = 0.7,
-                   quantize: bool = False, bits: int = 8, per_channel: bool = True, loss_fn=None,
-                   report_path=None) -> tuple:
-    """Prune (magnitude, `scope`, in `steps` gradual steps following `schedule`, with `epochs_per_step` epochs of
-    training after each but the last; then optionally `structured_ratio` of the hidden units), fine-tune for
-    `fine_tune_epochs` (one optimizer and one cosine learning-rate schedule over all the retraining; with
-    retrain_dropout, every Dropout's p scaled by sqrt(density) meanwhile, Han et al.'s rule), optionally distil
-    from `teacher` (default: a copy of the dense model), optionally quantize (module 16). Returns
-    (model, report); the report lists every stage's size and accuracy and is written to `report_path` as JSON."""
-    _check_module(model, "compress_model")
-    s = _check_fraction(sparsity, "sparsity", "compress_model")
-    _check_choice(scope, SCOPES, "scope", "compress_model")
-    _check_choice(optimizer, tuple(OPTIMIZERS), "optimizer", "compress_model")
-    _check_choice(schedule, SCHEDULES, "schedule", "compress_model")
-    sr = _check_fraction(structured_ratio, "structured_ratio", "compress_model")
-    steps = _positive_int(steps, "steps", "compress_model")
-    for name, v in (("fine_tune_epochs", fine_tune_epochs), ("distill_epochs", distill_epochs),
-                    ("epochs_per_step", epochs_per_step)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"compress_model: {name} must be an integer >= 0, got {v!r}")
-    _prunable_or_error(model, "compress_model")
-    quant = _quantization() if quantize else None       # fail before any work when module 16 is missing
-    if distill_epochs:
-        _check_temperature(temperature, "compress_model")
-        _check_fraction(alpha, "alpha", "compress_model")
-    loss_fn = loss_fn or CrossEntropyLoss()
-    train_data = _batches(train_data)
-    config = {"sparsity": s, "scope": scope, "steps": steps, "schedule": schedule, "epochs_per_step": int(epochs_per_step),
-              "retrain_dropout": bool(retrain_dropout),
-              "structured_ratio": sr, "fine_tune_epochs": int(fine_tune_epochs),
-              "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay, "distill_epochs": int(distill_epochs),
-              "temperature": temperature, "alpha": alpha, "quantize": bool(quantize), "bits": bits}
-    stages = []
-    t0 = time.perf_counter()
-    stages.append(_stage("dense", model, val_data, loss_fn, 0.0))
-    if distill_epochs and teacher is None:
-        teacher = copy.deepcopy(model)
+@dataclass
+class CompressionConfig:
+    """What `compress_model` does: prune (magnitude, `scope`, in `steps` gradual steps following `schedule`, with
+    `epochs_per_step` epochs of training after each but the last; then optionally `structured_ratio` of the hidden
+    units), fine-tune for `fine_tune_epochs` (with retrain_dropout, every Dropout's p scaled by sqrt(density)
+    meanwhile, Han et al.'s rule), distil for `distill_epochs` at `temperature` and `alpha`, quantize to `bits`.
+    Checked when made: a bad value raises an error naming it."""
+    sparsity: float = 0.9
+    scope: str = "global"
+    steps: int = 1
+    schedule: str = "cubic"
+    epochs_per_step: int = 1
+    retrain_dropout: bool = True
+    structured_ratio: float = 0.0
+    fine_tune_epochs: int = 3
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    distill_epochs: int = 0
+    temperature: float = 3.0
+    alpha: float = 0.7
+    quantize: bool = False
+    bits: int = 8
+    per_channel: bool = True
+
+    def __post_init__(self):
+        who = "compress_model"
+        self.sparsity = _check_fraction(self.sparsity, "sparsity", who)
+        _check_choice(self.scope, SCOPES, "scope", who)
+        _check_choice(self.optimizer, tuple(OPTIMIZERS), "optimizer", who)
+        _check_choice(self.schedule, SCHEDULES, "schedule", who)
+        self.structured_ratio = _check_fraction(self.structured_ratio, "structured_ratio", who)
+        self.steps = _positive_int(self.steps, "steps", who)
+        for name in ("fine_tune_epochs", "distill_epochs", "epochs_per_step"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"compress_model: {name} must be an integer >= 0, got {v!r}")
+            setattr(self, name, int(v))
+        if self.distill_epochs:
+            _check_temperature(self.temperature, who)
+            _check_fraction(self.alpha, "alpha", who)
+
+    def to_dict(self) -> dict:
+        "The settings as the report records them."
+        d = asdict(self)
+        d.pop("per_channel")
+        d["retrain_dropout"], d["quantize"] = bool(self.retrain_dropout), bool(self.quantize)
+        return d
+
+
+def _compression_config(config, options: dict) -> CompressionConfig:
+    "`config` (default: CompressionConfig()) with the keyword `options` replacing its fields."
+    if config is not None and not isinstance(config, CompressionConfig):
+        raise TypeError(f"compress_model: config must be a CompressionConfig, got {type(config).__name__}")
+    unknown = sorted(set(options) - {f.name for f in fields(CompressionConfig)})
+    if unknown:
+        raise TypeError(f"compress_model: unknown option(s) {unknown}; the options are CompressionConfig's fields")
+    return replace(config, **options) if config is not None else CompressionConfig(**options)
+
+
+def _prune_and_fine_tune(model: Module, train_data, val_data, loss_fn, cfg: CompressionConfig) -> list:
+    """Gradual magnitude pruning with retraining between the steps, optional structured pruning, then
+    fine-tuning: one optimizer and one cosine schedule over all the retraining. Returns the stage rows."""
     t = time.perf_counter()
-    opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
-    total = epochs_per_step * (steps - 1) + fine_tune_epochs
-    cosine = CosineAnnealingLR(opt, T_max=max(total, 1))
+    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    cosine = CosineAnnealingLR(opt, T_max=max(cfg.epochs_per_step * (cfg.steps - 1) + cfg.fine_tune_epochs, 1))
     dropouts = [(d, d.p) for d in model.modules() if isinstance(d, Dropout)]
 
     def retrain(epochs):
@@ -124,48 +145,73 @@ def compress_model(model: Module, train_data, val_data=None, *, sparsity: float 
             cosine.step()
         return losses
 
-    def prune_step(amount):
-        magnitude_prune(model, amount, scope)
-        if retrain_dropout:
-            density = 1.0 - measure_sparsity(model, weights_only=True)
-            for d, p0 in dropouts:
-                d.p = p0 * math.sqrt(density)
-
-    for i, amount in enumerate(sparsity_schedule(s, steps, schedule)):
-        prune_step(amount)
-        if i < steps - 1:
-            retrain(epochs_per_step)
-    if sr > 0:
-        structured_prune(model, sr)
-    stages.append(_stage("pruned", model, val_data, loss_fn, time.perf_counter() - t))
+    stages = []
     try:
-        if fine_tune_epochs > 0:
+        for i, amount in enumerate(sparsity_schedule(cfg.sparsity, cfg.steps, cfg.schedule)):
+            magnitude_prune(model, amount, cfg.scope)
+            if cfg.retrain_dropout:
+                density = 1.0 - measure_sparsity(model, weights_only=True)
+                for d, p0 in dropouts:
+                    d.p = p0 * math.sqrt(density)
+            if i < cfg.steps - 1:
+                retrain(cfg.epochs_per_step)
+        if cfg.structured_ratio > 0:
+            structured_prune(model, cfg.structured_ratio)
+        stages.append(_stage("pruned", model, val_data, loss_fn, time.perf_counter() - t))
+        if cfg.fine_tune_epochs > 0:
             t = time.perf_counter()
-            losses = retrain(fine_tune_epochs)
+            losses = retrain(cfg.fine_tune_epochs)
             stages.append(_stage("fine-tuned", model, val_data, loss_fn, time.perf_counter() - t, train_loss=losses))
     finally:
         for d, p0 in dropouts:
             d.p = p0
-    if distill_epochs:
+    return stages
+
+
+def _quantized_stage(quant, model: Module, train_data, val_data, loss_fn, cfg: CompressionConfig) -> tuple:
+    "Module 16's quantize_model on a copy (int8, CSR where that is smaller): (the new model, its stage row)."
+    t = time.perf_counter()
+    calib = [next(iter(train_data))]                 # one batch sets the activation ranges
+    qmodel = quant.quantize_model(model, bits=cfg.bits, per_channel=cfg.per_channel, calibration_data=calib,
+                                  sparse="auto")
+    nnz = sum(int(m.weight_nnz) for m in qmodel.modules() if hasattr(m, "weight_nnz"))
+    nnz += sum(int(np.count_nonzero(p.data)) for p in qmodel.parameters())
+    nnz += sum(int(np.count_nonzero(b.data)) for n, b in qmodel.named_buffers() if n.split(".")[-1] == "bias")
+    row = {"stage": "quantized", "parameters": _count(model)[0], "nonzeros": nnz,
+           "bytes": int(quant.model_size_bytes(qmodel)), "bits": int(cfg.bits),
+           "seconds": round(time.perf_counter() - t, 3)}
+    if val_data is not None:
+        row.update(evaluate(qmodel, val_data, loss_fn))
+    return qmodel, row
+
+
+def compress_model(model: Module, train_data, val_data=None, config: CompressionConfig | None = None, *,
+                   teacher: Module | None = None, loss_fn=None, report_path=None, **options) -> tuple:
+    """Prune, fine-tune, optionally distil from `teacher` (default: a copy of the dense model) and quantize
+    (module 16), as `config` says (a CompressionConfig; keyword `options` replace its fields, e.g.
+    sparsity=0.8). Returns (model, report); the report lists every stage's size and accuracy and is written
+    to `report_path` as JSON (atomically)."""
+    _check_module(model, "compress_model")
+    cfg = _compression_config(config, options)
+    _prunable_or_error(model, "compress_model")
+    quant = _quantization() if cfg.quantize else None   # fail before any work when module 16 is missing
+    loss_fn = loss_fn or CrossEntropyLoss()
+    train_data = _batches(train_data)
+    t0 = time.perf_counter()
+    stages = [_stage("dense", model, val_data, loss_fn, 0.0)]
+    if cfg.distill_epochs and teacher is None:
+        teacher = copy.deepcopy(model)
+    stages += _prune_and_fine_tune(model, train_data, val_data, loss_fn, cfg)
+    if cfg.distill_epochs:
         t = time.perf_counter()
-        kd = KnowledgeDistillation(teacher, model, temperature, alpha)
-        losses = kd.fit(train_data, make_optimizer(optimizer, model.parameters(), lr, weight_decay), distill_epochs)
+        kd = KnowledgeDistillation(teacher, model, cfg.temperature, cfg.alpha)
+        opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+        losses = kd.fit(train_data, opt, cfg.distill_epochs)
         stages.append(_stage("distilled", model, val_data, loss_fn, time.perf_counter() - t, train_loss=losses))
     if quant is not None:
-        t = time.perf_counter()
-        calib = [next(iter(train_data))]                 # one batch sets the activation ranges
-        model = quant.quantize_model(model, bits=bits, per_channel=per_channel, calibration_data=calib,
-                                     sparse="auto")       # a copy: int8, CSR where that is smaller
-        nnz = sum(int(m.weight_nnz) for m in model.modules() if hasattr(m, "weight_nnz"))
-        nnz += sum(int(np.count_nonzero(p.data)) for p in model.parameters())
-        nnz += sum(int(np.count_nonzero(b.data)) for n, b in model.named_buffers() if n.split(".")[-1] == "bias")
-        row = {"stage": "quantized", "parameters": stages[-1]["parameters"], "nonzeros": nnz,
-               "bytes": int(quant.model_size_bytes(model)), "bits": int(bits),
-               "seconds": round(time.perf_counter() - t, 3)}
-        if val_data is not None:
-            row.update(evaluate(model, val_data, loss_fn))
+        model, row = _quantized_stage(quant, model, train_data, val_data, loss_fn, cfg)
         stages.append(row)
-    report = {"config": config, "stages": stages, "seconds": round(time.perf_counter() - t0, 3)}
+    report = {"config": cfg.to_dict(), "stages": stages, "seconds": round(time.perf_counter() - t0, 3)}
     if report_path is not None:
         report["path"] = write_json_atomic(report_path, report)
     return model, report
