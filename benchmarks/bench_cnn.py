@@ -65,7 +65,7 @@ def make_steps(size, x, y):
     torch.set_num_threads(1)
     tt_model = build_tinytorch(specs(size))
     pt_model = build_torch(specs(size))
-    pt_model.load_state_dict({k: torch.from_numpy(v) for k, v in tt_model.state_dict().items()})
+    pt_model.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in tt_model.state_dict().items()})
     tt_loss, pt_loss = CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
     xt, yt = Tensor(x), Tensor(y)
     xp, yp = torch.from_numpy(x), torch.from_numpy(y)

@@ -114,7 +114,7 @@ def make_torch(cfg, state, ids, lr):
 
     torch.set_num_threads(1)
     model = torch_gpt(cfg)
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items() if not k.endswith("head_mask")})
+    model.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in state.items() if not k.endswith("head_mask")})
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     x, y = torch.from_numpy(ids[:, :-1]), torch.from_numpy(ids[:, 1:].reshape(-1))
@@ -152,7 +152,7 @@ def main():
     tt_model, tt = make_tinytorch(cfg, ids, lr)
     desc = (f"TinyGPT {cfg['num_layers']} layers x {cfg['embed_dim']} wide, {cfg['num_heads']} heads, "
             f"vocab {cfg['vocab_size']}, batch {args.batch} x {args.seq_len} tokens "
-            f"({sum(p.size for p in tt_model.parameters()):,} parameters)")
+            f"({sum(p.numel() for p in tt_model.parameters()):,} parameters)")
 
     if args.profile:
         import cProfile

@@ -41,7 +41,8 @@ class TestFoundation:
         # module 01 stands alone: importing it never loads a later chapter (05's engine is looked up
         # only when Tensor.backward is called)
         ("import tinytorch.core.tensor as t, sys; t.Tensor([1.0]) * 2; "
-         "print(sorted(m for m in sys.modules if m.startswith('tinytorch.')))", "['tinytorch.core', 'tinytorch.core.tensor']"),
+         "print(sorted(m for m in sys.modules if m.startswith('tinytorch.')))",
+         "['tinytorch.core', 'tinytorch.core.tensor', 'tinytorch.core.tensor_methods']"),   # 01's own part 4
     ])
     def test_imports_alone_in_a_fresh_interpreter(self, stmt, expected):
         proc = subprocess.run([sys.executable, "-c", stmt], capture_output=True, text=True, timeout=60)
@@ -157,7 +158,7 @@ class TestConstructionAndDtypes:
 
     def test_properties(self):
         t = Tensor(np.arange(24.0).reshape(2, 3, 4))
-        assert t.shape == (2, 3, 4) and t.ndim == 3 and t.size == 24 and len(t) == 2
+        assert t.shape == (2, 3, 4) and t.ndim == 3 and t.size() == (2, 3, 4) and t.numel() == 24 and len(t) == 2
         assert t.T.shape == (4, 3, 2)
         assert t.grad is None and not t.requires_grad and t.is_leaf
         assert Tensor([3.5]).item() == 3.5 and isinstance(Tensor([3.5]).item(), float)

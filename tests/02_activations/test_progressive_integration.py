@@ -93,13 +93,19 @@ class TestActivationsCore:
         assert Sigmoid()(Tensor([0.0])).item() == 0.5
         assert np.all((s > 0) & (s < 1))
 
-    @pytest.mark.parametrize("act, ref", [(Sigmoid(), _sigmoid_ref), (GELU(), _gelu_ref)])
+    @pytest.mark.parametrize("act, ref", [(Sigmoid(), _sigmoid_ref)])
     def test_integer_input_is_not_truncated(self, act, ref):
         # PyTorch promotes integer input to float: torch.sigmoid(torch.tensor([0, 1, 2])) is
         # [0.5, 0.7311, 0.8808], not a silent [0, 0, 0].
         out = act(Tensor([-1, 0, 1, 2]))
         assert out.dtype.kind == "f", out.dtype
         np.testing.assert_allclose(out.data, ref([-1, 0, 1, 2]), rtol=1e-6, atol=1e-7)
+
+    @pytest.mark.parametrize("act", [GELU(), Softmax()])
+    def test_integer_input_is_refused_where_pytorch_refuses_it(self, act):
+        # torch.nn.GELU()(torch.tensor([0, 1])) and softmax raise ("not implemented for 'Long'")
+        with pytest.raises(RuntimeError, match="floating-point input, got dtype int64"):
+            act(Tensor([-1, 0, 1, 2]))
 
     def test_gelu_known_values(self):
         assert GELU()(Tensor([1.0])).item() == pytest.approx(0.8413447, abs=1e-6)

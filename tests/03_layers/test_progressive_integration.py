@@ -218,16 +218,17 @@ class TestDiscovery:
 
 
 class TestStateDict:
-    def test_keys_and_copies(self):
+    def test_keys_and_shared_storage(self):
+        # as torch: state_dict() values are detached tensors sharing the parameters' storage
         net = Net()
         sd = net.state_dict()
         assert sorted(sd) == sorted(NET_NAMES)
         for name, p in net.named_parameters():
-            assert isinstance(sd[name], np.ndarray)
+            assert isinstance(sd[name], Tensor) and not sd[name].requires_grad
             np.testing.assert_array_equal(sd[name], p.data)
-            assert not np.shares_memory(sd[name], p.data)     # a snapshot, not a live view
-        sd["embed.weight"][...] = 123.0
-        assert not np.any(net.embed.weight.data == 123.0)
+            assert np.shares_memory(sd[name].data, p.data)     # a live view, as PyTorch's
+        sd["embed.weight"].copy_(np.full(net.embed.weight.shape, 123.0))
+        assert np.all(net.embed.weight.data == 123.0)          # the loading idiom sd[k].copy_(w)
 
     def test_shared_tensor_named_under_each_name(self):
         sd = Tied().state_dict()
@@ -352,7 +353,7 @@ class TestLinear:
     def test_weights_move_to_torch_unchanged(self):
         lin = Linear(3, 2, rng=np.random.default_rng(4))
         tlin = torch.nn.Linear(3, 2)
-        tlin.load_state_dict({k: torch.from_numpy(v) for k, v in lin.state_dict().items()})
+        tlin.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in lin.state_dict().items()})
         x = np.random.default_rng(5).standard_normal((6, 3)).astype(np.float32)
         np.testing.assert_allclose(lin(Tensor(x)).data, tlin(torch.from_numpy(x)).detach().numpy(),
                                    rtol=1e-5, atol=1e-6)
@@ -437,7 +438,7 @@ class TestLayersInTheStack:
             torch.nn.Linear(m.in_features, m.out_features) if isinstance(m, Linear)
             else {ReLU: torch.nn.ReLU, Tanh: torch.nn.Tanh, Sigmoid: torch.nn.Sigmoid}[type(m)]()
             for m in model]).double()
-        tmodel.load_state_dict({k: torch.from_numpy(v.astype(np.float64)) for k, v in model.state_dict().items()})
+        tmodel.load_state_dict({k: torch.from_numpy(v.numpy().astype(np.float64)) for k, v in model.state_dict().items()})
         return tmodel
 
     def test_model_forward_matches_pytorch(self):

@@ -288,7 +288,7 @@ class TestLossesInTheStack:
         rng = np.random.default_rng(8)
         model = Sequential(Linear(4, 8, rng=rng), ReLU(), Linear(8, 3, rng=rng))
         tmodel = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-        tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+        tmodel.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in model.state_dict().items()})
         x = rng.standard_normal((10, 4)).astype(np.float32)
         y = rng.integers(0, 3, 10)
         loss = CrossEntropyLoss()(model(Tensor(x)), Tensor(y))

@@ -117,7 +117,7 @@ class TestLayersThroughTheEngine:
             torch.nn.Linear(m.in_features, m.out_features) if isinstance(m, Linear)
             else {ReLU: torch.nn.ReLU, Tanh: torch.nn.Tanh, Sigmoid: torch.nn.Sigmoid}[type(m)]()
             for m in model]).double()
-        tmodel.load_state_dict({k: torch.from_numpy(v.astype(np.float64)) for k, v in model.state_dict().items()})
+        tmodel.load_state_dict({k: torch.from_numpy(v.numpy().astype(np.float64)) for k, v in model.state_dict().items()})
         return tmodel
 
     def test_every_parameter_gets_pytorchs_gradient(self):
@@ -174,7 +174,7 @@ class TestLossesThroughTheEngine:
         rng = np.random.default_rng(8)
         model = Sequential(Linear(4, 8, rng=rng), ReLU(), Linear(8, 3, rng=rng))
         tmodel = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-        tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+        tmodel.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in model.state_dict().items()})
         x = rng.standard_normal((10, 4)).astype(np.float32)
         y = rng.integers(0, 3, 10)
         loss = CrossEntropyLoss()(model(Tensor(x)), Tensor(y))

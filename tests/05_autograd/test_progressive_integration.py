@@ -453,7 +453,7 @@ class TestAutogradInTheStack:
 
     def test_tinytorch_weights_in_pytorch_give_identical_outputs(self):
         ours, theirs = self._models(0)
-        result = theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+        result = theirs.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in ours.state_dict().items()})
         assert not result.missing_keys and not result.unexpected_keys
         x = np.random.default_rng(2).standard_normal((7, 4)).astype(np.float32)
         out = ours(Tensor(x)).data
@@ -480,7 +480,7 @@ class TestAutogradInTheStack:
 
     def test_one_sgd_step_matches_pytorch(self):
         ours, theirs = self._models(2)
-        theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+        theirs.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in ours.state_dict().items()})
         X, y = _dataset()
         X4 = np.concatenate([X, X ** 2], axis=1)
         for _ in range(3):

@@ -290,7 +290,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint_and_leaves_no_temp_file(
     model, opt, _, _ = trained_setup()
     path = tmp_path / "ckpt.npz"
     save_checkpoint(path, model, opt, epoch=1)
-    old = {k: v.copy() for k, v in model.state_dict().items()}
+    old = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     old_bytes = path.read_bytes()
     for p in model.parameters():
         p.data[...] = 42.0

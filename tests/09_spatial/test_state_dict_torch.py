@@ -38,7 +38,7 @@ def pt_cnn():
 
 
 def tt_to_torch(sd):
-    return {k: torch.from_numpy(v) for k, v in sd.items()}
+    return {k: torch.from_numpy(np.array(v)) for k, v in sd.items()}
 
 
 def torch_to_tt(sd):

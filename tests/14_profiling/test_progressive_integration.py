@@ -70,7 +70,7 @@ class TestProfilerCore:
         rng = np.random.default_rng(2)
         model = lenet(rng)
         c = count_parameters(model)
-        expected = sum(p.size for p in model.parameters())
+        expected = sum(p.numel() for p in model.parameters())
         assert c["total"] == expected and c["trainable"] == expected and c["bytes"] == 4 * expected
         assert c["nonzero"] == expected - 8                    # BatchNorm2d's bias starts at zero
         assert c["buffer_bytes"] == 8 * 4 + 8 * 4 + 8          # BatchNorm2d: running mean/var (f32), count (i64)
@@ -200,7 +200,7 @@ class TestProfilerInTheStack:
         model = lenet(rng)
         x = Tensor(rng.standard_normal((4, 1, 8, 8)).astype(np.float32))
         y = Tensor(np.array([1, 2, 3, 4]))
-        before = {k: v.copy() for k, v in model.state_dict().items()}
+        before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
         Profiler(warmup=1, repeats=2).profile(model, x)
         after = model.state_dict()
         for k in before:                       # batch-norm statistics not updated, weights untouched

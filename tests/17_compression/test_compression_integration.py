@@ -70,7 +70,7 @@ def test_sparsity_measured_three_ways_agrees_exactly(scope, amount):
     magnitude_prune(model, amount, scope=scope)
     magnitude_prune(model, 0.1, scope=scope)                            # twice: masks combine
     params = dict(model.named_parameters())                            # unique: a shared weight once
-    total = sum(p.size for p in params.values())
+    total = sum(p.numel() for p in params.values())
     # 1. measure_sparsity on the model
     way1 = measure_sparsity(model)
     # 2. the masks (a parameter without a mask has no pruned entry; these random weights have no other zero)
@@ -80,7 +80,7 @@ def test_sparsity_measured_three_ways_agrees_exactly(scope, amount):
     sd = model.state_dict()
     way3 = sum(int((sd[name] == 0).sum()) for name in params) / total
     assert way1 == way2 == way3
-    prunable = sum(w.param.size for w in prunable_weights(model))
+    prunable = sum(w.param.numel() for w in prunable_weights(model))
     expected_pruned = round(amount * prunable)
     expected_pruned += round(0.1 * (prunable - expected_pruned)) if scope == "global" else 0
     if scope == "global":

@@ -12,7 +12,7 @@ from tinytorch.core.tensor import Tensor, _check_matmul, check_backward
 def test_stores_numbers_with_a_shape_and_a_dtype():
     arr = np.arange(6, dtype=np.float32).reshape(2, 3)
     t = Tensor(arr)
-    assert t.shape == (2, 3) and t.ndim == 2 and t.size == 6 and t.dtype == np.float32
+    assert t.shape == (2, 3) and t.ndim == 2 and t.size() == (2, 3) and t.numel() == 6 and t.dtype == np.float32
     assert t.data is arr                                    # the array itself, not a copy
     arr[0, 0] = 9.0
     assert t.data[0, 0] == 9.0                              # so in-place edits are seen

@@ -58,8 +58,8 @@ def test_state_dict_saves_and_restores_in_place():
     assert sorted(sd) == sorted(["scale", "encoder.0.weight", "encoder.0.bias", "encoder.2.weight",
                                  "encoder.2.bias", "heads.0.weight", "heads.0.bias",
                                  "heads.1.weight", "heads.1.bias"])                  # tied: both names
-    assert all(isinstance(v, np.ndarray) for v in sd.values())
-    assert not np.shares_memory(sd["encoder.0.weight"], net.encoder[0].weight.data)       # a copy
+    assert all(isinstance(v, Tensor) and not v.requires_grad for v in sd.values())
+    assert np.shares_memory(sd["encoder.0.weight"].data, net.encoder[0].weight.data)      # as torch: shared
     x = Tensor(np.random.default_rng(2).standard_normal((3, 4)))
     before = net(x).data.copy()
 

@@ -9,10 +9,12 @@ from collections import OrderedDict
 import numpy as np
 
 from .tensor import Function, Tensor, Tanh as _TanhFn, _floating
+from .tensor_kit import require_float
 
 # %% auto #0
-__all__ = ['Parameter', 'Module', 'eval_mode', 'ReLUFunction', 'ReLU', 'SigmoidFunction', 'Sigmoid', 'Tanh', 'GELUFunction',
-           'GELU', 'SoftmaxFunction', 'Softmax']
+__all__ = ['Parameter', 'ModuleKit', 'Module', 'eval_mode', 'ModuleList', 'ModuleDict', 'ReLUFunction', 'ReLU', 'SigmoidFunction',
+           'Sigmoid', 'Tanh', 'GELUFunction', 'GELU', 'SoftmaxFunction', 'Softmax', 'relu', 'sigmoid', 'tanh', 'gelu',
+           'softmax', 'LeakyReLUFunction', 'SiLUFunction', 'LeakyReLU', 'SiLU', 'Identity', 'leaky_relu', 'silu']
 
 # %% ../../modules/02_activations/02_activations.ipynb #b85006a6
 class Parameter(Tensor):
@@ -28,8 +30,88 @@ class Parameter(Tensor):
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
 
+# %% ../../modules/02_activations/02_activations.ipynb #5e7b2a02
+class ModuleKit:
+    """PyTorch's other `nn.Module` methods (given): `apply`, `to`/`cpu`/casts, `add_module`,
+    `register_parameter`, `buffers`, `requires_grad_`. `Module` inherits them."""
+
+    def apply(self, fn):
+        "Call fn(m) on every sub-module (children first) and then on this module, as torch's Module.apply."
+        for m in list(self.children()):
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def _cast_tensors(self, dtype):
+        for m in self.modules():
+            for name, t in list(vars(m).items()):
+                if isinstance(t, Tensor) and t.data.dtype.kind == "f" and t.data.dtype != dtype:
+                    t.data = t.data.astype(dtype)          # the same Tensor object: parameters stay shared
+                    if t.grad is not None:
+                        t.grad = None
+
+    def to(self, *args, **kwargs):
+        "A device (only the CPU exists) and/or a floating dtype for every parameter and buffer; returns self."
+        from tinytorch.core.tensor_kit import _parse_to
+        _, dtype = _parse_to(args, dict(kwargs), f"{type(self).__name__}.to")
+        if dtype is not None:
+            if dtype.kind != "f":
+                raise TypeError(f"{type(self).__name__}.to: only floating dtypes are allowed, got {dtype}")
+            self._cast_tensors(dtype)
+        return self
+
+    def cpu(self): return self
+    def cuda(self, device=None): return self.to("cuda")
+    def float(self): return self.to(np.float32)
+    def double(self): return self.to(np.float64)
+    def half(self): return self.to(np.float16)
+
+    def add_module(self, name: str, module) -> None:
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: {name!r} must be a Module, got {type(module).__name__}")
+        object.__setattr__(self, name, module)
+
+    register_module = add_module
+
+    def register_parameter(self, name: str, param) -> None:
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {name!r} must be a Parameter, got {type(param).__name__}")
+        object.__setattr__(self, name, param)
+
+    def buffers(self):
+        for _, b in self.named_buffers():
+            yield b
+
+    def requires_grad_(self, requires_grad: bool = True):
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def get_submodule(self, target: str):
+        mod = self
+        for part in target.split(".") if target else []:
+            kids = dict(mod.named_children())
+            if part not in kids:
+                raise AttributeError(f"{type(mod).__name__} has no sub-module {part!r} (in {target!r})")
+            mod = kids[part]
+        return mod
+
+def _state_array(name: str, value, target) -> np.ndarray:
+    "A state-dict value as a NumPy array that can go into `target`, or an error naming the key."
+    try:
+        arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+    except ValueError as e:                         # a ragged list
+        raise ValueError(f"load_state_dict: {name}: the value is not a rectangular array ({e})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"load_state_dict: {name} has dtype {arr.dtype}; expected numbers like the model's "
+                        f"{target.data.dtype}")
+    if target.data.dtype.kind in "iub" and arr.dtype.kind == "f":
+        raise TypeError(f"load_state_dict: {name} holds floats ({arr.dtype}) but the model's {name} is "
+                        f"{target.data.dtype}")
+    return arr
+
 # %% ../../modules/02_activations/02_activations.ipynb #dd5147e2
-class Module:
+class Module(ModuleKit):
     "Base class of every layer and model."
     training = True                  # class-level defaults, so a subclass that forgets super().__init__() works
     _buffer_names = ()
@@ -103,8 +185,10 @@ class Module:
         for _, p in self.named_parameters():
             yield p
 
-    def register_buffer(self, name: str, tensor: Tensor):
-        "Keep `tensor` as state that is saved and loaded but not learned."
+    def register_buffer(self, name: str, tensor: Tensor, persistent: bool = True):
+        "Keep `tensor` as state that is not learned; saved and loaded unless persistent=False."
+        if tensor is None:
+            tensor = Tensor(np.zeros(0, dtype=np.float32))
         if not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer: {name!r} must be a Tensor, got {type(tensor).__name__}")
         object.__setattr__(self, name, tensor)
@@ -112,6 +196,10 @@ class Module:
             object.__setattr__(self, "_buffer_names", [])
         if name not in self._buffer_names:
             self._buffer_names.append(name)
+        if not persistent:
+            if "_non_persistent" not in vars(self):
+                object.__setattr__(self, "_non_persistent", set())
+            self._non_persistent.add(name)
 
     def named_buffers(self, prefix: str = "", remove_duplicate: bool = True):
         for mod_name, mod in self.named_modules(prefix, remove_duplicate=remove_duplicate):
@@ -131,23 +219,38 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    def zero_grad(self):
-        "Forget the gradients of every parameter: set each `.grad` to None, as PyTorch does by default."
+    def zero_grad(self, set_to_none: bool = True):
+        """Forget the gradients of every parameter: set each `.grad` to None, as PyTorch does by default.
+        Given: with set_to_none=False the existing gradients are filled with zeros in place instead."""
+        if not set_to_none:
+            for p in self.parameters():
+                if p.grad is not None:
+                    p.grad.data[...] = 0
+            return
         ### BEGIN SOLUTION
         for p in self.parameters():
             p.grad = None
         ### END SOLUTION
 
     # -- saving ----------------------------------------------------------------------------------------
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """An OrderedDict: dotted name -> a copy of the NumPy array, every parameter then every buffer,
-        a shared one under each of its names (remove_duplicate=False)."""
+    def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False) -> "OrderedDict[str, Tensor]":
+        """An OrderedDict: dotted name -> a tensor sharing the storage of each parameter and buffer, as
+        PyTorch's (`p.detach()`; `p` itself with keep_vars), so `sd[k].copy_(w)` writes into the model.
+        PyTorch's order: module by module (`named_modules(remove_duplicate=False)`), each module's own
+        parameters (`_own_parameters()`) then its buffers (`_buffer_names`, leaving out the names in
+        `_non_persistent`), each name prefixed by the module's dotted name and `prefix`; a shared one under
+        each of its names. Entries go into `destination` when given."""
+        out = OrderedDict() if destination is None else destination
         ### BEGIN SOLUTION
-        out = OrderedDict()
-        for name, p in self.named_parameters(remove_duplicate=False):
-            out[name] = p.data.copy()
-        for name, b in self.named_buffers(remove_duplicate=False):
-            out[name] = b.data.copy()
+        for mod_name, mod in self.named_modules(remove_duplicate=False):
+            pre = prefix + (f"{mod_name}." if mod_name else "")
+            for name, p in mod._own_parameters():
+                out[pre + name] = p if keep_vars else p.detach()
+            skip = getattr(mod, "_non_persistent", ())
+            for name in getattr(mod, "_buffer_names", ()):
+                if name not in skip:
+                    b = getattr(mod, name)
+                    out[pre + name] = b if keep_vars else b.detach()
         return out
         ### END SOLUTION
 
@@ -156,13 +259,20 @@ class Module:
         shared weights stay shared and an optimizer keeps working). Values may be NumPy arrays, Tensors
         or anything `np.asarray` accepts (a CPU torch tensor), cast to the target's dtype.
 
-        Check everything before changing anything (a failed load changes nothing). With strict, missing
-        or unexpected keys raise KeyError "load_state_dict: missing keys [...], unexpected keys [...]";
-        a shape mismatch raises ValueError "load_state_dict: <name> has shape <model's> in the model but
-        <given> in the state dict". Returns {"missing_keys": [...], "unexpected_keys": [...]}."""
+        Everything is checked before anything changes (a failed load changes nothing): `_prepare_load`
+        checks, `_apply_load` (given) copies. Returns {"missing_keys": [...], "unexpected_keys": [...]}."""
+        arrays, missing, unexpected = self._prepare_load(state, strict)
+        self._apply_load(arrays)
+        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def _prepare_load(self, state: dict, strict: bool = True) -> tuple:
+        """(arrays, missing, unexpected), changing nothing. own = self.state_dict(keep_vars=True). With strict,
+        missing or unexpected keys raise KeyError "load_state_dict: missing keys [...], unexpected keys [...]";
+        each present value goes through `_state_array(name, value, target)` (given: names the key of a ragged
+        or non-numeric value); a shape mismatch raises ValueError "load_state_dict: <name> has shape <model's>
+        in the model but <given> in the state dict". arrays: name -> (target tensor, array)."""
         ### BEGIN SOLUTION
-        own = OrderedDict(self.named_parameters(remove_duplicate=False))
-        own.update(self.named_buffers(remove_duplicate=False))
+        own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
@@ -171,19 +281,22 @@ class Module:
         for name, target in own.items():          # check everything first: a failed load changes nothing
             if name not in state:
                 continue
-            value = state[name]
-            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+            arr = _state_array(name, state[name], target)
             if arr.shape != target.data.shape:
                 raise ValueError(f"load_state_dict: {name} has shape {target.data.shape} in the model "
                                  f"but {arr.shape} in the state dict")
-            arrays[name] = arr
-        for name, arr in arrays.items():
-            own[name].data[...] = arr.astype(own[name].data.dtype, copy=False)
-        return {"missing_keys": missing, "unexpected_keys": unexpected}
+            arrays[name] = (target, arr)
+        return arrays, missing, unexpected
         ### END SOLUTION
 
+    @staticmethod
+    def _apply_load(arrays: dict) -> None:
+        "Copy each checked array into its target's own array (in place: identity and sharing are kept)."
+        for target, arr in arrays.values():
+            target.data[...] = arr.astype(target.data.dtype, copy=False)
+
     def num_parameters(self) -> int:
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     def __repr__(self):
         kids = list(self.named_children())
@@ -216,6 +329,93 @@ class eval_mode:
         for m, mode in self._modes:
             object.__setattr__(m, "training", mode)
         return False
+
+# %% ../../modules/02_activations/02_activations.ipynb #5e7b2a04
+class ModuleList(Module):
+    "A list of sub-modules, registered under their indices ('0', '1', ...) as torch.nn.ModuleList."
+    def __init__(self, modules=None):
+        super().__init__()
+        object.__setattr__(self, "_items", [])
+        for m in modules or ():
+            self.append(m)
+
+    def named_children(self):
+        for i, m in enumerate(self._items):
+            yield str(i), m
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: entries must be Modules, got {type(module).__name__}")
+        self._items.append(module)
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: entries must be Modules, got {type(module).__name__}")
+        self._items.insert(index, module)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return ModuleList(self._items[i])
+        try:
+            return self._items[i]
+        except IndexError:
+            raise IndexError(f"ModuleList: index {i} is out of range for {len(self._items)} modules") from None
+
+    def __setitem__(self, i, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: entries must be Modules, got {type(module).__name__}")
+        self._items[i] = module
+
+    def __len__(self): return len(self._items)
+    def __iter__(self): return iter(self._items)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ModuleList has no forward: iterate over it in your own forward()")
+
+
+class ModuleDict(Module):
+    "Sub-modules by name, registered under their keys as torch.nn.ModuleDict."
+    def __init__(self, modules=None):
+        super().__init__()
+        object.__setattr__(self, "_items", {})
+        for k, m in (modules.items() if isinstance(modules, dict) else modules or ()):
+            self[k] = m
+
+    def named_children(self):
+        yield from self._items.items()
+
+    def __setitem__(self, key: str, module):
+        if not isinstance(key, str) or not key or "." in key:
+            raise KeyError(f"ModuleDict: keys must be non-empty strings without '.', got {key!r}")
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict: {key!r} must be a Module, got {type(module).__name__}")
+        self._items[key] = module
+
+    def __getitem__(self, key):
+        if key not in self._items:
+            raise KeyError(f"ModuleDict: no module {key!r} (keys: {list(self._items)})")
+        return self._items[key]
+
+    def __delitem__(self, key): del self._items[key]
+    def __contains__(self, key): return key in self._items
+    def __len__(self): return len(self._items)
+    def __iter__(self): return iter(self._items)
+    def keys(self): return self._items.keys()
+    def values(self): return self._items.values()
+    def items(self): return self._items.items()
+
+    def update(self, modules):
+        for k, m in (modules.items() if isinstance(modules, dict) else modules):
+            self[k] = m
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ModuleDict has no forward: pick its modules in your own forward()")
 
 # %% ../../modules/02_activations/02_activations.ipynb #1f95940d
 class ReLUFunction(Function):
@@ -307,6 +507,10 @@ class GELUFunction(Function):
         Returns x·Φ(x) in x's dtype. Saves (x,), ctx.approximate, and what backward reuses: ctx.cdf
         (Φ(x), exact form) or ctx.t (the tanh value) and ctx.x2 (x²) for the tanh form."""
         x = _floating(x)
+        if x.ndim == 0 or x.dtype == np.float16:   # NumPy makes 0-d results scalars; float16 x² overflows at 256
+            ctx.half = x.dtype == np.float16
+            out = GELUFunction.forward(ctx, x.reshape(-1).astype(np.float32 if ctx.half else x.dtype), approximate)
+            return out.reshape(x.shape).astype(x.dtype, copy=False)
         ctx.save_for_backward(x)
         ctx.approximate = approximate
         ### BEGIN SOLUTION
@@ -334,6 +538,13 @@ class GELUFunction(Function):
     def backward(ctx, grad):
         """Reads (x,) and what forward saved. Returns grad * gelu'(x) in grad's dtype:
         exact Φ(x) + x φ(x); tanh form 0.5 (1 + t) + 0.5 x (1 − t²) √(2/π) (1 + 3·0.044715 x²)."""
+        if grad.ndim == 0 or grad.dtype == np.float16 or getattr(ctx, "half", False):
+            g = grad.reshape(-1).astype(ctx.saved_tensors[0].dtype)
+            return GELUFunction._backward(ctx, g).reshape(grad.shape).astype(grad.dtype, copy=False)
+        return GELUFunction._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad):
         ### BEGIN SOLUTION
         (x,) = ctx.saved_tensors
         if ctx.approximate == "tanh":
@@ -364,7 +575,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
-        return GELUFunction.apply(x, approximate=self.approximate)
+        return GELUFunction.apply(require_float(x, "GELU"), approximate=self.approximate)
 
 # %% ../../modules/02_activations/02_activations.ipynb #7e1e6523
 class SoftmaxFunction(Function):
@@ -400,4 +611,86 @@ class Softmax(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not -x.ndim <= self.dim < max(x.ndim, 1):
             raise ValueError(f"Softmax: dim {self.dim} is out of range for a tensor of shape {x.shape}")
-        return SoftmaxFunction.apply(x, dim=self.dim)
+        return SoftmaxFunction.apply(require_float(x, "Softmax"), dim=self.dim)
+
+# %% ../../modules/02_activations/02_activations.ipynb #5e7b2a06
+def relu(x, inplace: bool = False) -> Tensor:
+    "torch.nn.functional.relu: the same Function as `ReLU`."
+    return ReLUFunction.apply(x if isinstance(x, Tensor) else Tensor(x))
+
+
+def sigmoid(x) -> Tensor:
+    return SigmoidFunction.apply(x if isinstance(x, Tensor) else Tensor(x))
+
+
+def tanh(x) -> Tensor:
+    return _TanhFn.apply(x if isinstance(x, Tensor) else Tensor(x))
+
+
+def gelu(x, approximate: str = "none") -> Tensor:
+    return GELU(approximate)(x if isinstance(x, Tensor) else Tensor(x))
+
+
+def softmax(x, dim: int = -1, dtype=None) -> Tensor:
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    if dtype is not None:
+        x = x.to(dtype)
+    return Softmax(dim)(x)
+
+# %% ../../modules/02_activations/02_activations.ipynb #5e7b2a08
+class LeakyReLUFunction(Function):
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        ctx.save_for_backward(x)
+        ctx.slope = negative_slope
+        return np.where(x > 0, x, x * np.asarray(negative_slope, dtype=x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * np.where(x > 0, 1.0, ctx.slope).astype(grad.dtype, copy=False)
+
+
+class SiLUFunction(Function):
+    "x * sigmoid(x), PyTorch's SiLU (swish)."
+    @staticmethod
+    def forward(ctx, x):
+        s = _stable_sigmoid(x).astype(x.dtype, copy=False)
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, s = ctx.saved_tensors
+        return grad * (s * (1 + x * (1 - s)))
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x):
+        return LeakyReLUFunction.apply(require_float(x, "LeakyReLU"), negative_slope=self.negative_slope)
+
+
+class SiLU(Module):
+    def forward(self, x):
+        return SiLUFunction.apply(require_float(x, "SiLU"))
+
+
+class Identity(Module):
+    "Returns its input (torch.nn.Identity): a placeholder layer."
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
+def leaky_relu(x, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    return LeakyReLU(negative_slope)(x if isinstance(x, Tensor) else Tensor(x))
+
+
+def silu(x, inplace: bool = False) -> Tensor:
+    return SiLU()(x if isinstance(x, Tensor) else Tensor(x))

@@ -10,6 +10,7 @@ import numpy as np
 
 from .autograd import Function
 from .tensor import Tensor
+from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Linear, Module
 
 # %% auto #0
@@ -167,8 +168,8 @@ def dropout_multiplier(shape: tuple, p: float, rng, dtype) -> np.ndarray:
     ### END SOLUTION
 
 
-def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, is_causal: bool = False,
-                                 scale=None, return_weights: bool = False, rng=None):
+def scaled_dot_product_attention(q, k, v, mask=None, dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale=None, *, return_weights: bool = False, rng=None, attn_mask=None):
     """softmax(q kᵀ / √d + mask) v on (..., T, d) tensors.
 
     mask: boolean or 0/1 array (or Tensor) broadcastable to (..., T_q, T_k); True/1 = may attend. Masked
@@ -179,6 +180,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, 
     Returns the output (..., T_q, d_v), or (output, weights) with return_weights=True, where weights is a
     Tensor (..., T_q, T_k) of the attention probabilities before dropout (for inspection: no gradient
     flows through it)."""
+    mask = attn_mask if mask is None else mask          # PyTorch's keyword name, same meaning (True = may attend)
     q, k, v = (t if isinstance(t, Tensor) else Tensor(t) for t in (q, k, v))
     shape = _check_qkv(q.data, k.data, v.data)
     dt = np.result_type(q.dtype, k.dtype)
@@ -189,7 +191,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, dropout_p: float = 0.0, 
         raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p!r}")
     dropout_mask = None
     if dropout_p > 0.0:
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         dropout_mask = dropout_multiplier(shape, dropout_p, rng, dt)
     sink = [] if return_weights else None
     out = ScaledDotProductAttention.apply(q, k, v, mask_bias=mask_bias, scale=float(scale),
@@ -290,7 +292,7 @@ class MultiHeadAttention(Module):
         self.embed_dim, self.num_heads = int(embed_dim), int(num_heads)
         self.head_dim = self.embed_dim // self.num_heads
         self.dropout = float(dropout)
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.rng = default_rng() if rng is None else rng
         self.q_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
         self.k_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
         self.v_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)

@@ -104,8 +104,24 @@ class DataLoader:
     drop_last: drop the last batch when it is smaller than `batch_size`.
     A TensorDataset is batched by indexing its arrays with the batch's index array (no per-example loop);
     any other Dataset is read example by example and collated.
+    PyTorch's other arguments are accepted: num_workers (batches are loaded in this process whatever the
+    number), pin_memory (no GPU: nothing to pin), collate_fn, generator (seeds the shuffle), timeout,
+    worker_init_fn, prefetch_factor, persistent_workers; a sampler or batch_sampler is refused clearly.
     """
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed=None, drop_last: bool = False):
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed=None, drop_last: bool = False, *,
+                 sampler=None, batch_sampler=None, num_workers: int = 0, collate_fn=None, pin_memory: bool = False,
+                 timeout: float = 0, worker_init_fn=None, multiprocessing_context=None, generator=None,
+                 prefetch_factor=None, persistent_workers: bool = False, pin_memory_device: str = ""):
+        if sampler is not None or batch_sampler is not None:
+            raise NotImplementedError("DataLoader: sampler and batch_sampler are not supported in tinytorch; "
+                                      "use shuffle=True or index the dataset yourself")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
+            raise ValueError(f"DataLoader: num_workers must be a non-negative integer, got {num_workers!r}")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"DataLoader: collate_fn must be callable, got {collate_fn!r}")
+        self.num_workers, self.pin_memory, self.collate_fn = int(num_workers), bool(pin_memory), collate_fn
+        if seed is None and generator is not None:
+            seed = int(generator.rng.integers(2**62))
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__, got {type(dataset).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
@@ -147,6 +163,8 @@ class DataLoader:
     def _fetch(self, idx: np.ndarray):
         """The batch made of examples `idx` (an int array): for a TensorDataset a tuple with each tensor's rows idx
         (as Tensors of the same dtypes, one fancy index, no loop); otherwise default_collate of the examples."""
+        if getattr(self, "collate_fn", None) is not None:          # given: PyTorch's collate_fn
+            return self.collate_fn([self.dataset[int(i)] for i in idx])
         ### BEGIN SOLUTION
         if isinstance(self.dataset, TensorDataset):
             return tuple(Tensor(t.data[idx], dtype=t.data.dtype) for t in self.dataset.tensors)

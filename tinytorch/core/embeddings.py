@@ -9,10 +9,11 @@ import numpy as np
 
 from .autograd import Function
 from .tensor import Tensor
+from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Module, Parameter
 
 # %% auto #0
-__all__ = ['EmbeddingFunction', 'token_ids', 'Embedding', 'PositionalEncoding', 'sinusoidal_table',
+__all__ = ['EmbeddingFunction', 'token_ids', 'Embedding', 'embedding', 'PositionalEncoding', 'sinusoidal_table',
            'SinusoidalPositionalEncoding']
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #c81216b0
@@ -83,7 +84,7 @@ class Embedding(Module):
                                  f"{self.num_embeddings} embeddings")
             padding_idx = int(padding_idx) % self.num_embeddings
         self.padding_idx = padding_idx
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         self.weight = Parameter(rng.standard_normal((self.num_embeddings, self.embedding_dim), dtype=np.float32))
         if padding_idx is not None:
             self.weight.data[padding_idx] = 0.0
@@ -98,6 +99,14 @@ class Embedding(Module):
     def extra_repr(self):
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
         return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+
+# %% ../../modules/11_embeddings/11_embeddings.ipynb #b1e0d302
+def embedding(input, weight, padding_idx=None) -> Tensor:
+    "torch.nn.functional.embedding: rows of `weight` (num_embeddings, dim) at the ids `input`."
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
+    ids = token_ids(input, weight.shape[0], "embedding")
+    return EmbeddingFunction.apply(weight, ids=ids, padding_idx=padding_idx)
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #8d03d303
 def _check_positions(x, max_seq_len: int, embed_dim: int, start_pos, who: str):
@@ -125,7 +134,7 @@ class PositionalEncoding(Module):
         super().__init__()
         self.max_seq_len = _positive_int(max_seq_len, "max_seq_len", "PositionalEncoding")
         self.embed_dim = _positive_int(embed_dim, "embed_dim", "PositionalEncoding")
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         self.weight = Parameter((rng.standard_normal((self.max_seq_len, self.embed_dim)) * init_std)
                                 .astype(np.float32))
 

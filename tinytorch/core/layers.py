@@ -8,10 +8,13 @@ import math
 import numpy as np
 
 from .tensor import Function, Tensor
+from .tensor_kit import _gen, default_rng, require_float
 from .activations import Module, Parameter     # given in module 02, re-exported here
 
 # %% auto #0
-__all__ = ['LinearFunction', 'Linear', 'Sequential', 'DropoutFunction', 'Dropout']
+__all__ = ['LinearFunction', 'Linear', 'Sequential', 'DropoutFunction', 'Dropout', 'linear', 'dropout', 'calculate_gain',
+           'uniform_', 'normal_', 'trunc_normal_', 'constant_', 'zeros_', 'ones_', 'eye_', 'xavier_uniform_',
+           'xavier_normal_', 'kaiming_uniform_', 'kaiming_normal_']
 
 # %% ../../modules/03_layers/03_layers.ipynb #f54401de
 class LinearFunction(Function):
@@ -56,7 +59,7 @@ class Linear(Module):
             if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
                 raise ValueError(f"Linear: {name} must be a positive integer, got {n!r}")
         self.in_features, self.out_features = int(in_features), int(out_features)
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         self.weight, self.bias = self.init_parameters(self.in_features, self.out_features, bias, rng)
 
     @staticmethod
@@ -75,6 +78,7 @@ class Linear(Module):
             x = Tensor(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input with last dimension {self.in_features}, got shape {x.shape}")
+        require_float(x, "Linear")
         if self.bias is None:
             return LinearFunction.apply(x, self.weight)
         return LinearFunction.apply(x, self.weight, self.bias)
@@ -146,7 +150,7 @@ class Dropout(Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = float(p)
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.rng = default_rng() if rng is None else rng
 
     def forward(self, x: Tensor) -> Tensor:
         """Identity in eval mode or for p = 0 (given). While training: a keep-mask from self.rng
@@ -161,3 +165,95 @@ class Dropout(Module):
 
     def extra_repr(self):
         return f"p={self.p}"
+
+# %% ../../modules/03_layers/03_layers.ipynb #3a9c0e02
+def linear(input, weight, bias=None) -> Tensor:
+    "torch.nn.functional.linear: y = x @ weight.T + bias, the same Function as `Linear`."
+    x = require_float(input if isinstance(input, Tensor) else Tensor(input), "linear")
+    if x.ndim == 0 or x.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"linear: input of shape {x.shape} does not fit a weight of shape {weight.shape}")
+    return LinearFunction.apply(x, weight) if bias is None else LinearFunction.apply(x, weight, bias)
+
+
+def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    "torch.nn.functional.dropout (random numbers from the default generator, `manual_seed`)."
+    d = Dropout(p, rng=_gen(None))
+    d.training = bool(training)
+    return d(input if isinstance(input, Tensor) else Tensor(input))
+
+
+def _fans(t: Tensor, who: str) -> tuple:
+    if t.ndim < 2:
+        raise ValueError(f"{who}: fan in and fan out cannot be computed for a tensor of shape {t.shape} (fewer than 2 dims)")
+    receptive = int(np.prod(t.shape[2:])) if t.ndim > 2 else 1
+    return t.shape[1] * receptive, t.shape[0] * receptive
+
+
+def calculate_gain(nonlinearity: str, param=None) -> float:
+    gains = {"linear": 1.0, "conv2d": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0), "selu": 0.75}
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else float(param)
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    if nonlinearity not in gains:
+        raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
+    return gains[nonlinearity]
+
+
+def _fill(t: Tensor, values) -> Tensor:
+    t.data[...] = values                         # in place, as torch.nn.init (no graph is recorded)
+    return t
+
+
+def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
+    return _fill(tensor, _gen(generator).uniform(a, b, tensor.shape))
+
+
+def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
+    return _fill(tensor, _gen(generator).normal(mean, std, tensor.shape))
+
+
+def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, generator=None):
+    rng, out = _gen(generator), np.empty(tensor.shape)
+    todo = np.ones(tensor.shape, dtype=bool)
+    while todo.any():                            # redraw the values outside [a, b]
+        out[todo] = rng.normal(mean, std, int(todo.sum()))
+        todo = (out < a) | (out > b)
+    return _fill(tensor, out)
+
+
+def constant_(tensor, val): return _fill(tensor, val)
+def zeros_(tensor): return _fill(tensor, 0)
+def ones_(tensor): return _fill(tensor, 1)
+
+
+def eye_(tensor):
+    if tensor.ndim != 2:
+        raise ValueError(f"eye_: only 2-D tensors are supported, got shape {tensor.shape}")
+    return _fill(tensor, np.eye(*tensor.shape))
+
+
+def xavier_uniform_(tensor, gain: float = 1.0, generator=None):
+    fan_in, fan_out = _fans(tensor, "xavier_uniform_")
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return uniform_(tensor, -bound, bound, generator)
+
+
+def xavier_normal_(tensor, gain: float = 1.0, generator=None):
+    fan_in, fan_out = _fans(tensor, "xavier_normal_")
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
+
+
+def _kaiming_std(tensor, a, mode, nonlinearity, who):
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"{who}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan_in, fan_out = _fans(tensor, who)
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+
+
+def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator=None):
+    bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_uniform_")
+    return uniform_(tensor, -bound, bound, generator)
+
+
+def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator=None):
+    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_normal_"), generator)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from .tensor import Function, Tensor
+from .tensor_kit import require_float
+from .tensor_ops import clamp, gather
 from .activations import Module
 
 # %% auto #0
 __all__ = ['LogSoftmaxFunction', 'log_softmax', 'CrossEntropyFunction', 'CrossEntropyLoss', 'MSEFunction', 'MSELoss',
-           'BCEFunction', 'BinaryCrossEntropyLoss']
+           'BCEFunction', 'BinaryCrossEntropyLoss', 'nll_loss', 'cross_entropy', 'mse_loss', 'binary_cross_entropy',
+           'LogSoftmax', 'NLLLoss']
 
 # %% ../../modules/04_losses/04_losses.ipynb #c0c2b733
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -46,6 +49,9 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     "log(softmax(x)) along `dim`, computed stably with log-sum-exp."
     if not isinstance(x, Tensor):
         x = Tensor(x)
+    require_float(x, "log_softmax")
+    if x.ndim == 0 and dim in (0, -1):                 # as PyTorch: a 0-d input is one class, log 1 = 0
+        return LogSoftmaxFunction.apply(x.reshape(1), dim=0).reshape(())
     if x.ndim == 0 or not -x.ndim <= dim < x.ndim:
         raise ValueError(f"log_softmax: dim {dim} is out of range for a tensor of shape {x.shape}")
     return LogSoftmaxFunction.apply(x, dim=dim)
@@ -106,14 +112,16 @@ def _flatten_spatial(logits: Tensor, y: np.ndarray) -> tuple:
 
 class CrossEntropyLoss(Module):
     "Mean cross-entropy between logits (N, C) [or (N, C, d1, ...)] and class indices (N,) [or (N, d1, ...)]."
-    def __init__(self, ignore_index: int = -100):
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__()
-        self.ignore_index = ignore_index
+        if weight is not None or label_smoothing:
+            raise NotImplementedError("CrossEntropyLoss: class weights and label smoothing are not supported in tinytorch")
+        self.ignore_index, self.reduction = ignore_index, _check_reduction("CrossEntropyLoss", reduction)
 
     def forward(self, logits: Tensor, targets) -> Tensor:
-        if not isinstance(logits, Tensor):
-            logits = Tensor(logits)
+        logits = _check_logits("CrossEntropyLoss", logits)
         y = _as_int_targets(targets)
+        tshape = y.shape
         if logits.ndim == 1:                               # one unbatched example
             logits, y = logits.reshape(1, -1), y.reshape(1)
         if logits.ndim > 2:                                # (N, C, d1, ...) -> (N*d1*..., C)
@@ -128,6 +136,9 @@ class CrossEntropyLoss(Module):
         if bad.any():
             raise IndexError(f"CrossEntropyLoss: target {int(y[bad][0])} is out of range for {c} classes "
                              f"(valid: 0..{c - 1}, or ignore_index={self.ignore_index})")
+        if self.reduction != "mean":                       # given: per-example losses (the section below)
+            per, _ = _nll_rows(log_softmax(logits, 1), y, self.ignore_index)
+            return _reduce(per.reshape(tshape), self.reduction)
         return CrossEntropyFunction.apply(logits, targets=y, ignore_index=self.ignore_index)
 
 # %% ../../modules/04_losses/04_losses.ipynb #4d424951
@@ -153,14 +164,21 @@ class MSEFunction(Function):
 
 
 class MSELoss(Module):
-    "Mean squared error."
+    "Mean squared error (reduction='sum' or 'none' as PyTorch)."
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = _check_reduction("MSELoss", reduction)
+
     def forward(self, pred: Tensor, target) -> Tensor:
         if not isinstance(pred, Tensor):
             pred = Tensor(pred)
         if not isinstance(target, Tensor):
             target = Tensor(target, dtype=pred.dtype)
+        require_float(pred, "MSELoss")
         if pred.shape != target.shape:
             raise ValueError(f"MSELoss: prediction shape {pred.shape} and target shape {target.shape} differ")
+        if getattr(self, "reduction", "mean") != "mean":
+            return _reduce((pred - target) ** 2, self.reduction)
         return MSEFunction.apply(pred, target)
 
 
@@ -195,7 +213,11 @@ class BCEFunction(Function):
 
 
 class BinaryCrossEntropyLoss(Module):
-    "Binary cross-entropy on probabilities in [0, 1]."
+    "Binary cross-entropy on probabilities in [0, 1] (reduction='sum' or 'none' as PyTorch)."
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = _check_reduction("BinaryCrossEntropyLoss", reduction)
+
     def forward(self, probs: Tensor, target) -> Tensor:
         if not isinstance(probs, Tensor):
             probs = Tensor(probs)
@@ -209,4 +231,99 @@ class BinaryCrossEntropyLoss(Module):
             bad = p[np.isnan(p) | (p < 0) | (p > 1)][0]
             raise ValueError(f"BinaryCrossEntropyLoss: inputs must be probabilities in [0, 1]; saw {bad} "
                              f"(apply Sigmoid to logits first)")
+        if getattr(self, "reduction", "mean") != "mean":
+            per = -(target * clamp(probs.log(), min=-100.0) + (1 - target) * clamp((1 - probs).log(), min=-100.0))
+            return _reduce(per, self.reduction)
         return BCEFunction.apply(probs, target)
+
+# %% ../../modules/04_losses/04_losses.ipynb #6c4d1a02
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(who: str, reduction: str) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{who}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def _reduce(per: Tensor, reduction: str, count=None) -> Tensor:
+    if reduction == "none":
+        return per
+    total = per.sum()
+    return total if reduction == "sum" else total / (per.numel() if count is None else max(count, 1))
+
+
+def _nll_rows(logp: Tensor, y: np.ndarray, ignore_index: int) -> tuple:
+    "(−logp[i, y_i] per row, 0 on ignored rows; the number of rows kept)."
+    valid = y != ignore_index
+    picked = gather(logp, 1, np.where(valid, y, 0)[:, None]).reshape(-1)
+    return -(picked * Tensor(valid.astype(logp.data.dtype))), int(valid.sum())
+
+
+def _check_logits(who: str, logits) -> Tensor:
+    if not isinstance(logits, Tensor):
+        logits = Tensor(logits)
+    if logits.data.dtype.kind != "f":
+        raise RuntimeError(f"{who}: logits must be floating point, got dtype {logits.data.dtype} "
+                           f"(PyTorch: expected scalar type Float); convert with .float()")
+    if logits.ndim == 0:
+        raise ValueError(f"{who}: logits must have a class dimension, (C,) or (N, C, ...); got a 0-d tensor")
+    return logits
+
+
+def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    "Negative log-likelihood of log-probabilities `input` (N, C) at class indices `target` (N,)."
+    if weight is not None:
+        raise NotImplementedError("nll_loss: class weights are not supported in tinytorch")
+    logp = _check_logits("nll_loss", input)
+    _check_reduction("nll_loss", reduction)
+    y = _as_int_targets(target)
+    if logp.ndim == 1:
+        logp, y = logp.reshape(1, -1), y.reshape(1)
+    if logp.ndim != 2 or y.shape != logp.shape[:1]:
+        raise ValueError(f"nll_loss: input of shape {logp.shape} needs targets of shape ({logp.shape[0]},), got {y.shape}")
+    bad = (y != ignore_index) & ((y < 0) | (y >= logp.shape[1]))
+    if bad.any():
+        raise IndexError(f"nll_loss: target {int(y[bad][0])} is out of range for {logp.shape[1]} classes")
+    per, kept = _nll_rows(logp, y, ignore_index)
+    return _reduce(per, reduction, kept)
+
+
+def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    "torch.nn.functional.cross_entropy: the same computation as `CrossEntropyLoss`."
+    if weight is not None or label_smoothing:
+        raise NotImplementedError("cross_entropy: class weights and label smoothing are not supported in tinytorch")
+    return CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)(input, target)
+
+
+def mse_loss(input, target, reduction: str = "mean") -> Tensor:
+    return MSELoss(reduction=reduction)(input, target)
+
+
+def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") -> Tensor:
+    if weight is not None:
+        raise NotImplementedError("binary_cross_entropy: weights are not supported in tinytorch")
+    return BinaryCrossEntropyLoss(reduction=reduction)(input, target)
+
+
+class LogSoftmax(Module):
+    "torch.nn.LogSoftmax: log_softmax along `dim` as a layer."
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x) -> Tensor:
+        return log_softmax(x, self.dim)
+
+
+class NLLLoss(Module):
+    "torch.nn.NLLLoss: negative log-likelihood of log-probabilities (after log_softmax)."
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__()
+        if weight is not None:
+            raise NotImplementedError("NLLLoss: class weights are not supported in tinytorch")
+        self.ignore_index, self.reduction = ignore_index, _check_reduction("NLLLoss", reduction)
+
+    def forward(self, input, target) -> Tensor:
+        return nll_loss(input, target, ignore_index=self.ignore_index, reduction=self.reduction)

@@ -14,7 +14,7 @@ from .tensor import Tensor
 
 # %% auto #0
 __all__ = ['RemovableHandle', 'register_optimizer_step_pre_hook', 'register_optimizer_step_post_hook', 'Optimizer', 'sgd_update',
-           'SGD', 'adam_update', 'Adam', 'AdamW']
+           'SGD', 'adam_update', 'Adam', 'AdamW', 'rmsprop_update', 'RMSprop', 'adadelta_update', 'Adadelta']
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #19815a08
 def _real(owner: str, name: str, value) -> float:
@@ -289,6 +289,11 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore hyper-parameters and state from `state_dict()` output (e.g. read back from an .npz).
         Everything is checked before anything changes: group count, group sizes, buffer shapes."""
+        new_groups, new_state = self._prepare_load(state_dict)
+        self._apply_load(new_groups, new_state)
+
+    def _prepare_load(self, state_dict: dict) -> tuple:
+        "(new hyper-parameter groups, new state) from a state dict, or an error; changes nothing."
         name = type(self).__name__
         groups: dict = {}
         states: dict = {}
@@ -341,6 +346,9 @@ class Optimizer:
                                      f"parameter {i} has shape {p.data.shape}")
                 st[key] = arr.astype(p.data.dtype, copy=True)
             new_state[p] = st
+        return new_groups, new_state
+
+    def _apply_load(self, new_groups: list, new_state: dict) -> None:
         for group, merged in zip(self.param_groups, new_groups):
             group.update(merged)
         self.state = new_state
@@ -450,7 +458,7 @@ def adam_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, 
     v += g2
     bias_correction1 = 1 - beta1 ** t
     bias_correction2 = 1 - beta2 ** t
-    denom = np.sqrt(v)
+    denom = np.sqrt(v, out=np.empty_like(v))           # an array even for a 0-d parameter
     denom /= math.sqrt(bias_correction2)
     denom += eps
     np.divide(m, denom, out=denom)                      # reuse the buffer: denom now holds m / denom
@@ -513,3 +521,112 @@ class AdamW(Adam):
                  weight_decay: float = 1e-2):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          decoupled_weight_decay=True)
+
+# %% ../../modules/06_optimizers/06_optimizers.ipynb #8e1f0a02
+def rmsprop_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, alpha: float = 0.99,
+                   eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+                   centered: bool = False) -> None:
+    "One RMSprop step on `param`, in place (torch.optim.RMSprop's formulas)."
+    state["step"] = state["step"] + 1
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    v = state["square_avg"]
+    v *= alpha
+    v += (1 - alpha) * grad * grad
+    if centered:
+        g = state["grad_avg"]
+        g *= alpha
+        g += (1 - alpha) * grad
+        avg = np.sqrt(v - g * g) + eps
+    else:
+        avg = np.sqrt(v) + eps
+    if momentum > 0:
+        buf = state["momentum_buffer"]
+        buf *= momentum
+        buf += grad / avg
+        param -= lr * buf
+    else:
+        param -= lr * grad / avg
+
+
+class RMSprop(Optimizer):
+    "RMSprop: divide each step by a running root-mean-square of the gradients (torch.optim.RMSprop)."
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered))
+
+    def _validate_group(self, group):
+        name = type(self).__name__
+        _check_lr(name, group["lr"])
+        if not 0.0 <= _real(name, "alpha", group["alpha"]) <= 1.0:
+            raise ValueError(f"{name}: invalid alpha={group['alpha']!r}; it must be in [0, 1]")
+        if not _real(name, "eps", group["eps"]) > 0:
+            raise ValueError(f"{name}: invalid eps={group['eps']!r}; it must be > 0")
+        _check_nonneg(name, "weight_decay", group["weight_decay"])
+        _check_nonneg(name, "momentum", group["momentum"])
+
+    def step(self, closure=None):
+        loss = self._closure(closure)
+        with no_grad():
+            for group in self.param_groups:
+                hyper = {k: group[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")}
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    w = p.data
+                    state = self.state.get(p)
+                    if state is None:
+                        state = self.state[p] = {"step": 0, "square_avg": np.zeros_like(w)}
+                        if hyper["momentum"] > 0:
+                            state["momentum_buffer"] = np.zeros_like(w)
+                        if hyper["centered"]:
+                            state["grad_avg"] = np.zeros_like(w)
+                    rmsprop_update(w, self._grad(p, w), state, **hyper)
+        return loss
+
+
+def adadelta_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float = 1.0, rho: float = 0.9,
+                    eps: float = 1e-6, weight_decay: float = 0.0) -> None:
+    "One Adadelta step on `param`, in place (torch.optim.Adadelta's formulas)."
+    state["step"] = state["step"] + 1
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    v, u = state["square_avg"], state["acc_delta"]
+    v *= rho
+    v += (1 - rho) * grad * grad
+    delta = np.sqrt(u + eps) / np.sqrt(v + eps) * grad
+    u *= rho
+    u += (1 - rho) * delta * delta
+    param -= lr * delta
+
+
+class Adadelta(Optimizer):
+    "Adadelta: steps scaled by running averages of squared gradients and squared updates (torch.optim.Adadelta)."
+    def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
+
+    def _validate_group(self, group):
+        name = type(self).__name__
+        _check_lr(name, group["lr"])
+        if not 0.0 <= _real(name, "rho", group["rho"]) <= 1.0:
+            raise ValueError(f"{name}: invalid rho={group['rho']!r}; it must be in [0, 1]")
+        if not _real(name, "eps", group["eps"]) > 0:
+            raise ValueError(f"{name}: invalid eps={group['eps']!r}; it must be > 0")
+        _check_nonneg(name, "weight_decay", group["weight_decay"])
+
+    def step(self, closure=None):
+        loss = self._closure(closure)
+        with no_grad():
+            for group in self.param_groups:
+                hyper = {k: group[k] for k in ("lr", "rho", "eps", "weight_decay")}
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    w = p.data
+                    state = self.state.get(p)
+                    if state is None:
+                        state = self.state[p] = {"step": 0, "square_avg": np.zeros_like(w),
+                                                 "acc_delta": np.zeros_like(w)}
+                    adadelta_update(w, self._grad(p, w), state, **hyper)
+        return loss

@@ -10,11 +10,13 @@ from numpy.lib.stride_tricks import as_strided
 
 from .autograd import Function
 from .tensor import Tensor
+from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Module, Parameter
 
 # %% auto #0
 __all__ = ['Conv2D', 'conv_output_size', 'im2col', 'col2im', 'Conv2dFunction', 'Conv2d', 'MaxPool2dFunction', 'AvgPool2dFunction',
-           'MaxPool2d', 'AvgPool2d', 'BatchNorm2dFunction', 'BatchNorm2d', 'Flatten']
+           'MaxPool2d', 'AvgPool2d', 'AdaptiveAvgPool2dFunction', 'AdaptiveAvgPool2d', 'adaptive_avg_pool2d',
+           'max_pool2d', 'avg_pool2d', 'conv2d', 'BatchNorm2dFunction', 'BatchNorm2d', 'Flatten']
 
 # %% ../../modules/09_spatial/09_spatial.ipynb #8dba54e1
 def _pair(value, name: str, layer: str, minimum: int) -> tuple:
@@ -180,7 +182,7 @@ class Conv2d(Module):
         self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride = _pair(stride, "stride", "Conv2d", 1)
         self.padding = _pair(padding, "padding", "Conv2d", 0)
-        rng = np.random.default_rng() if rng is None else rng
+        rng = default_rng() if rng is None else rng
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
         shape = (self.out_channels, self.in_channels) + self.kernel_size
@@ -305,6 +307,72 @@ class AvgPool2d(_Pool2d):
     "Mean over each kh x kw window (stride defaults to the kernel size), as torch.nn.AvgPool2d."
     function = AvgPool2dFunction
 
+# %% ../../modules/09_spatial/09_spatial.ipynb #9b7d2c02
+def _adaptive_bounds(n_in: int, n_out: int) -> list:
+    "PyTorch's windows: [floor(i n_in / n_out), ceil((i + 1) n_in / n_out)) for each output index i."
+    return [(i * n_in // n_out, -(-(i + 1) * n_in // n_out)) for i in range(n_out)]
+
+
+class AdaptiveAvgPool2dFunction(Function):
+    @staticmethod
+    def forward(ctx, x, output_size):
+        oh, ow = output_size
+        H, W = x.shape[-2:]
+        ctx.rows, ctx.cols, ctx.shape = _adaptive_bounds(H, oh), _adaptive_bounds(W, ow), x.shape
+        out = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+        for i, (r0, r1) in enumerate(ctx.rows):
+            for j, (c0, c1) in enumerate(ctx.cols):
+                out[..., i, j] = x[..., r0:r1, c0:c1].mean(axis=(-2, -1))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        g = np.zeros(ctx.shape, dtype=grad.dtype)
+        for i, (r0, r1) in enumerate(ctx.rows):
+            for j, (c0, c1) in enumerate(ctx.cols):
+                g[..., r0:r1, c0:c1] += grad[..., i, j, None, None] / ((r1 - r0) * (c1 - c0))
+        return g
+
+
+class AdaptiveAvgPool2d(Module):
+    "Average over PyTorch's adaptive windows to a fixed output size (an int or (oh, ow); None keeps a dim)."
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+def adaptive_avg_pool2d(input, output_size) -> Tensor:
+    x = input if isinstance(input, Tensor) else Tensor(input)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"adaptive_avg_pool2d: expected a 3-D or 4-D input, got shape {x.shape}")
+    size = (output_size, output_size) if isinstance(output_size, (int, np.integer)) else tuple(output_size)
+    size = tuple(x.shape[-2 + i] if s is None else int(s) for i, s in enumerate(size))
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got {output_size!r}")
+    return AdaptiveAvgPool2dFunction.apply(x, output_size=size)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0) -> Tensor:
+    return MaxPool2d(kernel_size, stride, padding)(input)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0) -> Tensor:
+    return AvgPool2d(kernel_size, stride, padding)(input)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0) -> Tensor:
+    "torch.nn.functional.conv2d with the same Function as `Conv2d` (groups and dilation are not supported)."
+    x = _check_input(input, "conv2d", weight.shape[1], weight.shape[2:], _pair(padding, "padding", "conv2d", 0))
+    args = (x, weight) if bias is None else (x, weight, bias)
+    return Conv2dFunction.apply(*args, stride=_pair(stride, "stride", "conv2d", 1),
+                                padding=_pair(padding, "padding", "conv2d", 0))
+
 # %% ../../modules/09_spatial/09_spatial.ipynb #16125e12
 _C = (1, -1, 1, 1)        # reshape a per-channel vector to broadcast over NCHW
 
@@ -391,7 +459,7 @@ class BatchNorm2d(Module):
         ### BEGIN SOLUTION
         factor = 0.0
         if self.training:
-            if x.size // x.shape[1] < 2:
+            if x.numel() // x.shape[1] < 2:
                 raise ValueError(f"BatchNorm2d: expected more than 1 value per channel when training, got input "
                                  f"shape {x.shape}")
             self.num_batches_tracked.data += 1

@@ -182,8 +182,11 @@ def _to_array(data, dtype=None) -> np.ndarray:
     return arr
     ### END SOLUTION
 
+# %% ../../modules/01_tensor/01_tensor.ipynb #7a0c1e02
+from .tensor_methods import TensorKit, _dim   # given: module 01, part 4 (imports nothing back)
+
 # %% ../../modules/01_tensor/01_tensor.ipynb #9b674061
-class Tensor:
+class Tensor(TensorKit):
     "An n-dimensional array with a dtype, an optional gradient, and the op that produced it."
     __slots__ = ("data", "_requires_grad", "grad", "_ctx", "__weakref__")
     __array_ufunc__ = None          # `ndarray + Tensor` defers to Tensor.__radd__
@@ -226,8 +229,6 @@ class Tensor:
     def dtype(self): return self.data.dtype
     @property
     def ndim(self) -> int: return self.data.ndim
-    @property
-    def size(self) -> int: return self.data.size
     @property
     def is_leaf(self) -> bool: return self._ctx is None
     @property
@@ -355,21 +356,25 @@ class Tensor:
 
     view = reshape
 
-    def flatten(self, start_dim: int = 0):
-        "Keep the dimensions before start_dim (negative counts from the end), merge the rest into one."
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        """Merge the dimensions start_dim..end_dim (negative counts from the end) into one, via reshape; a
+        0-d tensor becomes shape (1,). The dims are range-checked first (given: IndexError naming dim and
+        rank); start_dim after end_dim raises ValueError naming both."""
+        s, e = _dim(start_dim, self.ndim, "flatten"), _dim(end_dim, self.ndim, "flatten")
         ### BEGIN SOLUTION
-        start = start_dim % max(self.ndim, 1)
-        return self.reshape(self.shape[:start] + (-1,))
+        if self.ndim == 0:
+            return self.reshape(1)
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
+        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
         ### END SOLUTION
 
     def unsqueeze(self, dim: int):
         """A size-1 dimension inserted at position dim (valid: -ndim-1 .. ndim, negative counts from the
-        end as in PyTorch), via reshape. Out of range: IndexError "unsqueeze: dim ... is out of range"
-        naming dim."""
+        end as in PyTorch), via reshape. Given: d, dim checked and made non-negative (out of range:
+        IndexError "unsqueeze: dim ... is out of range" naming dim and rank)."""
+        d = _dim(dim, self.ndim, "unsqueeze", extra=1)
         ### BEGIN SOLUTION
-        d = dim if dim >= 0 else dim + self.ndim + 1
-        if not 0 <= d <= self.ndim:
-            raise IndexError(f"unsqueeze: dim {dim} is out of range for a tensor of {self.ndim} dimensions")
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
         ### END SOLUTION
 
@@ -380,11 +385,9 @@ class Tensor:
         ### BEGIN SOLUTION
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
+        d = _dim(dim, self.ndim, "squeeze")
         if self.ndim == 0:
-            if dim not in (0, -1):
-                raise IndexError(f"squeeze: dim {dim} is out of range for a 0-d tensor")
             return self
-        d = dim % self.ndim
         if self.shape[d] != 1:
             return self
         return self.reshape(self.shape[:d] + self.shape[d + 1:])
@@ -396,10 +399,13 @@ class Tensor:
         ValueError "permute: ... is not a permutation of the ... dimensions of shape ..." naming dims and
         the shape."""
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        if len(dims) != self.ndim:
+            raise ValueError(f"permute: {dims} names {len(dims)} dims, but the tensor of shape {self.shape} has {self.ndim}")
+        dims = tuple(_dim(d, self.ndim, "permute") for d in dims)   # given: each dim range-checked, non-negative
         ### BEGIN SOLUTION
-        if sorted(d % self.ndim if self.ndim else d for d in dims) != list(range(self.ndim)):
+        if sorted(dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dimensions of shape {self.shape}")
-        return Permute.apply(self, dims=tuple(d % self.ndim for d in dims))
+        return Permute.apply(self, dims=dims)
         ### END SOLUTION
 
     def transpose(self, dim0=None, dim1=None):
@@ -411,8 +417,11 @@ class Tensor:
             return Permute.apply(self, dims=tuple(reversed(range(self.ndim))))
         if dim0 is None or dim1 is None:
             raise TypeError("transpose: give both dimensions to swap, or none to reverse all")
+        d0, d1 = _dim(dim0, self.ndim, "transpose"), _dim(dim1, self.ndim, "transpose")
+        if self.ndim == 0:
+            return self
         dims = list(range(self.ndim))
-        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        dims[d0], dims[d1] = dims[d1], dims[d0]
         return Permute.apply(self, dims=tuple(dims))
         ### END SOLUTION
 

@@ -8,25 +8,22 @@ import math
 import numbers
 import os
 import time
-import glob
-import tempfile
 import zipfile
 import zlib
-
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
 from .autograd import no_grad
+from .files import (atomic_write, remove_stale_temps, save_figure_atomic, write_json_atomic,  # noqa: F401
+                                  write_text_atomic)            # the one atomic writer (07_training_files), re-exported
 from .layers import Module
 from .optimizers import Optimizer
 from .tensor import Tensor
 
 # %% auto #0
-__all__ = ['clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine', 'EarlyStopping',
-           'remove_stale_temps', 'atomic_write', 'write_text_atomic', 'write_json_atomic', 'save_figure_atomic',
-           'save_checkpoint', 'load_checkpoint', 'accuracy', 'NonFiniteLossError', 'Trainer']
+__all__ = ['clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine', 'ExponentialLR',
+           'MultiStepLR', 'LinearLR', 'LambdaLR', 'EarlyStopping', 'save_checkpoint', 'load_checkpoint', 'accuracy',
+           'NonFiniteLossError', 'Trainer']
 
 # %% ../../modules/07_training/07_training.ipynb #01e4e4ce
 def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
@@ -127,6 +124,10 @@ class LRScheduler:
         return {k: np.array(v) for k, v in vars(self).items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        vars(self).update(self._prepare_load(state_dict))
+
+    def _prepare_load(self, state_dict: dict) -> dict:
+        "The new attribute values from a state dict, or an error naming the key; changes nothing."
         name = type(self).__name__
         own = {k: v for k, v in vars(self).items() if k != "optimizer"}
         unexpected = sorted(set(state_dict) - set(own))
@@ -153,7 +154,7 @@ class LRScheduler:
                 new[key] = float(arr)
             else:
                 new[key] = arr.item() if arr.ndim == 0 else arr.copy()
-        vars(self).update(new)
+        return new
 
     def __repr__(self):
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={self._last_lr})"
@@ -239,6 +240,73 @@ class WarmupCosine(LRScheduler):
         return [self.min_lr + (base - self.min_lr) * cos for base in self.base_lrs]
         ### END SOLUTION
 
+# %% ../../modules/07_training/07_training.ipynb #7c2e9f02
+class ExponentialLR(LRScheduler):
+    "Multiply the learning rate by gamma every epoch (torch.optim.lr_scheduler.ExponentialLR)."
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1):
+        self.gamma = _check_real("ExponentialLR", "gamma", gamma, 0.0, strict=True)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    "Multiply the learning rate by gamma at each milestone epoch (torch.optim.lr_scheduler.MultiStepLR)."
+    def __init__(self, optimizer: Optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
+        ms = [_check_int("MultiStepLR", "milestone", m, 0) for m in milestones]
+        if ms != sorted(ms):
+            raise ValueError(f"MultiStepLR: milestones must be increasing, got {list(milestones)}")
+        self.milestones = tuple(ms)
+        self.gamma = _check_real("MultiStepLR", "gamma", gamma, 0.0, strict=True)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        passed = sum(1 for m in np.ravel(self.milestones) if m <= self.last_epoch)
+        return [base * self.gamma ** passed for base in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    "Scale the rate linearly from start_factor to end_factor over total_iters epochs (torch's LinearLR)."
+    def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+                 total_iters: int = 5, last_epoch: int = -1):
+        self.start_factor = _check_real("LinearLR", "start_factor", start_factor, 0.0, strict=True)
+        self.end_factor = _check_real("LinearLR", "end_factor", end_factor, 0.0)
+        self.total_iters = _check_int("LinearLR", "total_iters", total_iters, 1)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        t = min(self.last_epoch, self.total_iters) / self.total_iters
+        return [base * (self.start_factor + (self.end_factor - self.start_factor) * t) for base in self.base_lrs]
+
+
+class LambdaLR(LRScheduler):
+    "The base rate times lr_lambda(epoch), one function or one per group (torch's LambdaLR; functions are not saved)."
+    def __init__(self, optimizer: Optimizer, lr_lambda, last_epoch: int = -1):
+        n = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
+        fns = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n
+        if len(fns) != n or not all(callable(f) for f in fns):
+            raise ValueError(f"LambdaLR: lr_lambda must be a function or a list of {n} functions, got {lr_lambda!r}")
+        self.lr_lambdas = fns
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base * float(f(self.last_epoch)) for base, f in zip(self.base_lrs, self.lr_lambdas)]
+
+    def state_dict(self) -> dict:
+        fns = self.__dict__.pop("lr_lambdas")          # functions would need pickle: left out, as PyTorch does
+        try:
+            return super().state_dict()
+        finally:
+            self.lr_lambdas = fns
+
+    def _prepare_load(self, state_dict: dict) -> dict:
+        fns = self.__dict__.pop("lr_lambdas")
+        try:
+            return super()._prepare_load(state_dict)
+        finally:
+            self.lr_lambdas = fns
+
 # %% ../../modules/07_training/07_training.ipynb #353be4a2
 class EarlyStopping:
     "Stop when the monitored value has not improved by more than min_delta for `patience` epochs."
@@ -293,106 +361,6 @@ class EarlyStopping:
 # %% ../../modules/07_training/07_training.ipynb #c007eb38
 _FORMAT = "tinytorch-checkpoint"
 _VERSION = 1
-_TMP_SUFFIX = ".tmp"
-
-
-def _temp_prefix(path: Path) -> str:
-    "Temporary files of `path` are named `.<name>.<pid>.<random>.tmp` in its folder."
-    return f".{path.name}."
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)                    # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True                        # it exists (another user's) or we cannot tell: keep its file
-    return True
-
-
-def remove_stale_temps(path) -> list:
-    """Delete the temporary files that a killed writer of `path` left in its folder (named by
-    `atomic_write`, with a process id that no longer runs). Returns the removed paths."""
-    path = Path(path)
-    prefix, removed = _temp_prefix(path), []
-    if not path.parent.is_dir():
-        return removed
-    for tmp in path.parent.glob(glob.escape(prefix) + "*" + _TMP_SUFFIX):
-        pid = tmp.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
-def _fsync_folder(folder: Path) -> None:
-    "Make the rename itself durable (POSIX); a no-op where folders cannot be opened or synced."
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-@contextmanager
-def atomic_write(path, mode: str = "wb", encoding: str | None = "utf-8"):
-    """`with atomic_write(path, "w") as f: ...` writes `path` so that it is either the complete new file or
-    the untouched old one: `f` is a temporary file in the same folder, flushed and fsync'ed, then renamed
-    over `path` with os.replace when the block ends. On any error (KeyboardInterrupt too) the temporary file
-    is removed and the error re-raised. Stale temporary files of `path` from killed processes are removed
-    first. `mode`: "w" (text, `encoding`) or "wb"."""
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"atomic_write: the folder {str(path.parent)!r} of {str(path)!r} does not exist")
-    remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=_TMP_SUFFIX)
-    ### BEGIN SOLUTION
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    ### END SOLUTION
-    _fsync_folder(path.parent)
-
-
-def write_text_atomic(path, text: str) -> str:
-    "Write `text` (UTF-8) to `path` with `atomic_write`. Returns the path."
-    with atomic_write(path, "w") as f:
-        f.write(text)
-    return os.fspath(path)
-
-
-def write_json_atomic(path, obj, indent: int = 2) -> str:
-    """Write `obj` as JSON to `path` with `atomic_write` (NumPy scalars as numbers, other objects as their
-    str), creating the folder if needed. Returns the path."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=indent, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
-    return os.fspath(path)
-
-
-def save_figure_atomic(fig, path, dpi: int = 100) -> str:
-    "Save a matplotlib Figure to `path` (format from the suffix, PNG if none) with `atomic_write`."
-    fmt = Path(path).suffix.lstrip(".").lower() or "png"
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, dpi=dpi, format=fmt)
-    return os.fspath(path)
-
-
 def _atomic_savez(path: str, arrays: dict) -> None:
     "Write `arrays` (name -> array) to `path` as an .npz with `atomic_write`."
     with atomic_write(path, "wb") as f:
@@ -507,6 +475,8 @@ def load_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, 
         if arr.shape != own[key].shape:
             raise ValueError(f"load_checkpoint: {key} has shape {own[key].shape} in the model but "
                              f"{arr.shape} in {path}")
+    model_new = model._prepare_load(state)[0]               # every check first: nothing changes on failure
+    opt_new = sched_new = None
     sched_state = _section(arrays, "scheduler/")
     if scheduler is not None and set(sched_state) != set(scheduler.state_dict()):
         raise ValueError(f"load_checkpoint: the scheduler state in {path} (keys {sorted(sched_state)}) does not "
@@ -518,10 +488,14 @@ def load_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, 
         if meta.get("optimizer") not in (None, type(optimizer).__name__):
             raise ValueError(f"load_checkpoint: {path} holds the state of a {meta['optimizer']}, not of a "
                              f"{type(optimizer).__name__}")
-        optimizer.load_state_dict(opt_state)               # validates everything before changing anything
+        opt_new = optimizer._prepare_load(opt_state)
     if scheduler is not None:
-        scheduler.load_state_dict(sched_state)
-    model.load_state_dict(state)                            # in place: arrays keep their identity
+        sched_new = scheduler._prepare_load(sched_state)
+    if optimizer is not None:                               # all checked: now change things
+        optimizer._apply_load(*opt_new)
+    if scheduler is not None:
+        vars(scheduler).update(sched_new)
+    model._apply_load(model_new)                            # in place: arrays keep their identity
     out = dict(meta.get("extra", {}))
     out.update(_section(arrays, "extra/"))
     return out

@@ -10,6 +10,7 @@ import numpy as np
 
 from .autograd import Function, no_grad
 from .tensor import Tensor
+from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Dropout, Linear, Module, Parameter
 from .activations import GELU
 from .embeddings import Embedding, PositionalEncoding
@@ -354,7 +355,7 @@ def sample_next_token(logits, temperature: float = 1.0, top_k: int | None = None
     z -= z.max(axis=-1, keepdims=True)
     p = np.exp(z)
     cdf = np.cumsum(p, axis=-1)
-    rng = np.random.default_rng() if rng is None else rng
+    rng = default_rng() if rng is None else rng
     u = rng.random((z.shape[0], 1)) * cdf[:, -1:]                         # uniform in [0, total)
     return (cdf <= u).sum(axis=-1).astype(np.int64)                     # the first index with cdf > u
     ### END SOLUTION

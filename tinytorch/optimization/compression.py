@@ -43,7 +43,7 @@ def model_bytes(model: Module) -> dict:
 
 def _count(model: Module) -> tuple:
     params = list(model.parameters())
-    return sum(p.size for p in params), sum(int(np.count_nonzero(p.data)) for p in params)
+    return sum(p.numel() for p in params), sum(int(np.count_nonzero(p.data)) for p in params)
 
 
 def _stage(name: str, model: Module, val_data, loss_fn, seconds: float, **extra) -> dict:

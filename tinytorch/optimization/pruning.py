@@ -727,7 +727,7 @@ def _compact_heads(mha: MultiHeadAttention):
 
 
 def _num_unique_parameters(model: Module) -> int:
-    return sum(p.size for p in model.parameters())
+    return sum(p.numel() for p in model.parameters())
 
 
 def compact(model: Module) -> dict:
