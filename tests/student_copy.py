@@ -13,6 +13,14 @@ def fill_stubs(released: dict, reference: dict, overrides: dict) -> dict:
     blocks = solution_blocks(reference)
     nb = json.loads(json.dumps(released))
     for i, cell_blocks in blocks.items():
+        if reference["cells"][i]["cell_type"] == "markdown":
+            # a written answer: the student writes their own prose where the release says "Your answer
+            # here"; here, the reference's answer without its markers
+            ref = "".join(reference["cells"][i]["source"]).split("\n")
+            text = "\n".join(ln for ln in ref if not re.match(r"^\s*#*\s*(BEGIN|END) SOLUTION\s*$", ln))
+            nb["cells"][i]["source"] = [ln + "\n" for ln in text.split("\n")[:-1]] + \
+                ([text.split("\n")[-1]] if text.split("\n")[-1] else [])
+            continue
         lines = "".join(nb["cells"][i]["source"]).split("\n")
         out, k = [], 0
         for ln in lines:

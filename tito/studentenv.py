@@ -36,9 +36,26 @@ def imported_packages(path: Path) -> set[str]:
     return names
 
 
-def oracle_imports(path: Path) -> list[str]:
-    """The repository-only packages the file imports (empty: the file runs for students)."""
-    return sorted(imported_packages(path) & set(ORACLE_PACKAGES))
+def _test_helpers(path: Path) -> dict[str, Path]:
+    """The tests' own helper modules a test file can import by name (pytest puts ``tests/`` on
+    ``sys.path``, see tests/conftest.py): ``name -> tests/name.py`` for the ``tests`` folder above it."""
+    for parent in Path(path).resolve().parents:
+        if parent.name == "tests":
+            return {p.stem: p for p in parent.glob("*.py") if p.stem != "conftest"}
+    return {}
+
+
+def oracle_imports(path: Path, _seen: frozenset = frozenset()) -> list[str]:
+    """The repository-only packages the file imports (empty: the file runs for students), also through
+    the tests' own helper modules it imports (e.g. a helper that builds checkpoints with transformers)."""
+    names = imported_packages(path)
+    found = names & set(ORACLE_PACKAGES)
+    helpers = _test_helpers(path)
+    for name in sorted(names & set(helpers)):
+        helper = helpers[name]
+        if helper not in _seen and helper.resolve() != Path(path).resolve():
+            found |= set(oracle_imports(helper, _seen | {helper}))
+    return sorted(found)
 
 
 def unavailable_imports(path: Path) -> list[str]:

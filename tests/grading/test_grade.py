@@ -72,7 +72,8 @@ def stripped(folder: str) -> dict:
 
 def student(subs: Path, name: str, changes: dict) -> Path:
     """A submission of modules 01-03: the reference notebooks, with ``changes[folder]`` = a
-    notebook dict, raw text, or None (no notebook)."""
+    notebook dict, raw text, or None (no notebook) for the module's main notebook; its other
+    notebooks (given code, no exercises) are the reference's, unless the module is missing."""
     for folder in MODULES:
         dst = subs / name / "modules" / folder / f"{folder}.ipynb"
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +83,9 @@ def student(subs: Path, name: str, changes: dict) -> Path:
             write_notebook(changes[folder], dst)
         elif isinstance(changes[folder], str):
             dst.write_text(changes[folder])
+        if changes.get(folder, "") is not None:       # the module's other notebooks (e.g. 01's given kit)
+            for other in MANIFEST.by_folder(folder).notebooks[1:]:
+                shutil.copy(other, dst.parent / other.name)
     return subs / name
 
 

@@ -179,16 +179,25 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p: float = 0.0, is_
 
     Returns the output (..., T_q, d_v), or (output, weights) with return_weights=True, where weights is a
     Tensor (..., T_q, T_k) of the attention probabilities before dropout (for inspection: no gradient
-    flows through it)."""
+    flows through it).
+
+    Exercise (given: q, k, v as Tensors, checked; `shape` = the scores' shape (..., T_q, T_k); `dt` = their
+    float dtype; `mask_bias` = attention_bias(...), None or 0/-inf; dropout_p checked): scale defaults to
+    1 / sqrt(d), d = q.shape[-1]; when dropout_p > 0, dropout_multiplier(shape, dropout_p, rng, dt) with
+    rng = default_rng() (module 01's generator, seeded by manual_seed) if none is given; then
+    ScaledDotProductAttention.apply(q, k, v, mask_bias=..., scale=float(scale), dropout_mask=... (None without
+    dropout), weights_sink=a list when return_weights, else None), returning (out, Tensor(the list's weights))
+    or out."""
     mask = attn_mask if mask is None else mask          # PyTorch's keyword name, same meaning (True = may attend)
     q, k, v = (t if isinstance(t, Tensor) else Tensor(t) for t in (q, k, v))
     shape = _check_qkv(q.data, k.data, v.data)
     dt = np.result_type(q.dtype, k.dtype)
     mask_bias = attention_bias(_as_mask(mask, shape), shape, is_causal, dt)
-    if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1])
     if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p!r}")
+    ### BEGIN SOLUTION
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
     dropout_mask = None
     if dropout_p > 0.0:
         rng = default_rng() if rng is None else rng
@@ -199,6 +208,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p: float = 0.0, is_
     if return_weights:
         return out, Tensor(sink[0])
     return out
+    ### END SOLUTION
 
 # %% ../../modules/12_attention/12_attention.ipynb #ff703499
 class SplitHeads(Function):
@@ -293,26 +303,41 @@ class MultiHeadAttention(Module):
         self.head_dim = self.embed_dim // self.num_heads
         self.dropout = float(dropout)
         self.rng = default_rng() if rng is None else rng
-        self.q_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
-        self.k_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
-        self.v_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
-        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, rng=self.rng)
-        self.register_buffer("head_mask", Tensor(np.ones(self.num_heads, dtype=np.float32)))
+        self._build_layers(bias)
         self.store_attention = False
         self.last_attention_weights = None
         self.last_kv_length = None
 
+    def _build_layers(self, bias: bool) -> None:
+        """Exercise. The layer's parameters: self.q_proj, self.k_proj, self.v_proj and self.out_proj, four
+        Linear(embed_dim, embed_dim, bias=bias, rng=self.rng) created in that order (so a seeded rng gives the
+        same weights as the reference); and the buffer "head_mask" (register_buffer): a Tensor of ones, shape
+        (num_heads,), float32. Returns None."""
+        ### BEGIN SOLUTION
+        d = self.embed_dim
+        self.q_proj = Linear(d, d, bias=bias, rng=self.rng)
+        self.k_proj = Linear(d, d, bias=bias, rng=self.rng)
+        self.v_proj = Linear(d, d, bias=bias, rng=self.rng)
+        self.out_proj = Linear(d, d, bias=bias, rng=self.rng)
+        self.register_buffer("head_mask", Tensor(np.ones(self.num_heads, dtype=np.float32)))
+        ### END SOLUTION
+
     def forward(self, x: Tensor, mask=None, kv_hook=None) -> Tensor:
+        """x (B, T, embed_dim), checked -> (B, T, embed_dim). Exercise: q, k, v = self.project_heads(x); when a
+        kv_hook is given, k, v = self._run_kv_hook(kv_hook, k, v) (it may return more positions: cached ones);
+        set self.last_kv_length to the number of key positions (k.shape[2]); return self.attend(q, k, v, mask)."""
         if not isinstance(x, Tensor):
             x = Tensor(x)
         if x.ndim != 3 or x.shape[-1] != self.embed_dim:
             raise ValueError(f"MultiHeadAttention: expected input of shape (B, T, {self.embed_dim}); "
                              f"got shape {x.shape}")
+        ### BEGIN SOLUTION
         q, k, v = self.project_heads(x)
         if kv_hook is not None:
             k, v = self._run_kv_hook(kv_hook, k, v)
         self.last_kv_length = k.shape[2]
         return self.attend(q, k, v, mask)
+        ### END SOLUTION
 
     def project_heads(self, x: Tensor) -> tuple:
         """Exercise. x: a Tensor (B, T, embed_dim) (float32). Returns (q, k, v): q_proj(x), k_proj(x) and

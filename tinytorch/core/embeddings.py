@@ -73,6 +73,9 @@ def token_ids(ids, num_embeddings: int, who: str = "Embedding") -> np.ndarray:
 class Embedding(Module):
     "A learned table of shape (num_embeddings, embedding_dim); forward(ids) -> weight[ids], shape ids.shape + (embedding_dim,)."
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, rng=None):
+        """Checks given (self.num_embeddings, self.embedding_dim, self.padding_idx: None or an index in range, and
+        `rng`). Exercise: self.weight = a Parameter (num_embeddings, embedding_dim), float32, drawn from N(0, 1)
+        with rng.standard_normal (as torch.nn.Embedding), its row padding_idx (if any) set to zeros."""
         super().__init__()
         self.num_embeddings = _positive_int(num_embeddings, "num_embeddings", "Embedding")
         self.embedding_dim = _positive_int(embedding_dim, "embedding_dim", "Embedding")
@@ -85,9 +88,11 @@ class Embedding(Module):
             padding_idx = int(padding_idx) % self.num_embeddings
         self.padding_idx = padding_idx
         rng = default_rng() if rng is None else rng
+        ### BEGIN SOLUTION
         self.weight = Parameter(rng.standard_normal((self.num_embeddings, self.embedding_dim), dtype=np.float32))
         if padding_idx is not None:
             self.weight.data[padding_idx] = 0.0
+        ### END SOLUTION
 
     def forward(self, ids) -> Tensor:
         "ids (any shape, ints) -> Tensor ids.shape + (embedding_dim,): token_ids checks them, EmbeddingFunction looks up."
@@ -131,12 +136,16 @@ def _check_positions(x, max_seq_len: int, embed_dim: int, start_pos, who: str):
 class PositionalEncoding(Module):
     "Learned positions: a Parameter table (max_seq_len, embed_dim); forward(x, start_pos=0) = x + table[start_pos:start_pos+T]."
     def __init__(self, max_seq_len: int, embed_dim: int, rng=None, init_std: float = 0.02):
+        """Checks given (self.max_seq_len, self.embed_dim, `rng`). Exercise: self.weight = a Parameter
+        (max_seq_len, embed_dim), float32, drawn from N(0, init_std²): rng.standard_normal(shape) * init_std."""
         super().__init__()
         self.max_seq_len = _positive_int(max_seq_len, "max_seq_len", "PositionalEncoding")
         self.embed_dim = _positive_int(embed_dim, "embed_dim", "PositionalEncoding")
         rng = default_rng() if rng is None else rng
+        ### BEGIN SOLUTION
         self.weight = Parameter((rng.standard_normal((self.max_seq_len, self.embed_dim)) * init_std)
                                 .astype(np.float32))
+        ### END SOLUTION
 
     @property
     def table(self) -> Tensor:

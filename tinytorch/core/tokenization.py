@@ -19,7 +19,8 @@ from .training import write_text_atomic      # module 07: the one atomic file wr
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'FORMAT_VERSION', 'SPECIAL_NAMES', 'Tokenizer', 'CharTokenizer', 'pad_sequences', 'pretokenize',
-           'merge_pair', 'learn_merges', 'BPETokenizer', 'bytes_to_unicode', 'gpt2_pattern', 'ByteLevelBPETokenizer']
+           'merge_pair', 'count_pairs', 'apply_merge', 'learn_merges', 'merge_vocabulary', 'bpe_apply', 'BPETokenizer',
+           'bytes_to_unicode', 'gpt2_pattern', 'ByteLevelBPETokenizer']
 
 # %% ../../modules/10_tokenization/10_tokenization.ipynb #7a9ac74a
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
@@ -222,15 +223,7 @@ class Tokenizer:
             raise ValueError("encode_batch: truncation=True needs max_length (a positive integer)")
         seqs = []
         for i, text in enumerate(texts):
-            ids = self.encode(text)
-            if truncation:
-                if add_special_tokens:
-                    n_special = len(self._wrap([]))
-                    ids = self._wrap(ids[:max(max_length - n_special, 0)])[:max_length]
-                else:
-                    ids = ids[:max_length]
-            elif add_special_tokens:
-                ids = self._wrap(ids)
+            ids = self._encode_to_fit(text, max_length, truncation, add_special_tokens)
             if max_length is not None and len(ids) > max_length:
                 raise ValueError(f"encode_batch: text {i} has {len(ids)} tokens, more than max_length={max_length}; "
                                  f"pass truncation=True to cut it")
@@ -242,6 +235,24 @@ class Tokenizer:
         input_ids, attention_mask = pad_sequences(seqs, pad, max_length if mode == "max_length" else None,
                                                   padding_side=side)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def _encode_to_fit(self, text: str, max_length: int | None, truncation: bool, add_special_tokens: bool) -> list:
+        """One text of a batch -> its ids (a list of ints): self.encode(text), then
+        - truncation (max_length is then a positive int): without specials, the first max_length ids; with
+          add_special_tokens, the bos/eos wrapping is kept: the first max_length - n_special ids (not below 0;
+          n_special = len(self._wrap([])), the specials this tokenizer adds) wrapped by self._wrap, then cut to
+          max_length;
+        - no truncation: wrapped by self._wrap when add_special_tokens.
+        Checking the length against max_length is the caller's job."""
+        ### BEGIN SOLUTION
+        ids = self.encode(text)
+        if truncation:
+            if add_special_tokens:
+                n_special = len(self._wrap([]))
+                return self._wrap(ids[:max(max_length - n_special, 0)])[:max_length]
+            return ids[:max_length]
+        return self._wrap(ids) if add_special_tokens else ids
+        ### END SOLUTION
 
     def decode_batch(self, batch, skip_special_tokens: bool = True) -> list:
         "A (B, T) array of ids (or a list of lists) -> B strings (padding dropped with the other specials)."
@@ -426,25 +437,62 @@ def merge_pair(symbols: list, pair: tuple) -> list:
     ### END SOLUTION
 
 
-def learn_merges(piece_counts: dict, n_new_tokens: int, alphabet, min_frequency: int = 2) -> list:
-    """Byte-pair merges learned from `piece_counts` (piece string -> count).
-    Start with every piece split into characters. Repeat: take the adjacent pair with the highest total
-    count (a pair's count: the sum of the counts of the pieces it occurs in, once per occurrence); stop
-    when its count is below `min_frequency`; append it to `merges` (given, empty) and merge it in every piece
-    (merge_pair). A merge whose string a + b is not yet in `known` (given: the alphabet's strings) adds it;
-    stop once `n_new_tokens` new strings were added. Ties: any order. Returns merges, a list of (a, b).
-    (A fast version updates only the pieces that contain the merged pair.)"""
-    known = set(alphabet)
-    merges: list = []
+def count_pairs(words: list, freqs: list) -> tuple:
+    """Step 1 of learn_merges. words: a list of words, each a list of symbol strings; freqs: a list of ints, the
+    count of each word. Returns (pair_counts, where), two defaultdicts: pair_counts[(a, b)] (int) = the sum, over
+    every adjacent occurrence of (a, b) in a word, of that word's count; where[(a, b)] = the set of indices of
+    the words that contain the pair."""
     ### BEGIN SOLUTION
-    words = [list(p) for p in piece_counts]
-    freqs = list(piece_counts.values())
     pair_counts: dict = defaultdict(int)
-    where: dict = defaultdict(set)                 # pair -> indices of the words that contain it
+    where: dict = defaultdict(set)
     for i, (w, f) in enumerate(zip(words, freqs)):
         for pair in zip(w, w[1:]):
             pair_counts[pair] += f
             where[pair].add(i)
+    return pair_counts, where
+    ### END SOLUTION
+
+
+def apply_merge(pair: tuple, words: list, freqs: list, pair_counts: dict, where: dict) -> set:
+    """Step 2 of learn_merges: merge `pair` (a, b) in every word that contains it, updating everything in place.
+    For each index i in where.pop(pair, ()): merged = merge_pair(words[i], pair); if it is as long as words[i]
+    (the pair already left that word) skip it; else subtract freqs[i] from pair_counts of each adjacent pair of
+    the old word, add freqs[i] to each adjacent pair of the merged word (and where[p].add(i) for those), and
+    set words[i] = merged. Returns the set of pairs whose count changed (old and new pairs)."""
+    ### BEGIN SOLUTION
+    changed = set()
+    for i in where.pop(pair, ()):
+        w, f = words[i], freqs[i]
+        merged = merge_pair(w, pair)
+        if len(merged) == len(w):
+            continue                               # the pair left this word in an earlier merge
+        for p in zip(w, w[1:]):
+            pair_counts[p] -= f
+            changed.add(p)
+        for p in zip(merged, merged[1:]):
+            pair_counts[p] += f
+            changed.add(p)
+            where[p].add(i)
+        words[i] = merged
+    return changed
+    ### END SOLUTION
+
+
+def learn_merges(piece_counts: dict, n_new_tokens: int, alphabet, min_frequency: int = 2) -> list:
+    """Byte-pair merges learned from `piece_counts` (piece string -> count); returns merges, a list of (a, b).
+    Given: `words` (each piece split into characters), `freqs` (their counts), `known` (the alphabet's strings),
+    `merges` (empty). Step 3, the loop: pair_counts, where = count_pairs(words, freqs); keep a heap of
+    (-count, pair) (heapq). Repeat while fewer than `n_new_tokens` new strings were added and the heap is not
+    empty: pop the highest count (skip an entry whose count differs from pair_counts.get(pair, 0): it is stale);
+    stop when that count is below `min_frequency`; append the pair to merges; a string a + b not yet in `known`
+    is added to it (and counts as new); apply_merge the pair; push (-count, p) for each changed pair p whose
+    count is still positive, delete it from pair_counts otherwise. Ties: the smaller pair first (the heap's order)."""
+    known = set(alphabet)
+    merges: list = []
+    words = [list(p) for p in piece_counts]
+    freqs = list(piece_counts.values())
+    ### BEGIN SOLUTION
+    pair_counts, where = count_pairs(words, freqs)
     heap = [(-c, pair) for pair, c in pair_counts.items()]
     heapq.heapify(heap)
     added = 0
@@ -460,27 +508,42 @@ def learn_merges(piece_counts: dict, n_new_tokens: int, alphabet, min_frequency:
         if new not in known:
             known.add(new)
             added += 1
-        changed = set()
-        for i in where.pop(pair, ()):
-            w, f = words[i], freqs[i]
-            merged = merge_pair(w, pair)
-            if len(merged) == len(w):
-                continue                           # the pair left this word in an earlier merge
-            for p in zip(w, w[1:]):
-                pair_counts[p] -= f
-                changed.add(p)
-            for p in zip(merged, merged[1:]):
-                pair_counts[p] += f
-                changed.add(p)
-                where[p].add(i)
-            words[i] = merged
-        for p in changed:
+        for p in apply_merge(pair, words, freqs, pair_counts, where):
             c = pair_counts[p]
             if c > 0:
                 heapq.heappush(heap, (-c, p))
             else:
                 del pair_counts[p]
     return merges
+    ### END SOLUTION
+
+
+def merge_vocabulary(alphabet, merges) -> list:
+    """alphabet: a list of one-character strings; merges: a list of (a, b) string pairs in the order learned.
+    Returns the tokenizer's own tokens (a list of str): the alphabet in order, then each merge's string a + b,
+    in merge order, each string once (a merge whose string is already there adds nothing)."""
+    ### BEGIN SOLUTION
+    tokens, seen = list(alphabet), set(alphabet)
+    for a, b in merges:
+        if a + b not in seen:
+            seen.add(a + b)
+            tokens.append(a + b)
+    return tokens
+    ### END SOLUTION
+
+
+def bpe_apply(symbols: list, ranks: dict) -> list:
+    """symbols: a list of strings (a piece cut into characters); ranks: dict (a, b) -> the int order the merge was
+    learned in. Repeatedly merge (merge_pair) the adjacent pair with the lowest rank, until no adjacent pair has
+    a rank (or one symbol is left). Returns the final list of strings. Shared by BPETokenizer and GPT-2's
+    ByteLevelBPETokenizer."""
+    ### BEGIN SOLUTION
+    while len(symbols) > 1:
+        best = min(zip(symbols, symbols[1:]), key=lambda p: ranks.get(p, math.inf))
+        if best not in ranks:
+            break
+        symbols = merge_pair(symbols, best)
+    return symbols
     ### END SOLUTION
 
 
@@ -524,31 +587,15 @@ class BPETokenizer(Tokenizer):
 
     def _install(self, alphabet, merges) -> None:
         "Build the vocabulary: specials, alphabet, then each merge's new token string (once)."
-        tokens, seen = list(alphabet), set(alphabet)
-        for a, b in merges:
-            if a + b not in seen:
-                seen.add(a + b)
-                tokens.append(a + b)
-        self._set_vocab(tokens)
+        self._set_vocab(merge_vocabulary(alphabet, merges))
         self.alphabet = list(alphabet)
         self.merges = [(a, b) for a, b in merges]
         self._ranks = {pair: rank for rank, pair in enumerate(self.merges)}
         self._cache = {}
 
     def _bpe(self, piece: str) -> list:
-        """piece (a str) -> its token strings: start from its characters (given: `symbols`), then repeatedly merge
-        (merge_pair) the adjacent pair with the lowest rank in self._ranks (pair -> the order it was learned in)
-        until no adjacent pair has a rank. Returns the list of strings."""
-        symbols = list(piece)
-        ### BEGIN SOLUTION
-        ranks = self._ranks
-        while len(symbols) > 1:
-            best = min(zip(symbols, symbols[1:]), key=lambda p: ranks.get(p, len(ranks)))
-            if best not in ranks:
-                break
-            symbols = merge_pair(symbols, best)
-        return symbols
-        ### END SOLUTION
+        "piece (a str) -> its token strings: the merges applied to its characters in rank order (bpe_apply)."
+        return bpe_apply(list(piece), self._ranks)
 
     def _encode_text(self, text: str) -> list:
         """text -> a list of ids: pretokenize(text); each piece's token strings from self._bpe(piece); each
@@ -594,8 +641,12 @@ class BPETokenizer(Tokenizer):
 
 # %% ../../modules/10_tokenization/10_tokenization.ipynb #e3949f1a
 def bytes_to_unicode() -> dict:
-    "GPT-2's map from each byte value (0-255) to a printable character that stands for it."
+    """GPT-2's map from each byte value (an int 0-255) to a printable one-character str that stands for it. Given:
+    `bs`, the printable bytes ('!'..'~', '¡'..'¬', '®'..'ÿ'), each of which maps to the character with its own
+    code. Every other byte, in increasing order, maps to chr(256 + n), n = 0, 1, 2, ... Returns a dict of 256
+    entries with 256 distinct values."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    ### BEGIN SOLUTION
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -604,6 +655,7 @@ def bytes_to_unicode() -> dict:
             cs.append(256 + n)
             n += 1
     return dict(zip(bs, map(chr, cs)))
+    ### END SOLUTION
 
 
 # Unicode White_Space (what the `regex` module's \s matches; Python's \s also matches U+001C-U+001F)
@@ -708,31 +760,40 @@ class ByteLevelBPETokenizer(Tokenizer):
 
     def _bpe(self, word: str) -> list:
         "Merge the lowest-ranked adjacent pair, everywhere, until no pair has a rank (GPT-2's bpe)."
-        symbols, ranks = list(word), self._ranks
-        while len(symbols) > 1:
-            best = min(zip(symbols, symbols[1:]), key=lambda p: ranks.get(p, math.inf))
-            if best not in ranks:
-                break
-            symbols = merge_pair(symbols, best)
-        return symbols
+        return bpe_apply(list(word), self._ranks)
+
+    def _piece_ids(self, piece: str) -> list:
+        """piece (a str, one pre-tokenized piece) -> its ids (a list of ints): the piece's UTF-8 bytes, each mapped
+        to its character by self.byte_encoder (dict byte -> str) and joined into one string; self._bpe of that
+        string; each resulting token's id in self._token_to_id. A token missing from the vocabulary raises
+        ValueError naming the token and saying "vocab.json and merges.txt do not belong together"."""
+        ### BEGIN SOLUTION
+        word = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
+        ids = []
+        for sym in self._bpe(word):
+            i = self._token_to_id.get(sym)
+            if i is None:
+                raise ValueError(f"ByteLevelBPETokenizer: the merged token {sym!r} is not in the vocabulary "
+                                 f"(vocab.json and merges.txt do not belong together)")
+            ids.append(i)
+        return ids
+        ### END SOLUTION
 
     def _encode_piece(self, piece: str) -> list:
         got = self._cache.get(piece)
         if got is None:
-            word = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
-            got = []
-            for sym in self._bpe(word):
-                i = self._token_to_id.get(sym)
-                if i is None:
-                    raise ValueError(f"ByteLevelBPETokenizer: the merged token {sym!r} is not in the vocabulary "
-                                     f"(vocab.json and merges.txt do not belong together)")
-                got.append(i)
+            got = self._piece_ids(piece)
             if len(self._cache) < 100_000:
                 self._cache[piece] = got
         return got
 
     def _encode_text(self, text: str) -> list:
+        """text -> a list of ids. Given: `parts`, the text split around the special tokens (self._split has a
+        capturing group, so parts at odd positions are special-token strings; all of it when there are none).
+        A special part is the one id self._token_to_id[part]; every other part is cut into pieces by
+        gpt2_pattern().findall(part), and each piece contributes self._encode_piece(piece) (its ids, cached)."""
         parts = self._split.split(text) if self._split is not None else [text]
+        ### BEGIN SOLUTION
         ids, pattern = [], gpt2_pattern()
         for k, part in enumerate(parts):
             if k % 2 == 1:                                         # a special token matched in the text
@@ -741,11 +802,17 @@ class ByteLevelBPETokenizer(Tokenizer):
             for piece in pattern.findall(part):
                 ids.extend(self._encode_piece(piece))
         return ids
+        ### END SOLUTION
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        "Ids -> text (the bytes of the tokens, decoded as UTF-8 with replacement of broken sequences)."
+        """Ids -> text. Given: `ids` (checked, a list of ints in range) and `special` (the set of the special tokens'
+        ids). Each ordinary token's characters are mapped back to bytes by self.byte_decoder (dict str -> byte) and
+        collected; the bytes are decoded as UTF-8 with errors="replace" (a token may hold half a character, so
+        decode the collected bytes only at the end or at a special token). A special id is dropped, or, with
+        skip_special_tokens=False, its token string is inserted as is. Returns the str."""
         ids = self._check_ids(ids, "ByteLevelBPETokenizer.decode")
         special = {self._token_to_id[t] for t in self.added_tokens}
+        ### BEGIN SOLUTION
         out, buf = [], []
         for i in ids:
             token = self._id_to_token[i]
@@ -758,6 +825,7 @@ class ByteLevelBPETokenizer(Tokenizer):
             buf.extend(self.byte_decoder[c] for c in token)
         out.append(bytes(buf).decode("utf-8", errors="replace"))
         return "".join(out)
+        ### END SOLUTION
 
     def _config(self) -> dict:
         return {"vocab": self._token_to_id, "merges": [list(m) for m in self.merges],

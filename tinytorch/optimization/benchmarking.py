@@ -265,8 +265,12 @@ class Benchmark:
         return self
 
     def _calibrate(self, fn) -> int:
+        """How many calls of `fn` (a callable with no arguments) make one measurement: self.number when it is set;
+        otherwise start at 1 and double until `number` calls, timed with self.timer() (seconds, a float), last at
+        least self.min_time, or number reaches 2**24. Returns that number (an int >= 1)."""
         if self.number is not None:
             return self.number
+        ### BEGIN SOLUTION
         number = 1
         while True:                                      # double until one measurement lasts min_time
             t = self.timer()
@@ -276,8 +280,15 @@ class Benchmark:
             if dt >= self.min_time or number >= 1 << 24:
                 return number
             number *= 2
+        ### END SOLUTION
 
     def _rounds(self, numbers: dict) -> dict:
+        """numbers: case name -> calls per measurement (from _calibrate). Runs self.repeats rounds; in round r every
+        case of self.cases (a list of (name, fn)) is measured once, in the order rotated by r % len(self.cases)
+        (round 1 starts with the second case, ...), so no case always runs first. A measurement calls fn
+        numbers[name] times between two self.timer() readings. Returns name -> list of seconds per call, one
+        float per round (the measured time divided by the number of calls)."""
+        ### BEGIN SOLUTION
         times = {name: [] for name, _ in self.cases}
         timer = self.timer
         for r in range(self.repeats):
@@ -289,6 +300,7 @@ class Benchmark:
                     fn()
                 times[name].append((timer() - t) / n)
         return times
+        ### END SOLUTION
 
     def run(self) -> BenchmarkResult:
         "Measure every case; returns a BenchmarkResult."

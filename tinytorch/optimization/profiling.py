@@ -91,25 +91,44 @@ def _nbytes_of(v) -> int:
 
 
 def _n_rows(shape: tuple) -> int:
-    "How many examples an input of `shape` (..., features) holds."
+    """How many examples an input of `shape` (a tuple (..., features)) holds: the product of every dimension
+    but the last, as an int (1 for a 1-D shape)."""
+    ### BEGIN SOLUTION
     return int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+    ### END SOLUTION
 
 
 def _linear_rule(m, args, kwargs, out):
+    """FLOPs of one call of the Linear `m` (m.in_features, m.out_features) on args[0], a Tensor (..., in_features):
+    linear_flops over _n_rows of the input's shape (_shape_of gives it). Returns (flops: int,
+    "2·in·out·examples")."""
+    ### BEGIN SOLUTION
     shape = _shape_of(args[0])
     return linear_flops(m.in_features, m.out_features, _n_rows(shape)), "2·in·out·examples"
+    ### END SOLUTION
 
 
 def _conv_rule(m, args, kwargs, out):
+    """FLOPs of one call of the Conv2d `m` (m.in_channels, m.out_channels, m.kernel_size), read from its output
+    `out`, a Tensor (N, Cout, Hout, Wout): conv2d_flops for N images of Hout x Wout. Returns (flops: int,
+    "2·Cin·kh·kw·Cout·Hout·Wout·N")."""
+    ### BEGIN SOLUTION
     n, _, oh, ow = _shape_of(out)
     flops = conv2d_flops(m.in_channels, m.out_channels, m.kernel_size, (oh, ow), n)
     return flops, "2·Cin·kh·kw·Cout·Hout·Wout·N"
+    ### END SOLUTION
 
 
 def _attention_rule(m, args, kwargs, out):
+    """FLOPs of the two attention products of one call of the MultiHeadAttention `m` (m.num_heads, m.head_dim) on
+    args[0], a Tensor (B, Tq, embed_dim). The keys attended over: Tk = m.last_kv_length (set by the call; a
+    kv_hook may have added cached keys), or Tq when it is None. Returns (attention_flops(B, H, Tq, Tk, hd),
+    "4·B·H·Tq·Tk·hd (Q·Kᵀ and A·V)")."""
+    ### BEGIN SOLUTION
     b, tq, _ = _shape_of(args[0])
     tk = getattr(m, "last_kv_length", None) or tq     # keys attended over (a kv_hook may have added some)
     return attention_flops(b, m.num_heads, tq, tk, m.head_dim), "4·B·H·Tq·Tk·hd (Q·Kᵀ and A·V)"
+    ### END SOLUTION
 
 
 # layers whose work is elementwise or a lookup: no matrix-product FLOPs

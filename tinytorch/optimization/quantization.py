@@ -20,11 +20,12 @@ from .profiling import conv2d_flops, linear_flops
 from ..core.training import save_figure_atomic   # module 07: the one atomic writer
 
 # %% auto #0
-__all__ = ['qrange', 'compute_qparams', 'quantize_array', 'dequantize_array', 'QuantizedTensor', 'quantize_tensor', 'dequantize',
-           'relative_error', 'Observer', 'MinMaxObserver', 'MovingAverageMinMaxObserver', 'PercentileObserver',
-           'int8_matmul', 'QuantizedCSR', 'QuantizedLinear', 'QuantizedConv2d', 'size_breakdown', 'model_size_bytes',
-           'calibrate', 'quantize_model', 'FakeQuantize', 'fake_quantize', 'QATLinear', 'QATConv2d', 'prepare_qat',
-           'convert_qat', 'quantization_error_report', 'format_error_report', 'plot_quantization_error']
+__all__ = ['qrange', 'compute_qparams', 'quantize_array', 'dequantize_array', 'QuantizedTensor', 'channel_range',
+           'quantize_tensor', 'dequantize', 'relative_error', 'Observer', 'MinMaxObserver',
+           'MovingAverageMinMaxObserver', 'PercentileObserver', 'int8_matmul', 'csr_arrays', 'QuantizedCSR',
+           'QuantizedLinear', 'QuantizedConv2d', 'size_breakdown', 'model_size_bytes', 'calibrate', 'quantize_model',
+           'FakeQuantize', 'fake_quantize', 'QATLinear', 'QATConv2d', 'prepare_qat', 'convert_qat',
+           'quantization_error_report', 'format_error_report', 'plot_quantization_error']
 
 # %% ../../modules/16_quantization/16_quantization.ipynb #1214315c
 _STORAGE = {"int8": np.dtype(np.int8), "uint8": np.dtype(np.uint8)}
@@ -172,6 +173,18 @@ def _finite_array(x, who: str) -> np.ndarray:
     return a
 
 
+def channel_range(a: np.ndarray, axis) -> tuple:
+    """a: a real array (finite, not empty); axis: None, or an int in [0, a.ndim). Returns (lo, hi), the smallest
+    and largest values: two scalars when axis is None (one range for the whole tensor), else two arrays of shape
+    (a.shape[axis],), the range of each slice along `axis` (reduced over every other axis)."""
+    ### BEGIN SOLUTION
+    if axis is None:
+        return a.min(), a.max()
+    others = tuple(d for d in range(a.ndim) if d != axis)
+    return a.min(axis=others), a.max(axis=others)
+    ### END SOLUTION
+
+
 def quantize_tensor(x, bits: int = 8, symmetric: bool = True, per_channel: bool = False, axis: int = 0,
                     dtype="int8") -> QuantizedTensor:
     """Quantize `x` (Tensor or array) to `bits`-bit integers in `dtype` storage ('int8' or 'uint8'), with one
@@ -186,11 +199,9 @@ def quantize_tensor(x, bits: int = 8, symmetric: bool = True, per_channel: bool 
         if not -a.ndim <= axis < a.ndim:
             raise ValueError(f"quantize_tensor: axis {axis} is out of range for a tensor of shape {a.shape}")
         axis = axis % a.ndim
-        others = tuple(d for d in range(a.ndim) if d != axis)
-        lo, hi = a.min(axis=others), a.max(axis=others)
     else:
         axis = None
-        lo, hi = a.min(), a.max()
+    lo, hi = channel_range(a, axis)
     scale, zero_point = compute_qparams(lo, hi, bits, symmetric, storage.name)
     q = quantize_array(a, _along(scale, a.ndim, axis), _along(zero_point, a.ndim, axis), qmin, qmax, storage)
     return QuantizedTensor(q, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis)
@@ -204,9 +215,12 @@ def dequantize(q: QuantizedTensor) -> Tensor:
 
 # %% ../../modules/16_quantization/16_quantization.ipynb #d66ca657
 def relative_error(x, x_hat, axis=None) -> np.ndarray:
-    "‖x − x̂‖ / ‖x‖ (Frobenius), over everything or per slice along `axis` (0 where ‖x‖ = 0)."
+    """‖x − x̂‖ / ‖x‖ (Frobenius norms). Given: x and x_hat as float64 arrays of one shape. axis None: over
+    everything, a 0-d array; else an int: one value per slice along `axis` (norms over every other axis), shape
+    (x.shape[axis],). Where ‖x‖ = 0 the result is 0 when ‖x − x̂‖ = 0 too, else inf (never a division by 0)."""
     x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float64)
     x_hat = np.asarray(x_hat.data if isinstance(x_hat, Tensor) else x_hat, dtype=np.float64)
+    ### BEGIN SOLUTION
     if axis is None:
         num, den = np.linalg.norm(x - x_hat), np.linalg.norm(x)
     else:
@@ -214,6 +228,7 @@ def relative_error(x, x_hat, axis=None) -> np.ndarray:
         num = np.sqrt(((x - x_hat) ** 2).sum(axis=others))
         den = np.sqrt((x ** 2).sum(axis=others))
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num > 0, np.inf, 0.0))
+    ### END SOLUTION
 
 # %% ../../modules/16_quantization/16_quantization.ipynb #24ef65cb
 class Observer:
@@ -431,6 +446,24 @@ def _index_dtype(n: int) -> np.dtype:
     return np.dtype(np.uint8) if n <= 256 else np.dtype(np.uint16) if n <= 65536 else np.dtype(np.int32)
 
 
+def csr_arrays(dense: np.ndarray) -> tuple:
+    """dense: a 2-D int8 array (rows, cols). Returns (values, indices, indptr) of its non-zero entries in
+    compressed sparse rows, row by row and left to right within a row: values int8 (nnz,), the entries;
+    indices (nnz,), their column numbers, in _index_dtype(cols); indptr (rows + 1,), indptr[0] = 0 and
+    indptr[r + 1] = indptr[r] + the number of non-zeros of row r, in uint16 when nnz <= 65535, else int32."""
+    ### BEGIN SOLUTION
+    rows, cols = dense.shape
+    keep = dense != 0
+    counts = keep.sum(axis=1)
+    nnz = int(counts.sum())
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    ptr_dtype = np.dtype(np.uint16) if nnz <= 65535 else np.dtype(np.int32)
+    indices = np.nonzero(keep)[1].astype(_index_dtype(cols))
+    return dense[keep], indices, indptr.astype(ptr_dtype)
+    ### END SOLUTION
+
+
 class QuantizedCSR:
     """A 2-D int8 matrix in compressed sparse rows with a symmetric scale per row (or one): int8 `values`,
     column `indices` in the smallest unsigned type that fits (uint8 for up to 256 columns), row pointers
@@ -464,15 +497,8 @@ class QuantizedCSR:
                 or q.data.dtype != np.int8:
             raise ValueError(f"QuantizedCSR.from_quantized: needs a symmetric int8 2-D QuantizedTensor with "
                              f"per-tensor or per-row scales, got {q!r}")
-        rows, cols = q.data.shape
-        keep = q.data != 0
-        counts = keep.sum(axis=1)
-        nnz = int(counts.sum())
-        indptr = np.zeros(rows + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        ptr_dtype = np.dtype(np.uint16) if nnz <= 65535 else np.dtype(np.int32)
-        indices = np.nonzero(keep)[1].astype(_index_dtype(cols))
-        return cls(q.data[keep], indices, indptr.astype(ptr_dtype), q.scale, (rows, cols), q.bits)
+        values, indices, indptr = csr_arrays(q.data)
+        return cls(values, indices, indptr, q.scale, q.data.shape, q.bits)
 
     @property
     def nnz(self) -> int: return int(len(self.values))
@@ -482,11 +508,15 @@ class QuantizedCSR:
         return int(self.values.nbytes + self.indices.nbytes + self.indptr.nbytes + self.scale.nbytes)
 
     def to_dense(self) -> np.ndarray:
-        "The int8 matrix, zeros included."
+        """The int8 matrix of shape self.shape, zeros included: the stored entries of row r are
+        self.values[indptr[r]:indptr[r + 1]], at columns self.indices[indptr[r]:indptr[r + 1]] (the inverse of
+        csr_arrays). Returns a new int8 array."""
+        ### BEGIN SOLUTION
         out = np.zeros(self.shape, dtype=np.int8)
         rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr.astype(np.int64)))
         out[rows, self.indices.astype(np.int64)] = self.values
         return out
+        ### END SOLUTION
 
     def dequantize(self) -> Tensor:
         scale = self.scale if self.scale.ndim == 0 else self.scale[:, None]
@@ -578,16 +608,22 @@ class _QuantizedBase(Module):
         return self.weight_int8.data.astype(np.float32) * (s[:, None] if s.ndim else s)
 
     def _quantize_input(self, a: np.ndarray) -> tuple:
-        "(q_x int8, s_x, z_x): per batch from its min/max, or the calibrated input_scale/zero_point."
+        """a: the float input (any shape), checked finite (lo, hi = its min and max, given). Returns (q_x, s_x, z_x):
+        q_x an int8 array of a's shape, quantize_array(a, s, z, qmin, qmax, np.int8) with (qmin, qmax) the
+        asymmetric int8 range of self.act_bits bits (qrange(self.act_bits, symmetric=False)); s, z the calibrated
+        self.input_scale.data / self.input_zero_point.data when self.input_scale is not None, else
+        compute_qparams(lo, hi, self.act_bits, symmetric=False) of this batch; s_x = np.float32(s), z_x = int(z)."""
         lo, hi = a.min(), a.max()
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{type(self).__name__}: the input holds NaN or infinite values (min {lo}, max {hi})")
+        ### BEGIN SOLUTION
         qmin, qmax = qrange(self.act_bits, symmetric=False)
         if self.input_scale is not None:
             s, z = self.input_scale.data, self.input_zero_point.data
         else:
             s, z = compute_qparams(lo, hi, self.act_bits, symmetric=False)
         return quantize_array(a, s, z, qmin, qmax, np.int8), np.float32(s), int(z)
+        ### END SOLUTION
 
     def _rescale(self, acc: np.ndarray, s_x) -> np.ndarray:
         """acc (M, N) int32 sums of (q_x − z_x)·q_w -> float32 y (M, N): scale by s_x·s_w, add the bias."""
@@ -637,14 +673,20 @@ class QuantizedLinear(_QuantizedBase):
         return cls(weight, linear.bias, act_bits=act_bits, act_qparams=act_qparams)
 
     def forward(self, x) -> Tensor:
+        """x: a float Tensor (..., in_features), checked. Returns a float32 Tensor (..., out_features): the input's
+        rows (a (M, in_features) reshape) quantized with self._quantize_input -> (q, s_x, z_x); their int32
+        products with the int8 weights, self._int_matmul(q, z_x) (M, out_features); back to float32 with
+        self._rescale(acc, s_x); reshaped to the input's leading dimensions."""
         x = _as_float_input(x, "QuantizedLinear")
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"QuantizedLinear: expected input with last dimension {self.in_features}, "
                              f"got shape {x.shape}")
+        ### BEGIN SOLUTION
         a = x.data.reshape(-1, self.in_features)
         q, s_x, z_x = self._quantize_input(a)
         y = self._rescale(self._int_matmul(q, z_x), s_x)
         return Tensor(y.reshape(x.shape[:-1] + (self.out_features,)))
+        ### END SOLUTION
 
     def flops(self, input_shape, output_shape) -> int:
         "Integer multiply-adds × 2 for this input (only the stored non-zeros for sparse storage)."
@@ -685,14 +727,24 @@ class QuantizedConv2d(_QuantizedBase):
         return cls(_choose_storage(q, sparse), conv.bias, conv.kernel_size, conv.stride, conv.padding,
                    conv.in_channels, act_bits=act_bits, act_qparams=act_qparams)
 
+    def _quantized_columns(self, a: np.ndarray) -> tuple:
+        """a: the float input (N, C, H, W). Pad it by self.padding with _pad (before quantizing: the float zeros
+        then quantize exactly to z_x), quantize the padded input with self._quantize_input -> (q, s_x, z_x), and
+        cut the int8 q into columns with im2col(q, self.kernel_size, self.stride, (0, 0)) -> cols (N, C·kh·kw, L)
+        int8 and (oh, ow). Returns (s_x, z_x, cols, (oh, ow))."""
+        ### BEGIN SOLUTION
+        xp = _pad(a, self.padding)                            # float zeros: they quantize exactly to z_x
+        q, s_x, z_x = self._quantize_input(xp)
+        cols, (oh, ow) = im2col(q, self.kernel_size, self.stride, (0, 0))      # (N, K, L) int8
+        return s_x, z_x, cols, (oh, ow)
+        ### END SOLUTION
+
     def forward(self, x) -> Tensor:
         x = _as_float_input(x, "QuantizedConv2d")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"QuantizedConv2d: expected input (N, {self.in_channels}, H, W), got shape {x.shape}")
         n = x.shape[0]
-        xp = _pad(x.data, self.padding)                       # float zeros: they quantize exactly to z_x
-        q, s_x, z_x = self._quantize_input(xp)
-        cols, (oh, ow) = im2col(q, self.kernel_size, self.stride, (0, 0))      # (N, K, L) int8
+        s_x, z_x, cols, (oh, ow) = self._quantized_columns(x.data)
         k, l = cols.shape[1], cols.shape[2]
         if self.sparse:                                        # per image: W (O, K) @ cols[n] (K, L), no copies
             acc = self.weight_csr.matmul_t(cols, z_x)          # (N, O, L)
