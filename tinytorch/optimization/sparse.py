@@ -23,11 +23,10 @@ from .profiling import blas_threads   # module 14
 
 # %% auto #0
 __all__ = ['prange', 'CROSSOVER_ENV', 'SAFETY', 'DENSITIES', 'index_dtype', 'offset_dtype', 'CSRMatrix', 'jit_kernel',
-           'transpose_into', 'row_times_dense', 'matmat', 'matmat_parallel', 'row_dot', 'matvec', 'matvec_parallel',
-           'kernels', 'use_parallel', 'csr_linear_forward', 'row_values_grad', 'values_grad', 'values_grad_parallel',
-           'transpose_into_parallel', 'SparseLinearFunction', 'SparseLinear', 'machine_key', 'shape_class',
-           'measure_crossover', 'SparseCalibration', 'calibrate', 'crossover_density', 'choose_format', 'sparse_plan',
-           'to_sparse']
+           'transpose_into', 'row_times_dense', 'matmat', 'row_dot', 'matvec', 'kernels', 'use_parallel',
+           'csr_linear_forward', 'row_values_grad', 'values_grad', 'SparseLinearFunction', 'SparseLinear',
+           'machine_key', 'shape_class', 'measure_crossover', 'SparseCalibration', 'calibrate', 'crossover_density',
+           'choose_format', 'sparse_plan', 'to_sparse']
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #dec2269f
 def index_dtype(n: int) -> np.dtype:
@@ -193,23 +192,25 @@ _jit_version = 0             # bumped whenever a kernel is (re)defined
 prange = range               # Numba's parallel range once the kernels are compiled
 
 
-def jit_kernel(**flags):
+def jit_kernel(parallel_variant: bool = False, **flags):
     """Mark a top-level function as a Numba kernel with these fixed flags. It stays plain Python until
-    `kernels()` compiles it (with cache=True and error_model='numpy'). No bounds are checked in a
-    compiled kernel: `CSRMatrix.check` validates the structure before any kernel sees it."""
+    `kernels()` compiles it (with cache=True and error_model='numpy'); with parallel_variant=True it is
+    also compiled with parallel=True as `<name>_parallel` (its `prange` loops then split across threads).
+    No bounds are checked in a compiled kernel: `CSRMatrix.check` validates the structure first."""
     def mark(fn):
         global _jit_version
-        _JIT_FLAGS[fn.__name__] = dict(flags)
+        _JIT_FLAGS[fn.__name__] = (dict(flags), parallel_variant)
         _jit_version += 1
         return fn
     return mark
 
 
-@jit_kernel()
+@jit_kernel(parallel_variant=True)
 def transpose_into(x, out):
     "out[k, b] = x[b, k], 16 columns at a time so that both the reads and the writes stay in cache."
     nb, nk = x.shape
-    for k0 in range(0, nk, 16):
+    for blk in prange((nk + 15) // 16):
+        k0 = blk * 16
         k1 = min(k0 + 16, nk)
         for b in range(nb):
             for k in range(k0, k1):
@@ -249,18 +250,10 @@ def row_times_dense(start, end, indices, data, xt, o):
     ### END SOLUTION
 
 
-@jit_kernel()
+@jit_kernel(parallel_variant=True)
 def matmat(indptr, indices, data, xt, out):
     "out = W @ xt for W (rows, cols) in CSR and a row-major xt (cols, B); out is (rows, B)."
-    for i in range(indptr.shape[0] - 1):
-        row_times_dense(indptr[i], indptr[i + 1], indices, data, xt, out[i])
-    return out
-
-
-@jit_kernel(parallel=True)
-def matmat_parallel(indptr, indices, data, xt, out):
-    "`matmat` with the rows split across Numba's threads (each row is written by one thread)."
-    for i in prange(indptr.shape[0] - 1):
+    for i in prange(indptr.shape[0] - 1):          # parallel variant: each row is written by one thread
         row_times_dense(indptr[i], indptr[i + 1], indices, data, xt, out[i])
     return out
 
@@ -290,17 +283,9 @@ def row_dot(start, end, indices, data, x):
     ### END SOLUTION
 
 
-@jit_kernel()
+@jit_kernel(parallel_variant=True)
 def matvec(indptr, indices, data, x, out):
     "out = W @ x for W (rows, cols) in CSR and a vector x (cols,)."
-    for i in range(indptr.shape[0] - 1):
-        out[i] = row_dot(indptr[i], indptr[i + 1], indices, data, x)
-    return out
-
-
-@jit_kernel(parallel=True)
-def matvec_parallel(indptr, indices, data, x, out):
-    "`matvec` with the rows split across Numba's threads."
     for i in prange(indptr.shape[0] - 1):
         out[i] = row_dot(indptr[i], indptr[i + 1], indices, data, x)
     return out
@@ -330,12 +315,15 @@ def _compile_kernels():
     scope = dict(globals())
     scope["prange"] = numba.prange
     compiled = {}
-    for name, flags in _JIT_FLAGS.items():                 # callees first: they were defined first
+    for name, (flags, parallel_variant) in _JIT_FLAGS.items():      # callees first: they were defined first
         fn = globals()[name]
         fn = getattr(fn, "py_func", fn)
-        copy = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
-        copy.__qualname__, copy.__module__, copy.__doc__ = fn.__qualname__, fn.__module__, fn.__doc__
-        compiled[name] = scope[name] = numba.njit(cache=True, error_model="numpy", **flags)(copy)
+        variants = [(name, flags)] + ([(name + "_parallel", {**flags, "parallel": True})] if parallel_variant else [])
+        for vname, vflags in variants:       # own name, own cache entry: the cache key ignores parallel=
+            copy = types.FunctionType(fn.__code__, scope, vname, fn.__defaults__, fn.__closure__)
+            copy.__qualname__, copy.__module__, copy.__doc__ = vname, fn.__module__, fn.__doc__
+            compiled[vname] = numba.njit(cache=True, error_model="numpy", **vflags)(copy)
+        scope[name] = compiled[name]
     return types.SimpleNamespace(**compiled)
 
 
@@ -412,32 +400,11 @@ def row_values_grad(start, end, indices, g_row, xt, out):
     ### END SOLUTION
 
 
-@jit_kernel()
+@jit_kernel(parallel_variant=True)
 def values_grad(indptr, indices, gt, xt, out):
     "out[j] = dL/d data[j] = dot(gt[i], xt[indices[j]]) for every stored j (row i): gt (rows, B), xt (cols, B)."
-    for i in range(indptr.shape[0] - 1):
+    for i in prange(indptr.shape[0] - 1):          # parallel variant: each row writes only its own values
         row_values_grad(indptr[i], indptr[i + 1], indices, gt[i], xt, out)
-    return out
-
-
-@jit_kernel(parallel=True)
-def values_grad_parallel(indptr, indices, gt, xt, out):
-    "`values_grad` with the rows split across Numba's threads (each writes only its own row's values)."
-    for i in prange(indptr.shape[0] - 1):
-        row_values_grad(indptr[i], indptr[i + 1], indices, gt[i], xt, out)
-    return out
-
-
-@jit_kernel(parallel=True)
-def transpose_into_parallel(x, out):
-    "`transpose_into` with the column blocks split across Numba's threads."
-    nb, nk = x.shape
-    for blk in prange((nk + 15) // 16):
-        k0 = blk * 16
-        k1 = min(k0 + 16, nk)
-        for b in range(nb):
-            for k in range(k0, k1):
-                out[k, b] = x[b, k]
     return out
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #9d651735
