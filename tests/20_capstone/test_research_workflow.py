@@ -100,9 +100,10 @@ def test_the_package_never_reads_or_writes_the_checkout(monkeypatch, tmp_path):
     monkeypatch.delenv("TINYTORCH_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert ex.default_weights_dir() == tmp_path / "tinytorch" / "weights"
-    probe = ROOT / "experiment_results" / "probe"
-    out = subprocess.run(["git", "check-ignore", "-q", str(probe)], cwd=ROOT)
-    assert out.returncode == 0                                     # tito experiment's default folder is ignored
+    # tito experiment's default folder is ignored by git (read from .gitignore, which the student copy
+    # also has, so this holds without git)
+    ignored = [ln.strip().rstrip("/") for ln in (ROOT / ".gitignore").read_text().splitlines()]
+    assert "experiment_results" in ignored or "/experiment_results" in ignored
 
 
 def test_cycles_save_the_model_and_resume_to_the_same_result(corpus, tmp_path):
