@@ -98,7 +98,7 @@ def run_model(name, sizes, quick):
     from tinytorch.core.layers import Linear, Sequential
     from tinytorch.core.tensor import Tensor
     from tinytorch.optimization.benchmarking import Benchmark
-    from tinytorch.optimization.sparse import SparseLinear, sparse_plan, to_sparse
+    from tinytorch.optimization.sparse import SparseLinear, calibrate, sparse_plan, to_sparse
 
     (X, y), (Xt, yt) = load_digits()
     rng = np.random.default_rng(0)
@@ -114,8 +114,9 @@ def run_model(name, sizes, quick):
     how = prune(model, SPARSITY)
     train(model, X, y, epochs=1 if quick else 3, lr=1e-3, seed=100)             # fine-tune with the masks
     always = to_sparse(copy.deepcopy(model), mode="always")
-    auto = to_sparse(copy.deepcopy(model), mode="auto", batch_size=64)
-    plan = [(p["name"], p["shape"], round(p["density"], 3), p["format"]) for p in sparse_plan(model, 64)]
+    cal = calibrate([(m.in_features, m.out_features, 64) for m in model.modules() if isinstance(m, Linear)])
+    auto = to_sparse(copy.deepcopy(model), mode="auto", batch_size=64, calibration=cal)
+    plan = [(p["name"], p["shape"], round(p["density"], 3), p["format"]) for p in sparse_plan(model, 64, calibration=cal)]
     xt_all = Tensor(Xt.data)
     xb = Tensor(Xt.data[:64])
     with no_grad():

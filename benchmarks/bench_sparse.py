@@ -61,12 +61,13 @@ def kernel_table(quick: bool = False, sparsities=SPARSITIES, batches=(1, 64)) ->
     "One row per (sparsity, batch): medians and per-round ratios of dense, SciPy, tinytorch and auto."
     import scipy.sparse as sps
     from tinytorch.optimization.benchmarking import Benchmark
-    from tinytorch.optimization.sparse import CSRMatrix, choose_format, crossover_density, csr_linear_forward
+    from tinytorch.optimization.sparse import CSRMatrix, calibrate, choose_format, crossover_density, csr_linear_forward
 
     rows = []
     x64 = np.random.default_rng(1).standard_normal((64, SIZE)).astype(np.float32)
+    cal = calibrate([(SIZE, SIZE, b) for b in batches])               # measured now, for this run
     for batch in batches:
-        crossover = crossover_density(SIZE, SIZE, batch)              # measured once per machine, cached
+        crossover = crossover_density(SIZE, SIZE, batch, cal)
         for sparsity in sparsities:
             w = pruned_weight(sparsity)
             c = CSRMatrix.from_dense(w)
@@ -83,7 +84,7 @@ def kernel_table(quick: bool = False, sparsities=SPARSITIES, batches=(1, 64)) ->
                 scipy_ = lambda: s @ x.T                          # (out, B): the same numbers, transposed
                 ref = x @ w.T
             ours = lambda: csr_linear_forward(c.indptr, c.indices, c.data, x2)
-            choice = choose_format(c.density, SIZE, SIZE, batch)
+            choice = choose_format(c.density, SIZE, SIZE, batch, cal)
             auto = ours if choice == "sparse" else dense
             np.testing.assert_allclose(ours()[0].reshape(ref.shape), ref, rtol=1e-3, atol=1e-3)
             np.testing.assert_allclose(np.asarray(scipy_()).T.reshape(ref.shape) if batch > 1 else scipy_(), ref,

@@ -18,7 +18,7 @@ import numpy as np
 from .core.autograd import no_grad
 from .core.losses import CrossEntropyLoss
 from .core.optimizers import AdamW
-from .core.training import clip_grad_norm
+from .core.training import clip_grad_norm, save_figure_atomic
 from .core.tokenization import Tokenizer, pad_sequences
 from .core.transformers import GPT
 from .optimization.memoization import cached_generate
@@ -563,10 +563,7 @@ class ProgressTracker:
 
     @staticmethod
     def _save(fig, path: Path) -> str:
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
-        return str(path)
+        return save_figure_atomic(fig, path)             # module 07's one atomic writer
 
 # %% ../modules/20_capstone/20_capstone.ipynb #7c125791
 def cycle_stages(config: ExperimentConfig, cycle: int) -> tuple:

@@ -12,9 +12,9 @@ from .tensor import Function, Tensor, Tanh as _TanhFn, _floating
 from .tensor_kit import require_float
 
 # %% auto #0
-__all__ = ['Parameter', 'ModuleKit', 'Module', 'ModuleList', 'ModuleDict', 'ReLUFunction', 'ReLU', 'SigmoidFunction', 'Sigmoid',
-           'Tanh', 'GELUFunction', 'GELU', 'SoftmaxFunction', 'Softmax', 'relu', 'sigmoid', 'tanh', 'gelu', 'softmax',
-           'LeakyReLUFunction', 'SiLUFunction', 'LeakyReLU', 'SiLU', 'Identity', 'leaky_relu', 'silu']
+__all__ = ['Parameter', 'ModuleKit', 'Module', 'eval_mode', 'ModuleList', 'ModuleDict', 'ReLUFunction', 'ReLU', 'SigmoidFunction',
+           'Sigmoid', 'Tanh', 'GELUFunction', 'GELU', 'SoftmaxFunction', 'Softmax', 'relu', 'sigmoid', 'tanh', 'gelu',
+           'softmax', 'LeakyReLUFunction', 'SiLUFunction', 'LeakyReLU', 'SiLU', 'Identity', 'leaky_relu', 'silu']
 
 # %% ../../modules/02_activations/02_activations.ipynb #b85006a6
 class Parameter(Tensor):
@@ -310,6 +310,25 @@ class Module(ModuleKit):
 
     def extra_repr(self) -> str:
         return ""
+
+# %% ../../modules/02_activations/02_activations.ipynb #107f944e
+class eval_mode:
+    """`with eval_mode(model):` runs the block with `model` and every descendant in eval mode, then gives each
+    module back its own `training` flag (also when the block raises). `as` gives the model."""
+    def __init__(self, model: Module):
+        if not isinstance(model, Module):
+            raise TypeError(f"eval_mode: expected a Module, got {type(model).__name__}")
+        self.model = model
+
+    def __enter__(self) -> Module:
+        self._modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc) -> bool:
+        for m, mode in self._modes:
+            object.__setattr__(m, "training", mode)
+        return False
 
 # %% ../../modules/02_activations/02_activations.ipynb #5e7b2a04
 class ModuleList(Module):

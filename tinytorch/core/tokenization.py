@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .tensor import Tensor
+from .training import write_text_atomic      # module 07: the one atomic file writer
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'FORMAT_VERSION', 'SPECIAL_NAMES', 'Tokenizer', 'CharTokenizer', 'pad_sequences', 'pretokenize',
@@ -264,7 +265,7 @@ class Tokenizer:
         config = {"type": type(self).__name__, "format_version": FORMAT_VERSION,
                   "special_tokens": list(self._base_specials), **self._config(),
                   "specials": dict(self._special_map()), "padding_side": self.padding_side}
-        _atomic_write_text(Path(path), json.dumps(config, indent=1) + "\n")
+        write_text_atomic(path, json.dumps(config, indent=1) + "\n")
         return Path(path)
 
     @classmethod
@@ -836,21 +837,3 @@ class ByteLevelBPETokenizer(Tokenizer):
         if not isinstance(vocab, dict) or not isinstance(merges, list):
             raise ValueError(f"{where}: a ByteLevelBPETokenizer file needs 'vocab' (a dict) and 'merges' (a list)")
         return cls(vocab, [tuple(m) for m in merges], config.get("added_tokens", ()))
-
-# %% ../../modules/10_tokenization/10_tokenization.ipynb #3654ddb7
-def _atomic_write_text(path: Path, text: str) -> None:
-    "Write `text` to `path` via a temporary file in the same folder and os.replace (never a partial file)."
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

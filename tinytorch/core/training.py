@@ -8,13 +8,14 @@ import math
 import numbers
 import os
 import time
-import uuid
 import zipfile
 import zlib
 
 import numpy as np
 
 from .autograd import no_grad
+from .files import (atomic_write, remove_stale_temps, save_figure_atomic, write_json_atomic,  # noqa: F401
+                                  write_text_atomic)            # the one atomic writer (07_training_files), re-exported
 from .layers import Module
 from .optimizers import Optimizer
 from .tensor import Tensor
@@ -360,28 +361,10 @@ class EarlyStopping:
 # %% ../../modules/07_training/07_training.ipynb #c007eb38
 _FORMAT = "tinytorch-checkpoint"
 _VERSION = 1
-
-
 def _atomic_savez(path: str, arrays: dict) -> None:
-    """Write `arrays` (name -> array) to `path` as an .npz so that an interrupted save leaves the old file
-    intact: write to the given temporary name `tmp` in the same directory (open(tmp, "xb"), np.savez, flush,
-    os.fsync), then os.replace(tmp, path). On any error (KeyboardInterrupt too) remove tmp and re-raise."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    ### BEGIN SOLUTION
-    try:
-        with open(tmp, "xb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    ### END SOLUTION
+    "Write `arrays` (name -> array) to `path` as an .npz with `atomic_write`."
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _to_json(key: str, value):

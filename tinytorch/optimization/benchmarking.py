@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.training import write_text_atomic   # module 07: the one atomic writer
+
 # %% auto #0
 __all__ = ['THREAD_ENV_VARS', 'quantile', 'median', 'summarize', 'thread_state', 'pin_threads', 'pinned_threads', 'CaseResult',
            'BenchmarkResult', 'machine_info', 'ratio_summary', 'Benchmark', 'compare']
@@ -197,7 +199,7 @@ class BenchmarkResult:
         "The results as JSON text; also written to `path` if given."
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            Path(path).write_text(text)
+            write_text_atomic(path, text)                # module 07: never a half-written file
         return text
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..core.autograd import no_grad
 from ..core.tensor import Tensor
 from ..core.layers import Dropout, Linear, Module, Sequential
-from ..core.activations import GELU, ReLU, Sigmoid, Softmax, Tanh
+from ..core.activations import GELU, ReLU, Sigmoid, Softmax, Tanh, eval_mode
 from ..core.spatial import AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d, conv_output_size
 from ..core.embeddings import Embedding, PositionalEncoding, SinusoidalPositionalEncoding
 from ..core.attention import MultiHeadAttention
@@ -495,17 +495,12 @@ class Profiler:
     def layer_profiles(self, model: Module, *inputs, repeats: int | None = None, **kwargs) -> list:
         "One LayerRecord per watched layer, with per-layer times over `repeats` traced passes (after warm-up)."
         inputs = tuple(_as_input(x) for x in inputs)
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
+        with eval_mode(model):
             with no_grad():
                 for _ in range(self.warmup):
                     model(*inputs, **kwargs)
             records, _ = trace_forward(model, *inputs, repeats=self.repeats if repeats is None else repeats,
                                        **kwargs)
-        finally:
-            for m, mode in modes:
-                object.__setattr__(m, "training", mode)
         return records
 
     def count_flops(self, model: Module, *inputs, **kwargs) -> int:
@@ -540,13 +535,8 @@ class Profiler:
             raise TypeError(f"Profiler.profile: evaluate must be a function of the model, got {evaluate!r}")
         source = (lambda: evaluate(model)) if evaluate is not None else getattr(model, "evaluate", None)
         if callable(source):
-            modes = [(m, m.training) for m in model.modules()]
-            model.eval()                                  # the accuracy of the model as profiled: inference
-            try:
+            with eval_mode(model):                        # the accuracy of the model as profiled: inference
                 result = source()
-            finally:
-                for m, mode in modes:
-                    object.__setattr__(m, "training", mode)
             if isinstance(result, dict):
                 if "accuracy" not in result:
                     raise ValueError(f"Profiler.profile: evaluate returned a dict without 'accuracy': {sorted(result)}")

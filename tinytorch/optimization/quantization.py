@@ -13,9 +13,11 @@ import numpy as np
 
 from ..core.autograd import Function, is_grad_enabled, no_grad
 from ..core.tensor import Tensor
+from ..core.activations import eval_mode
 from ..core.layers import Linear, LinearFunction, Module
 from ..core.spatial import Conv2d, Conv2dFunction, _pad, conv_output_size, im2col
 from .profiling import conv2d_flops, linear_flops
+from ..core.training import save_figure_atomic   # module 07: the one atomic writer
 
 # %% auto #0
 __all__ = ['qrange', 'compute_qparams', 'quantize_array', 'dequantize_array', 'QuantizedTensor', 'channel_range',
@@ -1148,13 +1150,8 @@ def quantization_error_report(model: Module, bits: int = 8, inputs=None) -> list
         raise ValueError("quantization_error_report: the model has no Linear or Conv2d layers")
     acts = {}
     if inputs is not None:
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
+        with eval_mode(model):
             acts = _layer_inputs(model, inputs if isinstance(inputs, Tensor) else Tensor(inputs), [m for _, m in layers])
-        finally:
-            for m, mode in modes:
-                object.__setattr__(m, "training", mode)
     rows = []
     for name, m in layers:
         w = m.weight.data
@@ -1209,5 +1206,5 @@ def plot_quantization_error(rows: list, path=None, title: str = "quantization er
     fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=100)
+        save_figure_atomic(fig, path)                # module 07: the old file stays whole if saving fails
     return fig

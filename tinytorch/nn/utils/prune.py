@@ -11,10 +11,10 @@ import numpy as np
 from ...core.tensor import Tensor
 from ...core.layers import Module, Parameter
 from ...core.spatial import Conv2d
-from ...optimization.compression import (CompressionAnalyzer, _check_choice, _check_fraction, _drop_mask,
-                                                _norm_order, attach_mask, global_masks, magnitude_prune,
-                                                prunable_weights, structured_mask, structured_prune,
-                                                unstructured_mask, SCOPES)
+from ...optimization.pruning import (_check_choice, _check_fraction, _drop_mask, _norm_order, attach_mask,
+                                             global_masks, magnitude_prune, prunable_weights, structured_mask,
+                                             structured_prune, unstructured_mask, SCOPES)
+from ...optimization.compression import CompressionAnalyzer
 
 _all_ = ["CompressionAnalyzer"]
 

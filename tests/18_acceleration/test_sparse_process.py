@@ -1,4 +1,4 @@
-"""Module 17, the sparse kernels across processes: importing tinytorch or tinytorch.optimization.sparse
+"""Module 18 (sparse kernels, moved from module 17), the sparse kernels across processes: importing tinytorch or tinytorch.optimization.sparse
 does not import Numba (or SciPy), and once the kernels are compiled a new process loads them from Numba's
 disk cache instead of compiling them again."""
 import json

@@ -1,4 +1,4 @@
-"""Module 17, sparse storage and kernels: CSR construction, the forward kernels against dense NumPy
+"""Module 18 (sparse kernels, moved from module 17), sparse storage and kernels: CSR construction, the forward kernels against dense NumPy
 (property-based over shapes and densities, with empty rows, an all-zero and a fully dense matrix), the
 backward kernels against their dense definitions, index dtypes, byte counts and structure checks."""
 import numpy as np
@@ -209,4 +209,4 @@ def test_use_parallel_falls_back_to_one_thread_when_the_parallel_kernel_fails(mo
     monkeypatch.setattr(sparse, "kernels", lambda: FakeKernels())
     with pytest.warns(UserWarning, match="parallel kernels unavailable.*no threading layer"):
         assert sparse.use_parallel(True) is False
-    assert sparse._parallel is False
+    assert sparse._STATE["parallel"] is False

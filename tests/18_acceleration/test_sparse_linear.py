@@ -1,4 +1,4 @@
-"""Module 17, SparseLinear and to_sparse: same outputs as the pruned Linear, gradients equal to PyTorch's
+"""Module 18 (sparse kernels), SparseLinear and to_sparse: same outputs as the pruned Linear, gradients equal to PyTorch's
 for the dense equivalent (random cotangents), training with the optimizers keeps the pattern, conversion
 of whole models (shared and nested layers), state dicts, bad input."""
 import numpy as np
@@ -10,21 +10,14 @@ from tinytorch.core.layers import Linear, Module, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD, Adam, AdamW
 from tinytorch.core.tensor import Tensor
-from tinytorch.optimization.compression import attach_mask
 from tinytorch.optimization import sparse
+from tinytorch.optimization.pruning import magnitude_prune
 from tinytorch.optimization.sparse import CSRMatrix, SparseLinear, sparse_plan, to_sparse
 
 
 def prune_(layer, sparsity, seed=0):
-    "Magnitude pruning: the smallest weights chosen with plain NumPy, pruned with attach_mask."
-    w = layer.weight.data
-    k = int(round(sparsity * w.size))
-    if k:
-        cut = np.partition(np.abs(w).ravel(), k - 1)[k - 1]
-        mask = (np.abs(w) > cut).astype(w.dtype)
-    else:
-        mask = np.ones_like(w)
-    attach_mask(layer.weight, mask)             # zeroes w in place and keeps it pruned through every optimizer
+    "Module 17's magnitude pruning of one layer: the smallest weights zeroed in place, weight.mask kept by every optimizer."
+    magnitude_prune(layer, sparsity, scope="layer")
     return layer
 
 
