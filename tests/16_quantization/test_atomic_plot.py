@@ -1,26 +1,13 @@
 """Module 16, plot_quantization_error(rows, path): written with module 07's atomic writer. Made to fail in the middle of a write (os.fsync,
 os.replace, savefig after half a picture), the old file is left byte for byte and no temporary file is left behind; a killed writer's
 stale temporary file is removed by the next save."""
-import os
-
-import pytest
-
 import numpy as np
+import pytest
 
 from tinytorch.core.activations import ReLU
 from tinytorch.core.layers import Linear, Sequential
 from tinytorch.optimization.quantization import plot_quantization_error, quantization_error_report
-from tinytorch.core import files
-
-DEAD_PID = 2 ** 22 + 12345          # above Linux's largest pid_max: no process has it
-
-
-class Boom(OSError):
-    pass
-
-
-def _boom(*a, **k):
-    raise Boom("disk full")
+from atomic_checks import failing_write_keeps_the_old_file, half_saved_figure_keeps_the_old_file, next_save_removes_a_dead_writers_temp
 
 
 def write(path):
@@ -30,36 +17,12 @@ def write(path):
 
 @pytest.mark.parametrize("where", ["fsync", "replace"])
 def test_a_failing_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch, where):
-    path = tmp_path / "qerr.png"
-    write(path)
-    assert path.stat().st_size > 0
-    path.write_bytes(b"the old file")
-    monkeypatch.setattr(files.os, where, _boom)
-    with pytest.raises(Boom):
-        write(path)
-    monkeypatch.undo()
-    assert path.read_bytes() == b"the old file" and sorted(os.listdir(tmp_path)) == ["qerr.png"]
+    failing_write_keeps_the_old_file(write, tmp_path / "qerr.png", monkeypatch, where)
 
 
 def test_a_figure_that_fails_half_written_leaves_the_old_file(tmp_path, monkeypatch):
-    from matplotlib.figure import Figure
-
-    def half_savefig(self, fname, *a, **k):
-        fname.write(b"\x89PNG half a picture")
-        raise Boom("disk full")
-    path = tmp_path / "qerr.png"
-    path.write_bytes(b"the old file")
-    monkeypatch.setattr(Figure, "savefig", half_savefig)
-    with pytest.raises(Boom):
-        write(path)
-    assert path.read_bytes() == b"the old file" and sorted(os.listdir(tmp_path)) == ["qerr.png"]
+    half_saved_figure_keeps_the_old_file(write, tmp_path / "qerr.png", monkeypatch)
 
 
 def test_the_next_save_removes_a_killed_writers_temp_file(tmp_path):
-    path = tmp_path / "qerr.png"
-    stale = tmp_path / f".qerr.png.{DEAD_PID}.k1ll3d.tmp"
-    live = tmp_path / f".qerr.png.{os.getpid()}.l1ve.tmp"
-    for f in (stale, live):
-        f.write_bytes(b"half a file")
-    write(path)
-    assert not stale.exists() and live.exists() and path.exists()
+    next_save_removes_a_dead_writers_temp(write, tmp_path / "qerr.png")
