@@ -37,6 +37,16 @@ def _check_nonneg(owner: str, name: str, value) -> None:
         raise ValueError(f"{owner}: invalid {name}={value!r}; it must be >= 0")
 
 
+def _check_positive(owner: str, name: str, value) -> None:
+    if not _real(owner, name, value) > 0:
+        raise ValueError(f"{owner}: invalid {name}={value!r}; it must be > 0")
+
+
+def _check_unit(owner: str, name: str, value) -> None:
+    if not 0.0 <= _real(owner, name, value) <= 1.0:
+        raise ValueError(f"{owner}: invalid {name}={value!r}; it must be in [0, 1]")
+
+
 def _hyper_from_array(value, like):
     "A hyper-parameter read back from a state-dict array, as the Python type of `like`."
     a = np.asarray(value)
@@ -401,8 +411,7 @@ class SGD(Optimizer):
         _check_lr(name, group["lr"])
         _check_nonneg(name, "momentum", group["momentum"])
         _check_nonneg(name, "weight_decay", group["weight_decay"])
-        if not 0.0 <= _real(name, "dampening", group["dampening"]) <= 1.0:
-            raise ValueError(f"{name}: invalid dampening={group['dampening']!r}; it must be in [0, 1]")
+        _check_unit(name, "dampening", group["dampening"])
         if not isinstance(group["nesterov"], (bool, np.bool_)):
             raise TypeError(f"{name}: nesterov must be True or False, got {group['nesterov']!r}")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
@@ -485,8 +494,7 @@ class Adam(Optimizer):
             if not 0.0 <= _real(name, f"betas[{i}]", b) < 1.0:
                 raise ValueError(f"{name}: invalid beta parameter at index {i}: {b!r}; it must be in [0, 1)")
         group["betas"] = (float(betas[0]), float(betas[1]))
-        if not _real(name, "eps", group["eps"]) > 0:
-            raise ValueError(f"{name}: invalid eps={group['eps']!r}; it must be > 0")
+        _check_positive(name, "eps", group["eps"])
         _check_nonneg(name, "weight_decay", group["weight_decay"])
 
     def step(self, closure=None):
@@ -559,10 +567,8 @@ class RMSprop(Optimizer):
     def _validate_group(self, group):
         name = type(self).__name__
         _check_lr(name, group["lr"])
-        if not 0.0 <= _real(name, "alpha", group["alpha"]) <= 1.0:
-            raise ValueError(f"{name}: invalid alpha={group['alpha']!r}; it must be in [0, 1]")
-        if not _real(name, "eps", group["eps"]) > 0:
-            raise ValueError(f"{name}: invalid eps={group['eps']!r}; it must be > 0")
+        _check_unit(name, "alpha", group["alpha"])
+        _check_positive(name, "eps", group["eps"])
         _check_nonneg(name, "weight_decay", group["weight_decay"])
         _check_nonneg(name, "momentum", group["momentum"])
 
@@ -609,10 +615,8 @@ class Adadelta(Optimizer):
     def _validate_group(self, group):
         name = type(self).__name__
         _check_lr(name, group["lr"])
-        if not 0.0 <= _real(name, "rho", group["rho"]) <= 1.0:
-            raise ValueError(f"{name}: invalid rho={group['rho']!r}; it must be in [0, 1]")
-        if not _real(name, "eps", group["eps"]) > 0:
-            raise ValueError(f"{name}: invalid eps={group['eps']!r}; it must be > 0")
+        _check_unit(name, "rho", group["rho"])
+        _check_positive(name, "eps", group["eps"])
         _check_nonneg(name, "weight_decay", group["weight_decay"])
 
     def step(self, closure=None):
