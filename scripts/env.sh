@@ -108,6 +108,13 @@ _tt_env_setup() {
         echo "env.sh: $kind environment ready in $((SECONDS - t0)) s"
     fi
 
+    # 3b. JupyterLab's defaults for the course: no "Jupyter news" question, no update check.
+    local lab_settings="$venv/share/jupyter/lab/settings"
+    if ! cmp -s "$root/scripts/jupyterlab-overrides.json" "$lab_settings/overrides.json" 2>/dev/null; then
+        mkdir -p "$lab_settings" && cp "$root/scripts/jupyterlab-overrides.json" "$lab_settings/overrides.json" \
+            || { echo "env.sh: cannot write $lab_settings/overrides.json" >&2; return 1; }
+    fi
+
     # 4. Activate.
     # shellcheck disable=SC1091
     source "$venv/bin/activate" \

@@ -230,6 +230,8 @@ def test_chromium_shows_jupyterlab_with_the_notebook(tmp_path_factory):
         server.stop()
     assert "jp-LabShell" in dom, dom[-2000:]                   # JupyterLab's shell rendered
     assert "jp-Notebook" in dom and "01_tensor.ipynb" in dom   # with the notebook open
+    # scripts/env.sh installs scripts/jupyterlab-overrides.json: no "official Jupyter news?" toast
+    assert "Jupyter news" not in dom, "JupyterLab asks about news: the course's overrides.json is missing"
     with Image.open(shot) as im:
         assert im.format == "PNG" and im.size == (1280, 800)
         small = im.convert("RGB").resize((128, 80))
