@@ -6,7 +6,7 @@ from tinytorch.core.attention import MultiHeadAttention
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
 from tinytorch.core.transformers import GPT
-from tinytorch.optimization.memoization import KVCache, cached_forward, cached_generate
+from tinytorch.generation.kv_cache import KVCache, cached_forward, cached_generate
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from tinytorch.core.attention import MultiHeadAttention, scaled_dot_product_atte
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
 from tinytorch.core.transformers import GPT, create_causal_mask
-from tinytorch.optimization.memoization import (KVCache, LayerCache, cached_forward, cached_generate,
+from tinytorch.generation.kv_cache import (KVCache, LayerCache, cached_forward, cached_generate,
                                                 offset_causal_mask)
 
 

@@ -20,8 +20,8 @@ from hypothesis import given, settings, strategies as st
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Linear
 from tinytorch.core.tensor import Tensor
-from tinytorch.optimization import benchmarking as bm
-from tinytorch.optimization.benchmarking import (Benchmark, compare, median, pin_threads, pinned_threads, quantile,
+from tinytorch.measurement import benchmarking as bm
+from tinytorch.measurement.benchmarking import (Benchmark, compare, median, pin_threads, pinned_threads, quantile,
                                                  ratio_summary, summarize, thread_state)
 
 
@@ -177,7 +177,7 @@ class TestBenchmarkingInTheStack:
             assert res.ratio("big") > 5, res.table()
 
     def test_the_module_imports_alone_without_numba(self):
-        r = subprocess.run([sys.executable, "-c", "import sys, tinytorch.optimization.benchmarking; "
+        r = subprocess.run([sys.executable, "-c", "import sys, tinytorch.measurement.benchmarking; "
                             "print('numba' in sys.modules)"], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == "False"
