@@ -140,7 +140,7 @@ class TestProfilerCore:
         assert report.to_dict()["accuracy"] is None
 
     def test_bad_arguments_are_named(self):
-        with pytest.raises(ValueError, match="repeats must be an integer >= 1, got 0"):
+        with pytest.raises(ValueError, match=r"repeats must be a positive integer \(>= 1\), got 0"):
             Profiler(repeats=0)
         with pytest.raises(ValueError, match="warmup must be an integer >= 0, got -1"):
             measure_latency(Sequential(), Tensor([1.0]), warmup=-1)

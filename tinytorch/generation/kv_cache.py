@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.autograd import is_grad_enabled, no_grad
+from ..core.activations import eval_mode
+from ..core.checks import check_int
 from ..core.tensor import Tensor
 from ..core.transformers import GPT, as_prompt_batch, check_generation_args, sample_next_token
 
@@ -49,11 +51,11 @@ class KVCache:
         """Checks are given. Exercise: allocate, per layer l, self.keys[l] and self.values[l] as zeros of shape
         (batch_size, layer_heads[l], max_len, head_dim) and `dtype`, and self.lengths = [0] * num_layers (positions
         stored per layer)."""
-        heads = list(num_heads) if isinstance(num_heads, (list, tuple)) else [num_heads] * max(int(num_layers), 1)
-        for name, n in (("num_layers", num_layers), ("batch_size", batch_size), ("head_dim", head_dim),
-                        ("max_len", max_len), *(("num_heads", h) for h in heads)):
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-                raise ValueError(f"KVCache: {name} must be a positive integer, got {n!r}")
+        check_int(num_layers, "num_layers", "KVCache")
+        heads = list(num_heads) if isinstance(num_heads, (list, tuple)) else [num_heads] * int(num_layers)
+        for name, n in (("batch_size", batch_size), ("head_dim", head_dim), ("max_len", max_len),
+                        *(("num_heads", h) for h in heads)):
+            check_int(n, name, "KVCache")
         if len(heads) != num_layers:
             raise ValueError(f"KVCache: num_heads lists {len(heads)} layers but num_layers={num_layers}")
         self.num_layers, self.batch_size = int(num_layers), int(batch_size)
@@ -183,25 +185,20 @@ def cached_generate(model: GPT, prompt_ids, max_new_tokens: int, temperature: fl
     if max_new_tokens == 0:
         return restore(ids)
     rng = np.random.default_rng(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            ### BEGIN SOLUTION
-            cache.reset()
-            logits = cached_forward(model, ids[:, -L:], cache, 0, last_only=True).data[:, -1]
-            for step in range(max_new_tokens):
-                nxt = sample_next_token(logits, temperature, top_k, rng)
-                ids = np.concatenate([ids, nxt[:, None]], axis=1)
-                if step == max_new_tokens - 1:
-                    break
-                pos = cache.seq_len
-                if pos < L:                                  # room left: feed only the new token
-                    logits = cached_forward(model, nxt[:, None], cache, pos, last_only=True).data[:, -1]
-                else:                                        # window full: positions shift, start over
-                    cache.reset()
-                    logits = cached_forward(model, ids[:, -L:], cache, 0, last_only=True).data[:, -1]
-            ### END SOLUTION
-    finally:
-        model.train(was_training)
+    with eval_mode(model), no_grad():                  # module 02: every module's own mode comes back
+        ### BEGIN SOLUTION
+        cache.reset()
+        logits = cached_forward(model, ids[:, -L:], cache, 0, last_only=True).data[:, -1]
+        for step in range(max_new_tokens):
+            nxt = sample_next_token(logits, temperature, top_k, rng)
+            ids = np.concatenate([ids, nxt[:, None]], axis=1)
+            if step == max_new_tokens - 1:
+                break
+            pos = cache.seq_len
+            if pos < L:                                  # room left: feed only the new token
+                logits = cached_forward(model, nxt[:, None], cache, pos, last_only=True).data[:, -1]
+            else:                                        # window full: positions shift, start over
+                cache.reset()
+                logits = cached_forward(model, ids[:, -L:], cache, 0, last_only=True).data[:, -1]
+        ### END SOLUTION
     return restore(ids)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.checks import check_choice, check_fraction, check_int, check_real   # module 01
 from ..core.training import write_text_atomic   # module 07: the one atomic writer
 
 # %% auto #0
@@ -28,8 +29,7 @@ def quantile(xs, q: float) -> float:
     values = sorted(float(x) for x in xs)
     if not values:
         raise ValueError("quantile: no values")
-    if not 0.0 <= q <= 1.0 or math.isnan(q):
-        raise ValueError(f"quantile: q must be in [0, 1], got {q}")
+    q = check_fraction(q, "q", "quantile")
     ### BEGIN SOLUTION
     pos = q * (len(values) - 1)
     lo = int(math.floor(pos))
@@ -84,8 +84,7 @@ def thread_state() -> dict:
 def pin_threads(n: int = 1) -> dict:
     """Make NumPy's BLAS, Numba and PyTorch use `n` threads as far as possible now; set the environment
     variables for libraries loaded later. Returns {"before": ..., "after": ..., "notes": [...]}."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"pin_threads: n must be a positive integer, got {n!r}")
+    n = check_int(n, "n", "pin_threads")
     before, notes = thread_state(), []
     for var in THREAD_ENV_VARS:
         if var == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
@@ -207,8 +206,7 @@ def _unit(seconds: float, unit: str | None):
     units = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
     if unit is None:
         unit = "s" if seconds >= 1 else "ms" if seconds >= 1e-3 else "us" if seconds >= 1e-6 else "ns"
-    if unit not in units:
-        raise ValueError(f"unknown unit {unit!r}; use one of {sorted(units)}")
+    check_choice(unit, tuple(units), "unit", "BenchmarkResult.table")
     return units[unit], unit
 
 
@@ -240,15 +238,10 @@ class Benchmark:
 
     def __init__(self, name: str = "benchmark", *, repeats: int = 15, warmup: int = 2, min_time: float = 0.005,
                  number: int | None = None, threads: int | None = 1, timer=time.perf_counter):
-        if not isinstance(repeats, int) or repeats < 1:
-            raise ValueError(f"Benchmark: repeats must be a positive integer, got {repeats!r}")
-        if not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"Benchmark: warmup must be an integer >= 0, got {warmup!r}")
-        if not min_time > 0:
-            raise ValueError(f"Benchmark: min_time must be > 0 seconds, got {min_time!r}")
-        if number is not None and (not isinstance(number, int) or number < 1):
-            raise ValueError(f"Benchmark: number must be a positive integer or None, got {number!r}")
-        self.name, self.repeats, self.warmup, self.min_time = name, repeats, warmup, float(min_time)
+        repeats, warmup = check_int(repeats, "repeats", "Benchmark"), check_int(warmup, "warmup", "Benchmark", 0)
+        min_time = check_real(min_time, "min_time", "Benchmark", 0, low_open=True)          # seconds
+        number = check_int(number, "number", "Benchmark", allow_none=True)
+        self.name, self.repeats, self.warmup, self.min_time = name, repeats, warmup, min_time
         self.number, self.threads, self.timer = number, threads, timer
         self.cases: list = []
         self.baseline: str | None = None

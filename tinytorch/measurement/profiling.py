@@ -3,6 +3,7 @@
 # %% ../../modules/14_profiling/14_profiling.ipynb #cf128569
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import numbers
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..core.autograd import no_grad
 from ..core.tensor import Tensor
+from ..core.checks import check_int
 from ..core.layers import Dropout, Linear, Module, Sequential
 from ..core.activations import GELU, ReLU, Sigmoid, Softmax, Tanh, eval_mode
 from ..core.spatial import AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d, conv_output_size
@@ -232,40 +234,31 @@ def trace_forward(model: Module, *inputs, repeats: int = 1, **kwargs):
     `forward` attribute that is removed again in a `finally` block: no class is modified."""
     if not isinstance(model, Module):
         raise TypeError(f"trace_forward: expected a Module, got {type(model).__name__}")
-    repeats = _check_count("trace_forward", "repeats", repeats, 1)
+    repeats = check_int(repeats, "repeats", "trace_forward")
     records, installed = [], []
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()                                        # inference: no dropout, no batch-norm updates
-    try:
-        for name, m, leaf in _targets(model):
-            rec = LayerRecord(name=name, kind=type(m).__name__, module=m, leaf=leaf)
-            records.append(rec)
-            had = "forward" in vars(m)
-            installed.append((m, had, vars(m).get("forward")))
-            m.forward = _wrap(m.forward, rec)          # an instance attribute: shadows the class's method
-        out = None
-        with no_grad():
-            for r in range(repeats):
-                for rec in records:
-                    rec._now, rec._counting = 0.0, (r == 0)
-                out = model(*inputs, **kwargs)
-                for rec in records:
-                    rec.times.append(rec._now)
-    finally:
-        for m, had, previous in reversed(installed):
-            if had:
-                m.forward = previous
-            else:
-                del m.forward                           # the class's method is visible again
-        for m, mode in modes:
-            object.__setattr__(m, "training", mode)
+    with eval_mode(model):                              # inference: no dropout, no batch-norm updates
+        try:
+            for name, m, leaf in _targets(model):
+                rec = LayerRecord(name=name, kind=type(m).__name__, module=m, leaf=leaf)
+                records.append(rec)
+                had = "forward" in vars(m)
+                installed.append((m, had, vars(m).get("forward")))
+                m.forward = _wrap(m.forward, rec)      # an instance attribute: shadows the class's method
+            out = None
+            with no_grad():
+                for r in range(repeats):
+                    for rec in records:
+                        rec._now, rec._counting = 0.0, (r == 0)
+                    out = model(*inputs, **kwargs)
+                    for rec in records:
+                        rec.times.append(rec._now)
+        finally:
+            for m, had, previous in reversed(installed):
+                if had:
+                    m.forward = previous
+                else:
+                    del m.forward                       # the class's method is visible again
     return records, out
-
-
-def _check_count(owner: str, name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #e46ca9e0
 def activation_bytes(records: list) -> int:
@@ -287,24 +280,21 @@ def measure_memory(model: Module, *inputs, **kwargs) -> dict:
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start()
-    modes = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
-        tracemalloc.reset_peak()
-        start = tracemalloc.get_traced_memory()[0]
-        with no_grad():
-            out = model(*inputs, **kwargs)
-        peak = tracemalloc.get_traced_memory()[1] - start
-        del out
-        retained = None
-        if counts["trainable"]:
+        with eval_mode(model):
+            tracemalloc.reset_peak()
             start = tracemalloc.get_traced_memory()[0]
-            out = model(*inputs, **kwargs)                    # gradients on: the graph holds the activations
-            retained = tracemalloc.get_traced_memory()[0] - start
+            with no_grad():
+                out = model(*inputs, **kwargs)
+            peak = tracemalloc.get_traced_memory()[1] - start
             del out
+            retained = None
+            if counts["trainable"]:
+                start = tracemalloc.get_traced_memory()[0]
+                out = model(*inputs, **kwargs)                # gradients on: the graph holds the activations
+                retained = tracemalloc.get_traced_memory()[0] - start
+                del out
     finally:
-        for m, mode in modes:
-            object.__setattr__(m, "training", mode)
         if not was_tracing:
             tracemalloc.stop()
     return {"parameter_bytes": counts["bytes"], "buffer_bytes": counts["buffer_bytes"],
@@ -388,26 +378,20 @@ def measure_latency(model, *inputs, warmup: int = 3, repeats: int = 20, **kwargs
     """Time `model(*inputs, **kwargs)` (any callable): `warmup` untimed calls, then `repeats` calls each timed
     on its own with time.perf_counter(), in eval mode under no_grad. The exercise (warmup and repeats already
     checked ints) returns LatencyResult(times=<list of `repeats` floats, seconds>, warmup=warmup)."""
-    warmup = _check_count("measure_latency", "warmup", warmup, 0)
-    repeats = _check_count("measure_latency", "repeats", repeats, 1)
-    modes = [(m, m.training) for m in model.modules()] if isinstance(model, Module) else []
-    if isinstance(model, Module):
-        model.eval()
-    try:
-        with no_grad():
-            ### BEGIN SOLUTION
-            for _ in range(warmup):
-                model(*inputs, **kwargs)
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                model(*inputs, **kwargs)
-                times.append(time.perf_counter() - t0)
-            return LatencyResult(times=times, warmup=warmup)
-            ### END SOLUTION
-    finally:
-        for m, mode in modes:
-            object.__setattr__(m, "training", mode)
+    warmup = check_int(warmup, "warmup", "measure_latency", 0)
+    repeats = check_int(repeats, "repeats", "measure_latency")
+    inference = eval_mode(model) if isinstance(model, Module) else contextlib.nullcontext()
+    with inference, no_grad():
+        ### BEGIN SOLUTION
+        for _ in range(warmup):
+            model(*inputs, **kwargs)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(*inputs, **kwargs)
+            times.append(time.perf_counter() - t0)
+        return LatencyResult(times=times, warmup=warmup)
+        ### END SOLUTION
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #39e22d44
 @dataclass
@@ -486,8 +470,8 @@ class Profiler:
     a shape tuple for a seeded random float32 input)."""
 
     def __init__(self, warmup: int = 3, repeats: int = 20):
-        self.warmup = _check_count("Profiler", "warmup", warmup, 0)
-        self.repeats = _check_count("Profiler", "repeats", repeats, 1)
+        self.warmup = check_int(warmup, "warmup", "Profiler", 0)
+        self.repeats = check_int(repeats, "repeats", "Profiler")
 
     def count_parameters(self, model: Module) -> dict:
         return count_parameters(model)
