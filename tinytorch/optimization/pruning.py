@@ -368,8 +368,7 @@ def sparsity_schedule(final_sparsity, steps: int, kind: str = "equal") -> list:
     "equal" removes the same fraction each step; "cubic" follows Zhu & Gupta (2017), total sparsity
     s_i = final (1 - (1 - i/steps)^3): big cuts first, while many redundant weights remain, small ones last."""
     f = check_fraction(final_sparsity, "final_sparsity", "sparsity_schedule")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"sparsity_schedule: steps must be an integer >= 1, got {steps!r}")
+    steps = check_int(steps, "steps", "sparsity_schedule")
     check_choice(kind, SCHEDULES, "schedule", "sparsity_schedule")
     if kind == "equal":
         return [1.0 - (1.0 - f) ** (1.0 / steps)] * int(steps)
