@@ -55,4 +55,4 @@ __getattr__, __dir__ = lazy_face("tinytorch", {
     "tinytorch.core.autograd": "no_grad enable_grad",
     "tinytorch.core.activations": "relu sigmoid softmax",
     "tinytorch.core.losses": "log_softmax",
-}, submodules=("nn", "optim", "utils", "core", "optimization", "experiments"))
+}, submodules=("nn", "optim", "utils", "core", "measurement", "generation", "optimization", "experiments"))

@@ -325,11 +325,23 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
     """Write the complete Jupyter Book source tree for ``manifest`` into ``src`` (emptied
     first). ``executed``: ``{stem: executed reference notebook}`` whose outputs the chapters show
     (:func:`tito.book_execute.execute_notebooks`); a notebook not in it has no outputs."""
-    import yaml
-
     root = manifest.root
     book_dir = Path(book_dir or root / "book")
     results_dir = Path(results_dir or root / "milestones" / "results")
+    _copy_book_sources(book_dir, src)
+    staged = StagedBook(src=src)
+    for m in manifest:
+        _stage_module(m, root, src, with_solutions, executed, staged)
+    _write_intro(src, manifest, staged, with_solutions)
+    _stage_milestones(src, results_dir, staged)
+    has_from_pytorch = _stage_from_pytorch(src, root)
+    _write_toc(src, staged, has_from_pytorch)
+    copy_mathjax(src / MATHJAX_STAGE)
+    return staged
+
+
+def _copy_book_sources(book_dir: Path, src: Path) -> None:
+    "The hand-written sources (and any images or _static files next to them) into a fresh ``src``."
     for name in ("_config.yml", "intro.md"):
         if not (book_dir / name).is_file():
             raise TitoError(f"{book_dir / name} not found: the book needs it")
@@ -339,44 +351,46 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
                             "build time: delete it from book/")
     if src.exists():
         shutil.rmtree(src)
-    # hand-written sources (and any images or _static files next to them)
     shutil.copytree(book_dir, src, ignore=shutil.ignore_patterns(
         "_build", ".ipynb_checkpoints", "__pycache__", "*.ipynb"))
 
-    staged = StagedBook(src=src)
-    for m in manifest:
-        # one chapter per module: its main notebook; the module's other notebooks (if it has
-        # several) are sections of that chapter
-        nb_path = m.notebook
-        if not nb_path.is_file():
-            staged.missing.append(m)
-            extra = [p.name for p in m.notebooks[1:] if p.is_file()]
-            if extra:
-                staged.notes.append(f"{m.folder}: the main notebook {nb_path.name} is not written "
-                                    f"yet, so {', '.join(extra)} is left out too")
-            continue
-        chapter = _stage_notebook(nb_path, root, m, src, with_solutions, executed)
-        heading = first_heading(chapter)
-        if heading is None:
-            staged.notes.append(f"{m.folder}: the notebook has no '# ' title heading")
-        elif normalize_title(m.title) not in normalize_title(heading):
-            staged.notes.append(f"{m.folder}: its title heading {heading!r} does not contain the "
-                                f"manifest title {m.title!r}")
-        staged.chapters.append(m)
-        for path in m.notebooks[1:]:
-            if not path.is_file():
-                staged.missing_sections.setdefault(m.folder, []).append(path.stem)
-                continue
-            section = _stage_notebook(path, root, m, src, with_solutions, executed)
-            if first_heading(section) is None:
-                staged.notes.append(f"{path.stem}: the notebook has no '# ' title heading")
-            staged.sections.setdefault(m.folder, []).append(path.stem)
-        absent = staged.missing_sections.get(m.folder)
-        if absent:
-            staged.notes.append(f"{m.folder}: not written yet (left out of its chapter): "
-                                + ", ".join(f"{stem}.ipynb" for stem in absent))
 
-    # intro: the chapter table
+def _stage_module(m, root: Path, src: Path, with_solutions: bool, executed: dict | None,
+                  staged: StagedBook) -> None:
+    """One chapter per module: its main notebook; the module's other notebooks (if it has
+    several) are sections of that chapter."""
+    nb_path = m.notebook
+    if not nb_path.is_file():
+        staged.missing.append(m)
+        extra = [p.name for p in m.notebooks[1:] if p.is_file()]
+        if extra:
+            staged.notes.append(f"{m.folder}: the main notebook {nb_path.name} is not written "
+                                f"yet, so {', '.join(extra)} is left out too")
+        return
+    chapter = _stage_notebook(nb_path, root, m, src, with_solutions, executed)
+    heading = first_heading(chapter)
+    if heading is None:
+        staged.notes.append(f"{m.folder}: the notebook has no '# ' title heading")
+    elif normalize_title(m.title) not in normalize_title(heading):
+        staged.notes.append(f"{m.folder}: its title heading {heading!r} does not contain the "
+                            f"manifest title {m.title!r}")
+    staged.chapters.append(m)
+    for path in m.notebooks[1:]:
+        if not path.is_file():
+            staged.missing_sections.setdefault(m.folder, []).append(path.stem)
+            continue
+        section = _stage_notebook(path, root, m, src, with_solutions, executed)
+        if first_heading(section) is None:
+            staged.notes.append(f"{path.stem}: the notebook has no '# ' title heading")
+        staged.sections.setdefault(m.folder, []).append(path.stem)
+    absent = staged.missing_sections.get(m.folder)
+    if absent:
+        staged.notes.append(f"{m.folder}: not written yet (left out of its chapter): "
+                            + ", ".join(f"{stem}.ipynb" for stem in absent))
+
+
+def _write_intro(src: Path, manifest, staged: StagedBook, with_solutions: bool) -> None:
+    "The intro page with its chapter table (and the instructor note under the title)."
     intro = (src / "intro.md").read_text(encoding="utf-8")
     intro = intro.replace(CHAPTERS_MARKER, chapters_markdown(list(manifest), staged.chapters))
     if with_solutions:
@@ -384,7 +398,9 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
         intro = lines[0] + "\n\n" + INSTRUCTOR_NOTE + (lines[1] if len(lines) > 1 else "")
     (src / "intro.md").write_text(intro, encoding="utf-8")
 
-    # milestones
+
+def _stage_milestones(src: Path, results_dir: Path, staged: StagedBook) -> None:
+    "The milestones page: every result file of ``results_dir``, with its plot."
     staged.milestones = load_milestone_results(results_dir)
     plots = {}
     for r in staged.milestones:
@@ -404,15 +420,22 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
         if r.error:
             staged.notes.append(f"milestones/results/{r.file}: {r.error}")
 
-    # the "From PyTorch" page: its table comes from benchmarks/torch_programs.py when it has been run
-    fp = src / "from_pytorch.md"
-    if fp.is_file():
-        res = root / "benchmarks" / "results" / "torch_programs.md"
-        table = res.read_text(encoding="utf-8") if res.is_file() else (
-            "*(Run `python benchmarks/torch_programs.py`; its table appears here the next time the book is built.)*\n")
-        fp.write_text(fp.read_text(encoding="utf-8").replace(TORCH_PROGRAMS_MARKER, table), encoding="utf-8")
 
-    # table of contents
+def _stage_from_pytorch(src: Path, root: Path) -> bool:
+    """The "From PyTorch" page (when the book has one): its table comes from
+    benchmarks/torch_programs.py when it has been run. True when the page exists."""
+    fp = src / "from_pytorch.md"
+    if not fp.is_file():
+        return False
+    res = root / "benchmarks" / "results" / "torch_programs.md"
+    table = res.read_text(encoding="utf-8") if res.is_file() else (
+        "*(Run `python benchmarks/torch_programs.py`; its table appears here the next time the book is built.)*\n")
+    fp.write_text(fp.read_text(encoding="utf-8").replace(TORCH_PROGRAMS_MARKER, table), encoding="utf-8")
+    return True
+
+
+def _write_toc(src: Path, staged: StagedBook, has_from_pytorch: bool) -> None:
+    import yaml
     parts = []
     if staged.chapters:
         chapters = []
@@ -423,14 +446,11 @@ def stage_book(manifest, src: Path, with_solutions: bool = False,
             chapters.append(entry)
         parts.append({"caption": "Modules", "chapters": chapters})
     parts.append({"caption": "Results", "chapters": [{"file": "milestones"}]
-                  + ([{"file": "from_pytorch"}] if fp.is_file() else [])})
+                  + ([{"file": "from_pytorch"}] if has_from_pytorch else [])})
     toc = {"format": "jb-book", "root": "intro", "parts": parts}
     (src / "_toc.yml").write_text(
         "# GENERATED by `tito book build` from modules/manifest.toml: do not edit\n"
         + yaml.safe_dump(toc, sort_keys=False, allow_unicode=True), encoding="utf-8")
-
-    copy_mathjax(src / MATHJAX_STAGE)
-    return staged
 
 
 def book_sources(manifest) -> list[tuple[str, Path]]:
@@ -547,6 +567,19 @@ def build_book(manifest, out: Path | None = None, with_solutions: bool = False,
         executed = execute_notebooks(root, book_sources(manifest), cache_dir=cache_dir, echo=echo)
     t_exec = time.monotonic() - t_exec
     staged = stage_book(manifest, build / "src", with_solutions=with_solutions, executed=executed)
+    _echo_staged(staged, with_solutions, t_exec if execute else None, echo)
+    echo(f"  running jupyter-book build (log: {build / 'book-build.log'})")
+    proc, log_text, log = _run_jupyter_book(cmd, build, out, staged)
+    warnings = _check_build(proc, log_text, log, staged, build / "html", allow_warnings)
+    for w in warnings:
+        echo(f"  warning: {w}")
+    return BookBuild(out=out, html_dir=build / "html", index_html=build / "html" / "index.html",
+                     staged=staged, seconds=time.monotonic() - t0, warnings=warnings, log=log,
+                     execute_seconds=t_exec if execute else None)
+
+
+def _echo_staged(staged: StagedBook, with_solutions: bool, t_exec: float | None, echo) -> None:
+    "What the book holds; ``t_exec`` None when the notebooks were not run."
     version = "instructor version, WITH SOLUTIONS" if with_solutions else "student version"
     echo(f"book: {len(staged.chapters)} chapter(s) ({version}): "
          + (", ".join(m.folder + (f" (+ sections {', '.join(staged.sections[m.folder])})"
@@ -555,28 +588,36 @@ def build_book(manifest, out: Path | None = None, with_solutions: bool = False,
     if staged.missing:
         echo(f"  not written yet (left out): {', '.join(m.folder for m in staged.missing)}")
     echo(f"  milestones: {len(staged.milestones)} result file(s)")
-    echo(f"  outputs: from the reference notebooks (run or cached in {t_exec:.1f} s)" if execute
-         else "  outputs: none (--no-execute)")
+    echo(f"  outputs: from the reference notebooks (run or cached in {t_exec:.1f} s)"
+         if t_exec is not None else "  outputs: none (--no-execute)")
     for note in staged.notes:
         echo(f"  note: {note}")
 
+
+def _run_jupyter_book(cmd: list, build: Path, out: Path, staged: StagedBook) -> tuple:
+    """Run jupyter-book on the staged sources; (process, log text, log file). The log names the
+    files authors edit, not their staged copies."""
     cmd = cmd + ["build", str(build / "src"), "--path-output", str(out), "--all"]
     env = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
-    echo(f"  running jupyter-book build (log: {build / 'book-build.log'})")
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True, env=env,
                           stdin=subprocess.DEVNULL)
     log_text = _ANSI_RE.sub("", proc.stdout + ("\n" + proc.stderr if proc.stderr else ""))
-    # point at the files authors edit, not at their staged copies
     src_dir = str(build / "src") + os.sep
     for m, stem in staged_pages(staged):
         log_text = log_text.replace(f"{src_dir}{stem}.ipynb", f"modules/{m.folder}/{stem}.ipynb")
     log_text = log_text.replace(src_dir, "book/")
-    diags = [ln.strip() for ln in log_text.splitlines() if _DIAG_RE.search(ln)]
     log = build / "book-build.log"
     log.write_text(log_text, encoding="utf-8")
+    return proc, log_text, log
+
+
+def _check_build(proc, log_text: str, log: Path, staged: StagedBook, html_dir: Path,
+                 allow_warnings: bool) -> list:
+    """Raise TitoError when the build failed, reported errors (or warnings, unless allowed), left
+    a page out or loads anything from the network; returns the warnings."""
+    diags = [ln.strip() for ln in log_text.splitlines() if _DIAG_RE.search(ln)]
     errors = [d for d in diags if not re.search(r"\bWARNING\b", d)]
     warnings = [d for d in diags if re.search(r"\bWARNING\b", d)]
-    html_dir = build / "html"
     index = html_dir / "index.html"
 
     def fail(msg, show_log=True):
@@ -602,10 +643,5 @@ def build_book(manifest, out: Path | None = None, with_solutions: bool = False,
     if ext:
         raise TitoError("the built book loads scripts or styles from the network (it must work "
                         "offline):\n  " + "\n  ".join(f"{p}: {', '.join(u)}"
-                                                      for p, u in ext.items()))
-    for w in warnings:
-        echo(f"  warning: {w}")
-    return BookBuild(out=out, html_dir=html_dir, index_html=index, staged=staged,
-                     seconds=time.monotonic() - t0, warnings=warnings, log=log,
-                     execute_seconds=t_exec if execute else None)
-
+                                                       for p, u in ext.items()))
+    return warnings

@@ -205,7 +205,7 @@ def export_notebooks(notebooks, lib_path, root, nbs_path=None, clean=True,
     TitoError naming the notebook). With ``keep_going`` the result is returned with each
     notebook's error recorded instead (still nothing moved into place).
     """
-    from .nbcode import NotebookCodeError, import_problems, syntax_problems
+    from .nbcode import NotebookCodeError, syntax_problems
 
     root = Path(root).resolve()
     lib_path = check_lib_path(lib_path, lib_name)
@@ -215,10 +215,7 @@ def export_notebooks(notebooks, lib_path, root, nbs_path=None, clean=True,
             raise TitoError(f"notebook {nb} not found")
     nbs_path = Path(nbs_path).resolve() if nbs_path else (
         notebooks[0].parent.parent if notebooks else root)
-
-    cleaned = []
-    if clean:
-        cleaned = [nb for nb in notebooks if clean_notebook(nb, root)]
+    cleaned = [nb for nb in notebooks if clean_notebook(nb, root)] if clean else []
 
     problems = [p for nb in notebooks for p in syntax_problems(nb)]
     if problems and not keep_going:
@@ -229,40 +226,62 @@ def export_notebooks(notebooks, lib_path, root, nbs_path=None, clean=True,
     with _mirror(root, lib_path, nbs_path, notebooks) as (troot, tlib, tnbs, copies):
         todo = [c for c, real in copies.items() if real not in bad]
         recs = {r.notebook: r for r in _nbdev_export(todo, tlib, troot, tnbs)}
-        results = []
-        for copy, real in copies.items():
-            rec = recs.get(copy)
-            out = NotebookExport(real)
-            if real in bad:
-                out.error = "\n".join(p.describe(root) for p in problems if p.notebook == real)
-            elif rec is not None:
-                out.files = [lib_path / f.relative_to(tlib) for f in rec.files]
-                out.error = rec.error
-            results.append(out)
+        results = _export_results(copies, recs, problems, root, lib_path, tlib)
         failed = [r for r in results if r.error]
         if failed and not keep_going:
             raise TitoError("; ".join(f"exporting {_rel(r.notebook, root)} failed: {r.error}"
                                       for r in failed)
                             + f" (nothing was exported: {_rel(lib_path, root)}/ is unchanged)")
         if check_imports and not failed and not problems:
-            modules = sorted({ExportResult(tlib, lib_name, [], [], []).module_name(f)
-                              for r in recs.values() for f in r.files})
-            problems = import_problems(tlib, modules, nb_of=lambda p: copies.get(p, p))
-            if problems:
-                if not keep_going:
-                    raise NotebookCodeError(problems, root, unchanged=lib_path)
-                for r in results:
-                    mine = [p for p in problems if p.notebook == r.notebook]
-                    r.error = "\n".join(p.describe(root) for p in mine) or None
+            problems = _check_exported_imports(recs, copies, results, tlib, lib_name, root, lib_path,
+                                               keep_going)
         if not any(r.error for r in results) and not problems:
-            fresh = _snapshot(tlib)
-            for f, text in fresh.items():
-                real = lib_path / f.relative_to(tlib)
-                if before.get(real) != text:
-                    _write_atomically(f, real)
+            _move_changed(tlib, lib_path, before)
     after = _snapshot(lib_path)
     changed = sorted(p for p, b in after.items() if before.get(p) != b)
     return ExportResult(lib_path, lib_name, results, changed, cleaned)
+
+
+def _export_results(copies: dict, recs: dict, problems: list, root: Path, lib_path: Path,
+                    tlib: Path) -> list[NotebookExport]:
+    "One NotebookExport per real notebook: the package files it wrote, or its error."
+    bad = {p.notebook for p in problems}
+    results = []
+    for copy, real in copies.items():
+        rec = recs.get(copy)
+        out = NotebookExport(real)
+        if real in bad:
+            out.error = "\n".join(p.describe(root) for p in problems if p.notebook == real)
+        elif rec is not None:
+            out.files = [lib_path / f.relative_to(tlib) for f in rec.files]
+            out.error = rec.error
+        results.append(out)
+    return results
+
+
+def _check_exported_imports(recs: dict, copies: dict, results: list, tlib: Path, lib_name: str,
+                            root: Path, lib_path: Path, keep_going: bool) -> list:
+    """Import every package module the export wrote (from the mirror); the problems, raised as a
+    NotebookCodeError unless ``keep_going`` (then recorded on their notebooks' results)."""
+    from .nbcode import NotebookCodeError, import_problems
+    modules = sorted({ExportResult(tlib, lib_name, [], [], []).module_name(f)
+                      for r in recs.values() for f in r.files})
+    problems = import_problems(tlib, modules, nb_of=lambda p: copies.get(p, p))
+    if problems:
+        if not keep_going:
+            raise NotebookCodeError(problems, root, unchanged=lib_path)
+        for r in results:
+            mine = [p for p in problems if p.notebook == r.notebook]
+            r.error = "\n".join(p.describe(root) for p in mine) or None
+    return problems
+
+
+def _move_changed(tlib: Path, lib_path: Path, before: dict) -> None:
+    "Write every file of the mirror's package whose text differs from ``before`` into ``lib_path``."
+    for f, text in _snapshot(tlib).items():
+        real = lib_path / f.relative_to(tlib)
+        if before.get(real) != text:
+            _write_atomically(f, real)
 
 
 def _rel(p: Path, root: Path):

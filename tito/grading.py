@@ -246,23 +246,35 @@ class _StudentRun:
     session: object = None                  # the judge session while modules run
 
 
+@dataclass(frozen=True)
+class GradeSettings:
+    """How ``tito grade`` runs: per-module time limit (s), memory per box (MB), students graded in
+    parallel, whether a weaker sandbox is accepted, whether the workspace is kept, progress lines,
+    and the function that prints them."""
+    timeout: float = 120
+    memory_mb: int = 2048
+    jobs: int = 2
+    allow_weak: bool = False
+    keep_temp: bool = False
+    progress: bool = True
+    log: object = print
+
+
 class Grader:
     def __init__(self, root: Path, manifest, modules, submissions: Path, out: Path,
-                 timeout: float = 120, memory_mb: int = 2048, jobs: int = 2,
-                 allow_weak: bool = False, keep_temp: bool = False, progress: bool = True,
-                 log=print):
+                 settings: GradeSettings = GradeSettings()):
         self.root = Path(root).resolve()
         self.manifest = manifest
         self.modules = list(modules)
         self.submissions = Path(submissions).resolve()
         self.out = Path(out).resolve()
-        self.timeout = float(timeout)
-        self.memory_mb = int(memory_mb)
-        self.jobs = max(1, int(jobs))
-        self.allow_weak = allow_weak
-        self.keep_temp = keep_temp
-        self.progress = progress
-        self.log = log
+        self.timeout = float(settings.timeout)
+        self.memory_mb = int(settings.memory_mb)
+        self.jobs = max(1, int(settings.jobs))
+        self.allow_weak = settings.allow_weak
+        self.keep_temp = settings.keep_temp
+        self.progress = settings.progress
+        self.log = settings.log
         self.violations: list[dict] = []
         self.mounts: list[Path] = []
         self.mount_notes: list[str] = []

@@ -33,6 +33,8 @@ MAGIC = b"TW"
 MAX_HEADER = 16 << 20
 MAX_BLOBS = 256 << 20
 MAX_DEPTH = 64
+_UNTAGGED = object()          # _decode_tagged: the key is not one of the wire's own tags
+_CONTAINER_TAGS = ("$l", "$t", "$d", "$s", "$fs", "$sl")
 MAX_TEXT = 20_000                     # characters of a message, repr or str kept
 ARRAY_KINDS = set("biufcUS")
 
@@ -378,63 +380,61 @@ class Codec:
             raise ProtocolError("value nested too deeply")
         if tree is None or isinstance(tree, (bool, int, str, float)):
             return tree
-        d = depth + 1
         if isinstance(tree, list) or not isinstance(tree, dict) or len(tree) == 0:
             raise ProtocolError(f"bad value {str(tree)[:80]}")
         key = next(iter(tree))
-        val = tree[key]
         try:
-            if key == "$l":
-                return [self.decode(x, blobs, d) for x in val]
-            if key == "$t":
-                return tuple(self.decode(x, blobs, d) for x in val)
-            if key == "$d":
-                return {self.decode(k, blobs, d): self.decode(x, blobs, d) for k, x in val}
-            if key == "$s":
-                return {self.decode(x, blobs, d) for x in val}
-            if key == "$fs":
-                return frozenset(self.decode(x, blobs, d) for x in val)
-            if key == "$f":
-                if val not in ("nan", "inf", "-inf"):
-                    raise ProtocolError("bad float")
-                return float(val)
-            if key == "$b":
-                return base64.b64decode(val.encode("ascii"), validate=True)
-            if key == "$c":
-                return complex(float(val[0]), float(val[1]))
-            if key == "$sl":
-                return slice(*(self.decode(x, blobs, d) for x in val))
-            if key == "$e":
-                return Ellipsis
-            if key == "$rg":
-                return range(*(int(x) for x in val))
-            if key == "$a":
-                return self._decode_array(tree, blobs)
-            if key == "$g":
-                return self._decode_rng(tree)
-            if key == "$n":
-                return blob_array(blobs[val])[()]
-            if key == "$dt":
-                dt = np.dtype(str(val))
-                if not plain_dtype(dt):
-                    raise ProtocolError("bad dtype")
-                return dt
-            if key == "$nt":
-                dt = np.dtype(str(val))
-                if not plain_dtype(dt):
-                    raise ProtocolError("bad dtype")
-                return dt.type
-            if key == "$bt":
-                if val not in _SAFE_BUILTIN_TYPES:
-                    raise ProtocolError("bad builtin type")
-                return _SAFE_BUILTIN_TYPES[val]
-            if key == "$p":
-                return pathlib.Path(str(val))
+            out = self._decode_tagged(key, tree, blobs, depth + 1)
         except ProtocolError:
             raise
         except (TypeError, ValueError, IndexError, KeyError, AttributeError, RecursionError) as e:
             raise ProtocolError(f"bad {key} value: {type(e).__name__}") from None
-        return self.decode_ref(tree)
+        return self.decode_ref(tree) if out is _UNTAGGED else out
+
+    def _decode_tagged(self, key: str, tree: dict, blobs: list, d: int):
+        """The value under one of the wire's own tags; _UNTAGGED when `key` is not one (a reference)."""
+        val = tree[key]
+        if key in _CONTAINER_TAGS:
+            return self._decode_container(key, val, blobs, d)
+        if key == "$f":
+            if val not in ("nan", "inf", "-inf"):
+                raise ProtocolError("bad float")
+            return float(val)
+        if key == "$b":
+            return base64.b64decode(val.encode("ascii"), validate=True)
+        if key == "$c":
+            return complex(float(val[0]), float(val[1]))
+        if key == "$e":
+            return Ellipsis
+        if key == "$rg":
+            return range(*(int(x) for x in val))
+        if key == "$a":
+            return self._decode_array(tree, blobs)
+        if key == "$g":
+            return self._decode_rng(tree)
+        if key == "$n":
+            return blob_array(blobs[val])[()]
+        if key in ("$dt", "$nt"):
+            dt = np.dtype(str(val))
+            if not plain_dtype(dt):
+                raise ProtocolError("bad dtype")
+            return dt if key == "$dt" else dt.type
+        if key == "$bt":
+            if val not in _SAFE_BUILTIN_TYPES:
+                raise ProtocolError("bad builtin type")
+            return _SAFE_BUILTIN_TYPES[val]
+        if key == "$p":
+            return pathlib.Path(str(val))
+        return _UNTAGGED
+
+    def _decode_container(self, key: str, val, blobs: list, d: int):
+        "A list, tuple, dict, set, frozenset or slice: its items decoded one level deeper."
+        if key == "$d":
+            return {self.decode(k, blobs, d): self.decode(x, blobs, d) for k, x in val}
+        items = [self.decode(x, blobs, d) for x in val]
+        if key == "$sl":
+            return slice(*items)
+        return {"$l": list, "$t": tuple, "$s": set, "$fs": frozenset}[key](items)
 
     def _decode_array(self, tree: dict, blobs: list) -> np.ndarray:
         mid = tree["$a"]

@@ -266,6 +266,22 @@ def load_manifest(root: str | os.PathLike | None = None) -> Manifest:
     if not path.is_file():
         raise ManifestError(f"{path} not found")
     settings = Settings.load(root)
+    modules: list[ModuleInfo] = []
+    for i, e in enumerate(_module_entries(path), 1):
+        modules.append(_module_info(e, f"{path.name}: module entry #{i}", path.name, modules, settings, root))
+    all_exports = [x for m in modules for x in m.exports]
+    dup = sorted({x for x in all_exports if all_exports.count(x) > 1})
+    if dup:
+        raise ManifestError(f"{path.name}: export targets claimed by two modules: {dup}")
+    return Manifest(modules, root, settings)
+
+
+_REQUIRED_KEYS = ("number", "folder", "title", "exports", "prerequisites", "points")
+_OPTIONAL_KEYS = ("notebooks",)
+
+
+def _module_entries(path: Path) -> list:
+    "The [[module]] tables of the manifest file at `path`."
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
@@ -273,61 +289,60 @@ def load_manifest(root: str | os.PathLike | None = None) -> Manifest:
     entries = data.get("module")
     if not isinstance(entries, list) or not entries:
         raise ManifestError(f"{path}: expected [[module]] tables, found none")
+    return entries
 
-    modules: list[ModuleInfo] = []
-    seen_numbers: set[int] = set()
-    seen_folders: set[str] = set()
-    required = ("number", "folder", "title", "exports", "prerequisites", "points")
-    optional = ("notebooks",)
-    for i, e in enumerate(entries, 1):
-        where = f"{path.name}: module entry #{i}"
-        missing = [k for k in required if k not in e]
-        if missing:
-            raise ManifestError(f"{where} lacks {', '.join(missing)}")
-        unknown = sorted(set(e) - set(required) - set(optional))
-        if unknown:
-            raise ManifestError(f"{where} has unknown keys {unknown}")
-        number, folder = e["number"], e["folder"]
-        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-            raise ManifestError(f"{where}: number must be a positive integer, got {number!r}")
-        where = f"{path.name}: module {number}"
-        if number in seen_numbers:
-            raise ManifestError(f"{where} appears twice")
-        mt = _FOLDER_RE.match(folder) if isinstance(folder, str) else None
-        if not mt or int(mt.group(1)) != number:
+
+def _module_info(e: dict, where: str, filename: str, earlier: list, settings: Settings,
+                 root: Path) -> ModuleInfo:
+    "One validated [[module]] entry; `earlier` holds the entries before it (numbers, folders)."
+    missing = [k for k in _REQUIRED_KEYS if k not in e]
+    if missing:
+        raise ManifestError(f"{where} lacks {', '.join(missing)}")
+    unknown = sorted(set(e) - set(_REQUIRED_KEYS) - set(_OPTIONAL_KEYS))
+    if unknown:
+        raise ManifestError(f"{where} has unknown keys {unknown}")
+    number, folder = e["number"], e["folder"]
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        raise ManifestError(f"{where}: number must be a positive integer, got {number!r}")
+    where = f"{filename}: module {number}"
+    _check_number_and_folder(number, folder, where, earlier)
+    if not isinstance(e["title"], str) or not e["title"].strip():
+        raise ManifestError(f"{where}: title must be a non-empty string")
+    exports = _as_tuple(e["exports"], str, where, "exports")
+    for x in exports:
+        if not _DOTTED_RE.match(x) or x.split(".")[0] != settings.lib_name:
             raise ManifestError(
-                f"{where}: folder must be '{number:02d}_<name>' (lower case), got {folder!r}")
-        if folder in seen_folders:
-            raise ManifestError(f"{where}: folder {folder!r} appears twice")
-        if not isinstance(e["title"], str) or not e["title"].strip():
-            raise ManifestError(f"{where}: title must be a non-empty string")
-        exports = _as_tuple(e["exports"], str, where, "exports")
-        for x in exports:
-            if not _DOTTED_RE.match(x) or x.split(".")[0] != settings.lib_name:
-                raise ManifestError(
-                    f"{where}: export {x!r} is not a module path inside {settings.lib_name!r}")
-        prereqs = _as_tuple(e["prerequisites"], int, where, "prerequisites")
-        for p in prereqs:
-            if p not in seen_numbers:
-                raise ManifestError(
-                    f"{where}: prerequisite {p} is not an earlier module of the manifest")
-        points = e["points"]
-        if not isinstance(points, (int, float)) or isinstance(points, bool) or points < 0:
-            raise ManifestError(f"{where}: points must be a non-negative number, got {points!r}")
-        names = _as_tuple(e.get("notebooks", [folder]), str, where, "notebooks")
-        if not names or names[0] != folder or len(set(names)) != len(names) or \
-                not all(n == folder or n.startswith(folder + "_") for n in names):
-            raise ManifestError(f"{where}: notebooks must start with {folder!r} and every name must "
-                                f"begin with '{folder}_', without repeats; got {list(names)!r}")
-        seen_numbers.add(number)
-        seen_folders.add(folder)
-        modules.append(ModuleInfo(number=number, folder=folder, title=e["title"],
-                                  exports=exports, prerequisites=prereqs, points=points,
-                                  root=root, nbs_path=settings.nbs_path,
-                                  notebook_names=names if len(names) > 1 else ()))
+                f"{where}: export {x!r} is not a module path inside {settings.lib_name!r}")
+    prereqs = _as_tuple(e["prerequisites"], int, where, "prerequisites")
+    for p in prereqs:
+        if p not in {m.number for m in earlier}:
+            raise ManifestError(
+                f"{where}: prerequisite {p} is not an earlier module of the manifest")
+    points = e["points"]
+    if not isinstance(points, (int, float)) or isinstance(points, bool) or points < 0:
+        raise ManifestError(f"{where}: points must be a non-negative number, got {points!r}")
+    names = _notebook_names(e, folder, where)
+    return ModuleInfo(number=number, folder=folder, title=e["title"], exports=exports,
+                      prerequisites=prereqs, points=points, root=root, nbs_path=settings.nbs_path,
+                      notebook_names=names if len(names) > 1 else ())
 
-    all_exports = [x for m in modules for x in m.exports]
-    dup = sorted({x for x in all_exports if all_exports.count(x) > 1})
-    if dup:
-        raise ManifestError(f"{path.name}: export targets claimed by two modules: {dup}")
-    return Manifest(modules, root, settings)
+
+def _check_number_and_folder(number: int, folder, where: str, earlier: list) -> None:
+    if number in {m.number for m in earlier}:
+        raise ManifestError(f"{where} appears twice")
+    mt = _FOLDER_RE.match(folder) if isinstance(folder, str) else None
+    if not mt or int(mt.group(1)) != number:
+        raise ManifestError(
+            f"{where}: folder must be '{number:02d}_<name>' (lower case), got {folder!r}")
+    if folder in {m.folder for m in earlier}:
+        raise ManifestError(f"{where}: folder {folder!r} appears twice")
+
+
+def _notebook_names(e: dict, folder: str, where: str) -> tuple:
+    "The module's notebooks (default: the folder's name alone), main one first, each named '<folder>_...'."
+    names = _as_tuple(e.get("notebooks", [folder]), str, where, "notebooks")
+    if not names or names[0] != folder or len(set(names)) != len(names) or \
+            not all(n == folder or n.startswith(folder + "_") for n in names):
+        raise ManifestError(f"{where}: notebooks must start with {folder!r} and every name must "
+                            f"begin with '{folder}_', without repeats; got {list(names)!r}")
+    return names

@@ -358,18 +358,30 @@ def prepare_out(root: Path, out: Path, force: bool) -> None:
 def make_release(root: Path, out: Path, manifest, force: bool = False,
                  log=print) -> ReleaseReport:
     """Write the student copy of the project at ``root`` into ``out``."""
-    from .exporter import export_notebooks, find_notebooks
     from .student_readme import render as render_student_readme
-    from .studentenv import oracle_imports
 
     root, out = Path(root).resolve(), Path(out).resolve()
     settings = manifest.settings
-    nbs_src = settings.nbs_path
     prepare_out(root, out, force)
     report = ReleaseReport(out)
-
     # 1. modules/: every file copied, notebooks stripped (markers checked before anything else)
-    # every notebook under modules/, so every notebook of a module with several
+    stripped = _strip_notebooks(root, settings.nbs_path, manifest)
+    _copy_modules(settings.nbs_path, out, stripped, report)
+    # 2. the rest of the course
+    _copy_course(root, out, report)
+    (out / "README.md").write_text(render_student_readme(manifest), encoding="utf-8")
+    if not (out / "settings.ini").is_file():
+        raise TitoError(f"{root / 'settings.ini'} is missing: the release cannot be exported")
+    # 3. tinytorch/, exported from the *stripped* notebooks in `out`
+    _export_release(root, out, settings, report)
+    # 4. no solution marker may be left anywhere in the release
+    _check_no_markers_left(out)
+    return report
+
+
+def _strip_notebooks(root: Path, nbs_src: Path, manifest) -> dict:
+    """{path under modules/: StrippedNotebook} for every notebook under ``nbs_src`` (so every
+    notebook of a module with several)."""
     stripped: dict[Path, StrippedNotebook] = {}
     nb_files = sorted(p for p in nbs_src.rglob("*.ipynb")
                       if not any(part.startswith(".") for part in p.relative_to(nbs_src).parts))
@@ -381,6 +393,11 @@ def make_release(root: Path, out: Path, manifest, force: bool = False,
         stripped[rel] = strip_notebook(nb, str(nb_path.relative_to(root)
                                                if nb_path.is_relative_to(root) else nb_path),
                                        module_label)
+    return stripped
+
+
+def _copy_modules(nbs_src: Path, out: Path, stripped: dict, report: ReleaseReport) -> None:
+    "Every file under modules/ into the release; notebooks stripped; markers elsewhere refused."
     for src in sorted(nbs_src.rglob("*")):
         rel = src.relative_to(nbs_src)
         if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
@@ -403,48 +420,58 @@ def make_release(root: Path, out: Path, manifest, force: bool = False,
                               "a release would leak it (move it out of modules/)")
         shutil.copy2(src, dst)
 
-    # 2. the rest of the course
+
+def _copy_course(root: Path, out: Path, report: ReleaseReport) -> None:
+    "RELEASE_DIRS and RELEASE_FILES into the release, minus instructor files and oracle tests."
     for d in RELEASE_DIRS:
         src = root / d
         if not src.is_dir():
             report.skipped.append(d + "/")
             continue
-        ignore = _IGNORE
-        if d in ("milestones", "benchmarks"):
-            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "results")
-        if d == "scripts":
-            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", *INSTRUCTOR_SCRIPTS)
-        if d == "tests":
-            def ignore(path, names, _base=src):
-                drop = set(_IGNORE(path, names))
-                if Path(path).resolve() == _base.resolve():
-                    drop |= {n for n in names if n in INSTRUCTOR_TESTS}
-                for n in names:             # tests that need the repository's oracle (torch...)
-                    f = Path(path) / n
-                    if n.endswith(".py") and n not in drop and f.is_file():
-                        needs = oracle_imports(f)
-                        if needs:
-                            drop.add(n)
-                            report.oracle_tests[str(f.relative_to(root))] = needs
-                return drop
-        shutil.copytree(src, out / d, ignore=ignore, symlinks=False)
+        shutil.copytree(src, out / d, ignore=_ignore_for(d, src, root, report), symlinks=False)
     for f in RELEASE_FILES:
         if (root / f).is_file():
             shutil.copy2(root / f, out / f)
         else:
             report.skipped.append(f)
-    (out / "README.md").write_text(render_student_readme(manifest), encoding="utf-8")
-    if not (out / "settings.ini").is_file():
-        raise TitoError(f"{root / 'settings.ini'} is missing: the release cannot be exported")
 
-    # 3. tinytorch/, exported from the *stripped* notebooks in `out`
+
+def _ignore_for(d: str, src: Path, root: Path, report: ReleaseReport):
+    "The copytree ignore function of course folder ``d``."
+    from .studentenv import oracle_imports
+    if d in ("milestones", "benchmarks"):
+        return shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "results")
+    if d == "scripts":
+        return shutil.ignore_patterns("__pycache__", "*.pyc", *INSTRUCTOR_SCRIPTS)
+    if d != "tests":
+        return _IGNORE
+
+    def ignore(path, names, _base=src):
+        drop = set(_IGNORE(path, names))
+        if Path(path).resolve() == _base.resolve():
+            drop |= {n for n in names if n in INSTRUCTOR_TESTS}
+        for n in names:             # tests that need the repository's oracle (torch...)
+            f = Path(path) / n
+            if n.endswith(".py") and n not in drop and f.is_file():
+                needs = oracle_imports(f)
+                if needs:
+                    drop.add(n)
+                    report.oracle_tests[str(f.relative_to(root))] = needs
+        return drop
+    return ignore
+
+
+def _export_release(root: Path, out: Path, settings, report: ReleaseReport) -> None:
+    "The release's package, exported from its stripped notebooks; what the reference has beyond it."
+    from .exporter import export_notebooks, find_notebooks
+    nbs_src = settings.nbs_path
     out_nbs = out / nbs_src.relative_to(root) if nbs_src.is_relative_to(root) else out / "modules"
     lib_out = out / settings.lib_path.relative_to(root) if settings.lib_path.is_relative_to(root) \
         else out / settings.lib_name
     notebooks = find_notebooks(out_nbs, out)
     if notebooks:
-        res = export_notebooks(notebooks, lib_out, out, nbs_path=out_nbs, clean=False,
-                               lib_name=settings.lib_name)
+        export_notebooks(notebooks, lib_out, out, nbs_path=out_nbs, clean=False,
+                         lib_name=settings.lib_name)
         report.package_files = sorted(p for p in lib_out.rglob("*.py")
                                       if "__pycache__" not in p.parts)
     ref_files = {p.relative_to(settings.lib_path) for p in settings.lib_path.rglob("*.py")
@@ -452,7 +479,8 @@ def make_release(root: Path, out: Path, manifest, force: bool = False,
     rel_out = {p.relative_to(lib_out) for p in report.package_files}
     report.not_released = sorted(str(p) for p in ref_files - rel_out)
 
-    # 4. no solution marker may be left anywhere in the release
+
+def _check_no_markers_left(out: Path) -> None:
     for p in sorted(out.rglob("*")):
         if p.is_file() and not p.is_symlink() and p.stat().st_size < 20_000_000:
             try:
@@ -462,7 +490,6 @@ def make_release(root: Path, out: Path, manifest, force: bool = False,
             if any(is_begin(ln) or is_end(ln) for ln in text.splitlines()):
                 raise MarkerError(f"{p}: solution markers left in the release (is a solution "
                                   "outside modules/?)")
-    return report
 
 
 def check_imports(lib_path: Path, modules: list[str], timeout: float = 300) -> dict[str, str]:

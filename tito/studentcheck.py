@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .release import STUB_PREFIX, parse_stub_message
@@ -80,118 +81,156 @@ def split_runnable(paths):
     return ok, skipped
 
 
-def run_check(ctx, mods, timeout: float = 1800) -> int:
-    from .checkrun import run_pytest, short_message
-    from .exporter import check_sync
-    from .release import check_imports
+@dataclass
+class _Findings:
+    """What the check found: problems that are not exercises (``broken``), notes, and per test file
+    ``[passed, run]``; ``todo``: tests waiting per exercise; ``blocked``: failures per module that
+    builds on an unfinished one."""
+    root: Path
+    broken: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    todo: dict = field(default_factory=dict)
+    blocked: dict = field(default_factory=dict)
+    per_file: dict = field(default_factory=dict)
 
-    root, settings = ctx.root, ctx.settings
-    lib = settings.lib_path
-    broken: list[str] = []
-    notes: list[str] = []
-
-    def rel(p):
+    def rel(self, p) -> str:
         try:
-            return str(Path(p).resolve().relative_to(root))
+            return str(Path(p).resolve().relative_to(self.root))
         except ValueError:
             return str(p)
 
-    print(f"checking the course in {root} (package {rel(lib)}/)")
-    # 1. notebooks: compile, export, import; the package against them
+
+def run_check(ctx, mods, timeout: float = 1800) -> int:
+    found = _Findings(ctx.root)
+    print(f"checking the course in {ctx.root} (package {found.rel(ctx.settings.lib_path)}/)")
+    _check_package(ctx, found)
+    files = _test_files(mods, found)
+    if files:
+        _run_tests(ctx, files, timeout, found)
+    return _report(mods, found)
+
+
+def _check_package(ctx, found: _Findings) -> None:
+    "1. notebooks compile, export and import, the package against them; 2. every package module imports."
+    from .exporter import check_sync
+    from .release import check_imports
+    root, settings = ctx.root, ctx.settings
+    lib = settings.lib_path
     report = check_sync(root, lib, settings.nbs_path, settings.lib_name, check_imports=True)
     for nb, err in report.notebook_errors.items():
-        broken.append(f"{rel(nb)} cannot be exported:\n      " + err.replace("\n", "\n      "))
-    stale = sorted({rel(p) for p in report.differing + report.missing})
+        found.broken.append(f"{found.rel(nb)} cannot be exported:\n      " + err.replace("\n", "\n      "))
+    stale = sorted({found.rel(p) for p in report.differing + report.missing})
     if stale:
-        notes.append("not exported since the notebook changed (tito module complete NN exports "
-                     "it): " + ", ".join(stale))
-    # 2. every package module imports
+        found.notes.append("not exported since the notebook changed (tito module complete NN exports "
+                           "it): " + ", ".join(stale))
     present = [x for m in ctx.manifest
                for x, f in zip(m.exports, m.export_files(lib, settings.lib_name)) if f.is_file()]
     for name, err in (check_imports(lib, present) if present else {}).items():
-        broken.append(f"package module {name} does not import: {err}")
-    # 3. the tests
+        found.broken.append(f"package module {name} does not import: {err}")
+
+
+def _test_files(mods, found: _Findings) -> list:
+    "3. what module complete runs for `mods` (plus the environment checkpoint), minus oracle tests."
     from .testing import module_test_paths
     skipped: dict = {}
-    files = [p for m in mods for p in module_test_paths(m, skipped)]   # what module complete runs
-    env_ck = root / "tests" / "checkpoints" / "checkpoint_00_environment.py"
+    files = [p for m in mods for p in module_test_paths(m, skipped)]
+    env_ck = found.root / "tests" / "checkpoints" / "checkpoint_00_environment.py"
     if env_ck.is_file():
         files.insert(0, env_ck)
     for p, lacking in skipped.items():
-        notes.append(f"not run here: {rel(p)} needs {', '.join(lacking)} (the repository's "
-                     "test oracle, not part of the student environment)")
-    todo: dict[str, int] = {}
-    blocked: dict[int, int] = {}          # module -> non-stub failures while it is unfinished
-    per_file: dict[str, list[int]] = {}
-    unfinished = unfinished_modules(ctx.manifest, lib, settings.lib_name)
-    if files:
-        print("running: " + ", ".join(rel(p) for p in files), flush=True)
-        run = run_pytest(files, lib, cwd=root, timeout=timeout,
-                         extra_args=["-q", "--no-header", "-rN", "--tb=native", "-p",
-                                     "no:cacheprovider", "--continue-on-collection-errors"])
-        if run.timed_out:
-            broken.append(f"the tests did not finish within {timeout:g} s")
-        if run.foreign:
-            broken.append("tinytorch modules were imported from outside the package: "
-                          + ", ".join(run.foreign))
-        if not run.has_results and not run.timed_out:
-            broken.append(f"pytest did not run (exit {run.exit_code}): "
-                          + "\n".join(run.output.strip().splitlines()[-10:]))
-        elif not run.tests and not run.timed_out:
-            broken.append(f"no test ran (pytest exit {run.exit_code}): "
-                          + "\n".join(run.output.strip().splitlines()[-10:]))
-        for t in run.tests + [{**e, "outcome": "error", "name": e.get("nodeid") or "collection"}
-                              for e in run.collect_errors]:
-            f = (t.get("nodeid") or "").split("::", 1)[0]
-            counts = per_file.setdefault(f, [0, 0])
-            counts[1] += 1
-            if t["outcome"] == "passed":
-                counts[0] += 1
-                continue
-            where = parse_stub_message(t.get("message") or "")
-            nn = module_of_test(t.get("nodeid") or "")
-            if where:
-                todo[where] = todo.get(where, 0) + 1
-            elif t["outcome"] == "skipped":
-                continue
-            elif nn is not None and builds_on(ctx.manifest, nn) & unfinished:
-                # a test of a module that (or whose prerequisites) still has exercises to do
-                # cannot be judged yet: it waits, like the ones that reach a stub
-                blocked[nn] = blocked.get(nn, 0) + 1
-            else:
-                msg = " / ".join(short_message(t.get("message") or "", 2)) or t["outcome"]
-                broken.append(f"{t.get('nodeid') or t['name']}: {msg}")
-    # report
+        found.notes.append(f"not run here: {found.rel(p)} needs {', '.join(lacking)} (the repository's "
+                           "test oracle, not part of the student environment)")
+    return files
+
+
+def _run_tests(ctx, files: list, timeout: float, found: _Findings) -> None:
+    "Run the test files in one pytest process; sort every outcome into passed, to do, waiting or broken."
+    from .checkrun import run_pytest
+    settings = ctx.settings
+    unfinished = unfinished_modules(ctx.manifest, settings.lib_path, settings.lib_name)
+    print("running: " + ", ".join(found.rel(p) for p in files), flush=True)
+    run = run_pytest(files, settings.lib_path, cwd=ctx.root, timeout=timeout,
+                     extra_args=["-q", "--no-header", "-rN", "--tb=native", "-p",
+                                 "no:cacheprovider", "--continue-on-collection-errors"])
+    _run_problems(run, timeout, found)
+    for t in run.tests + [{**e, "outcome": "error", "name": e.get("nodeid") or "collection"}
+                          for e in run.collect_errors]:
+        _sort_outcome(ctx.manifest, t, unfinished, found)
+
+
+def _run_problems(run, timeout: float, found: _Findings) -> None:
+    if run.timed_out:
+        found.broken.append(f"the tests did not finish within {timeout:g} s")
+    if run.foreign:
+        found.broken.append("tinytorch modules were imported from outside the package: "
+                            + ", ".join(run.foreign))
+    if not run.has_results and not run.timed_out:
+        found.broken.append(f"pytest did not run (exit {run.exit_code}): "
+                            + "\n".join(run.output.strip().splitlines()[-10:]))
+    elif not run.tests and not run.timed_out:
+        found.broken.append(f"no test ran (pytest exit {run.exit_code}): "
+                            + "\n".join(run.output.strip().splitlines()[-10:]))
+
+
+def _sort_outcome(manifest, t: dict, unfinished: set, found: _Findings) -> None:
+    from .checkrun import short_message
+    f = (t.get("nodeid") or "").split("::", 1)[0]
+    counts = found.per_file.setdefault(f, [0, 0])
+    counts[1] += 1
+    if t["outcome"] == "passed":
+        counts[0] += 1
+        return
+    where = parse_stub_message(t.get("message") or "")
+    nn = module_of_test(t.get("nodeid") or "")
+    if where:
+        found.todo[where] = found.todo.get(where, 0) + 1
+    elif t["outcome"] == "skipped":
+        return
+    elif nn is not None and builds_on(manifest, nn) & unfinished:
+        # a test of a module that (or whose prerequisites) still has exercises to do
+        # cannot be judged yet: it waits, like the ones that reach a stub
+        found.blocked[nn] = found.blocked.get(nn, 0) + 1
+    else:
+        msg = " / ".join(short_message(t.get("message") or "", 2)) or t["outcome"]
+        found.broken.append(f"{t.get('nodeid') or t['name']}: {msg}")
+
+
+def _report(mods, found: _Findings) -> int:
     print()
-    for f, (ok, n) in per_file.items():
+    for f, (ok, n) in found.per_file.items():
         print(f"  {f}: {ok}/{n} passed")
     left = exercises_left([nb for m in mods for nb in m.notebooks])
     print()
     if left:
-        by_module: dict[str, list[str]] = {}
-        for ex in left:
-            mod, _, name = ex.partition(", ")
-            by_module.setdefault(mod, []).append(name)
-        print(f"{len(left)} exercise(s) to do in {len(by_module)} module(s):")
-        for mod, names in by_module.items():
-            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6
-                                             else "")
-            print(f"  {mod}: {shown}")
-        waiting = sum(todo.values())
-        print(f"  ({waiting} test(s) wait for them: they reach an exercise not written yet"
-              + (f"; {sum(blocked.values())} more fail in modules "
-                 f"{', '.join(f'{n:02d}' for n in sorted(blocked))}, which build on modules "
-                 "with exercises still to do" if blocked else "") + ")")
+        _print_exercises_left(left, found)
     else:
         print("no exercise left to do in the notebooks")
-    for n in notes:
+    for n in found.notes:
         print(f"note: {n}")
-    if broken:
-        print(f"\n{len(broken)} problem(s) that are not exercises still to do:", file=sys.stderr)
-        for b in broken:
+    if found.broken:
+        print(f"\n{len(found.broken)} problem(s) that are not exercises still to do:", file=sys.stderr)
+        for b in found.broken:
             print(f"  - {b}", file=sys.stderr)
         return 1
     print("\ncheck passed: nothing is broken"
           + (f"; {len(left)} exercise(s) still to do (open the first module's notebook, "
              "fill them in, then `tito module complete NN`)" if left else "; every test passes"))
     return 0
+
+
+def _print_exercises_left(left: list, found: _Findings) -> None:
+    by_module: dict[str, list[str]] = {}
+    for ex in left:
+        mod, _, name = ex.partition(", ")
+        by_module.setdefault(mod, []).append(name)
+    print(f"{len(left)} exercise(s) to do in {len(by_module)} module(s):")
+    for mod, names in by_module.items():
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6
+                                         else "")
+        print(f"  {mod}: {shown}")
+    waiting = sum(found.todo.values())
+    blocked = found.blocked
+    print(f"  ({waiting} test(s) wait for them: they reach an exercise not written yet"
+          + (f"; {sum(blocked.values())} more fail in modules "
+             f"{', '.join(f'{n:02d}' for n in sorted(blocked))}, which build on modules "
+             "with exercises still to do" if blocked else "") + ")")

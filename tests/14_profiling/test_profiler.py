@@ -11,7 +11,7 @@ from tinytorch.core.activations import ReLU
 from tinytorch.core.layers import Linear, Module, Sequential
 from tinytorch.core.spatial import Conv2d
 from tinytorch.core.tensor import Tensor
-from tinytorch.optimization.profiling import (LatencyResult, Profiler, count_parameters, flops_of_call,
+from tinytorch.measurement.profiling import (LatencyResult, Profiler, count_parameters, flops_of_call,
                                               trace_forward)
 
 

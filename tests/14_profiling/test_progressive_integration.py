@@ -25,7 +25,7 @@ from tinytorch.core.optimizers import Adam
 from tinytorch.core.spatial import BatchNorm2d, Conv2d, Flatten, MaxPool2d
 from tinytorch.core.tensor import Tensor
 from tinytorch.core.transformers import GPT
-from tinytorch.optimization.profiling import (Profiler, attention_flops, conv2d_flops, count_parameters,
+from tinytorch.measurement.profiling import (Profiler, attention_flops, conv2d_flops, count_parameters,
                                               linear_flops, measure_latency, measure_memory, trace_forward)
 
 
@@ -140,7 +140,7 @@ class TestProfilerCore:
         assert report.to_dict()["accuracy"] is None
 
     def test_bad_arguments_are_named(self):
-        with pytest.raises(ValueError, match="repeats must be an integer >= 1, got 0"):
+        with pytest.raises(ValueError, match=r"repeats must be a positive integer \(>= 1\), got 0"):
             Profiler(repeats=0)
         with pytest.raises(ValueError, match="warmup must be an integer >= 0, got -1"):
             measure_latency(Sequential(), Tensor([1.0]), warmup=-1)
@@ -212,7 +212,7 @@ class TestProfilerInTheStack:
         assert all(p.grad is not None for p in model.parameters())
 
     def test_profiling_imports_alone(self):
-        code = ("import tinytorch.optimization.profiling as p, numpy as np; "
+        code = ("import tinytorch.measurement.profiling as p, numpy as np; "
                 "from tinytorch.core.layers import Linear; "
                 "print(p.Profiler().count_flops(Linear(3, 5), (7, 3)))")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

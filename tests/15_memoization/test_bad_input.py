@@ -6,7 +6,7 @@ from tinytorch.core.attention import MultiHeadAttention
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
 from tinytorch.core.transformers import GPT
-from tinytorch.optimization.memoization import KVCache, cached_forward, cached_generate
+from tinytorch.generation.kv_cache import KVCache, cached_forward, cached_generate
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_wrong_shapes_and_layer():
         KVCache(1, 1, 2, 3, max_len=0)
     with pytest.raises(ValueError, match="num_heads lists 1 layers but num_layers=2"):
         KVCache(2, 1, [2], 3, max_len=4)
-    with pytest.raises(ValueError, match="num_heads must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"num_heads must be a positive integer \(>= 1\), got 0"):
         KVCache(2, 1, [2, 0], 3, max_len=4)
 
 

@@ -17,7 +17,7 @@ from tinytorch.core.attention import MultiHeadAttention, scaled_dot_product_atte
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
 from tinytorch.core.transformers import GPT, create_causal_mask
-from tinytorch.optimization.memoization import (KVCache, LayerCache, cached_forward, cached_generate,
+from tinytorch.generation.kv_cache import (KVCache, LayerCache, cached_forward, cached_generate,
                                                 offset_causal_mask)
 
 
@@ -160,6 +160,25 @@ class TestCachedGeneration:
         b = cached_generate(model, [5, 6, 7], 8, seed=7, cache=cache)            # reset between runs
         np.testing.assert_array_equal(a, b)
         assert model.training is False
+
+    def test_every_module_gets_its_own_mode_back(self):
+        "Generation runs in eval mode and gives each module back its own flag (module 02's eval_mode)."
+        m = GPT(vocab_size=11, embed_dim=8, num_layers=2, num_heads=2, max_seq_len=8, seed=1)
+        m.train()
+        m.blocks[1].eval()                                   # one block frozen in eval mode on purpose
+        before = [x.training for x in m.modules()]
+        seen = []
+        original = m.blocks[0].attn.forward
+        def watching(*args, **kwargs):
+            seen.append(m.training)
+            return original(*args, **kwargs)
+        m.blocks[0].attn.forward = watching
+        try:
+            cached_generate(m, [1, 2, 3], 2, seed=0)
+        finally:
+            del m.blocks[0].attn.forward
+        assert seen and not any(seen)                        # eval mode while generating
+        assert [x.training for x in m.modules()] == before   # block 1 stays in eval mode, the rest train
 
     def test_the_cache_does_less_work(self, model):
         "Count the rows that go through the first block's query projection: O(n) cached, O(n^2) not."

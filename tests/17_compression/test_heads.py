@@ -373,7 +373,7 @@ def test_random_initialisation_of_a_regrown_head():
                         a.out_proj.weight.data[:, rows].ravel()])
     assert 0.007 < w.std() < 0.013 and a.head_mask.data[2] == 1 and not a.v_proj.bias.data[rows].any()
     prune_heads(m, [(1, 2)])
-    with pytest.raises(ValueError, match="init_std must be a number > 0, got 0"):
+    with pytest.raises(ValueError, match="init_std must be a finite number > 0, got 0"):
         grow_heads(m, 1, "random", init="random", init_std=0)
     mask_heads(a, [3])                                  # pruned by hand: weights kept all the same
     assert (1, 3) in pruned_heads(m) and 3 in a.pruned_head_weights

@@ -35,7 +35,7 @@ from tinytorch.optimization.compression import (
 
 ROOT = Path(__file__).resolve().parents[2]
 HAS_QUANTIZATION = (ROOT / "tinytorch" / "optimization" / "quantization.py").is_file()
-HAS_PROFILING = (ROOT / "tinytorch" / "optimization" / "profiling.py").is_file()
+HAS_PROFILING = (ROOT / "tinytorch" / "measurement" / "profiling.py").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +76,11 @@ class TestStackBelow:
         assert gpt.blocks[0].attn.q_proj.weight.grad is not None
 
     def test_profiling_module_if_present(self):
-        spec = importlib.util.find_spec("tinytorch.optimization.profiling")
+        spec = importlib.util.find_spec("tinytorch.measurement.profiling")
         if not HAS_PROFILING:
             assert spec is None
             return
-        from tinytorch.optimization.profiling import count_parameters
+        from tinytorch.measurement.profiling import count_parameters
         model = Sequential(Linear(20, 30, rng=np.random.default_rng(1)), ReLU(), Linear(30, 4))
         dense = count_parameters(model)
         magnitude_prune(model, 0.8)

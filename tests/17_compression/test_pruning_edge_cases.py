@@ -280,14 +280,14 @@ def test_sparsity_outside_zero_one_or_nan_is_a_clear_error(bad):
     model = mlp(20)
     for call in (lambda: magnitude_prune(model, bad), lambda: structured_prune(model, bad),
                  lambda: compress_model(model, [batch()], sparsity=bad)):
-        with pytest.raises(ValueError, match=r"must be a number in \[0, 1\], got " + repr(bad).replace("(", r"\(")):
+        with pytest.raises(ValueError, match=r"must be a finite number in \[0, 1\], got " + repr(bad).replace("(", r"\(")):
             call()
     assert not is_pruned(model)
 
 
 @pytest.mark.parametrize("bad", ["0.5", None, True, [0.5]])
 def test_sparsity_of_the_wrong_type_is_a_clear_error(bad):
-    with pytest.raises(TypeError, match="sparsity must be a number in \\[0, 1\\], got " + repr(bad).replace("[", "\\[")):
+    with pytest.raises(TypeError, match="sparsity must be a finite number in \\[0, 1\\], got " + repr(bad).replace("[", "\\[")):
         magnitude_prune(mlp(21), bad)
 
 
@@ -332,7 +332,7 @@ def test_non_finite_weights_bad_masks_and_bad_distillation_settings():
     for T in (0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="temperature must be a finite number > 0, got"):
             KnowledgeDistillation(lin, lin, temperature=T)
-    with pytest.raises(ValueError, match=r"alpha must be a number in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"alpha must be a (finite )?number in \[0, 1\], got 1.5"):
         KnowledgeDistillation(lin, lin, alpha=1.5)
     kd = KnowledgeDistillation(lin, lin, alpha=0.5)
     with pytest.raises(ValueError, match="labels are needed when alpha < 1"):

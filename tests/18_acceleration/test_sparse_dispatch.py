@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from tinytorch.optimization import profiling, sparse
+from tinytorch.measurement import profiling
+from tinytorch.optimization import sparse
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ os.replace), the old file is left byte for byte and no temporary file is left be
 stale temporary file is removed by the next save."""
 import pytest
 
-from tinytorch.optimization.benchmarking import BenchmarkResult
+from tinytorch.measurement.benchmarking import BenchmarkResult
 from atomic_checks import failing_write_keeps_the_old_file, next_save_removes_a_dead_writers_temp
 
 

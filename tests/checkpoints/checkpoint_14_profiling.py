@@ -7,7 +7,7 @@ from tinytorch.core.activations import ReLU
 from tinytorch.core.layers import Linear, Module, Sequential
 from tinytorch.core.spatial import Conv2d, Flatten, MaxPool2d
 from tinytorch.core.tensor import Tensor
-from tinytorch.optimization.profiling import (Profiler, attention_flops, conv2d_flops, count_parameters,
+from tinytorch.measurement.profiling import (Profiler, attention_flops, conv2d_flops, count_parameters,
                                               linear_flops, measure_latency, measure_memory)
 
 

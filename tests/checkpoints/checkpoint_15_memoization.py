@@ -3,7 +3,7 @@ import numpy as np
 
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.transformers import GPT
-from tinytorch.optimization.memoization import KVCache, cached_forward, cached_generate, offset_causal_mask
+from tinytorch.generation.kv_cache import KVCache, cached_forward, cached_generate, offset_causal_mask
 
 
 def small_gpt():

@@ -5,7 +5,7 @@ import numpy as np
 
 from tinytorch.core.tensor import Tensor
 
-from tinytorch.optimization.benchmarking import Benchmark, median, quantile, ratio_summary, summarize
+from tinytorch.measurement.benchmarking import Benchmark, median, quantile, ratio_summary, summarize
 
 
 class Clock:

@@ -15,9 +15,10 @@ from ..core.layers import Dropout, Module
 from ..core.losses import CrossEntropyLoss
 from ..core.training import CosineAnnealingLR, save_figure_atomic, write_json_atomic   # the writers: module 07
 from .pruning import *   # re-exported: the public names of module 17
-from .pruning import (_check_choice, _check_fraction, _check_module, _prunable_or_error)
+from ..core.checks import check_choice, check_fraction, check_int, check_real
+from .pruning import (_check_module, _prunable_or_error)
 from .distillation import *   # re-exported: the public names of module 17
-from .distillation import (_batches, _check_temperature, _positive_int)
+from .distillation import _batches
 from .heads import *   # re-exported: the public names of module 17
 
 # %% auto #0
@@ -97,20 +98,17 @@ class CompressionConfig:
 
     def __post_init__(self):
         who = "compress_model"
-        self.sparsity = _check_fraction(self.sparsity, "sparsity", who)
-        _check_choice(self.scope, SCOPES, "scope", who)
-        _check_choice(self.optimizer, tuple(OPTIMIZERS), "optimizer", who)
-        _check_choice(self.schedule, SCHEDULES, "schedule", who)
-        self.structured_ratio = _check_fraction(self.structured_ratio, "structured_ratio", who)
-        self.steps = _positive_int(self.steps, "steps", who)
+        self.sparsity = check_fraction(self.sparsity, "sparsity", who)
+        check_choice(self.scope, SCOPES, "scope", who)
+        check_choice(self.optimizer, tuple(OPTIMIZERS), "optimizer", who)
+        check_choice(self.schedule, SCHEDULES, "schedule", who)
+        self.structured_ratio = check_fraction(self.structured_ratio, "structured_ratio", who)
+        self.steps = check_int(self.steps, "steps", who)
         for name in ("fine_tune_epochs", "distill_epochs", "epochs_per_step"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f"compress_model: {name} must be an integer >= 0, got {v!r}")
-            setattr(self, name, int(v))
+            setattr(self, name, check_int(getattr(self, name), name, who, 0))
         if self.distill_epochs:
-            _check_temperature(self.temperature, who)
-            _check_fraction(self.alpha, "alpha", who)
+            check_real(self.temperature, "temperature", who, 0, low_open=True)
+            check_fraction(self.alpha, "alpha", who)
 
     def to_dict(self) -> dict:
         "The settings as the report records them."

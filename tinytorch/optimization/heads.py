@@ -15,7 +15,8 @@ from ..core.activations import eval_mode
 from ..core.layers import Module, Parameter
 from ..core.losses import CrossEntropyLoss
 from ..core.attention import MultiHeadAttention
-from .pruning import (_check_choice, _check_module, _compact_heads, _head_ids, _register_mask_buffer, _slice_key, head_norms, head_slices, mask_heads, num_to_prune, remove_masks)
+from ..core.checks import check_choice, check_real
+from .pruning import (_check_module, _compact_heads, _head_ids, _register_mask_buffer, _slice_key, head_norms, head_slices, mask_heads, num_to_prune, remove_masks)
 from .distillation import (_int_ids, input_attention_mask, lm_triple, load_pruned_state_dict, model_forward)
 
 # %% auto #0
@@ -199,7 +200,7 @@ def head_importance(model, strategy: str = "magnitude", data=None, *, seed: int 
     "entropy" (how far its attention is from uniform on `data`: log(visible keys) - entropy, averaged over real
     queries), "gradient" (E|dL/dξ_h| on `data`, Michel et al. 2019). A model gives (layers, heads) (a physically
     removed head gets NaN); one MultiHeadAttention gives (heads,) for the strategies that need no data."""
-    _check_choice(strategy, HEAD_STRATEGIES, "strategy", "head_importance")
+    check_choice(strategy, HEAD_STRATEGIES, "strategy", "head_importance")
     if isinstance(model, MultiHeadAttention) and strategy in ("entropy", "gradient"):
         raise ValueError(f"head_importance: strategy {strategy!r} runs the whole model on data; pass the model "
                          f"(not one MultiHeadAttention) and data=batches")
@@ -267,7 +268,7 @@ def prune_heads(model: Module, heads, strategy: str = "magnitude", data=None, *,
         if importance is None:
             scores = head_importance(model, strategy, data, seed=seed, loss_fn=loss_fn) if k else None
         else:
-            _check_choice(strategy, HEAD_STRATEGIES, "strategy", "prune_heads")
+            check_choice(strategy, HEAD_STRATEGIES, "strategy", "prune_heads")
             scores = np.asarray(importance, dtype=np.float64)
             if scores.shape != alive.shape:
                 raise ValueError(f"prune_heads: importance has shape {scores.shape}; the model's heads are {alive.shape}")
@@ -379,7 +380,7 @@ def growth_scores(model: Module, strategy: str = "gradient_sensitivity", data=No
     layer with no survivor: the entropy of uniform attention, the largest gap) — heads that see what no survivor
     sees; "balanced": the number of heads off in the head's layer, plus (in [0, 1)) the size of its kept weights —
     the priority of the first pick (select_growth then re-counts after each pick); "random": seeded."""
-    _check_choice(strategy, GROWTH_STRATEGIES, "strategy", "growth_scores")
+    check_choice(strategy, GROWTH_STRATEGIES, "strategy", "growth_scores")
     alive = head_alive(model)
     candidates = pruned_heads(model)
     scores = np.full(alive.shape, np.nan)
@@ -448,17 +449,17 @@ def grow_heads(model: Module, n: int, strategy: str = "gradient_sensitivity", da
     restarts from its old weights (init="old") or from a small random initialisation (init="random", N(0,
     init_std), biases 0); its masks are lifted so it learns. Fine-tune afterwards with a learning-rate warm-up
     (fine_tune(..., warmup_steps=...)): the rest of the network adapted to its absence. Returns the (layer, head)
-    pairs grown, sorted."""
-    _check_choice(strategy, GROWTH_STRATEGIES, "strategy", "grow_heads")
-    _check_choice(init, HEAD_INITS, "init", "grow_heads")
+    pairs grown, sorted. Bad settings are refused with module 01's checks ("grow_heads: init_std must be a
+    finite number > 0, got 0")."""
+    check_choice(strategy, GROWTH_STRATEGIES, "strategy", "grow_heads")
+    check_choice(init, HEAD_INITS, "init", "grow_heads")
     candidates = pruned_heads(model)
     if not candidates:
         raise ValueError("grow_heads: no head of the model is pruned, so there is none to grow")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(candidates):
         raise ValueError(f"grow_heads: n must be an integer from 1 to the number of pruned heads "
                          f"({len(candidates)}), got {n!r}")
-    if isinstance(init_std, bool) or not isinstance(init_std, numbers.Real) or not init_std > 0:
-        raise ValueError(f"grow_heads: init_std must be a number > 0, got {init_std!r}")
+    check_real(init_std, "init_std", "grow_heads", 0, low_open=True)
     layers = attention_layers(model)
     scores = growth_scores(model, strategy, data, seed=seed, loss_fn=loss_fn)
     chosen = select_growth(model, int(n), strategy, scores)

@@ -3,6 +3,7 @@
 # %% ../../modules/17_compression/17_compression.ipynb #9c5761db
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -10,9 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.tensor import Tensor
+from ..core.checks import check_choice, check_fraction, check_int
 from ..core.autograd import no_grad
 from ..core.layers import Dropout, Linear, Module, Parameter, Sequential
-from ..core.activations import GELU, ReLU, Sigmoid, Tanh
+from ..core.activations import GELU, ReLU, Sigmoid, Tanh, eval_mode
 from ..core.optimizers import register_optimizer_step_post_hook
 from ..core.spatial import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from ..core.embeddings import Embedding
@@ -27,21 +29,9 @@ __all__ = ['SCOPES', 'SCHEDULES', 'HEAD_IMPORTANCE', 'PrunableWeight', 'param_ow
            'structured_prune', 'compact']
 
 # %% ../../modules/17_compression/17_compression.ipynb #ea2047e9
-def _check_fraction(value, name: str, who: str) -> float:
-    "`value` as a float in [0, 1], or an error that names it."
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{who}: {name} must be a number in [0, 1], got {value!r} ({type(value).__name__})")
-    v = float(value)
-    if math.isnan(v) or not 0.0 <= v <= 1.0:
-        raise ValueError(f"{who}: {name} must be a number in [0, 1], got {value!r}")
-    return v
-
-
-def _check_choice(value, known: tuple, name: str, who: str):
-    "`value` if it is one of `known`, else an error listing them."
-    if not isinstance(value, str) or value not in known:
-        raise ValueError(f"{who}: unknown {name} {value!r}; known: {', '.join(repr(k) for k in known)}")
-    return value
+# Arguments are checked with module 01's validators (check_fraction, check_choice, check_int). The two
+# private names below are those validators, kept while 17_compression_distill still imports them from here.
+_check_fraction, _check_choice = check_fraction, check_choice
 
 
 def _check_module(model, who: str) -> Module:
@@ -268,21 +258,21 @@ def remove_masks(model: Module) -> list:
 def num_to_prune(amount, n: int, who: str = "prune") -> int:
     """How many of `n` entries `amount` prunes: an integer is a count (at most n), a float in [0, 1] is a
     fraction, rounded half-to-even with Python's round (as PyTorch)."""
-    if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
-        raise TypeError(f"{who}: amount must be an int or a float, got {amount!r} ({type(amount).__name__})")
-    if isinstance(amount, numbers.Integral):
-        if amount < 0:
-            raise ValueError(f"{who}: amount={amount} should either be a float in the range [0, 1] or a "
-                             f"non-negative integer")
+    amount = _check_amount(amount, who)
+    if isinstance(amount, int):
         if amount > n:
             raise ValueError(f"{who}: amount={amount} should be smaller than the number of parameters to "
                              f"prune={n}")
-        return int(amount)
-    a = float(amount)
-    if math.isnan(a) or not 0.0 <= a <= 1.0:
-        raise ValueError(f"{who}: amount={amount!r} should either be a float in the range [0, 1] or a "
-                         f"non-negative integer")
-    return round(a * n)
+        return amount
+    return round(amount * n)
+
+
+def _check_amount(amount, who: str = "prune"):
+    """PyTorch's `amount`: an integer >= 0 (a count, returned as int) or a number in [0, 1] (a fraction,
+    returned as float); anything else (a bool, NaN, a string) is refused with module 01's messages."""
+    if isinstance(amount, numbers.Integral) and not isinstance(amount, bool):
+        return check_int(amount, "amount", who, 0)
+    return check_fraction(amount, "amount", who)
 
 
 def _start_mask(shape: tuple, default_mask, dtype=np.float32) -> np.ndarray:
@@ -353,8 +343,8 @@ def magnitude_prune(model: Module, sparsity, scope: str = "global") -> dict:
     """Unstructured pruning in place: zero the `sparsity` fraction of the still-unpruned prunable weights with
     the smallest |w| — ranked across all layers (scope="global") or within each ("layer") — and keep them
     zero through training (masks). Returns {weight name: its sparsity afterwards}."""
-    s = _check_fraction(sparsity, "sparsity", "magnitude_prune")
-    _check_choice(scope, SCOPES, "scope", "magnitude_prune")
+    s = check_fraction(sparsity, "sparsity", "magnitude_prune")
+    check_choice(scope, SCOPES, "scope", "magnitude_prune")
     weights = _prunable_or_error(model, "magnitude_prune")
     scores = [np.abs(w.param.data) for w in weights]
     defaults = [getattr(w.param, "mask", None) for w in weights]
@@ -377,10 +367,9 @@ def sparsity_schedule(final_sparsity, steps: int, kind: str = "equal") -> list:
     """Per-step amounts (fractions of what remains) for gradual pruning to `final_sparsity` in `steps` steps:
     "equal" removes the same fraction each step; "cubic" follows Zhu & Gupta (2017), total sparsity
     s_i = final (1 - (1 - i/steps)^3): big cuts first, while many redundant weights remain, small ones last."""
-    f = _check_fraction(final_sparsity, "final_sparsity", "sparsity_schedule")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"sparsity_schedule: steps must be an integer >= 1, got {steps!r}")
-    _check_choice(kind, SCHEDULES, "schedule", "sparsity_schedule")
+    f = check_fraction(final_sparsity, "final_sparsity", "sparsity_schedule")
+    steps = check_int(steps, "steps", "sparsity_schedule")
+    check_choice(kind, SCHEDULES, "schedule", "sparsity_schedule")
     if kind == "equal":
         return [1.0 - (1.0 - f) ** (1.0 / steps)] * int(steps)
     totals = [f * (1.0 - (1.0 - i / steps) ** 3) for i in range(int(steps) + 1)]
@@ -583,9 +572,9 @@ def structured_prune(module: Module, prune_ratio, n=2, layers=None, include_bias
     MultiHeadAttention — `prune_ratio` of the units still alive in each layer, smallest Ln norm first (heads:
     by `strategy` from HEAD_IMPORTANCE). On a container, the layers are the hidden ones that feed another layer
     (see `layer_chains`) and every attention; `layers=` chooses them. Returns {layer name: pruned unit indices}."""
-    r = _check_fraction(prune_ratio, "prune_ratio", "structured_prune")
+    r = check_fraction(prune_ratio, "prune_ratio", "structured_prune")
     _check_module(module, "structured_prune")
-    _check_choice(strategy, tuple(HEAD_IMPORTANCE), "strategy", "structured_prune")
+    check_choice(strategy, tuple(HEAD_IMPORTANCE), "strategy", "structured_prune")
     n = _norm_order(n, "structured_prune")
     targets = _structured_targets(module, layers)
     if not targets:
@@ -632,16 +621,11 @@ def _slice_param(module: Module, attr: str, index) -> None:
 def _unit_outputs_constant(producer: Linear, between: list) -> np.ndarray:
     "What each unit of a Linear outputs after `between` when its weights are all zero: f(bias)."
     b = producer.bias.data if producer.bias is not None else np.zeros(producer.out_features, np.float32)
-    modes = [(m, m.training) for m in between]
-    try:
-        with no_grad():
-            x = Tensor(np.array(b[None, :], dtype=np.float32))
-            for mod in between:
-                mod.eval()
-                x = mod(x)
-    finally:
-        for mod, mode in modes:
-            mod.train(mode)
+    with contextlib.ExitStack() as modes, no_grad():           # each module in eval mode, its own flags back after
+        x = Tensor(np.array(b[None, :], dtype=np.float32))
+        for mod in between:
+            modes.enter_context(eval_mode(mod))
+            x = mod(x)
     return np.asarray(x.data, dtype=np.float64).reshape(-1)
 
 

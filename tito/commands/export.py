@@ -39,9 +39,9 @@ def register(sub):
 
 
 def run(args, ctx) -> int:
-    from ..exporter import export_notebooks, find_notebooks
+    from ..exporter import export_notebooks
 
-    manifest, settings, root = ctx.manifest, ctx.settings, ctx.root
+    settings, root = ctx.settings, ctx.root
     lib_path = Path(args.lib_path).resolve() if args.lib_path else settings.lib_path
     nbs_path = Path(args.nbs_path).resolve() if args.nbs_path else settings.nbs_path
     mods = selected_modules(args, ctx)
@@ -50,8 +50,30 @@ def run(args, ctx) -> int:
 
     # a module is the set of its notebooks (one per package module it writes, main one first)
     absent = {m: [nb for nb in m.notebooks_in(nbs_path) if not nb.is_file()] for m in mods}
-    problems = []
-    if args.all:
+    problems: list = []
+    notebooks = _notebooks_to_export(args.all, mods, absent, nbs_path, root, problems)
+    res = export_notebooks(notebooks, lib_path, root, nbs_path=nbs_path,
+                           clean=not args.no_clean, lib_name=settings.lib_name)
+    print(f"exported {len(res.notebooks)} notebook(s) into {lib_path}")
+    written_by = _print_written(res, ctx.manifest, nbs_path, lib_path)
+    problems += _manifest_mismatches(written_by, absent)
+    nb_files = {f for rec in res.notebooks for f in rec.files}
+    others = [f for f in res.changed if f not in nb_files]
+    if others:
+        print("  also updated: " + ", ".join(str(f.relative_to(lib_path.parent)) for f in others))
+    if res.cleaned:
+        print("  cleaned: " + ", ".join(str(_rel(nb, root)) for nb in res.cleaned))
+    for msg in problems:
+        print(f"tito export: error: {msg}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _notebooks_to_export(all_: bool, mods, absent: dict, nbs_path: Path, root: Path,
+                         problems: list) -> list:
+    """Every notebook under ``nbs_path`` (``--all``), or the selected modules' notebooks (a missing
+    one is added to ``problems``)."""
+    from ..exporter import find_notebooks
+    if all_:
         notebooks = find_notebooks(nbs_path, root)
         lacking_nb = [m for m in mods if absent[m]]
         if lacking_nb:
@@ -60,22 +82,22 @@ def run(args, ctx) -> int:
                               for m in lacking_nb))
         if not notebooks:
             raise TitoError(f"no notebooks found under {nbs_path}")
-    else:
-        notebooks = [nb for m in mods for nb in m.notebooks_in(nbs_path) if nb.is_file()]
-        for m in mods:
-            if absent[m]:
-                problems.append(f"module {m.nn} ({m.title}): notebook(s) not found: "
-                                + ", ".join(str(nb) for nb in absent[m]))
-        if not notebooks:
-            raise TitoError("; ".join(problems))
+        return notebooks
+    notebooks = [nb for m in mods for nb in m.notebooks_in(nbs_path) if nb.is_file()]
+    for m in mods:
+        if absent[m]:
+            problems.append(f"module {m.nn} ({m.title}): notebook(s) not found: "
+                            + ", ".join(str(nb) for nb in absent[m]))
+    if not notebooks:
+        raise TitoError("; ".join(problems))
+    return notebooks
 
-    res = export_notebooks(notebooks, lib_path, root, nbs_path=nbs_path,
-                           clean=not args.no_clean, lib_name=settings.lib_name)
 
+def _print_written(res, manifest, nbs_path: Path, lib_path: Path) -> dict:
+    "Print what each notebook wrote; returns {module: package modules its notebooks wrote}."
     by_nb = {nb.resolve(): (m, nb.stem) for m in manifest for nb in m.notebooks_in(nbs_path)}
-    written_by: dict = {}                     # module -> package modules its notebooks wrote
+    written_by: dict = {}
     changed = set(res.changed)
-    print(f"exported {len(res.notebooks)} notebook(s) into {lib_path}")
     for rec in res.notebooks:
         mod, stem = by_nb.get(rec.notebook, (None, None))
         label = mod.notebook_label(stem) if mod else rec.notebook.name
@@ -87,7 +109,12 @@ def run(args, ctx) -> int:
         for f, name in zip(rec.files, written):
             state = "updated" if f in changed else "unchanged"
             print(f"  {label}: {name}  ({f.relative_to(lib_path.parent)}, {state})")
-    # the manifest's exports of a module against the union of what its notebooks wrote
+    return written_by
+
+
+def _manifest_mismatches(written_by: dict, absent: dict) -> list:
+    "The manifest's exports of each module against the union of what its notebooks wrote."
+    problems = []
     for mod, written in written_by.items():
         lacking = [x for x in mod.exports if x not in written]
         extra = [x for x in written if x not in mod.exports]
@@ -100,15 +127,7 @@ def run(args, ctx) -> int:
         if extra:
             print(f"  warning: {mod.label} also wrote {', '.join(extra)}, "
                   "which the manifest does not list")
-    nb_files = {f for rec in res.notebooks for f in rec.files}
-    others = [f for f in res.changed if f not in nb_files]
-    if others:
-        print("  also updated: " + ", ".join(str(f.relative_to(lib_path.parent)) for f in others))
-    if res.cleaned:
-        print("  cleaned: " + ", ".join(str(_rel(nb, root)) for nb in res.cleaned))
-    for msg in problems:
-        print(f"tito export: error: {msg}", file=sys.stderr)
-    return 1 if problems else 0
+    return problems
 
 
 def _rel(p: Path, root: Path):

@@ -83,7 +83,7 @@ def parse_modules(spec: str | None, manifest):
 
 
 def run(args, ctx) -> int:
-    from ..grading import Grader, empty_report, summary_table, write_gradebook
+    from ..grading import GradeSettings, Grader, empty_report, summary_table, write_gradebook
 
     if args.timeout <= 0:
         raise TitoError("--timeout must be positive", exit_code=2)
@@ -96,10 +96,10 @@ def run(args, ctx) -> int:
     if not subs.is_dir():
         raise TitoError(f"submissions directory {subs} does not exist", exit_code=2)
     out = Path(args.out).resolve()
-    grader = Grader(ctx.root, ctx.manifest, mods, subs, out, timeout=args.timeout,
-                    memory_mb=args.memory_mb, jobs=args.jobs, allow_weak=args.allow_weak_sandbox,
-                    keep_temp=args.keep_temp, progress=not args.no_progress,
-                    log=lambda *a, **k: print(*a, **k))
+    settings = GradeSettings(timeout=args.timeout, memory_mb=args.memory_mb, jobs=args.jobs,
+                             allow_weak=args.allow_weak_sandbox, keep_temp=args.keep_temp,
+                             progress=not args.no_progress, log=lambda *a, **k: print(*a, **k))
+    grader = Grader(ctx.root, ctx.manifest, mods, subs, out, settings)
     print(f"grading {subs} against modules {', '.join(m.nn for m in mods)} "
           f"(timeout {args.timeout:g} s, memory {args.memory_mb} MB)", flush=True)
     t0 = time.monotonic()

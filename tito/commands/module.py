@@ -61,15 +61,34 @@ def run_check(args, ctx) -> int:
 
 
 def run_complete(args, ctx) -> int:
-    from ..checkrun import first_lines, run_pytest, short_message
-    from ..errors import TitoError
-    from ..exporter import export_notebooks
-    from ..release import parse_stub_message, read_notebook
-    from ..results import record_result
-
-    root, settings = ctx.root, ctx.settings
+    from ..checkrun import run_pytest
+    root = ctx.root
     mod = ctx.manifest.get(args.module)
-    notebooks = mod.notebooks                       # the main one first
+    _check_notebooks(mod)
+    print(f"== module {mod.nn} {mod.title}")
+    _export_module(mod, ctx)
+    paths = _test_paths(mod, root)
+    print("running: " + ", ".join(str(p.relative_to(root)) for p in paths), flush=True)
+    run = run_pytest(paths, ctx.settings.lib_path, cwd=root, timeout=args.timeout,
+                     extra_args=["-q", "--no-header", "-rN", "--tb=native"],
+                     echo=sys.stdout if args.verbose else None)
+    if run.lib_file:
+        print(f"tested package: {Path(run.lib_file).parent}")
+    print()
+    fixes = _print_outcomes(run, paths, mod, root)
+    problems = _run_problems(run, args.timeout)
+    if fixes:
+        _print_fixes(fixes, mod, args.verbose)
+    for p in problems:
+        print(f"\nproblem: {p}")
+    return _record_and_conclude(run, problems, mod, root, paths)
+
+
+def _check_notebooks(mod) -> None:
+    "Every notebook of the module is there (the main one first) and is valid JSON."
+    from ..errors import TitoError
+    from ..release import read_notebook
+    notebooks = mod.notebooks
     absent = [nb for nb in notebooks if not nb.is_file()]
     if absent:
         which = ("your notebook" if len(absent) == 1 else "your notebooks") + " " + \
@@ -81,9 +100,12 @@ def run_complete(args, ctx) -> int:
                            if len(notebooks) > 1 else ""))
     for nb in notebooks:
         read_notebook(nb)                           # a clear error if it is not valid JSON
-    lib_path = settings.lib_path
 
-    print(f"== module {mod.nn} {mod.title}")
+
+def _export_module(mod, ctx) -> None:
+    from ..exporter import export_notebooks
+    root, settings, notebooks = ctx.root, ctx.settings, mod.notebooks
+    lib_path = settings.lib_path
     names = ", ".join(str(nb.relative_to(root)) for nb in notebooks)
     print(f"exporting your notebook{'s' if len(notebooks) > 1 else ''} {names} into your "
           f"package {lib_path}")
@@ -97,6 +119,9 @@ def run_complete(args, ctx) -> int:
         print(f"warning: your notebook{'s' if len(notebooks) > 1 else ''} did not export "
               f"{', '.join(lacking)} (check the `#| default_exp` and `#| export` lines)")
 
+
+def _test_paths(mod, root: Path) -> list:
+    from ..errors import TitoError
     from ..testing import module_test_paths
     not_here: dict = {}
     paths = module_test_paths(mod, not_here)        # the same as `tito test NN`
@@ -106,15 +131,11 @@ def run_complete(args, ctx) -> int:
     if not paths:
         raise TitoError(f"module {mod.nn} has no checkpoint ({mod.checkpoint.relative_to(root)}) "
                         f"and no tests ({mod.tests_dir.relative_to(root)}/)")
-    print("running: " + ", ".join(str(p.relative_to(root)) for p in paths), flush=True)
-    run = run_pytest(paths, lib_path, cwd=root, timeout=args.timeout,
-                     extra_args=["-q", "--no-header", "-rN", "--tb=native"],
-                     echo=sys.stdout if args.verbose else None)
+    return paths
 
-    tested = run.lib_file
-    if tested:
-        print(f"tested package: {Path(tested).parent}")
-    print()
+
+def _print_outcomes(run, paths: list, mod, root: Path) -> list:
+    "Per test file, what passed; returns the tests to fix (failures and files that did not load)."
     groups = {}
     for t in run.tests:
         groups.setdefault(t["nodeid"].split("::", 1)[0], []).append(t)
@@ -136,10 +157,13 @@ def run_complete(args, ctx) -> int:
                 fixes.append(t)
     for e in run.collect_errors:
         fixes.append({**e, "name": f"{e['nodeid'] or 'collection'} (could not be loaded)"})
+    return fixes
 
+
+def _run_problems(run, timeout: float) -> list:
     problems = []
     if run.timed_out:
-        problems.append(f"the tests did not finish within {args.timeout:g} s (an endless loop?); "
+        problems.append(f"the tests did not finish within {timeout:g} s (an endless loop?); "
                         "they were stopped")
     if run.foreign:
         problems.append("tinytorch modules were imported from outside your package: "
@@ -149,52 +173,67 @@ def run_complete(args, ctx) -> int:
                         + "\n".join(run.output.strip().splitlines()[-15:]))
     elif not run.tests and not run.collect_errors and not run.timed_out:
         problems.append("no tests were collected")
+    return problems
 
-    if fixes:
-        print("\nwhat to fix:")
-        stubs: dict[str, list[str]] = {}
-        others = []
-        for t in fixes:
-            where = parse_stub_message(t.get("message") or "")
-            if where:
-                stubs.setdefault(where, []).append(t["name"])
-            else:
-                others.append(t)
-        if stubs:
-            print("  exercises not implemented yet (their stub raised NotImplementedError):")
-            for where, names in stubs.items():
-                hint = ""
-                num = where.split(",")[0].replace("module", "").strip()
-                if num.isdigit() and int(num) != mod.number:
-                    hint = (f" [module {num} comes first: finish it, then "
-                            f"`tito module complete {num}`]")
-                eg = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
-                print(f"  - {where}: needed by {len(names)} test(s) ({eg}){hint}")
-        groups: dict[tuple, list[dict]] = {}
-        for t in others:                 # one entry per distinct failure
-            groups.setdefault((t.get("message") or "", t.get("location")), []).append(t)
-        items = list(groups.items())
-        shown = items if args.verbose else items[:10]
-        for (msg, loc), ts in shown:
-            names = [t["name"] for t in ts]
-            print(f"  - {names[0]}" + (f" (and {len(names) - 1} more: "
-                                       + ", ".join(names[1:4])
-                                       + (", ..." if len(names) > 4 else "") + ")"
-                                       if len(names) > 1 else ""))
-            for ln in short_message(msg) or ["(no message)"]:
-                print(f"      {ln}")
-            where = first_lines(ts[0].get("details", ""))
-            if where:
-                print("      where:")
-                for ln in where:
-                    print(f"        {ln}")
-            elif loc:
-                print(f"      at {loc}")
-        if len(items) > len(shown):
-            print(f"  ... and {len(items) - len(shown)} more distinct failure(s) (-v shows all)")
-    for p in problems:
-        print(f"\nproblem: {p}")
 
+def _print_fixes(fixes: list, mod, verbose: bool) -> None:
+    from ..release import parse_stub_message
+    print("\nwhat to fix:")
+    stubs: dict[str, list[str]] = {}
+    others = []
+    for t in fixes:
+        where = parse_stub_message(t.get("message") or "")
+        if where:
+            stubs.setdefault(where, []).append(t["name"])
+        else:
+            others.append(t)
+    if stubs:
+        _print_stubs(stubs, mod)
+    _print_failures(others, verbose)
+
+
+def _print_stubs(stubs: dict, mod) -> None:
+    print("  exercises not implemented yet (their stub raised NotImplementedError):")
+    for where, names in stubs.items():
+        hint = ""
+        num = where.split(",")[0].replace("module", "").strip()
+        if num.isdigit() and int(num) != mod.number:
+            hint = (f" [module {num} comes first: finish it, then "
+                    f"`tito module complete {num}`]")
+        eg = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        print(f"  - {where}: needed by {len(names)} test(s) ({eg}){hint}")
+
+
+def _print_failures(others: list, verbose: bool) -> None:
+    "One entry per distinct failure: its tests, its message and where it happened."
+    from ..checkrun import first_lines, short_message
+    groups: dict[tuple, list[dict]] = {}
+    for t in others:
+        groups.setdefault((t.get("message") or "", t.get("location")), []).append(t)
+    items = list(groups.items())
+    shown = items if verbose else items[:10]
+    for (msg, loc), ts in shown:
+        names = [t["name"] for t in ts]
+        print(f"  - {names[0]}" + (f" (and {len(names) - 1} more: "
+                                   + ", ".join(names[1:4])
+                                   + (", ..." if len(names) > 4 else "") + ")"
+                                   if len(names) > 1 else ""))
+        for ln in short_message(msg) or ["(no message)"]:
+            print(f"      {ln}")
+        where = first_lines(ts[0].get("details", ""))
+        if where:
+            print("      where:")
+            for ln in where:
+                print(f"        {ln}")
+        elif loc:
+            print(f"      at {loc}")
+    if len(items) > len(shown):
+        print(f"  ... and {len(items) - len(shown)} more distinct failure(s) (-v shows all)")
+
+
+def _record_and_conclude(run, problems: list, mod, root: Path, paths: list) -> int:
+    "Record the result for `tito status`; 0 when every test passed and nothing else went wrong."
+    from ..results import record_result
     n_pass = len(run.passed)
     n_all = len(run.tests)
     ok = run.all_passed and not problems

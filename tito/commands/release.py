@@ -40,13 +40,23 @@ def register(sub):
 
 
 def run(args, ctx) -> int:
-    from ..release import check_imports, make_release
-    from ..manifest import load_manifest
+    from ..release import make_release
 
-    root = ctx.root
     out = Path(args.out).resolve()
-    report = make_release(root, out, ctx.manifest, force=args.force)
-    manifest = ctx.manifest
+    report = make_release(ctx.root, out, ctx.manifest, force=args.force)
+    _print_report(report, ctx.manifest, out)
+    problems, lib = _check_released_imports(out)
+    if args.check:
+        problems += _run_released_notebooks(report, lib, out)
+    if problems:
+        print(f"tito release: {problems} problem(s) in the release at {out}", file=sys.stderr)
+        return 1
+    print(f"student copy ready: {out}")
+    return 0
+
+
+def _print_report(report, manifest, out: Path) -> None:
+    "What was released: the stubs per notebook, what was left out and why."
     total = 0
     print(f"released {len(report.notebooks)} notebook(s) into {out}")
     for nb_path, info in sorted(report.notebooks.items()):
@@ -71,6 +81,11 @@ def run(args, ctx) -> int:
     if report.skipped:
         print("  note: not in the project, so not in the release: " + ", ".join(report.skipped))
 
+
+def _check_released_imports(out: Path) -> tuple:
+    "(number of released package modules that do not import, the released package's path)."
+    from ..manifest import load_manifest
+    from ..release import check_imports
     rel_manifest = load_manifest(out)
     lib = rel_manifest.settings.lib_path
     # every package module the release has (a module's notebooks not written yet export nothing)
@@ -78,33 +93,30 @@ def run(args, ctx) -> int:
                 for x, f in zip(m.exports, m.export_files(lib, rel_manifest.settings.lib_name))
                 if f.is_file()]
     errors = check_imports(lib, exported) if exported else {}
-    problems = 0
-    if errors:
-        problems += len(errors)
-        for name, err in errors.items():
-            print(f"tito release: error: released package module {name} does not import: {err}",
-                  file=sys.stderr)
-    else:
+    for name, err in errors.items():
+        print(f"tito release: error: released package module {name} does not import: {err}",
+              file=sys.stderr)
+    if not errors:
         print(f"  import check: all {len(exported)} released package module(s) import")
+    return len(errors), lib
 
-    if args.check:
-        from ..nbrun import run_notebook
-        for nb_path in sorted(report.notebooks):
-            res = run_notebook(nb_path, lib)
-            rel = nb_path.relative_to(out)
-            if res["status"] == "stub":
-                print(f"  run {rel}: stops at its first exercise ({res['exercise']}) in cell "
-                      f"{res['cell']}, after {res['cells_run']} cell(s)")
-            elif res["status"] == "finished" and not report.notebooks[nb_path].n_blocks:
-                print(f"  run {rel}: runs to the end (no exercises)")
-            else:
-                problems += 1
-                where = f" in cell {res.get('cell')}" if res.get("cell") is not None else ""
-                print(f"tito release: error: {rel} does not stop at an exercise stub: "
-                      f"{res['status']}{where}: {res.get('ename', '')}: {res.get('evalue', '')}",
-                      file=sys.stderr)
-    if problems:
-        print(f"tito release: {problems} problem(s) in the release at {out}", file=sys.stderr)
-        return 1
-    print(f"student copy ready: {out}")
-    return 0
+
+def _run_released_notebooks(report, lib: Path, out: Path) -> int:
+    "Run every released notebook: each must stop at its first exercise stub (or finish, without one)."
+    from ..nbrun import run_notebook
+    problems = 0
+    for nb_path in sorted(report.notebooks):
+        res = run_notebook(nb_path, lib)
+        rel = nb_path.relative_to(out)
+        if res["status"] == "stub":
+            print(f"  run {rel}: stops at its first exercise ({res['exercise']}) in cell "
+                  f"{res['cell']}, after {res['cells_run']} cell(s)")
+        elif res["status"] == "finished" and not report.notebooks[nb_path].n_blocks:
+            print(f"  run {rel}: runs to the end (no exercises)")
+        else:
+            problems += 1
+            where = f" in cell {res.get('cell')}" if res.get("cell") is not None else ""
+            print(f"tito release: error: {rel} does not stop at an exercise stub: "
+                  f"{res['status']}{where}: {res.get('ename', '')}: {res.get('evalue', '')}",
+                  file=sys.stderr)
+    return problems

@@ -3,7 +3,6 @@
 # %% ../../../modules/17_compression/17_compression_prune.ipynb #e1995a5f
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterable
 
 import numpy as np
@@ -11,7 +10,8 @@ import numpy as np
 from ...core.tensor import Tensor
 from ...core.layers import Module, Parameter
 from ...core.spatial import Conv2d
-from ...optimization.pruning import (_check_choice, _check_fraction, _drop_mask, _norm_order, attach_mask,
+from ...core.checks import check_choice, check_fraction
+from ...optimization.pruning import (_check_amount, _drop_mask, _norm_order, attach_mask,
                                              global_masks, magnitude_prune, prunable_weights, structured_mask,
                                              structured_prune, unstructured_mask, SCOPES)
 from ...optimization.compression import CompressionAnalyzer
@@ -25,17 +25,6 @@ __all__ = ['BasePruningMethod', 'Identity', 'L1Unstructured', 'RandomUnstructure
            'CompressionAnalyzer']
 
 # %% ../../../modules/17_compression/17_compression_prune.ipynb #5ca1a0f6
-def _validate_amount(amount) -> None:
-    "PyTorch's check when a method is made (NaN and booleans refused too)."
-    if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
-        raise TypeError(f"Invalid type for amount: {amount!r}. Must be int or float.")
-    if isinstance(amount, numbers.Integral):
-        if amount < 0:
-            raise ValueError(f"amount={amount} should either be a float in the range [0, 1] or a non-negative integer")
-    elif amount != amount or not 0.0 <= float(amount) <= 1.0:
-        raise ValueError(f"amount={amount} should either be a float in the range [0, 1] or a non-negative integer")
-
-
 def _param(module, name: str) -> Parameter:
     if not isinstance(module, Module):
         raise TypeError(f"prune: expected a Module, got {type(module).__name__}")
@@ -93,7 +82,7 @@ class Identity(BasePruningMethod):
 class L1Unstructured(BasePruningMethod):
     "The `amount` entries with the smallest |t| among those not yet pruned."
     def __init__(self, amount):
-        _validate_amount(amount)
+        _check_amount(amount, type(self).__name__)      # PyTorch's rule: a count >= 0 or a fraction
         self.amount = amount
 
     def scores(self, t) -> np.ndarray:
@@ -106,7 +95,7 @@ class L1Unstructured(BasePruningMethod):
 class RandomUnstructured(BasePruningMethod):
     "`amount` entries chosen uniformly at random among those not yet pruned (seed for repeatability)."
     def __init__(self, amount, seed=None):
-        _validate_amount(amount)
+        _check_amount(amount, type(self).__name__)      # PyTorch's rule: a count >= 0 or a fraction
         self.amount = amount
         self.rng = np.random.default_rng(seed)
 
@@ -122,7 +111,7 @@ class LnStructured(BasePruningMethod):
     PRUNING_TYPE = "structured"
 
     def __init__(self, amount, n, dim: int = -1):
-        _validate_amount(amount)
+        _check_amount(amount, type(self).__name__)      # PyTorch's rule: a count >= 0 or a fraction
         self.amount, self.n, self.dim = amount, _norm_order(n, "ln_structured"), dim
 
     def compute_mask(self, t, default_mask):
@@ -134,7 +123,7 @@ class RandomStructured(BasePruningMethod):
     PRUNING_TYPE = "structured"
 
     def __init__(self, amount, dim: int = -1, seed=None):
-        _validate_amount(amount)
+        _check_amount(amount, type(self).__name__)      # PyTorch's rule: a count >= 0 or a fraction
         self.amount, self.dim = amount, dim
         self.rng = np.random.default_rng(seed)
 
@@ -260,10 +249,10 @@ class MagnitudePruner:
     "Magnitude pruning as an object: prune(weights, sparsity) -> (pruned_weights, mask, stats)."
 
     def __init__(self, scope: str = "global"):
-        self.scope = _check_choice(scope, SCOPES, "scope", "MagnitudePruner")
+        self.scope = check_choice(scope, SCOPES, "scope", "MagnitudePruner")
 
     def prune(self, weights, sparsity):
-        s = _check_fraction(sparsity, "sparsity", "MagnitudePruner.prune")
+        s = check_fraction(sparsity, "sparsity", "MagnitudePruner.prune")
         if isinstance(weights, Module):
             ws = prunable_weights(weights)
             before = [w.param.data.copy() for w in ws]
