@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from tinytorch.measurement import profiling
-from tinytorch.optimization import sparse
+from tinytorch.optimization import profiling, sparse
 
 
 @pytest.fixture

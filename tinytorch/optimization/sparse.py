@@ -19,7 +19,7 @@ from ..core.layers import Linear, Module, Parameter
 from ..core.tensor import Tensor
 from .pruning import keep_masks_in_optimizers      # module 17
 from ..core.training import write_json_atomic                   # module 07: the one atomic writer
-from ..measurement.profiling import blas_threads   # module 14
+from .profiling import blas_threads   # module 14
 
 # %% auto #0
 __all__ = ['prange', 'CROSSOVER_ENV', 'SAFETY', 'DENSITIES', 'index_dtype', 'offset_dtype', 'CSRMatrix', 'jit_kernel',
