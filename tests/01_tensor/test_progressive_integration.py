@@ -42,7 +42,8 @@ class TestFoundation:
         # only when Tensor.backward is called)
         ("import tinytorch.core.tensor as t, sys; t.Tensor([1.0]) * 2; "
          "print(sorted(m for m in sys.modules if m.startswith('tinytorch.')))",
-         "['tinytorch.core', 'tinytorch.core.tensor', 'tinytorch.core.tensor_methods']"),   # 01's own part 4
+         "['tinytorch.core', 'tinytorch.core.function', 'tinytorch.core.tensor', 'tinytorch.core.tensor_math', "
+         "'tinytorch.core.tensor_methods']"),   # 01's own parts 0, 1 and 4
     ])
     def test_imports_alone_in_a_fresh_interpreter(self, stmt, expected):
         proc = subprocess.run([sys.executable, "-c", stmt], capture_output=True, text=True, timeout=60)
