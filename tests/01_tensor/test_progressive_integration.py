@@ -42,12 +42,25 @@ class TestFoundation:
         # only when Tensor.backward is called)
         ("import tinytorch.core.tensor as t, sys; t.Tensor([1.0]) * 2; "
          "print(sorted(m for m in sys.modules if m.startswith('tinytorch.')))",
-         "['tinytorch.core', 'tinytorch.core.tensor', 'tinytorch.core.tensor_methods']"),   # 01's own part 4
+         "['tinytorch.core', 'tinytorch.core.function', 'tinytorch.core.tensor', 'tinytorch.core.tensor_math', "
+         "'tinytorch.core.tensor_methods']"),   # 01's own parts 0, 1 and 4
+        # part 0 (Function, grad mode, the checker) needs nothing else of the package
+        ("import tinytorch.core.function as f, sys; print(sorted(m for m in sys.modules if m.startswith('tinytorch.')))",
+         "['tinytorch.core', 'tinytorch.core.function']"),
     ])
     def test_imports_alone_in_a_fresh_interpreter(self, stmt, expected):
         proc = subprocess.run([sys.executable, "-c", stmt], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == expected
+
+    def test_parts_0_and_1_are_re_exported_by_the_tensor_module(self):
+        from tinytorch.core import function, tensor_math
+        for name in ("Function", "GradcheckError", "check_backward", "numerical_gradient", "compare_gradients",
+                     "is_grad_enabled", "set_grad_enabled", "_sum_to", "_grad_mode"):
+            assert getattr(tensor_module, name) is getattr(function, name), name
+        for name in ("Exp", "Log", "Sqrt", "Tanh", "Abs", "_floating"):
+            assert getattr(tensor_module, name) is getattr(tensor_math, name), name
+        assert {"Function", "check_backward", "set_grad_enabled", "Exp", "Abs"} <= set(tensor_module.__all__)
 
     def test_every_op_is_a_function_subclass(self):
         for name in ["Add", "Sub", "Mul", "Div", "Neg", "PowScalar", "Pow", "MatMul", "Sum", "Mean",

@@ -37,9 +37,9 @@ def test_vocab_size_smaller_than_alphabet_plus_specials_names_both():
     assert BPETokenizer.from_text("abcabc", vocab_size=7).merges == []          # exactly the base: fine
 
 
-@pytest.mark.parametrize("value, err, msg", [(0, ValueError, "vocab_size must be a positive integer, got 0"),
+@pytest.mark.parametrize("value, err, msg", [(0, ValueError, r"BPETokenizer: vocab_size must be a positive integer \(>= 1\), got 0"),
                                              (-5, ValueError, "got -5"),
-                                             ("512", TypeError, "vocab_size must be an integer, got '512'"),
+                                             ("512", TypeError, r"vocab_size must be a positive integer \(>= 1\), got '512'"),
                                              (True, TypeError, "got True")])
 def test_bad_vocab_size(value, err, msg):
     with pytest.raises(err, match=msg):
@@ -86,14 +86,14 @@ def test_decode_bad_shapes_and_dtypes(tok):
 # -- batches ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("max_length", [0, -3])
 def test_max_length_must_be_positive(tok, max_length):
-    with pytest.raises(ValueError, match=rf"max_length must be a positive integer, got {max_length}"):
+    with pytest.raises(ValueError, match=rf"encode_batch: max_length must be a positive integer \(>= 1\), got {max_length}"):
         tok.encode_batch(["ab"], padding="max_length", max_length=max_length)
     with pytest.raises(ValueError, match=rf"got {max_length}"):
         tok.encode_batch(["ab"], max_length=max_length, truncation=True)
 
 
 def test_max_length_must_be_an_integer(tok):
-    with pytest.raises(TypeError, match="max_length must be an integer, got 2.5"):
+    with pytest.raises(TypeError, match=r"max_length must be a positive integer \(>= 1\), got 2.5"):
         tok.encode_batch(["ab"], padding="max_length", max_length=2.5)
 
 
@@ -155,3 +155,31 @@ def test_load_rejects_bad_files(tmp_path):
     char_path = CharTokenizer("abc").save(tmp_path / "char.json")
     with pytest.raises(ValueError, match="holds a CharTokenizer, not a BPETokenizer"):
         BPETokenizer.load(char_path)
+
+
+# -- the vocabulary, the special-token wrapping, padding ---------------------------------------------
+def test_a_token_twice_in_the_vocabulary_is_named():
+    tok = Tokenizer()
+    with pytest.raises(ValueError, match="Tokenizer: the token 'ab' appears twice in the vocabulary"):
+        tok._set_vocab(["ab", "c", "ab"])
+    with pytest.raises(ValueError, match="the token '<eos>' appears twice"):
+        tok._set_vocab(["<eos>"])                                    # a special is already there
+
+
+def test_wrapping_leaves_out_a_missing_special():
+    tok = CharTokenizer("ab")
+    assert tok.encode("ab", add_special_tokens=True) == [2, 4, 5, 3]
+    tok.bos_token = None
+    assert tok.encode("ab", add_special_tokens=True) == [4, 5, 3]
+    tok.eos_token = None
+    assert tok.encode("ab", add_special_tokens=True) == [4, 5]
+
+
+def test_pad_sequences_too_long_and_bad_side():
+    from tinytorch.core.tokenization import pad_sequences
+    with pytest.raises(ValueError, match="sequence 1 has 3 ids, more than the padded length 2"):
+        pad_sequences([[1], [1, 2, 3]], 0, length=2)
+    with pytest.raises(ValueError, match="pad_sequences: unknown padding_side 'middle'"):
+        pad_sequences([[1]], 0, padding_side="middle")
+    ids, mask = pad_sequences([], 0)
+    assert ids.shape == mask.shape == (0, 0)

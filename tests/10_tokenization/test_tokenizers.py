@@ -1,13 +1,13 @@
 """Tokenizers against independent oracles: round trips (hypothesis), padding and masks, special ids,
 BPE merges against a naive reference implementation, JSON save/load, compression on Shakespeare."""
 import json
+import os
 from collections import Counter
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tinytorch.core import tokenization as tkmod
 from tinytorch.core.dataloader import load_tinyshakespeare
 from tinytorch.core.tensor import Tensor
 from tinytorch.core.tokenization import (BPETokenizer, CharTokenizer, Tokenizer, learn_merges, merge_pair,
@@ -328,7 +328,7 @@ def test_an_interrupted_save_leaves_the_old_file_intact(tmp_path, monkeypatch, b
     def broken_replace(src, dst):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(tkmod.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)          # what the atomic writer renames with
     with pytest.raises(OSError, match="simulated"):
         bpe.save(path)
     assert path.read_bytes() == before                                         # the old file, whole

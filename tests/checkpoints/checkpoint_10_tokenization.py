@@ -37,7 +37,7 @@ def test_a_padded_batch_comes_with_a_mask_built_from_the_padding():
                            add_special_tokens=True)
     assert cut["input_ids"].tolist() == [[2, 8, 9, 11, 3], [2, 6, 7, 3, 0]]
     assert cut["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
-    with pytest.raises(ValueError, match="max_length must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"max_length must be a positive integer \(>= 1\), got 0"):
         tok.encode_batch(["to be"], padding="max_length", max_length=0)
 
 

@@ -3,150 +3,23 @@
 # %% ../../modules/01_tensor/01_tensor.ipynb #1c4489cf
 from __future__ import annotations
 
-import contextlib
 import numbers
-import threading
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['is_grad_enabled', 'set_grad_enabled', 'Function', 'GradcheckError', 'numerical_gradient', 'compare_gradients',
-           'check_backward', 'Tensor', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'PowScalar', 'Pow', 'MatMul', 'Sum', 'Mean',
-           'Max', 'Min', 'Reshape', 'Permute', 'GetItem', 'Exp', 'Log', 'Sqrt', 'Tanh', 'Abs']
+__all__ = ['Tensor', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'PowScalar', 'Pow', 'MatMul', 'Sum', 'Mean', 'Max', 'Min', 'Reshape',
+           'Permute', 'GetItem', 'Function', 'GradcheckError', 'check_backward', 'compare_gradients', 'is_grad_enabled',
+           'numerical_gradient', 'set_grad_enabled', 'Exp', 'Log', 'Sqrt', 'Tanh', 'Abs']
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #d86d1859
-class _GradMode(threading.local):
-    def __init__(self):
-        self.enabled = True
-
-_grad_mode = _GradMode()
-
-
-def is_grad_enabled() -> bool:
-    "True when ops are being recorded for backward."
-    return _grad_mode.enabled
+from .function import (Function, GradcheckError, _grad_mode, _sum_to,  # noqa: F401  (re-exported)
+                                     check_backward, compare_gradients, is_grad_enabled,
+                                     numerical_gradient, set_grad_enabled)
+_all_ = ["Function", "GradcheckError", "check_backward", "compare_gradients", "is_grad_enabled",
+         "numerical_gradient", "set_grad_enabled"]
 
 
-class set_grad_enabled(contextlib.ContextDecorator):
-    "Context manager (and decorator) that turns recording on or off, restoring the old mode on exit."
-    def __init__(self, mode: bool):
-        self.mode = bool(mode)
-
-    def __enter__(self):
-        self.prev = _grad_mode.enabled
-        _grad_mode.enabled = self.mode
-        return self
-
-    def __exit__(self, *exc):
-        _grad_mode.enabled = self.prev
-        return False
-
-    def _recreate_cm(self):
-        # a decorated function gets a fresh context per call, so recursion and threads are safe
-        return set_grad_enabled(self.mode)
-
-
-class Function:
-    "Base class of every differentiable op: a static `forward` and `backward` on NumPy arrays."
-    @staticmethod
-    def forward(ctx, *arrays, **params):
-        raise NotImplementedError("a Function subclass must define forward(ctx, *arrays, **params)")
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise NotImplementedError("a Function subclass must define backward(ctx, grad)")
-
-    def save_for_backward(self, *arrays):
-        "Keep arrays that backward needs (read them back from `ctx.saved_tensors`)."
-        self.saved_tensors = arrays
-
-    @classmethod
-    def apply(cls, *inputs, **params):
-        "Run forward on the inputs' arrays; record the op on the output when gradients are wanted."
-        ctx = cls()
-        out = cls.forward(ctx, *[t.data for t in inputs], **params)
-        record = False
-        if _grad_mode.enabled:
-            needs = tuple([t.requires_grad for t in inputs])
-            record = True in needs
-        if record:
-            ctx.inputs = inputs
-            ctx.needs_input_grad = needs
-            return inputs[0]._from_op(out, ctx)
-        return inputs[0]._from_op(out, None)
-
-    def __repr__(self):
-        return f"<{type(self).__name__}Backward>"
-
-# %% ../../modules/01_tensor/01_tensor.ipynb #892cf317
-class GradcheckError(AssertionError):
-    "An analytic gradient disagrees with central differences."
-
-
-def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
-    "Sum leading dimensions (and stretched size-1 ones) of `g` so that it has `shape`."
-    extra = g.ndim - len(shape)
-    if extra > 0:
-        g = g.sum(axis=tuple(range(extra)))
-    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    return g.sum(axis=stretched, keepdims=True) if stretched else g
-
-
-def numerical_gradient(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    "Central differences of the number `f()` with respect to each element of `x` (edited in place, restored)."
-    grad = np.zeros(x.shape, dtype=np.float64)
-    for k in np.ndindex(x.shape):           # index x itself: works for non-contiguous arrays too
-        orig = x[k]
-        x[k] = orig + eps
-        f_plus = f()
-        x[k] = orig - eps
-        f_minus = f()
-        x[k] = orig
-        grad[k] = (f_plus - f_minus) / (2 * eps)
-    return grad
-
-
-def compare_gradients(analytic: np.ndarray, numeric: np.ndarray, what: str, atol: float, rtol: float):
-    "Raise GradcheckError naming `what`, the first differing element and both values."
-    bad = ~np.isclose(analytic, numeric, atol=atol, rtol=rtol)
-    if bad.any():
-        k = tuple(int(j) for j in np.argwhere(bad)[0])
-        raise GradcheckError(
-            f"{what} (shape {numeric.shape}) element {k}: analytic {analytic[k]:.6g} vs numeric "
-            f"{numeric[k]:.6g}; {int(bad.sum())} of {numeric.size} elements differ "
-            f"(max abs difference {np.abs(analytic - numeric).max():.3g})")
-
-
-def check_backward(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-                   seed: int = 0, **params) -> bool:
-    """Check `fn.backward` (a Function subclass) against central differences of `fn.forward`.
-
-    `inputs` are arrays (copied to float64); `params` go to `forward` as keywords. Returns True, or
-    raises GradcheckError naming the op, the input, the element and both values.
-    """
-    name = getattr(fn, "__name__", repr(fn))
-    xs = [np.array(x, dtype=np.float64) for x in inputs]
-    ctx = fn()
-    out = np.asarray(fn.forward(ctx, *xs, **params))
-    v = np.random.default_rng(seed).standard_normal(out.shape)
-    ctx.needs_input_grad = (True,) * len(xs)
-    grads = fn.backward(ctx, v.copy())
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    if len(grads) < len(xs):
-        raise GradcheckError(f"{name}.backward returned {len(grads)} gradient(s) for {len(xs)} input(s)")
-    for i, x in enumerate(xs):
-        if grads[i] is None:
-            raise GradcheckError(f"{name}.backward returned None for input {i}, which needs a gradient")
-        g = np.asarray(grads[i], dtype=np.float64)
-        try:
-            analytic = _sum_to(g, x.shape)
-            assert analytic.shape == x.shape
-        except (ValueError, IndexError, AssertionError):
-            raise GradcheckError(f"{name}.backward: gradient of input {i} has shape {g.shape}, which "
-                                 f"does not reduce to the input's shape {x.shape}") from None
-        numeric = numerical_gradient(lambda: float(np.sum(fn.forward(fn(), *xs, **params) * v)), x, eps)
-        compare_gradients(analytic, numeric, f"{name}: input {i}", atol, rtol)
-    return True
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #7c38b35f
 def _check_requires_grad(arr: np.ndarray, flag: bool):
@@ -489,11 +362,6 @@ def _keep(keepdims, keepdim):
     return bool(keepdim) if keepdim is not None else bool(keepdims)
 
 
-def _floating(a: np.ndarray) -> np.ndarray:
-    "Functions like exp or tanh promote integer input to float32, as PyTorch does."
-    return a if a.dtype.kind == "f" else a.astype(np.float32)
-
-
 def _float_result(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """NumPy promotes int/int division and int-with-float32 to float64; PyTorch gives float32. Follow PyTorch:
     `out` as float32 when it is float64 and neither `a` nor `b` is, else `out` itself."""
@@ -666,7 +534,8 @@ class MatMul(Function):
     def forward(ctx, a, b):
         """a, b: arrays of at least one dimension. Returns a @ b (via `_float_result`). Saves (a, b).
         Raises ValueError from `_check_matmul`, and "matmul: shapes ... do not broadcast" when the
-        batch dimensions do not broadcast."""
+        batch dimensions do not broadcast (NumPy's `a @ b` raises a ValueError then: catch it)."""
+        ### BEGIN SOLUTION
         _check_matmul(a.shape, b.shape)
         ctx.save_for_backward(a, b)
         try:
@@ -674,6 +543,7 @@ class MatMul(Function):
         except ValueError as e:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not broadcast ({e})") from e
         return _float_result(out, a, b)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
@@ -861,95 +731,5 @@ class GetItem(Function):
         ### END SOLUTION
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #7e4bf8d4
-class Exp(Function):
-    @staticmethod
-    def forward(ctx, a):
-        "Returns out = exp(_floating(a)). Saves (out,)."
-        ### BEGIN SOLUTION
-        out = np.exp(_floating(a))
-        ctx.save_for_backward(out)
-        return out
-        ### END SOLUTION
-
-    @staticmethod
-    def backward(ctx, grad):
-        "Returns grad * exp(a), from the saved output."
-        ### BEGIN SOLUTION
-        (out,) = ctx.saved_tensors
-        return grad * out
-        ### END SOLUTION
-
-
-class Log(Function):
-    @staticmethod
-    def forward(ctx, a):
-        "Returns log(_floating(a)). Saves (the floating a,)."
-        ### BEGIN SOLUTION
-        a = _floating(a)
-        ctx.save_for_backward(a)
-        return np.log(a)
-        ### END SOLUTION
-
-    @staticmethod
-    def backward(ctx, grad):
-        "Returns grad / a."
-        ### BEGIN SOLUTION
-        (a,) = ctx.saved_tensors
-        return grad / a
-        ### END SOLUTION
-
-
-class Sqrt(Function):
-    @staticmethod
-    def forward(ctx, a):
-        "Returns out = sqrt(_floating(a)). Saves (out,)."
-        ### BEGIN SOLUTION
-        out = np.sqrt(_floating(a))
-        ctx.save_for_backward(out)
-        return out
-        ### END SOLUTION
-
-    @staticmethod
-    def backward(ctx, grad):
-        "Returns grad / (2 sqrt(a)), from the saved output."
-        ### BEGIN SOLUTION
-        (out,) = ctx.saved_tensors
-        return grad * 0.5 / out
-        ### END SOLUTION
-
-
-class Tanh(Function):
-    @staticmethod
-    def forward(ctx, a):
-        "Returns out = tanh(_floating(a)). Saves (out,): the derivative is written with it."
-        ### BEGIN SOLUTION
-        out = np.tanh(_floating(a))
-        ctx.save_for_backward(out)
-        return out
-        ### END SOLUTION
-
-    @staticmethod
-    def backward(ctx, grad):
-        "Returns grad * (1 - tanh(a)²), from the saved output."
-        ### BEGIN SOLUTION
-        (out,) = ctx.saved_tensors
-        return grad * (1 - out * out)
-        ### END SOLUTION
-
-
-class Abs(Function):
-    @staticmethod
-    def forward(ctx, a):
-        "Returns |a| (same dtype). Saves (a,)."
-        ### BEGIN SOLUTION
-        ctx.save_for_backward(a)
-        return np.abs(a)
-        ### END SOLUTION
-
-    @staticmethod
-    def backward(ctx, grad):
-        "Returns grad * sign(a) (0 at a = 0, as PyTorch)."
-        ### BEGIN SOLUTION
-        (a,) = ctx.saved_tensors
-        return grad * np.sign(a)
-        ### END SOLUTION
+from .tensor_math import Abs, Exp, Log, Sqrt, Tanh, _floating  # noqa: F401,E402  (re-exported)
+_all_ = ["Exp", "Log", "Sqrt", "Tanh", "Abs"]

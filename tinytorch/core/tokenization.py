@@ -6,21 +6,19 @@ from __future__ import annotations
 import heapq
 import math
 import json
-import os
 import re
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from .checks import check_choice, check_int
 from .tensor import Tensor
 from .training import write_text_atomic      # module 07: the one atomic file writer
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'FORMAT_VERSION', 'SPECIAL_NAMES', 'Tokenizer', 'CharTokenizer', 'pad_sequences', 'pretokenize',
-           'merge_pair', 'count_pairs', 'apply_merge', 'learn_merges', 'merge_vocabulary', 'bpe_apply', 'BPETokenizer',
-           'bytes_to_unicode', 'gpt2_pattern', 'ByteLevelBPETokenizer']
+           'merge_pair', 'count_pairs', 'apply_merge', 'learn_merges', 'merge_vocabulary', 'bpe_apply', 'BPETokenizer']
 
 # %% ../../modules/10_tokenization/10_tokenization.ipynb #7a9ac74a
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
@@ -38,14 +36,6 @@ def _check_corpus(text, where: str) -> str:
     if not text:
         raise ValueError(f"{where}: the training text is empty; a vocabulary needs at least one character")
     return text
-
-
-def _check_positive_int(value, name: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{where}: {name} must be an integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{where}: {name} must be a positive integer, got {value}")
-    return int(value)
 
 
 SPECIAL_NAMES = ("pad_token", "unk_token", "bos_token", "eos_token")
@@ -106,13 +96,17 @@ class Tokenizer:
         return self._specials
 
     def _set_vocab(self, tokens) -> None:
-        "The vocabulary: the specials (ids 0-3), then `tokens` in order."
+        """The vocabulary: SPECIAL_TOKENS (ids 0-3), then the strings of `tokens` (any iterable) in order. Sets
+        self._id_to_token (the list: id -> token) and self._token_to_id (the dict: token -> id). A token that
+        appears twice raises ValueError "<class name>: the token 'x' appears twice in the vocabulary" (naming it)."""
+        ### BEGIN SOLUTION
         vocab = list(SPECIAL_TOKENS) + list(tokens)
         lookup = {t: i for i, t in enumerate(vocab)}
         if len(lookup) != len(vocab):
             dup = next(t for t in vocab if vocab.count(t) > 1)
             raise ValueError(f"{type(self).__name__}: the token {dup!r} appears twice in the vocabulary")
         self._id_to_token, self._token_to_id = vocab, lookup
+        ### END SOLUTION
 
     # -- the vocabulary ----------------------------------------------------------------------------
     @property
@@ -156,9 +150,13 @@ class Tokenizer:
         return ids
 
     def _wrap(self, ids: list) -> list:
-        "[bos] + ids + [eos] (a special the tokenizer lacks is left out)."
-        return [i for i in (self.bos_token_id,) if i is not None] + ids + \
-            [i for i in (self.eos_token_id,) if i is not None]
+        """ids (a list of ints) -> a new list [bos] + ids + [eos], from self.bos_token_id and self.eos_token_id;
+        a special that is None (the tokenizer has none) is left out, not inserted as None."""
+        ### BEGIN SOLUTION
+        head = [] if self.bos_token_id is None else [self.bos_token_id]
+        tail = [] if self.eos_token_id is None else [self.eos_token_id]
+        return head + ids + tail
+        ### END SOLUTION
 
     def _check_ids(self, ids, where: str) -> list:
         "`ids` (list, array or Tensor) as a list of Python ints, each checked to be in [0, vocab_size)."
@@ -198,29 +196,19 @@ class Tokenizer:
         False / "do_not_pad" (all sequences must already have one length). A sequence longer than
         `max_length` is an error unless `truncation=True`, which cuts it (keeping bos/eos). Padding uses
         `pad_token_id` on `padding_side` ("right", the default, or "left" for batched generation); the mask
-        comes from the lengths, so it is right even when the pad token is the eos token."""
-        if isinstance(texts, str):
-            raise TypeError("encode_batch: expected a list of strings, got a single str; use encode(text) "
-                            "or encode_batch([text])")
-        texts = list(texts)
-        if not texts:
-            raise ValueError("encode_batch: got an empty list of texts")
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"encode_batch: item {i} is a {type(t).__name__}, not a str")
-        mode = _padding_mode(padding)
-        side = self.padding_side if padding_side is None else padding_side
-        if side not in ("right", "left"):
-            raise ValueError(f"encode_batch: padding_side must be 'right' or 'left', got {side!r}")
-        if mode != "none" and self.pad_token_id is None:
-            raise ValueError(f"encode_batch: {type(self).__name__} has no pad token (pad_token is None); set one, "
-                             f"e.g. tok.pad_token = tok.eos_token, as with GPT-2's tokenizer")
-        if max_length is not None:
-            max_length = _check_positive_int(max_length, "max_length", "encode_batch")
-        if mode == "max_length" and max_length is None:
-            raise ValueError("encode_batch: padding='max_length' needs max_length (a positive integer)")
-        if truncation and max_length is None:
-            raise ValueError("encode_batch: truncation=True needs max_length (a positive integer)")
+        comes from the lengths, so it is right even when the pad token is the eos token. A bad max_length
+        raises "encode_batch: max_length must be a positive integer (>= 1), got ..." (tinytorch.core.checks).
+
+        Given: `texts` (a list of str), `mode` ("longest", "max_length" or "none"), `side`, `max_length` (an int or
+        None), all checked. Exercise: each text's ids from self._encode_to_fit(text, max_length, truncation,
+        add_special_tokens); one longer than max_length raises ValueError "encode_batch: text <i> has <n> tokens,
+        more than max_length=<m>; pass truncation=True to cut it"; with mode "none" the lengths must all be equal,
+        else ValueError "encode_batch: padding=False needs sequences of one length, got lengths <sorted lengths>";
+        then pad_sequences with self.pad_token_id (0 when it is None: nothing is padded then), the length
+        max_length for mode "max_length" (None otherwise) and padding_side=side."""
+        texts = _check_texts(texts)
+        mode, side, max_length = self._batch_settings(padding, max_length, truncation, padding_side)
+        ### BEGIN SOLUTION
         seqs = []
         for i, text in enumerate(texts):
             ids = self._encode_to_fit(text, max_length, truncation, add_special_tokens)
@@ -235,6 +223,23 @@ class Tokenizer:
         input_ids, attention_mask = pad_sequences(seqs, pad, max_length if mode == "max_length" else None,
                                                   padding_side=side)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
+        ### END SOLUTION
+
+    def _batch_settings(self, padding, max_length, truncation: bool, padding_side) -> tuple:
+        """encode_batch's options, checked: (mode, side, max_length), mode one of "longest", "max_length", "none";
+        side "right" or "left"; max_length a positive int or None."""
+        mode = _padding_mode(padding)
+        side = check_choice(self.padding_side if padding_side is None else padding_side, ("right", "left"),
+                            "padding_side", "encode_batch")
+        if mode != "none" and self.pad_token_id is None:
+            raise ValueError(f"encode_batch: {type(self).__name__} has no pad token (pad_token is None); set one, "
+                             f"e.g. tok.pad_token = tok.eos_token, as with GPT-2's tokenizer")
+        max_length = check_int(max_length, "max_length", "encode_batch", allow_none=True)
+        if mode == "max_length" and max_length is None:
+            raise ValueError("encode_batch: padding='max_length' needs max_length (a positive integer)")
+        if truncation and max_length is None:
+            raise ValueError("encode_batch: truncation=True needs max_length (a positive integer)")
+        return mode, side, max_length
 
     def _encode_to_fit(self, text: str, max_length: int | None, truncation: bool, add_special_tokens: bool) -> list:
         """One text of a batch -> its ids (a list of ints): self.encode(text), then
@@ -279,7 +284,7 @@ class Tokenizer:
         if not isinstance(config, dict) or "type" not in config:
             raise ValueError(f"{path}: not a tokenizer file (no 'type' field)")
         kind = config["type"]
-        sub = Tokenizer._registry.get(kind)
+        sub = Tokenizer._registry.get(kind) or (__getattr__(kind) if kind == "ByteLevelBPETokenizer" else None)
         if sub is None:
             raise ValueError(f"{path}: unknown tokenizer type {kind!r} (known: {sorted(Tokenizer._registry)})")
         if not issubclass(sub, cls):
@@ -296,10 +301,7 @@ class Tokenizer:
             raise ValueError(f"{path}: 'specials' must map some of {list(SPECIAL_NAMES)} to tokens, got {specials!r}")
         for name, token in specials.items():
             setattr(tok, name, token)                   # checked: each must be in the vocabulary
-        side = config.get("padding_side", "right")
-        if side not in ("right", "left"):
-            raise ValueError(f"{path}: padding_side must be 'right' or 'left', got {side!r}")
-        tok.padding_side = side
+        tok.padding_side = check_choice(config.get("padding_side", "right"), ("right", "left"), "padding_side", str(path))
         return tok
 
     def _config(self) -> dict:
@@ -373,9 +375,12 @@ def pad_sequences(sequences, pad_id: int, length: int | None = None, padding_sid
     longest sequence when None).
 
     Returns `(input_ids, attention_mask)`, both int64 arrays of shape (B, T); the mask is 1 at real
-    tokens and 0 at padding (it comes from the lengths, never from comparing ids with `pad_id`)."""
-    if padding_side not in ("right", "left"):
-        raise ValueError(f"pad_sequences: padding_side must be 'right' or 'left', got {padding_side!r}")
+    tokens and 0 at padding (it comes from the lengths, never from comparing ids with `pad_id`). A sequence
+    longer than `length` raises ValueError "pad_sequences: sequence <i> has <n> ids, more than the padded
+    length <T>" (the first such sequence). An empty list of sequences gives arrays of shape (0, T), T = 0
+    when `length` is None."""
+    check_choice(padding_side, ("right", "left"), "padding_side", "pad_sequences")
+    ### BEGIN SOLUTION
     lengths = [len(s) for s in sequences]
     if length is None:
         length = max(lengths, default=0)
@@ -383,7 +388,6 @@ def pad_sequences(sequences, pad_id: int, length: int | None = None, padding_sid
     if too_long:
         i, n = too_long[0]
         raise ValueError(f"pad_sequences: sequence {i} has {n} ids, more than the padded length {length}")
-    ### BEGIN SOLUTION
     input_ids = np.full((len(sequences), length), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(sequences), length), dtype=np.int64)
     for i, seq in enumerate(sequences):
@@ -395,6 +399,20 @@ def pad_sequences(sequences, pad_id: int, length: int | None = None, padding_sid
             attention_mask[i] = np.roll(attention_mask[i], length - len(seq))
     return input_ids, attention_mask
     ### END SOLUTION
+
+
+def _check_texts(texts) -> list:
+    "encode_batch's texts as a non-empty list of str (a single str, an empty list or a non-str item raise)."
+    if isinstance(texts, str):
+        raise TypeError("encode_batch: expected a list of strings, got a single str; use encode(text) "
+                        "or encode_batch([text])")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("encode_batch: got an empty list of texts")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"encode_batch: item {i} is a {type(t).__name__}, not a str")
+    return texts
 
 
 def _padding_mode(padding) -> str:
@@ -480,18 +498,19 @@ def apply_merge(pair: tuple, words: list, freqs: list, pair_counts: dict, where:
 
 def learn_merges(piece_counts: dict, n_new_tokens: int, alphabet, min_frequency: int = 2) -> list:
     """Byte-pair merges learned from `piece_counts` (piece string -> count); returns merges, a list of (a, b).
-    Given: `words` (each piece split into characters), `freqs` (their counts), `known` (the alphabet's strings),
-    `merges` (empty). Step 3, the loop: pair_counts, where = count_pairs(words, freqs); keep a heap of
+    Step 3. Set up: `words` (each piece of piece_counts split into a list of characters), `freqs` (their counts,
+    in the same order), `known` (a set of the alphabet's strings), `merges` (empty). Then the loop:
+    pair_counts, where = count_pairs(words, freqs); keep a heap of
     (-count, pair) (heapq). Repeat while fewer than `n_new_tokens` new strings were added and the heap is not
     empty: pop the highest count (skip an entry whose count differs from pair_counts.get(pair, 0): it is stale);
     stop when that count is below `min_frequency`; append the pair to merges; a string a + b not yet in `known`
     is added to it (and counts as new); apply_merge the pair; push (-count, p) for each changed pair p whose
     count is still positive, delete it from pair_counts otherwise. Ties: the smaller pair first (the heap's order)."""
+    ### BEGIN SOLUTION
     known = set(alphabet)
     merges: list = []
     words = [list(p) for p in piece_counts]
     freqs = list(piece_counts.values())
-    ### BEGIN SOLUTION
     pair_counts, where = count_pairs(words, freqs)
     heap = [(-c, pair) for pair, c in pair_counts.items()]
     heapq.heapify(heap)
@@ -550,11 +569,12 @@ def bpe_apply(symbols: list, ranks: dict) -> list:
 class BPETokenizer(Tokenizer):
     """Byte-pair encoding over characters. `BPETokenizer(vocab_size).train(text)` learns merges until the
     vocabulary (specials included) has `vocab_size` tokens; `vocab_size` afterwards is the size reached
-    (smaller if the corpus ran out of pairs occurring `min_frequency` times)."""
+    (smaller if the corpus ran out of pairs occurring `min_frequency` times). A bad size raises, e.g.
+    "BPETokenizer: vocab_size must be a positive integer (>= 1), got 0" (tinytorch.core.checks)."""
     def __init__(self, vocab_size: int = 512, min_frequency: int = 2):
         super().__init__()
-        self.target_vocab_size = _check_positive_int(vocab_size, "vocab_size", "BPETokenizer")
-        self.min_frequency = _check_positive_int(min_frequency, "min_frequency", "BPETokenizer")
+        self.target_vocab_size = check_int(vocab_size, "vocab_size", "BPETokenizer")
+        self.min_frequency = check_int(min_frequency, "min_frequency", "BPETokenizer")
         self.alphabet: list = []
         self.merges: list = []
         self._ranks: dict = {}
@@ -586,12 +606,17 @@ class BPETokenizer(Tokenizer):
     fit = train
 
     def _install(self, alphabet, merges) -> None:
-        "Build the vocabulary: specials, alphabet, then each merge's new token string (once)."
+        """alphabet: a list of characters; merges: a list of (a, b) string pairs in the order learned. Sets the
+        vocabulary (self._set_vocab of merge_vocabulary(alphabet, merges)), self.alphabet (a list), self.merges (a
+        list of tuples), self._ranks (dict (a, b) -> its position in merges, what bpe_apply reads) and empties
+        the piece cache self._cache (its ids belong to the old vocabulary). Returns None."""
+        ### BEGIN SOLUTION
         self._set_vocab(merge_vocabulary(alphabet, merges))
         self.alphabet = list(alphabet)
         self.merges = [(a, b) for a, b in merges]
         self._ranks = {pair: rank for rank, pair in enumerate(self.merges)}
         self._cache = {}
+        ### END SOLUTION
 
     def _bpe(self, piece: str) -> list:
         "piece (a str) -> its token strings: the merges applied to its characters in rank order (bpe_apply)."
@@ -640,200 +665,9 @@ class BPETokenizer(Tokenizer):
         return tok
 
 # %% ../../modules/10_tokenization/10_tokenization.ipynb #e3949f1a
-def bytes_to_unicode() -> dict:
-    """GPT-2's map from each byte value (an int 0-255) to a printable one-character str that stands for it. Given:
-    `bs`, the printable bytes ('!'..'~', '¡'..'¬', '®'..'ÿ'), each of which maps to the character with its own
-    code. Every other byte, in increasing order, maps to chr(256 + n), n = 0, 1, 2, ... Returns a dict of 256
-    entries with 256 distinct values."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    ### BEGIN SOLUTION
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-    ### END SOLUTION
-
-
-# Unicode White_Space (what the `regex` module's \s matches; Python's \s also matches U+001C-U+001F)
-_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-_GPT2_PATTERN = None
-
-
-def _char_class(ranges) -> str:
-    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
-
-
-def _unicode_ranges(prefix: str) -> list:
-    "The code point ranges whose general category starts with `prefix` ('L' letters, 'N' numbers)."
-    import unicodedata
-    ranges, start = [], None
-    for cp in range(0x110000):
-        inside = unicodedata.category(chr(cp)).startswith(prefix)
-        if inside and start is None:
-            start = cp
-        elif not inside and start is not None:
-            ranges.append((start, cp - 1))
-            start = None
-    if start is not None:
-        ranges.append((start, 0x10FFFF))
-    return ranges
-
-
-def gpt2_pattern():
-    r"""GPT-2's pre-tokenization regex, `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`,
-    for Python's `re` (the \p classes built from unicodedata, \s as Unicode White_Space). Compiled once."""
-    global _GPT2_PATTERN
-    if _GPT2_PATTERN is None:
-        L, N, S = _char_class(_unicode_ranges("L")), _char_class(_unicode_ranges("N")), _WHITESPACE
-        _GPT2_PATTERN = re.compile(rf"""'s|'t|'re|'ve|'m|'ll|'d| ?[{L}]+| ?[{N}]+| ?[^{S}{L}{N}]+|[{S}]+(?![^{S}])|[{S}]+""")
-    return _GPT2_PATTERN
-
-
-class ByteLevelBPETokenizer(Tokenizer):
-    """GPT-2's byte-level BPE: text -> UTF-8 bytes -> printable characters (bytes_to_unicode), pieces cut by
-    GPT-2's regex, merges applied in rank order. `vocab` maps token strings to ids (as in vocab.json), `merges`
-    lists (left, right) pairs in rank order (as in merges.txt). Special tokens (`special_tokens`, e.g.
-    "<|endoftext|>") are matched in the text before pre-tokenization. As in GPT-2, bos, eos and unk are
-    "<|endoftext|>" when the vocabulary has it, and there is no pad token until one is set
-    (`tok.pad_token = tok.eos_token`)."""
-    _base_specials = ()
-    _default_specials = dict.fromkeys(SPECIAL_NAMES)
-
-    def __init__(self, vocab: dict, merges, special_tokens=("<|endoftext|>",)):
-        self._specials = dict(self._default_specials)
-        if not isinstance(vocab, dict) or not vocab:
-            raise ValueError(f"ByteLevelBPETokenizer: vocab must be a non-empty dict token -> id, got {type(vocab).__name__}")
-        ids = sorted(vocab.values())
-        if ids != list(range(len(ids))):
-            raise ValueError(f"ByteLevelBPETokenizer: the ids of vocab must be 0..{len(ids) - 1}, each once")
-        self._id_to_token = [None] * len(ids)
-        for token, i in vocab.items():
-            self._id_to_token[i] = token
-        self._token_to_id = dict(vocab)
-        self.merges = [tuple(m) for m in merges]
-        for k, m in enumerate(self.merges):
-            if len(m) != 2 or not all(isinstance(t, str) for t in m):
-                raise ValueError(f"ByteLevelBPETokenizer: merge {k} is {m!r}, not a (left, right) pair of strings")
-        self._ranks = {pair: rank for rank, pair in enumerate(self.merges)}
-        self.byte_encoder = bytes_to_unicode()
-        self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
-        self.added_tokens = [t for t in special_tokens if t in self._token_to_id]
-        self._split = re.compile("(" + "|".join(map(re.escape, sorted(self.added_tokens, key=len, reverse=True))) + ")") \
-            if self.added_tokens else None
-        self._cache: dict = {}
-        if self.added_tokens:
-            eot = self.added_tokens[0]
-            self._specials.update(bos_token=eot, eos_token=eot, unk_token=eot)
-
-    @classmethod
-    def from_files(cls, vocab_file, merges_file, special_tokens=("<|endoftext|>",)) -> "ByteLevelBPETokenizer":
-        "Read a GPT-2 `vocab.json` and `merges.txt` (the first line may be '#version: ...')."
-        vocab_file, merges_file = Path(vocab_file), Path(merges_file)
-        for f in (vocab_file, merges_file):
-            if not f.is_file():
-                raise FileNotFoundError(f"ByteLevelBPETokenizer: {f} does not exist")
-        try:
-            vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"ByteLevelBPETokenizer: {vocab_file} is not valid JSON ({e})") from None
-        merges = []
-        for n, line in enumerate(merges_file.read_text(encoding="utf-8").split("\n"), 1):
-            if not line.strip() or (n == 1 and line.startswith("#version")):
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2:
-                raise ValueError(f"ByteLevelBPETokenizer: {merges_file} line {n} is {line!r}, not 'left right'")
-            merges.append(tuple(parts))
-        return cls(vocab, merges, special_tokens)
-
-    @classmethod
-    def from_pretrained(cls, directory) -> "ByteLevelBPETokenizer":
-        "The tokenizer of a GPT-2 checkpoint directory (its vocab.json and merges.txt; nothing is downloaded)."
-        d = Path(directory)
-        if not d.is_dir():
-            raise FileNotFoundError(f"ByteLevelBPETokenizer.from_pretrained: {d} is not a directory")
-        return cls.from_files(d / "vocab.json", d / "merges.txt")
-
-    def _bpe(self, word: str) -> list:
-        "Merge the lowest-ranked adjacent pair, everywhere, until no pair has a rank (GPT-2's bpe)."
-        return bpe_apply(list(word), self._ranks)
-
-    def _piece_ids(self, piece: str) -> list:
-        """piece (a str, one pre-tokenized piece) -> its ids (a list of ints): the piece's UTF-8 bytes, each mapped
-        to its character by self.byte_encoder (dict byte -> str) and joined into one string; self._bpe of that
-        string; each resulting token's id in self._token_to_id. A token missing from the vocabulary raises
-        ValueError naming the token and saying "vocab.json and merges.txt do not belong together"."""
-        ### BEGIN SOLUTION
-        word = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
-        ids = []
-        for sym in self._bpe(word):
-            i = self._token_to_id.get(sym)
-            if i is None:
-                raise ValueError(f"ByteLevelBPETokenizer: the merged token {sym!r} is not in the vocabulary "
-                                 f"(vocab.json and merges.txt do not belong together)")
-            ids.append(i)
-        return ids
-        ### END SOLUTION
-
-    def _encode_piece(self, piece: str) -> list:
-        got = self._cache.get(piece)
-        if got is None:
-            got = self._piece_ids(piece)
-            if len(self._cache) < 100_000:
-                self._cache[piece] = got
-        return got
-
-    def _encode_text(self, text: str) -> list:
-        """text -> a list of ids. Given: `parts`, the text split around the special tokens (self._split has a
-        capturing group, so parts at odd positions are special-token strings; all of it when there are none).
-        A special part is the one id self._token_to_id[part]; every other part is cut into pieces by
-        gpt2_pattern().findall(part), and each piece contributes self._encode_piece(piece) (its ids, cached)."""
-        parts = self._split.split(text) if self._split is not None else [text]
-        ### BEGIN SOLUTION
-        ids, pattern = [], gpt2_pattern()
-        for k, part in enumerate(parts):
-            if k % 2 == 1:                                         # a special token matched in the text
-                ids.append(self._token_to_id[part])
-                continue
-            for piece in pattern.findall(part):
-                ids.extend(self._encode_piece(piece))
-        return ids
-        ### END SOLUTION
-
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        """Ids -> text. Given: `ids` (checked, a list of ints in range) and `special` (the set of the special tokens'
-        ids). Each ordinary token's characters are mapped back to bytes by self.byte_decoder (dict str -> byte) and
-        collected; the bytes are decoded as UTF-8 with errors="replace" (a token may hold half a character, so
-        decode the collected bytes only at the end or at a special token). A special id is dropped, or, with
-        skip_special_tokens=False, its token string is inserted as is. Returns the str."""
-        ids = self._check_ids(ids, "ByteLevelBPETokenizer.decode")
-        special = {self._token_to_id[t] for t in self.added_tokens}
-        ### BEGIN SOLUTION
-        out, buf = [], []
-        for i in ids:
-            token = self._id_to_token[i]
-            if i in special:
-                if not skip_special_tokens:
-                    out.append(bytes(buf).decode("utf-8", errors="replace"))
-                    out.append(token)
-                    buf = []
-                continue
-            buf.extend(self.byte_decoder[c] for c in token)
-        out.append(bytes(buf).decode("utf-8", errors="replace"))
-        return "".join(out)
-        ### END SOLUTION
-
-    def _config(self) -> dict:
-        return {"vocab": self._token_to_id, "merges": [list(m) for m in self.merges],
-                "added_tokens": list(self.added_tokens)}
-
-    @classmethod
-    def _from_config(cls, config: dict, where) -> "ByteLevelBPETokenizer":
-        vocab, merges = config.get("vocab"), config.get("merges")
-        if not isinstance(vocab, dict) or not isinstance(merges, list):
-            raise ValueError(f"{where}: a ByteLevelBPETokenizer file needs 'vocab' (a dict) and 'merges' (a list)")
-        return cls(vocab, [tuple(m) for m in merges], config.get("added_tokens", ()))
+def __getattr__(name: str):
+    "GPT-2's names, from tinytorch.core.tokenization_gpt2 (imported on first use: it imports this module)."
+    if name in ("ByteLevelBPETokenizer", "bytes_to_unicode", "gpt2_pattern"):
+        from tinytorch.core import tokenization_gpt2
+        return getattr(tokenization_gpt2, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
