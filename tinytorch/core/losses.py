@@ -7,13 +7,13 @@ import numpy as np
 
 from .tensor import Function, Tensor
 from .tensor_kit import require_float
-from .tensor_ops import clamp, gather
 from .activations import Module
+from .checks import check_choice
 
 # %% auto #0
 __all__ = ['LogSoftmaxFunction', 'log_softmax', 'CrossEntropyFunction', 'CrossEntropyLoss', 'MSEFunction', 'MSELoss',
-           'BCEFunction', 'BinaryCrossEntropyLoss', 'nll_loss', 'cross_entropy', 'mse_loss', 'binary_cross_entropy',
-           'LogSoftmax', 'NLLLoss']
+           'BCEFunction', 'BinaryCrossEntropyLoss', 'NLLFunction', 'nll_loss', 'cross_entropy', 'mse_loss',
+           'binary_cross_entropy', 'LogSoftmax', 'NLLLoss']
 
 # %% ../../modules/04_losses/04_losses.ipynb #c0c2b733
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -57,45 +57,76 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     return LogSoftmaxFunction.apply(x, dim=dim)
 
 # %% ../../modules/04_losses/04_losses.ipynb #48b1f9d2
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce_array(per: np.ndarray, reduction: str, count: int) -> np.ndarray:
+    """per: the per-example losses, a float array; reduction: "mean", "sum" or "none"; count: what the mean
+    divides by (the rows kept when some are ignored; treat 0 as 1). Returns per itself for "none", else a
+    0-d array of per's dtype: per.sum() for "sum", per.sum() / count for "mean"."""
+    ### BEGIN SOLUTION
+    if reduction == "none":
+        return per
+    total = per.sum()
+    return np.asarray(total if reduction == "sum" else total / max(count, 1), dtype=per.dtype)
+    ### END SOLUTION
+
+
+def _grad_scale(grad: np.ndarray, reduction: str, count: int) -> np.ndarray:
+    "The backward of `_reduce_array`: what multiplies each per-example gradient (grad / count for a mean)."
+    return grad / max(count, 1) if reduction == "mean" else grad
+
+# %% ../../modules/04_losses/04_losses.ipynb #f6c91e5e
+def _nll_rows(logp: np.ndarray, targets: np.ndarray, ignore_index: int) -> tuple:
+    """logp: (N, C) log-probabilities; targets: (N,) integer class indices, each in 0..C-1 or equal to
+    ignore_index. Returns (per, safe, valid): valid = the boolean rows whose target is not ignore_index,
+    safe = targets with the ignored entries replaced by 0 (a valid index), per = the (N,) losses
+    −logp[i, safe_i] of the kept rows and exactly 0 for the ignored ones, in logp's dtype."""
+    ### BEGIN SOLUTION
+    valid = targets != ignore_index
+    safe = np.where(valid, targets, 0)
+    picked = logp[np.arange(logp.shape[0]), safe]
+    per = np.where(valid, -picked, 0).astype(logp.dtype, copy=False)
+    return per, safe, valid
+    ### END SOLUTION
+
+
 class CrossEntropyFunction(Function):
     @staticmethod
-    def forward(ctx, logits, targets, ignore_index=-100):
+    def forward(ctx, logits, targets, ignore_index=-100, reduction="mean"):
         """logits: (N, C) floats; targets: (N,) integer class indices (a parameter, not an input), already
-        checked to be in 0..C-1 or equal to ignore_index. Returns the mean of −log_softmax(logits)[i, y_i]
-        over the rows whose target is not ignore_index (0 when every row is ignored), a 0-d array of
-        logits' dtype. Saves (logp, safe, valid): logp = _log_softmax(logits, 1), valid = the boolean
-        rows kept, safe = targets with ignored entries replaced by 0; and ctx.count = max(rows kept, 1)."""
+        checked to be in 0..C-1 or equal to ignore_index; reduction: "mean", "sum" or "none". Returns
+        _reduce_array(per, reduction, count): per from `_nll_rows(logp, targets, ignore_index)` with
+        logp = _log_softmax(logits, 1), count = the rows kept (the mean is over them). Saves
+        (logp, safe, valid) and ctx.count, ctx.reduction."""
         ### BEGIN SOLUTION
         logp = _log_softmax(logits, 1)
-        valid = targets != ignore_index
-        count = int(valid.sum())
-        safe = np.where(valid, targets, 0)
-        picked = logp[np.arange(logits.shape[0]), safe]
-        loss = -(picked * valid).sum() / max(count, 1)
+        per, safe, valid = _nll_rows(logp, targets, ignore_index)
         ctx.save_for_backward(logp, safe, valid)
-        ctx.count = max(count, 1)
-        return np.asarray(loss, dtype=logits.dtype)
+        ctx.count, ctx.reduction = int(valid.sum()), reduction
+        return _reduce_array(per, reduction, ctx.count)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
-        """grad: a 0-d array. Reads (logp, safe, valid), ctx.count. Returns (g_logits, None):
-        g_logits = grad · (softmax − onehot(safe)) / count on kept rows, 0 on ignored rows, shape (N, C)."""
+        """grad: 0-d (mean, sum) or (N,) (none). Reads (logp, safe, valid), ctx.count, ctx.reduction. Returns
+        (g_logits, None): row i of g_logits is (softmax − onehot(safe_i)) · s_i on kept rows and 0 on ignored
+        ones, s = _grad_scale(grad, ctx.reduction, ctx.count) (one number, or one per row); shape (N, C)."""
         ### BEGIN SOLUTION
         logp, safe, valid = ctx.saved_tensors
         g = np.exp(logp)
         g[np.arange(g.shape[0]), safe] -= 1
-        g *= (valid / ctx.count)[:, None].astype(g.dtype)
-        return g * grad, None
+        g *= (valid * _grad_scale(grad, ctx.reduction, ctx.count))[:, None].astype(g.dtype, copy=False)
+        return g, None
         ### END SOLUTION
 
 
-def _as_int_targets(targets) -> np.ndarray:
+def _as_int_targets(targets, who: str) -> np.ndarray:
     t = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
     if t.dtype.kind not in "iu":
         if t.dtype.kind == "f" and np.all(t == np.round(t)):
             return t.astype(np.int64)
-        raise TypeError(f"CrossEntropyLoss: targets must be integer class indices, got dtype {t.dtype}")
+        raise TypeError(f"{who}: targets must be integer class indices, got dtype {t.dtype}")
     return t
 
 
@@ -110,55 +141,74 @@ def _flatten_spatial(logits: Tensor, y: np.ndarray) -> tuple:
     ### END SOLUTION
 
 
+def _check_logits(who: str, logits) -> Tensor:
+    if not isinstance(logits, Tensor):
+        logits = Tensor(logits)
+    if logits.data.dtype.kind != "f":
+        raise RuntimeError(f"{who}: logits must be floating point, got dtype {logits.data.dtype} "
+                           f"(PyTorch: expected scalar type Float); convert with .float()")
+    if logits.ndim == 0:
+        raise ValueError(f"{who}: logits must have a class dimension, (C,) or (N, C, ...); got a 0-d tensor")
+    return logits
+
+
+def _class_inputs(who: str, logits, targets, ignore_index: int) -> tuple:
+    """(logits as (rows, C), targets as (rows,) integers, the targets' own shape), every target checked: an
+    unbatched (C,) input is one row, an (N, C, d1, ...) input has its class dimension moved last."""
+    logits, y = _check_logits(who, logits), _as_int_targets(targets, who)
+    tshape = y.shape
+    if logits.ndim == 1:                               # one unbatched example
+        logits, y = logits.reshape(1, -1), y.reshape(1)
+    if logits.ndim > 2:                                # (N, C, d1, ...) -> (N*d1*..., C)
+        if y.shape != logits.shape[:1] + logits.shape[2:]:
+            raise ValueError(f"{who}: logits of shape {logits.shape} need targets of shape "
+                             f"{logits.shape[:1] + logits.shape[2:]}, got {y.shape}")
+        logits, y = _flatten_spatial(logits, y)
+    n, c = logits.shape
+    if y.shape != (n,):
+        raise ValueError(f"{who}: logits of shape {logits.shape} need targets of shape ({n},), got {y.shape}")
+    bad = (y != ignore_index) & ((y < 0) | (y >= c))
+    if bad.any():
+        raise IndexError(f"{who}: target {int(y[bad][0])} is out of range for {c} classes "
+                         f"(valid: 0..{c - 1}, or ignore_index={ignore_index})")
+    return logits, y, tshape
+
+
 class CrossEntropyLoss(Module):
-    "Mean cross-entropy between logits (N, C) [or (N, C, d1, ...)] and class indices (N,) [or (N, d1, ...)]."
+    "Cross-entropy between logits (N, C) [or (C,), or (N, C, d1, ...)] and class indices (N,) [or (), (N, d1, ...)]."
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__()
         if weight is not None or label_smoothing:
             raise NotImplementedError("CrossEntropyLoss: class weights and label smoothing are not supported in tinytorch")
-        self.ignore_index, self.reduction = ignore_index, _check_reduction("CrossEntropyLoss", reduction)
+        self.ignore_index = ignore_index
+        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", "CrossEntropyLoss")
 
     def forward(self, logits: Tensor, targets) -> Tensor:
-        logits = _check_logits("CrossEntropyLoss", logits)
-        y = _as_int_targets(targets)
-        tshape = y.shape
-        if logits.ndim == 1:                               # one unbatched example
-            logits, y = logits.reshape(1, -1), y.reshape(1)
-        if logits.ndim > 2:                                # (N, C, d1, ...) -> (N*d1*..., C)
-            if y.shape != logits.shape[:1] + logits.shape[2:]:
-                raise ValueError(f"CrossEntropyLoss: logits of shape {logits.shape} need targets of shape "
-                                 f"{logits.shape[:1] + logits.shape[2:]}, got {y.shape}")
-            logits, y = _flatten_spatial(logits, y)
-        n, c = logits.shape
-        if y.shape != (n,):
-            raise ValueError(f"CrossEntropyLoss: logits of shape {logits.shape} need targets of shape ({n},), got {y.shape}")
-        bad = (y != self.ignore_index) & ((y < 0) | (y >= c))
-        if bad.any():
-            raise IndexError(f"CrossEntropyLoss: target {int(y[bad][0])} is out of range for {c} classes "
-                             f"(valid: 0..{c - 1}, or ignore_index={self.ignore_index})")
-        if self.reduction != "mean":                       # given: per-example losses (the section below)
-            per, _ = _nll_rows(log_softmax(logits, 1), y, self.ignore_index)
-            return _reduce(per.reshape(tshape), self.reduction)
-        return CrossEntropyFunction.apply(logits, targets=y, ignore_index=self.ignore_index)
+        logits, y, tshape = _class_inputs("CrossEntropyLoss", logits, targets, self.ignore_index)
+        out = CrossEntropyFunction.apply(logits, targets=y, ignore_index=self.ignore_index, reduction=self.reduction)
+        return out.reshape(tshape) if self.reduction == "none" else out
 
 # %% ../../modules/04_losses/04_losses.ipynb #4d424951
 class MSEFunction(Function):
     @staticmethod
-    def forward(ctx, pred, target):
-        """pred, target: arrays of one shape. Returns mean((pred − target)²) as a 0-d array of the
-        difference's dtype. Saves (diff,) with diff = pred − target."""
+    def forward(ctx, pred, target, reduction="mean"):
+        """pred, target: arrays of one shape; reduction: "mean", "sum" or "none". Returns
+        _reduce_array((pred − target)², reduction, n), n = the number of elements, in the difference's dtype.
+        Saves (diff,) with diff = pred − target, and ctx.reduction."""
         ### BEGIN SOLUTION
         diff = pred - target
         ctx.save_for_backward(diff)
-        return np.asarray(np.mean(diff * diff), dtype=diff.dtype)
+        ctx.reduction = reduction
+        return _reduce_array(diff * diff, reduction, diff.size)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
-        "grad: a 0-d array. Reads (diff,). Returns (g_pred, g_target) = (2·diff·grad/n, −that), n = diff.size."
+        """grad: 0-d (mean, sum) or of diff's shape (none). Reads (diff,), ctx.reduction. Returns
+        (g_pred, g_target) = (2·diff·s, −that), s = _grad_scale(grad, ctx.reduction, diff.size)."""
         ### BEGIN SOLUTION
         (diff,) = ctx.saved_tensors
-        g = diff * (2.0 * grad / diff.size)
+        g = diff * (2.0 * _grad_scale(grad, ctx.reduction, diff.size))
         return g, -g
         ### END SOLUTION
 
@@ -167,7 +217,7 @@ class MSELoss(Module):
     "Mean squared error (reduction='sum' or 'none' as PyTorch)."
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        self.reduction = _check_reduction("MSELoss", reduction)
+        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", "MSELoss")
 
     def forward(self, pred: Tensor, target) -> Tensor:
         if not isinstance(pred, Tensor):
@@ -177,37 +227,38 @@ class MSELoss(Module):
         require_float(pred, "MSELoss")
         if pred.shape != target.shape:
             raise ValueError(f"MSELoss: prediction shape {pred.shape} and target shape {target.shape} differ")
-        if getattr(self, "reduction", "mean") != "mean":
-            return _reduce((pred - target) ** 2, self.reduction)
-        return MSEFunction.apply(pred, target)
+        return MSEFunction.apply(pred, target, reduction=self.reduction)
 
 
 class BCEFunction(Function):
     @staticmethod
-    def forward(ctx, p, t):
-        """p: probabilities in [0, 1] (already checked); t: targets of p's shape. Returns
-        −mean(t·log p + (1−t)·log(1−p)), each log clamped at −100 as PyTorch (finite at p = 0 or 1, no
-        warning), a 0-d array of p's dtype. Saves (p, t) with t cast to p's dtype."""
+    def forward(ctx, p, t, reduction="mean"):
+        """p: probabilities in [0, 1] (already checked); t: targets of p's shape; reduction: "mean", "sum" or
+        "none". The loss of each element is −(t·log p + (1−t)·log(1−p)), each log clamped at −100 as PyTorch
+        (finite at p = 0 or 1, no warning). Returns _reduce_array(those losses, reduction, p.size) in p's
+        dtype. Saves (p, t) with t cast to p's dtype, and ctx.reduction."""
         t = t.astype(p.dtype, copy=False)
         ### BEGIN SOLUTION
         with np.errstate(divide="ignore"):
             log_p = np.maximum(np.log(p), -100.0)
             log_q = np.maximum(np.log(1.0 - p), -100.0)
-        loss = -np.mean(t * log_p + (1.0 - t) * log_q)
+        per = -(t * log_p + (1.0 - t) * log_q)
         ctx.save_for_backward(p, t)
-        return np.asarray(loss, dtype=p.dtype)
+        ctx.reduction = reduction
+        return _reduce_array(per.astype(p.dtype, copy=False), reduction, p.size)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
-        """Reads (p, t). Returns (g_p, g_t) in p's dtype, n = p.size: g_p = (p − t) / max(p(1−p), 1e-12)
-        · grad/n (finite at p = 0 or 1), g_t = (log(1−p) − log p) · grad/n with the logs clamped at −100."""
+        """Reads (p, t), ctx.reduction. Returns (g_p, g_t) in p's dtype, with s = _grad_scale(grad,
+        ctx.reduction, p.size): g_p = (p − t) / max(p(1−p), 1e-12) · s (finite at p = 0 or 1),
+        g_t = (log(1−p) − log p) · s with the logs clamped at −100."""
         ### BEGIN SOLUTION
         p, t = ctx.saved_tensors
-        eps = 1e-12                       # as PyTorch: the gradient stays finite at p = 0 or 1
-        gp = (p - t) / np.maximum(p * (1.0 - p), eps) * (grad / p.size)
+        s = _grad_scale(grad, ctx.reduction, p.size)
+        gp = (p - t) / np.maximum(p * (1.0 - p), 1e-12) * s     # as PyTorch: finite at p = 0 or 1
         with np.errstate(divide="ignore"):
-            gt = (np.maximum(np.log(1.0 - p), -100.0) - np.maximum(np.log(p), -100.0)) * (grad / p.size)
+            gt = (np.maximum(np.log(1.0 - p), -100.0) - np.maximum(np.log(p), -100.0)) * s
         return gp.astype(p.dtype, copy=False), gt.astype(p.dtype, copy=False)
         ### END SOLUTION
 
@@ -216,7 +267,7 @@ class BinaryCrossEntropyLoss(Module):
     "Binary cross-entropy on probabilities in [0, 1] (reduction='sum' or 'none' as PyTorch)."
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        self.reduction = _check_reduction("BinaryCrossEntropyLoss", reduction)
+        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", "BinaryCrossEntropyLoss")
 
     def forward(self, probs: Tensor, target) -> Tensor:
         if not isinstance(probs, Tensor):
@@ -231,62 +282,44 @@ class BinaryCrossEntropyLoss(Module):
             bad = p[np.isnan(p) | (p < 0) | (p > 1)][0]
             raise ValueError(f"BinaryCrossEntropyLoss: inputs must be probabilities in [0, 1]; saw {bad} "
                              f"(apply Sigmoid to logits first)")
-        if getattr(self, "reduction", "mean") != "mean":
-            per = -(target * clamp(probs.log(), min=-100.0) + (1 - target) * clamp((1 - probs).log(), min=-100.0))
-            return _reduce(per, self.reduction)
-        return BCEFunction.apply(probs, target)
+        return BCEFunction.apply(probs, target, reduction=self.reduction)
 
 # %% ../../modules/04_losses/04_losses.ipynb #6c4d1a02
-_REDUCTIONS = ("mean", "sum", "none")
+class NLLFunction(Function):
+    @staticmethod
+    def forward(ctx, logp, targets, ignore_index=-100, reduction="mean"):
+        """logp: (N, C) log-probabilities; targets: (N,) integer class indices (a parameter, not an input),
+        already checked to be in 0..C-1 or ignore_index; reduction: "mean", "sum" or "none". Returns
+        _reduce_array(per, reduction, count), per from `_nll_rows`, count = the rows kept. Saves
+        (safe, valid), ctx.shape = logp.shape, ctx.count and ctx.reduction."""
+        ### BEGIN SOLUTION
+        per, safe, valid = _nll_rows(logp, targets, ignore_index)
+        ctx.save_for_backward(safe, valid)
+        ctx.shape, ctx.count, ctx.reduction = logp.shape, int(valid.sum()), reduction
+        return _reduce_array(per, reduction, ctx.count)
+        ### END SOLUTION
 
-
-def _check_reduction(who: str, reduction: str) -> str:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{who}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    return reduction
-
-
-def _reduce(per: Tensor, reduction: str, count=None) -> Tensor:
-    if reduction == "none":
-        return per
-    total = per.sum()
-    return total if reduction == "sum" else total / (per.numel() if count is None else max(count, 1))
-
-
-def _nll_rows(logp: Tensor, y: np.ndarray, ignore_index: int) -> tuple:
-    "(−logp[i, y_i] per row, 0 on ignored rows; the number of rows kept)."
-    valid = y != ignore_index
-    picked = gather(logp, 1, np.where(valid, y, 0)[:, None]).reshape(-1)
-    return -(picked * Tensor(valid.astype(logp.data.dtype))), int(valid.sum())
-
-
-def _check_logits(who: str, logits) -> Tensor:
-    if not isinstance(logits, Tensor):
-        logits = Tensor(logits)
-    if logits.data.dtype.kind != "f":
-        raise RuntimeError(f"{who}: logits must be floating point, got dtype {logits.data.dtype} "
-                           f"(PyTorch: expected scalar type Float); convert with .float()")
-    if logits.ndim == 0:
-        raise ValueError(f"{who}: logits must have a class dimension, (C,) or (N, C, ...); got a 0-d tensor")
-    return logits
+    @staticmethod
+    def backward(ctx, grad):
+        """Reads (safe, valid), ctx.shape, ctx.count, ctx.reduction. Returns (g_logp, None): g_logp of shape
+        ctx.shape and grad's dtype, 0 everywhere except −s_i at [i, safe_i] of each kept row i, with
+        s = _grad_scale(grad, ctx.reduction, ctx.count) (one number, or one per row)."""
+        ### BEGIN SOLUTION
+        safe, valid = ctx.saved_tensors
+        g = np.zeros(ctx.shape, dtype=grad.dtype)
+        g[np.arange(ctx.shape[0]), safe] = -(valid * _grad_scale(grad, ctx.reduction, ctx.count))
+        return g, None
+        ### END SOLUTION
 
 
 def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
-    "Negative log-likelihood of log-probabilities `input` (N, C) at class indices `target` (N,)."
+    "Negative log-likelihood of log-probabilities `input` (N, C) [or (C,), (N, C, d1, ...)] at class indices `target`."
     if weight is not None:
         raise NotImplementedError("nll_loss: class weights are not supported in tinytorch")
-    logp = _check_logits("nll_loss", input)
-    _check_reduction("nll_loss", reduction)
-    y = _as_int_targets(target)
-    if logp.ndim == 1:
-        logp, y = logp.reshape(1, -1), y.reshape(1)
-    if logp.ndim != 2 or y.shape != logp.shape[:1]:
-        raise ValueError(f"nll_loss: input of shape {logp.shape} needs targets of shape ({logp.shape[0]},), got {y.shape}")
-    bad = (y != ignore_index) & ((y < 0) | (y >= logp.shape[1]))
-    if bad.any():
-        raise IndexError(f"nll_loss: target {int(y[bad][0])} is out of range for {logp.shape[1]} classes")
-    per, kept = _nll_rows(logp, y, ignore_index)
-    return _reduce(per, reduction, kept)
+    check_choice(reduction, _REDUCTIONS, "reduction", "nll_loss")
+    logp, y, tshape = _class_inputs("nll_loss", input, target, ignore_index)
+    out = NLLFunction.apply(logp, targets=y, ignore_index=ignore_index, reduction=reduction)
+    return out.reshape(tshape) if reduction == "none" else out
 
 
 def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean",
@@ -323,7 +356,8 @@ class NLLLoss(Module):
         super().__init__()
         if weight is not None:
             raise NotImplementedError("NLLLoss: class weights are not supported in tinytorch")
-        self.ignore_index, self.reduction = ignore_index, _check_reduction("NLLLoss", reduction)
+        self.ignore_index = ignore_index
+        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", "NLLLoss")
 
     def forward(self, input, target) -> Tensor:
         return nll_loss(input, target, ignore_index=self.ignore_index, reduction=self.reduction)
