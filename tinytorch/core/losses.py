@@ -8,7 +8,7 @@ import numpy as np
 from .tensor import Function, Tensor
 from .tensor_kit import require_float
 from .activations import Module
-from .checks import check_choice
+from .checks import check_choice, check_fraction
 
 # %% auto #0
 __all__ = ['LogSoftmaxFunction', 'log_softmax', 'CrossEntropyFunction', 'CrossEntropyLoss', 'MSEFunction', 'MSELoss',
@@ -60,63 +60,83 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _reduce_array(per: np.ndarray, reduction: str, count: int) -> np.ndarray:
+def _reduce_array(per: np.ndarray, reduction: str, count: float) -> np.ndarray:
     """per: the per-example losses, a float array; reduction: "mean", "sum" or "none"; count: what the mean
-    divides by (the rows kept when some are ignored; treat 0 as 1). Returns per itself for "none", else a
-    0-d array of per's dtype: per.sum() for "sum", per.sum() / count for "mean"."""
+    divides by (the number of elements, or of rows kept, or their total class weight; when it is 0 the mean
+    is the sum, 0). Returns per itself for "none", else a 0-d array of per's dtype: per.sum() for "sum",
+    per.sum() / count for "mean"."""
     ### BEGIN SOLUTION
     if reduction == "none":
         return per
     total = per.sum()
-    return np.asarray(total if reduction == "sum" else total / max(count, 1), dtype=per.dtype)
+    return np.asarray(total / count if reduction == "mean" and count else total, dtype=per.dtype)
     ### END SOLUTION
 
 
-def _grad_scale(grad: np.ndarray, reduction: str, count: int) -> np.ndarray:
+def _grad_scale(grad: np.ndarray, reduction: str, count: float) -> np.ndarray:
     "The backward of `_reduce_array`: what multiplies each per-example gradient (grad / count for a mean)."
-    return grad / max(count, 1) if reduction == "mean" else grad
+    return grad / count if reduction == "mean" and count else grad
 
 # %% ../../modules/04_losses/04_losses.ipynb #f6c91e5e
-def _nll_rows(logp: np.ndarray, targets: np.ndarray, ignore_index: int) -> tuple:
+def _nll_rows(logp: np.ndarray, targets: np.ndarray, ignore_index: int, weight=None) -> tuple:
     """logp: (N, C) log-probabilities; targets: (N,) integer class indices, each in 0..C-1 or equal to
-    ignore_index. Returns (per, safe, valid): valid = the boolean rows whose target is not ignore_index,
-    safe = targets with the ignored entries replaced by 0 (a valid index), per = the (N,) losses
-    −logp[i, safe_i] of the kept rows and exactly 0 for the ignored ones, in logp's dtype."""
+    ignore_index; weight: None or (C,) class weights of logp's dtype. Returns (per, safe, wrow): safe =
+    targets with the ignored entries replaced by 0 (a valid index); wrow = each row's weight in logp's
+    dtype: weight[safe_i] (1 without weights) on kept rows, 0 on ignored ones; per = the (N,) losses
+    −logp[i, safe_i] · wrow_i (exactly 0 on ignored rows)."""
     ### BEGIN SOLUTION
     valid = targets != ignore_index
     safe = np.where(valid, targets, 0)
-    picked = logp[np.arange(logp.shape[0]), safe]
-    per = np.where(valid, -picked, 0).astype(logp.dtype, copy=False)
-    return per, safe, valid
+    wrow = valid.astype(logp.dtype) if weight is None else np.where(valid, weight[safe], 0).astype(logp.dtype)
+    per = -(logp[np.arange(logp.shape[0]), safe] * wrow)
+    return per, safe, wrow
     ### END SOLUTION
 
 
 class CrossEntropyFunction(Function):
     @staticmethod
-    def forward(ctx, logits, targets, ignore_index=-100, reduction="mean"):
+    def forward(ctx, logits, targets, ignore_index=-100, reduction="mean", weight=None, label_smoothing=0.0):
         """logits: (N, C) floats; targets: (N,) integer class indices (a parameter, not an input), already
-        checked to be in 0..C-1 or equal to ignore_index; reduction: "mean", "sum" or "none". Returns
-        _reduce_array(per, reduction, count): per from `_nll_rows(logp, targets, ignore_index)` with
-        logp = _log_softmax(logits, 1), count = the rows kept (the mean is over them). Saves
-        (logp, safe, valid) and ctx.count, ctx.reduction."""
+        checked to be in 0..C-1 or equal to ignore_index; reduction: "mean", "sum" or "none"; weight: None or
+        (C,) class weights of logits' dtype; label_smoothing: ε in [0, 1]. With logp = _log_softmax(logits, 1)
+        and (per, safe, wrow) = _nll_rows(logp, targets, ignore_index, weight), the loss of row i is
+        (1 − ε)·per_i + (ε/C)·Σ_c w_c·(−logp[i, c]) on kept rows (w = weight, or ones), 0 on ignored ones.
+        Returns _reduce_array(those losses, reduction, count) in logits' dtype, count = Σ wrow. Saves
+        (logp, safe, wrow, valid) with valid = targets != ignore_index, and ctx.count, ctx.reduction,
+        ctx.weight, ctx.smoothing (ε)."""
         ### BEGIN SOLUTION
         logp = _log_softmax(logits, 1)
-        per, safe, valid = _nll_rows(logp, targets, ignore_index)
-        ctx.save_for_backward(logp, safe, valid)
-        ctx.count, ctx.reduction = int(valid.sum()), reduction
-        return _reduce_array(per, reduction, ctx.count)
+        per, safe, wrow = _nll_rows(logp, targets, ignore_index, weight)
+        valid = targets != ignore_index
+        if label_smoothing:
+            c = logp.shape[1]
+            w = np.ones(c, dtype=logp.dtype) if weight is None else weight
+            per = (1 - label_smoothing) * per - (label_smoothing / c) * valid * (logp @ w)
+        ctx.save_for_backward(logp, safe, wrow, valid)
+        ctx.count, ctx.reduction = float(wrow.sum()), reduction
+        ctx.weight, ctx.smoothing = weight, label_smoothing
+        return _reduce_array(per.astype(logits.dtype, copy=False), reduction, ctx.count)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
-        """grad: 0-d (mean, sum) or (N,) (none). Reads (logp, safe, valid), ctx.count, ctx.reduction. Returns
-        (g_logits, None): row i of g_logits is (softmax − onehot(safe_i)) · s_i on kept rows and 0 on ignored
-        ones, s = _grad_scale(grad, ctx.reduction, ctx.count) (one number, or one per row); shape (N, C)."""
+        """grad: 0-d (mean, sum) or (N,) (none). Reads (logp, safe, wrow, valid) and ctx. Returns (g_logits,
+        None), shape (N, C): row i is s_i·((Σ_c a_c)·softmax_i − a) with a_c = (1 − ε)·wrow_i·[c = safe_i]
+        + (ε/C)·valid_i·w_c (w = ctx.weight, or ones; ε = ctx.smoothing), so 0 on ignored rows, and
+        s = _grad_scale(grad, ctx.reduction, ctx.count) (one number, or one per row)."""
         ### BEGIN SOLUTION
-        logp, safe, valid = ctx.saved_tensors
+        logp, safe, wrow, valid = ctx.saved_tensors
+        eps, c = ctx.smoothing, logp.shape[1]
+        w = np.ones(c, dtype=logp.dtype) if ctx.weight is None else ctx.weight
+        on_target = (1 - eps) * wrow                             # a at the target class
+        spread = (eps / c) * valid                              # a_c = spread_i * w_c elsewhere (and added at the target)
         g = np.exp(logp)
-        g[np.arange(g.shape[0]), safe] -= 1
-        g *= (valid * _grad_scale(grad, ctx.reduction, ctx.count))[:, None].astype(g.dtype, copy=False)
+        g *= (on_target + spread * w.sum())[:, None]
+        g[np.arange(g.shape[0]), safe] -= on_target
+        if eps:
+            g -= spread[:, None] * w
+        s = _grad_scale(grad, ctx.reduction, ctx.count)
+        g *= np.asarray(s, dtype=g.dtype)[..., None] if np.ndim(s) else s
         return g, None
         ### END SOLUTION
 
@@ -139,6 +159,16 @@ def _flatten_spatial(logits: Tensor, y: np.ndarray) -> tuple:
     perm = (0,) + tuple(range(2, logits.ndim)) + (1,)
     return logits.permute(*perm).reshape(-1, c), y.reshape(-1)
     ### END SOLUTION
+
+
+def _class_weight(weight, c: int, dtype, who: str):
+    "The class weights as an array of `dtype` holding one weight per class (shape (C,)); None stays None."
+    if weight is None:
+        return None
+    w = np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=dtype)
+    if w.shape != (c,):
+        raise ValueError(f"{who}: weight must hold one value per class, shape ({c},); got shape {w.shape}")
+    return w
 
 
 def _check_logits(who: str, logits) -> Tensor:
@@ -174,18 +204,30 @@ def _class_inputs(who: str, logits, targets, ignore_index: int) -> tuple:
     return logits, y, tshape
 
 
-class CrossEntropyLoss(Module):
+class _WeightedLoss(Module):
+    "What CrossEntropyLoss and NLLLoss keep: class weights (a buffer, as PyTorch's), ignore_index, reduction."
+    def __init__(self, weight, ignore_index: int, reduction: str):
+        super().__init__()
+        if weight is None:
+            self.weight = None
+        else:
+            w = np.asarray(weight.data if isinstance(weight, Tensor) else weight)
+            self.register_buffer("weight", Tensor(w, dtype=w.dtype if w.dtype.kind == "f" else np.float32))
+        self.ignore_index = ignore_index
+        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", type(self).__name__)
+
+
+class CrossEntropyLoss(_WeightedLoss):
     "Cross-entropy between logits (N, C) [or (C,), or (N, C, d1, ...)] and class indices (N,) [or (), (N, d1, ...)]."
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
-        super().__init__()
-        if weight is not None or label_smoothing:
-            raise NotImplementedError("CrossEntropyLoss: class weights and label smoothing are not supported in tinytorch")
-        self.ignore_index = ignore_index
-        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", "CrossEntropyLoss")
+        super().__init__(weight, ignore_index, reduction)
+        self.label_smoothing = check_fraction(label_smoothing, "label_smoothing", "CrossEntropyLoss")
 
     def forward(self, logits: Tensor, targets) -> Tensor:
         logits, y, tshape = _class_inputs("CrossEntropyLoss", logits, targets, self.ignore_index)
-        out = CrossEntropyFunction.apply(logits, targets=y, ignore_index=self.ignore_index, reduction=self.reduction)
+        w = _class_weight(self.weight, logits.shape[1], logits.data.dtype, "CrossEntropyLoss")
+        out = CrossEntropyFunction.apply(logits, targets=y, ignore_index=self.ignore_index, reduction=self.reduction,
+                                         weight=w, label_smoothing=self.label_smoothing)
         return out.reshape(tshape) if self.reduction == "none" else out
 
 # %% ../../modules/04_losses/04_losses.ipynb #4d424951
@@ -287,47 +329,45 @@ class BinaryCrossEntropyLoss(Module):
 # %% ../../modules/04_losses/04_losses.ipynb #6c4d1a02
 class NLLFunction(Function):
     @staticmethod
-    def forward(ctx, logp, targets, ignore_index=-100, reduction="mean"):
+    def forward(ctx, logp, targets, ignore_index=-100, reduction="mean", weight=None):
         """logp: (N, C) log-probabilities; targets: (N,) integer class indices (a parameter, not an input),
-        already checked to be in 0..C-1 or ignore_index; reduction: "mean", "sum" or "none". Returns
-        _reduce_array(per, reduction, count), per from `_nll_rows`, count = the rows kept. Saves
-        (safe, valid), ctx.shape = logp.shape, ctx.count and ctx.reduction."""
+        already checked to be in 0..C-1 or ignore_index; reduction: "mean", "sum" or "none"; weight: None or
+        (C,) class weights of logp's dtype. Returns _reduce_array(per, reduction, count) with (per, safe, wrow)
+        = _nll_rows(logp, targets, ignore_index, weight) and count = Σ wrow. Saves (safe, wrow),
+        ctx.shape = logp.shape, ctx.count and ctx.reduction."""
         ### BEGIN SOLUTION
-        per, safe, valid = _nll_rows(logp, targets, ignore_index)
-        ctx.save_for_backward(safe, valid)
-        ctx.shape, ctx.count, ctx.reduction = logp.shape, int(valid.sum()), reduction
+        per, safe, wrow = _nll_rows(logp, targets, ignore_index, weight)
+        ctx.save_for_backward(safe, wrow)
+        ctx.shape, ctx.count, ctx.reduction = logp.shape, float(wrow.sum()), reduction
         return _reduce_array(per, reduction, ctx.count)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
-        """Reads (safe, valid), ctx.shape, ctx.count, ctx.reduction. Returns (g_logp, None): g_logp of shape
-        ctx.shape and grad's dtype, 0 everywhere except −s_i at [i, safe_i] of each kept row i, with
+        """Reads (safe, wrow), ctx.shape, ctx.count, ctx.reduction. Returns (g_logp, None): g_logp of shape
+        ctx.shape and grad's dtype, 0 everywhere except −wrow_i·s_i at [i, safe_i] of each row i, with
         s = _grad_scale(grad, ctx.reduction, ctx.count) (one number, or one per row)."""
         ### BEGIN SOLUTION
-        safe, valid = ctx.saved_tensors
+        safe, wrow = ctx.saved_tensors
         g = np.zeros(ctx.shape, dtype=grad.dtype)
-        g[np.arange(ctx.shape[0]), safe] = -(valid * _grad_scale(grad, ctx.reduction, ctx.count))
+        g[np.arange(ctx.shape[0]), safe] = -(wrow * _grad_scale(grad, ctx.reduction, ctx.count))
         return g, None
         ### END SOLUTION
 
 
 def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     "Negative log-likelihood of log-probabilities `input` (N, C) [or (C,), (N, C, d1, ...)] at class indices `target`."
-    if weight is not None:
-        raise NotImplementedError("nll_loss: class weights are not supported in tinytorch")
     check_choice(reduction, _REDUCTIONS, "reduction", "nll_loss")
     logp, y, tshape = _class_inputs("nll_loss", input, target, ignore_index)
-    out = NLLFunction.apply(logp, targets=y, ignore_index=ignore_index, reduction=reduction)
+    w = _class_weight(weight, logp.shape[1], logp.data.dtype, "nll_loss")
+    out = NLLFunction.apply(logp, targets=y, ignore_index=ignore_index, reduction=reduction, weight=w)
     return out.reshape(tshape) if reduction == "none" else out
 
 
 def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     "torch.nn.functional.cross_entropy: the same computation as `CrossEntropyLoss`."
-    if weight is not None or label_smoothing:
-        raise NotImplementedError("cross_entropy: class weights and label smoothing are not supported in tinytorch")
-    return CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)(input, target)
+    return CrossEntropyLoss(weight, ignore_index, reduction, label_smoothing)(input, target)
 
 
 def mse_loss(input, target, reduction: str = "mean") -> Tensor:
@@ -350,14 +390,10 @@ class LogSoftmax(Module):
         return log_softmax(x, self.dim)
 
 
-class NLLLoss(Module):
+class NLLLoss(_WeightedLoss):
     "torch.nn.NLLLoss: negative log-likelihood of log-probabilities (after log_softmax)."
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
-        super().__init__()
-        if weight is not None:
-            raise NotImplementedError("NLLLoss: class weights are not supported in tinytorch")
-        self.ignore_index = ignore_index
-        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", "NLLLoss")
+        super().__init__(weight, ignore_index, reduction)
 
     def forward(self, input, target) -> Tensor:
-        return nll_loss(input, target, ignore_index=self.ignore_index, reduction=self.reduction)
+        return nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
