@@ -127,16 +127,17 @@ class CrossEntropyFunction(Function):
         ### BEGIN SOLUTION
         logp, safe, wrow, valid = ctx.saved_tensors
         eps, c = ctx.smoothing, logp.shape[1]
-        w = np.ones(c, dtype=logp.dtype) if ctx.weight is None else ctx.weight
-        on_target = (1 - eps) * wrow                             # a at the target class
-        spread = (eps / c) * valid                              # a_c = spread_i * w_c elsewhere (and added at the target)
-        g = np.exp(logp)
-        g *= (on_target + spread * w.sum())[:, None]
-        g[np.arange(g.shape[0]), safe] -= on_target
+        s = np.asarray(_grad_scale(grad, ctx.reduction, ctx.count), dtype=logp.dtype)   # 0-d, or one per row
+        on_target = (1 - eps) * s * wrow                 # s_i times a's share at the target class
+        g = np.exp(logp)                                 # softmax
         if eps:
+            w = np.ones(c, dtype=logp.dtype) if ctx.weight is None else ctx.weight
+            spread = (eps / c) * s * valid               # s_i times a_c / w_c, on every class
+            g *= (on_target + spread * w.sum())[:, None]
             g -= spread[:, None] * w
-        s = _grad_scale(grad, ctx.reduction, ctx.count)
-        g *= np.asarray(s, dtype=g.dtype)[..., None] if np.ndim(s) else s
+        else:
+            g *= on_target[:, None]
+        g[np.arange(g.shape[0]), safe] -= on_target
         return g, None
         ### END SOLUTION
 
