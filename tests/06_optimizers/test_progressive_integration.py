@@ -80,7 +80,7 @@ class TestInterface:
         assert opt.param_groups[2]["lr"] == 0.01 and opt.param_groups[2]["nesterov"] is False
         with pytest.raises(ValueError, match="more than one parameter group"):
             opt.add_param_group({"params": [a]})
-        with pytest.raises(ValueError, match="invalid learning rate lr=-0.5"):
+        with pytest.raises(ValueError, match=r"lr \(learning rate\) must be a finite number > 0, got -0.5"):
             opt.add_param_group({"params": [Parameter([0.0])], "lr": -0.5})
         assert len(opt.param_groups) == 3
         assert "Parameter Group 2" in repr(opt) and "lr: 0.01" in repr(opt)
@@ -171,23 +171,23 @@ class TestInterface:
 
 class TestBadInput:
     @pytest.mark.parametrize("make,exc,match", [
-        (lambda ps: SGD(ps, lr=0), ValueError, r"invalid learning rate lr=0\b"),
-        (lambda ps: SGD(ps, lr=-1e-3), ValueError, "lr=-0.001"),
-        (lambda ps: SGD(ps, lr=float("nan")), ValueError, "lr must not be NaN"),
-        (lambda ps: SGD(ps, lr="0.1"), TypeError, "lr must be a real number, got '0.1'"),
-        (lambda ps: SGD(ps, lr=0.1, momentum=-0.9), ValueError, "momentum=-0.9"),
-        (lambda ps: SGD(ps, lr=0.1, weight_decay=-0.01), ValueError, "weight_decay=-0.01"),
-        (lambda ps: SGD(ps, lr=0.1, dampening=1.5), ValueError, "dampening=1.5"),
+        (lambda ps: SGD(ps, lr=0), ValueError, r"SGD: lr \(learning rate\) must be a finite number > 0, got 0\b"),
+        (lambda ps: SGD(ps, lr=-1e-3), ValueError, "got -0.001"),
+        (lambda ps: SGD(ps, lr=float("nan")), ValueError, r"lr \(learning rate\) must be a finite number > 0, got nan"),
+        (lambda ps: SGD(ps, lr="0.1"), TypeError, r"lr \(learning rate\) must be a finite number > 0, got '0.1' \(str\)"),
+        (lambda ps: SGD(ps, lr=0.1, momentum=-0.9), ValueError, "momentum must be a finite number >= 0, got -0.9"),
+        (lambda ps: SGD(ps, lr=0.1, weight_decay=-0.01), ValueError, "weight_decay must be a finite number >= 0, got -0.01"),
+        (lambda ps: SGD(ps, lr=0.1, dampening=1.5), ValueError, r"dampening must be a finite number in \[0, 1\], got 1.5"),
         (lambda ps: SGD(ps, lr=0.1, nesterov=True), ValueError, "Nesterov momentum requires momentum > 0"),
         (lambda ps: SGD(ps, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), ValueError, "dampening=0.1"),
-        (lambda ps: Adam(ps, lr=-1), ValueError, "lr=-1"),
-        (lambda ps: Adam(ps, betas=(1.0, 0.999)), ValueError, "beta parameter at index 0: 1.0"),
-        (lambda ps: Adam(ps, betas=(0.9, -0.1)), ValueError, r"beta parameter at index 1: -0.1"),
+        (lambda ps: Adam(ps, lr=-1), ValueError, r"Adam: lr \(learning rate\) must be a finite number > 0, got -1"),
+        (lambda ps: Adam(ps, betas=(1.0, 0.999)), ValueError, r"betas\[0\] must be a finite number in \[0, 1\), got 1.0"),
+        (lambda ps: Adam(ps, betas=(0.9, -0.1)), ValueError, r"betas\[1\] must be a finite number in \[0, 1\), got -0.1"),
         (lambda ps: Adam(ps, betas=(0.9,)), ValueError, r"betas must be a pair .* got \(0.9,\)"),
-        (lambda ps: Adam(ps, eps=0), ValueError, "eps=0"),
-        (lambda ps: Adam(ps, eps=-1e-8), ValueError, "eps=-1e-08"),
-        (lambda ps: AdamW(ps, weight_decay=-0.1), ValueError, "weight_decay=-0.1"),
-        (lambda ps: AdamW(ps, betas=(0.9, 1.2)), ValueError, "index 1: 1.2"),
+        (lambda ps: Adam(ps, eps=0), ValueError, "eps must be a finite number > 0, got 0"),
+        (lambda ps: Adam(ps, eps=-1e-8), ValueError, "eps must be a finite number > 0, got -1e-08"),
+        (lambda ps: AdamW(ps, weight_decay=-0.1), ValueError, "AdamW: weight_decay must be a finite number >= 0, got -0.1"),
+        (lambda ps: AdamW(ps, betas=(0.9, 1.2)), ValueError, r"betas\[1\] must be a finite number in \[0, 1\), got 1.2"),
     ])
     def test_bad_hyper_parameters(self, make, exc, match):
         with pytest.raises(exc, match=match):

@@ -1,4 +1,4 @@
-"""SGD, Adam and AdamW against torch.optim: the same parameters, the same sequence of random gradients
+"""SGD, Adam, AdamW, RMSprop and Adadelta against torch.optim: the same parameters, the same sequence of random gradients
 set directly on .grad, 20 steps, parameters compared after every step (1e-6; float64 makes it tight).
 Also: a state_dict round trip (through an .npz, allow_pickle=False) continues identically."""
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tinytorch.core.layers import Parameter
-from tinytorch.core.optimizers import SGD, Adam, AdamW
+from tinytorch.core.optimizers import SGD, Adadelta, Adam, AdamW, RMSprop
 from tinytorch.core.tensor import Tensor
 
 torch.set_num_threads(1)
@@ -26,6 +26,11 @@ CONFIGS = [
     ("adam weight decay", Adam, torch.optim.Adam, dict(lr=0.01, weight_decay=0.1)),
     ("adamw default decay", AdamW, torch.optim.AdamW, dict(lr=0.01)),
     ("adamw weight decay", AdamW, torch.optim.AdamW, dict(lr=0.02, weight_decay=0.3, betas=(0.85, 0.99))),
+    ("rmsprop", RMSprop, torch.optim.RMSprop, dict(lr=0.01)),
+    ("rmsprop centered momentum wd", RMSprop, torch.optim.RMSprop,
+     dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.05, momentum=0.5, centered=True)),
+    ("adadelta", Adadelta, torch.optim.Adadelta, dict(lr=1.0)),
+    ("adadelta rho wd", Adadelta, torch.optim.Adadelta, dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.1)),
 ]
 
 
@@ -162,7 +167,7 @@ def test_load_state_dict_rejects_mismatches_and_changes_nothing():
         opt.load_state_dict({"model.weight": np.zeros(3)})
     bad = dict(sd)
     bad["param_groups.0.lr"] = np.array(-1.0)
-    with pytest.raises(ValueError, match="lr=-1.0"):
+    with pytest.raises(ValueError, match=r"lr \(learning rate\) must be a finite number > 0, got -1.0"):
         opt.load_state_dict(bad)
     bad = dict(sd)
     bad["state.0.exp_avg"] = np.array([object()] * 15, dtype=object).reshape(5, 3)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .tensor import Function, Tensor, Tanh as _TanhFn, _floating
 from .tensor_kit import require_float
+from .checks import check_choice
 
 # %% auto #0
 __all__ = ['Parameter', 'ModuleKit', 'Module', 'eval_mode', 'ModuleList', 'ModuleDict', 'ReLUFunction', 'ReLU', 'SigmoidFunction',
@@ -32,15 +33,8 @@ class Parameter(Tensor):
 
 # %% ../../modules/02_activations/02_activations.ipynb #5e7b2a02
 class ModuleKit:
-    """PyTorch's other `nn.Module` methods (given): `apply`, `to`/`cpu`/casts, `add_module`,
-    `register_parameter`, `buffers`, `requires_grad_`. `Module` inherits them."""
-
-    def apply(self, fn):
-        "Call fn(m) on every sub-module (children first) and then on this module, as torch's Module.apply."
-        for m in list(self.children()):
-            m.apply(fn)
-        fn(self)
-        return self
+    """PyTorch's other `nn.Module` methods (given): `to`/`cpu`/casts, `add_module`, `register_parameter`,
+    `buffers`, `requires_grad_`. `Module` inherits them."""
 
     def _cast_tensors(self, dtype):
         for m in self.modules():
@@ -87,15 +81,6 @@ class ModuleKit:
             p.requires_grad = requires_grad
         return self
 
-    def get_submodule(self, target: str):
-        mod = self
-        for part in target.split(".") if target else []:
-            kids = dict(mod.named_children())
-            if part not in kids:
-                raise AttributeError(f"{type(mod).__name__} has no sub-module {part!r} (in {target!r})")
-            mod = kids[part]
-        return mod
-
 def _state_array(name: str, value, target) -> np.ndarray:
     "A state-dict value as a NumPy array that can go into `target`, or an error naming the key."
     try:
@@ -128,13 +113,17 @@ class Module(ModuleKit):
 
     # -- discovery -------------------------------------------------------------------------------------
     def named_children(self):
-        "(name, module) for each direct sub-module, in assignment order."
+        """(name, module) for each direct sub-module, in assignment order (the order of `vars(self)`): an
+        attribute that is a Module, under its attribute name; a non-empty list or tuple whose items are all
+        Modules, each item under "name.i" (i = 0, 1, ...). Any other attribute is skipped. A generator."""
+        ### BEGIN SOLUTION
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
             elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
                 for i, v in enumerate(value):
                     yield f"{name}.{i}", v
+        ### END SOLUTION
 
     def children(self):
         for _, m in self.named_children():
@@ -162,9 +151,12 @@ class Module(ModuleKit):
             yield m
 
     def _own_parameters(self):
+        "(attribute name, Parameter) for each attribute of this module that is a Parameter, in assignment order."
+        ### BEGIN SOLUTION
         for name, value in vars(self).items():
             if isinstance(value, Parameter):
                 yield name, value
+        ### END SOLUTION
 
     def named_parameters(self, prefix: str = "", remove_duplicate: bool = True):
         """(dotted name, Parameter) for every parameter, module by module in `named_modules` order, each
@@ -185,12 +177,37 @@ class Module(ModuleKit):
         for _, p in self.named_parameters():
             yield p
 
+    def apply(self, fn):
+        """Call fn(m) on every module of the tree, children first, as torch's Module.apply: each direct child
+        (`children()`) applies fn to its own subtree, then fn(self) runs. Returns self."""
+        ### BEGIN SOLUTION
+        for m in list(self.children()):
+            m.apply(fn)
+        fn(self)
+        return self
+        ### END SOLUTION
+
+    def get_submodule(self, target: str):
+        """The module named `target` in `named_modules(remove_duplicate=False)` ("" is self; a list's items are
+        "attr.i"), as torch's get_submodule. No such name: AttributeError "<Class> has no sub-module 'target'",
+        Class the type name of self."""
+        ### BEGIN SOLUTION
+        for name, mod in self.named_modules(remove_duplicate=False):
+            if name == target:
+                return mod
+        raise AttributeError(f"{type(self).__name__} has no sub-module {target!r}")
+        ### END SOLUTION
+
     def register_buffer(self, name: str, tensor: Tensor, persistent: bool = True):
-        "Keep `tensor` as state that is not learned; saved and loaded unless persistent=False."
+        """Keep `tensor` as state that is not learned; saved and loaded unless persistent=False. Sets the
+        attribute `name` (object.__setattr__), records name once in the list self._buffer_names and, when not
+        persistent, in the set self._non_persistent (each created on this instance when missing from
+        vars(self): a subclass may not have called Module.__init__). None is stored as an empty Tensor."""
         if tensor is None:
             tensor = Tensor(np.zeros(0, dtype=np.float32))
         if not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer: {name!r} must be a Tensor, got {type(tensor).__name__}")
+        ### BEGIN SOLUTION
         object.__setattr__(self, name, tensor)
         if "_buffer_names" not in vars(self):
             object.__setattr__(self, "_buffer_names", [])
@@ -200,11 +217,16 @@ class Module(ModuleKit):
             if "_non_persistent" not in vars(self):
                 object.__setattr__(self, "_non_persistent", set())
             self._non_persistent.add(name)
+        ### END SOLUTION
 
     def named_buffers(self, prefix: str = "", remove_duplicate: bool = True):
+        """(dotted name, buffer) for every buffer (persistent or not), module by module in `named_modules`
+        order (`prefix`, `remove_duplicate` passed on), each module's in its `_buffer_names` order. A generator."""
+        ### BEGIN SOLUTION
         for mod_name, mod in self.named_modules(prefix, remove_duplicate=remove_duplicate):
             for name in getattr(mod, "_buffer_names", ()):
                 yield (f"{mod_name}.{name}" if mod_name else name), getattr(mod, name)
+        ### END SOLUTION
 
     # -- modes and gradients ---------------------------------------------------------------------------
     def train(self, mode: bool = True):
@@ -220,16 +242,14 @@ class Module(ModuleKit):
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True):
-        """Forget the gradients of every parameter: set each `.grad` to None, as PyTorch does by default.
-        Given: with set_to_none=False the existing gradients are filled with zeros in place instead."""
-        if not set_to_none:
-            for p in self.parameters():
-                if p.grad is not None:
-                    p.grad.data[...] = 0
-            return
+        """Forget the gradients of every parameter: set each `.grad` to None, as PyTorch does by default, or,
+        with set_to_none=False, fill each existing gradient's array with zeros in place (None stays None)."""
         ### BEGIN SOLUTION
         for p in self.parameters():
-            p.grad = None
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.data[...] = 0
         ### END SOLUTION
 
     # -- saving ----------------------------------------------------------------------------------------
@@ -260,7 +280,7 @@ class Module(ModuleKit):
         or anything `np.asarray` accepts (a CPU torch tensor), cast to the target's dtype.
 
         Everything is checked before anything changes (a failed load changes nothing): `_prepare_load`
-        checks, `_apply_load` (given) copies. Returns {"missing_keys": [...], "unexpected_keys": [...]}."""
+        checks, `_apply_load` copies. Returns {"missing_keys": [...], "unexpected_keys": [...]}."""
         arrays, missing, unexpected = self._prepare_load(state, strict)
         self._apply_load(arrays)
         return {"missing_keys": missing, "unexpected_keys": unexpected}
@@ -291,22 +311,30 @@ class Module(ModuleKit):
 
     @staticmethod
     def _apply_load(arrays: dict) -> None:
-        "Copy each checked array into its target's own array (in place: identity and sharing are kept)."
+        """arrays: name -> (target tensor, array), from `_prepare_load`. Copy each array, cast to its target's
+        dtype, into the target's own array, in place (`target.data[...] = ...`), so the tensor's identity is
+        kept: shared weights stay shared and an optimizer holding them keeps working."""
+        ### BEGIN SOLUTION
         for target, arr in arrays.values():
             target.data[...] = arr.astype(target.data.dtype, copy=False)
+        ### END SOLUTION
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def __repr__(self):
+        """PyTorch's tree: "Class(extra)" (extra = self.extra_repr()) for a module without children; else
+        "Class(", then one line "  (name): <repr of the child>" per child (`named_children`), every line of
+        the child's own repr indented by two more spaces, then ")"; lines joined by newlines."""
+        ### BEGIN SOLUTION
         kids = list(self.named_children())
-        extra = self.extra_repr()
         if not kids:
-            return f"{type(self).__name__}({extra})"
+            return f"{type(self).__name__}({self.extra_repr()})"
         lines = [f"{type(self).__name__}("]
         for name, m in kids:
             lines.append("  (" + name + "): " + repr(m).replace("\n", "\n  "))
         return "\n".join(lines) + "\n)"
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         return ""
@@ -321,16 +349,30 @@ class eval_mode:
         self.model = model
 
     def __enter__(self) -> Module:
+        """Remember each module's own flag, as self._modes = [(module, module.training)] over
+        self.model.modules(); switch the whole model to eval mode; return self.model."""
+        ### BEGIN SOLUTION
         self._modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         return self.model
+        ### END SOLUTION
 
     def __exit__(self, *exc) -> bool:
+        """Give each module of self._modes its remembered flag back (object.__setattr__); return False, so
+        an exception raised in the block propagates."""
+        ### BEGIN SOLUTION
         for m, mode in self._modes:
             object.__setattr__(m, "training", mode)
         return False
+        ### END SOLUTION
 
 # %% ../../modules/02_activations/02_activations.ipynb #5e7b2a04
+def _entry(module, who: str):
+    if not isinstance(module, Module):
+        raise TypeError(f"{who}: entries must be Modules, got {type(module).__name__}")
+    return module
+
+
 class ModuleList(Module):
     "A list of sub-modules, registered under their indices ('0', '1', ...) as torch.nn.ModuleList."
     def __init__(self, modules=None):
@@ -344,9 +386,7 @@ class ModuleList(Module):
             yield str(i), m
 
     def append(self, module):
-        if not isinstance(module, Module):
-            raise TypeError(f"ModuleList: entries must be Modules, got {type(module).__name__}")
-        self._items.append(module)
+        self._items.append(_entry(module, "ModuleList"))
         return self
 
     def extend(self, modules):
@@ -355,9 +395,7 @@ class ModuleList(Module):
         return self
 
     def insert(self, index: int, module) -> None:
-        if not isinstance(module, Module):
-            raise TypeError(f"ModuleList: entries must be Modules, got {type(module).__name__}")
-        self._items.insert(index, module)
+        self._items.insert(index, _entry(module, "ModuleList"))
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -368,9 +406,7 @@ class ModuleList(Module):
             raise IndexError(f"ModuleList: index {i} is out of range for {len(self._items)} modules") from None
 
     def __setitem__(self, i, module):
-        if not isinstance(module, Module):
-            raise TypeError(f"ModuleList: entries must be Modules, got {type(module).__name__}")
-        self._items[i] = module
+        self._items[i] = _entry(module, "ModuleList")
 
     def __len__(self): return len(self._items)
     def __iter__(self): return iter(self._items)
@@ -393,9 +429,7 @@ class ModuleDict(Module):
     def __setitem__(self, key: str, module):
         if not isinstance(key, str) or not key or "." in key:
             raise KeyError(f"ModuleDict: keys must be non-empty strings without '.', got {key!r}")
-        if not isinstance(module, Module):
-            raise TypeError(f"ModuleDict: {key!r} must be a Module, got {type(module).__name__}")
-        self._items[key] = module
+        self._items[key] = _entry(module, f"ModuleDict[{key!r}]")
 
     def __getitem__(self, key):
         if key not in self._items:
@@ -456,10 +490,12 @@ def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
 class SigmoidFunction(Function):
     @staticmethod
     def forward(ctx, x):
-        "Returns out = σ(x) (integers promoted by `_floating`). Saves (out,)."
+        "x: an array (integers promoted with `_floating`). Returns out = `_stable_sigmoid` of it. Saves (out,)."
+        ### BEGIN SOLUTION
         out = _stable_sigmoid(_floating(x))
         ctx.save_for_backward(out)
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
@@ -489,15 +525,20 @@ _exact_erf = np.frompyfunc(math.erf, 1, 1)
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
-    "erf: exact (math.erf) for float64 input; Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7) otherwise."
+    """erf(x) elementwise, a float64 array of x's shape: exact (math.erf, given) for float64 input; otherwise
+    Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), computed in float64 on a = |x|: with t = 1 / (1 + p a),
+    erf(a) = 1 − t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) e^(−a²), p = 0.3275911, a1..a5 = 0.254829592,
+    −0.284496736, 1.421413741, −1.453152027, 1.061405429; erf is odd: erf(x) = sign(x) erf(|x|)."""
     if x.dtype == np.float64:
         return _exact_erf(x).astype(np.float64)
+    ### BEGIN SOLUTION
     x64 = np.asarray(x, dtype=np.float64)
     s = np.sign(x64)
     a = np.abs(x64)
     t = 1.0 / (1.0 + 0.3275911 * a)
     poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
     return s * (1.0 - poly * np.exp(-a * a))
+    ### END SOLUTION
 
 
 class GELUFunction(Function):
@@ -570,9 +611,7 @@ class GELU(Module):
     "x * Phi(x); approximate='tanh' for the tanh formula (as torch.nn.GELU)."
     def __init__(self, approximate: str = "none"):
         super().__init__()
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
-        self.approximate = approximate
+        self.approximate = check_choice(approximate, ("none", "tanh"), "approximate", "GELU")
 
     def forward(self, x: Tensor) -> Tensor:
         return GELUFunction.apply(require_float(x, "GELU"), approximate=self.approximate)
@@ -641,28 +680,42 @@ def softmax(x, dim: int = -1, dtype=None) -> Tensor:
 class LeakyReLUFunction(Function):
     @staticmethod
     def forward(ctx, x, negative_slope=0.01):
+        """x: a float array; negative_slope: a float a. Returns x where x > 0, a·x elsewhere, in x's dtype
+        (a as an array of x's dtype, so float32 stays float32). Saves (x,) and ctx.slope = a."""
+        ### BEGIN SOLUTION
         ctx.save_for_backward(x)
         ctx.slope = negative_slope
         return np.where(x > 0, x, x * np.asarray(negative_slope, dtype=x.dtype))
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Reads (x,) and ctx.slope. Returns grad · (1 where x > 0, slope elsewhere), in grad's dtype."
+        ### BEGIN SOLUTION
         (x,) = ctx.saved_tensors
         return grad * np.where(x > 0, 1.0, ctx.slope).astype(grad.dtype, copy=False)
+        ### END SOLUTION
 
 
 class SiLUFunction(Function):
     "x * sigmoid(x), PyTorch's SiLU (swish)."
     @staticmethod
     def forward(ctx, x):
+        """x: a float array. Returns x·σ(x) in x's dtype, σ from `_stable_sigmoid` (no overflow). Saves
+        (x, s) with s = σ(x) in x's dtype."""
+        ### BEGIN SOLUTION
         s = _stable_sigmoid(x).astype(x.dtype, copy=False)
         ctx.save_for_backward(x, s)
         return x * s
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Reads (x, s). Returns grad · s (1 + x (1 − s))."
+        ### BEGIN SOLUTION
         x, s = ctx.saved_tensors
         return grad * (s * (1 + x * (1 - s)))
+        ### END SOLUTION
 
 
 class LeakyReLU(Module):

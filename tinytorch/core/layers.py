@@ -10,6 +10,7 @@ import numpy as np
 from .tensor import Function, Tensor
 from .tensor_kit import _gen, default_rng, require_float
 from .activations import Module, Parameter     # given in module 02, re-exported here
+from .checks import check_int, check_real
 
 # %% auto #0
 __all__ = ['LinearFunction', 'Linear', 'Sequential', 'DropoutFunction', 'Dropout', 'linear', 'dropout', 'calculate_gain',
@@ -55,10 +56,8 @@ class Linear(Module):
     "y = x @ weight.T + bias, weight of shape (out_features, in_features)."
     def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None):
         super().__init__()
-        for name, n in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-                raise ValueError(f"Linear: {name} must be a positive integer, got {n!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = check_int(in_features, "in_features", "Linear")
+        self.out_features = check_int(out_features, "out_features", "Linear")
         rng = default_rng() if rng is None else rng
         self.weight, self.bias = self.init_parameters(self.in_features, self.out_features, bias, rng)
 
@@ -74,14 +73,8 @@ class Linear(Module):
         ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
-        if not isinstance(x, Tensor):
-            x = Tensor(x)
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"Linear: expected input with last dimension {self.in_features}, got shape {x.shape}")
-        require_float(x, "Linear")
-        if self.bias is None:
-            return LinearFunction.apply(x, self.weight)
-        return LinearFunction.apply(x, self.weight, self.bias)
+        "x @ weight.T + bias for x of shape (..., in_features): the functional `linear` below."
+        return linear(x, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -147,20 +140,19 @@ class Dropout(Module):
     "Zero each element with probability p while training (scaling the rest by 1/(1-p)); identity in eval."
     def __init__(self, p: float = 0.5, rng=None):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
-        self.p = float(p)
+        self.p = check_real(p, "p", "Dropout", 0, 1, high_open=True)
         self.rng = default_rng() if rng is None else rng
 
     def forward(self, x: Tensor) -> Tensor:
-        """Identity in eval mode or for p = 0 (given). While training: a keep-mask from self.rng
-        (each element kept with probability 1 - p), scaled by 1/(1 - p), in x's dtype, applied with
-        DropoutFunction.apply(x, mask=...). Returns a Tensor of x's shape."""
+        """Returns x itself in eval mode (self.training False) or for p = 0. While training: a keep-mask
+        from self.rng (each element kept with probability 1 - p: self.rng.random(x.shape) >= p), scaled by
+        1/(1 - p), in x's dtype, applied with DropoutFunction.apply(x, mask=...): a Tensor of x's shape."""
+        ### BEGIN SOLUTION
         if not self.training or self.p == 0.0:
             return x
-        ### BEGIN SOLUTION
-        keep = (self.rng.random(x.shape) >= self.p).astype(x.dtype) / np.asarray(1.0 - self.p, dtype=x.dtype)
-        return DropoutFunction.apply(x, mask=keep)
+        keep = self.rng.random(x.shape) >= self.p             # each element kept with probability 1 - p
+        mask = keep.astype(x.dtype) / np.asarray(1.0 - self.p, dtype=x.dtype)
+        return DropoutFunction.apply(x, mask=mask)
         ### END SOLUTION
 
     def extra_repr(self):
@@ -168,11 +160,17 @@ class Dropout(Module):
 
 # %% ../../modules/03_layers/03_layers.ipynb #3a9c0e02
 def linear(input, weight, bias=None) -> Tensor:
-    "torch.nn.functional.linear: y = x @ weight.T + bias, the same Function as `Linear`."
+    """torch.nn.functional.linear, what `Linear` runs: input (..., in) (an array is wrapped in a Tensor and
+    checked, given); weight (out, in); bias (out,) or None. Returns LinearFunction.apply(x, weight, bias) —
+    without the bias argument when bias is None (the Function then has two inputs): (..., out)."""
     x = require_float(input if isinstance(input, Tensor) else Tensor(input), "linear")
     if x.ndim == 0 or x.shape[-1] != weight.shape[-1]:
-        raise ValueError(f"linear: input of shape {x.shape} does not fit a weight of shape {weight.shape}")
-    return LinearFunction.apply(x, weight) if bias is None else LinearFunction.apply(x, weight, bias)
+        raise ValueError(f"linear: expected input with last dimension {weight.shape[-1]}, got shape {x.shape}")
+    ### BEGIN SOLUTION
+    if bias is None:
+        return LinearFunction.apply(x, weight)
+    return LinearFunction.apply(x, weight, bias)
+    ### END SOLUTION
 
 
 def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -183,13 +181,21 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
 
 
 def _fans(t: Tensor, who: str) -> tuple:
+    """t: a weight of at least 2 dimensions, (out, in, k1, k2, ...). Returns (fan_in, fan_out) as Python ints:
+    in · k1 · k2 ⋯ and out · k1 · k2 ⋯ (the receptive field is 1 for a 2-D weight)."""
     if t.ndim < 2:
         raise ValueError(f"{who}: fan in and fan out cannot be computed for a tensor of shape {t.shape} (fewer than 2 dims)")
+    ### BEGIN SOLUTION
     receptive = int(np.prod(t.shape[2:])) if t.ndim > 2 else 1
-    return t.shape[1] * receptive, t.shape[0] * receptive
+    return int(t.shape[1]) * receptive, int(t.shape[0]) * receptive
+    ### END SOLUTION
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
+    """torch.nn.init.calculate_gain, a float: 1 for "linear", "conv2d", "sigmoid"; 5/3 "tanh"; √2 "relu"; 3/4
+    "selu"; √(2 / (1 + a²)) "leaky_relu", slope a = param (0.01 when None); any other name: ValueError
+    "calculate_gain: unsupported nonlinearity 'name'"."""
+    ### BEGIN SOLUTION
     gains = {"linear": 1.0, "conv2d": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0), "selu": 0.75}
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else float(param)
@@ -197,6 +203,7 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
     if nonlinearity not in gains:
         raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
     return gains[nonlinearity]
+    ### END SOLUTION
 
 
 def _fill(t: Tensor, values) -> Tensor:
@@ -213,12 +220,16 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
 
 
 def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, generator=None):
+    """Fill `tensor` in place (`_fill`) with normal samples (rng = _gen(generator); rng.normal(mean, std, k)
+    draws k), each one outside [a, b] redrawn until none is; returns tensor."""
+    ### BEGIN SOLUTION
     rng, out = _gen(generator), np.empty(tensor.shape)
     todo = np.ones(tensor.shape, dtype=bool)
     while todo.any():                            # redraw the values outside [a, b]
         out[todo] = rng.normal(mean, std, int(todo.sum()))
         todo = (out < a) | (out > b)
     return _fill(tensor, out)
+    ### END SOLUTION
 
 
 def constant_(tensor, val): return _fill(tensor, val)
@@ -233,27 +244,48 @@ def eye_(tensor):
 
 
 def xavier_uniform_(tensor, gain: float = 1.0, generator=None):
+    """Fill `tensor` in place from U(−b, b), b = gain · √(6 / (fan_in + fan_out)) (fans from
+    `_fans(tensor, "xavier_uniform_")`), with `uniform_(tensor, -b, b, generator)`; returns tensor."""
+    ### BEGIN SOLUTION
     fan_in, fan_out = _fans(tensor, "xavier_uniform_")
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound, generator)
+    ### END SOLUTION
 
 
 def xavier_normal_(tensor, gain: float = 1.0, generator=None):
+    """Fill `tensor` in place from N(0, std²), std = gain · √(2 / (fan_in + fan_out)) (fans from
+    `_fans(tensor, "xavier_normal_")`), with `normal_(tensor, 0.0, std, generator)`; returns tensor."""
+    ### BEGIN SOLUTION
     fan_in, fan_out = _fans(tensor, "xavier_normal_")
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
+    ### END SOLUTION
 
 
 def _kaiming_std(tensor, a, mode, nonlinearity, who):
+    """He's standard deviation for `tensor`: calculate_gain(nonlinearity, a) / √fan, fan = fan_in for
+    mode "fan_in", fan_out for "fan_out" (`_fans(tensor, who)`). Returns a float."""
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"{who}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    ### BEGIN SOLUTION
     fan_in, fan_out = _fans(tensor, who)
     return calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+    ### END SOLUTION
 
 
 def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator=None):
+    """Fill `tensor` in place from U(−b, b), b = √3 · `_kaiming_std(tensor, a, mode, nonlinearity,
+    "kaiming_uniform_")`, with `uniform_`; returns tensor."""
+    ### BEGIN SOLUTION
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_uniform_")
     return uniform_(tensor, -bound, bound, generator)
+    ### END SOLUTION
 
 
 def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator=None):
-    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_normal_"), generator)
+    """Fill `tensor` in place from N(0, std²), std = `_kaiming_std(tensor, a, mode, nonlinearity,
+    "kaiming_normal_")`, with `normal_`; returns tensor."""
+    ### BEGIN SOLUTION
+    std = _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_normal_")
+    return normal_(tensor, 0.0, std, generator)
+    ### END SOLUTION

@@ -7,13 +7,13 @@ import numpy as np
 
 from .tensor import Function, Tensor
 from .tensor_kit import require_float
-from .tensor_ops import clamp, gather
 from .activations import Module
+from .checks import check_choice, check_fraction
 
 # %% auto #0
 __all__ = ['LogSoftmaxFunction', 'log_softmax', 'CrossEntropyFunction', 'CrossEntropyLoss', 'MSEFunction', 'MSELoss',
-           'BCEFunction', 'BinaryCrossEntropyLoss', 'nll_loss', 'cross_entropy', 'mse_loss', 'binary_cross_entropy',
-           'LogSoftmax', 'NLLLoss']
+           'BCEFunction', 'BinaryCrossEntropyLoss', 'NLLFunction', 'nll_loss', 'cross_entropy', 'mse_loss',
+           'binary_cross_entropy', 'LogSoftmax', 'NLLLoss']
 
 # %% ../../modules/04_losses/04_losses.ipynb #c0c2b733
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -57,45 +57,97 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     return LogSoftmaxFunction.apply(x, dim=dim)
 
 # %% ../../modules/04_losses/04_losses.ipynb #48b1f9d2
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce_array(per: np.ndarray, reduction: str, count: float) -> np.ndarray:
+    """per: the per-example losses, a float array; reduction: "mean", "sum" or "none"; count: what the mean
+    divides by (the number of elements, or of rows kept, or their total class weight; when it is 0 the mean
+    is the sum, 0). Returns per itself for "none", else a 0-d array of per's dtype: per.sum() for "sum",
+    per.sum() / count for "mean"."""
+    ### BEGIN SOLUTION
+    if reduction == "none":
+        return per
+    total = per.sum()
+    return np.asarray(total / count if reduction == "mean" and count else total, dtype=per.dtype)
+    ### END SOLUTION
+
+
+def _grad_scale(grad: np.ndarray, reduction: str, count: float) -> np.ndarray:
+    "The backward of `_reduce_array`: what multiplies each per-example gradient (grad / count for a mean)."
+    return grad / count if reduction == "mean" and count else grad
+
+# %% ../../modules/04_losses/04_losses.ipynb #f6c91e5e
+def _nll_rows(logp: np.ndarray, targets: np.ndarray, ignore_index: int, weight=None) -> tuple:
+    """logp: (N, C) log-probabilities; targets: (N,) integer class indices, each in 0..C-1 or equal to
+    ignore_index; weight: None or (C,) class weights of logp's dtype. Returns (per, safe, wrow): safe =
+    targets with the ignored entries replaced by 0 (a valid index); wrow = each row's weight in logp's
+    dtype: weight[safe_i] (1 without weights) on kept rows, 0 on ignored ones; per = the (N,) losses
+    −logp[i, safe_i] · wrow_i (exactly 0 on ignored rows)."""
+    ### BEGIN SOLUTION
+    valid = targets != ignore_index
+    safe = np.where(valid, targets, 0)
+    wrow = valid.astype(logp.dtype) if weight is None else np.where(valid, weight[safe], 0).astype(logp.dtype)
+    per = -(logp[np.arange(logp.shape[0]), safe] * wrow)
+    return per, safe, wrow
+    ### END SOLUTION
+
+
 class CrossEntropyFunction(Function):
     @staticmethod
-    def forward(ctx, logits, targets, ignore_index=-100):
+    def forward(ctx, logits, targets, ignore_index=-100, reduction="mean", weight=None, label_smoothing=0.0):
         """logits: (N, C) floats; targets: (N,) integer class indices (a parameter, not an input), already
-        checked to be in 0..C-1 or equal to ignore_index. Returns the mean of −log_softmax(logits)[i, y_i]
-        over the rows whose target is not ignore_index (0 when every row is ignored), a 0-d array of
-        logits' dtype. Saves (logp, safe, valid): logp = _log_softmax(logits, 1), valid = the boolean
-        rows kept, safe = targets with ignored entries replaced by 0; and ctx.count = max(rows kept, 1)."""
+        checked to be in 0..C-1 or equal to ignore_index; reduction: "mean", "sum" or "none"; weight: None or
+        (C,) class weights of logits' dtype; label_smoothing: ε in [0, 1]. With logp = _log_softmax(logits, 1)
+        and (per, safe, wrow) = _nll_rows(logp, targets, ignore_index, weight), the loss of row i is
+        (1 − ε)·per_i + (ε/C)·Σ_c w_c·(−logp[i, c]) on kept rows (w = weight, or ones), 0 on ignored ones.
+        Returns _reduce_array(those losses, reduction, count) in logits' dtype, count = Σ wrow. Saves
+        (logp, safe, wrow, valid) with valid = targets != ignore_index, and ctx.count, ctx.reduction,
+        ctx.weight, ctx.smoothing (ε)."""
         ### BEGIN SOLUTION
         logp = _log_softmax(logits, 1)
+        per, safe, wrow = _nll_rows(logp, targets, ignore_index, weight)
         valid = targets != ignore_index
-        count = int(valid.sum())
-        safe = np.where(valid, targets, 0)
-        picked = logp[np.arange(logits.shape[0]), safe]
-        loss = -(picked * valid).sum() / max(count, 1)
-        ctx.save_for_backward(logp, safe, valid)
-        ctx.count = max(count, 1)
-        return np.asarray(loss, dtype=logits.dtype)
+        if label_smoothing:
+            c = logp.shape[1]
+            w = np.ones(c, dtype=logp.dtype) if weight is None else weight
+            per = (1 - label_smoothing) * per - (label_smoothing / c) * valid * (logp @ w)
+        ctx.save_for_backward(logp, safe, wrow, valid)
+        ctx.count, ctx.reduction = float(wrow.sum()), reduction
+        ctx.weight, ctx.smoothing = weight, label_smoothing
+        return _reduce_array(per.astype(logits.dtype, copy=False), reduction, ctx.count)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
-        """grad: a 0-d array. Reads (logp, safe, valid), ctx.count. Returns (g_logits, None):
-        g_logits = grad · (softmax − onehot(safe)) / count on kept rows, 0 on ignored rows, shape (N, C)."""
+        """grad: 0-d (mean, sum) or (N,) (none). Reads (logp, safe, wrow, valid) and ctx. Returns (g_logits,
+        None), shape (N, C): row i is s_i·((Σ_c a_c)·softmax_i − a) with a_c = (1 − ε)·wrow_i·[c = safe_i]
+        + (ε/C)·valid_i·w_c (w = ctx.weight, or ones; ε = ctx.smoothing), so 0 on ignored rows, and
+        s = _grad_scale(grad, ctx.reduction, ctx.count) (one number, or one per row)."""
         ### BEGIN SOLUTION
-        logp, safe, valid = ctx.saved_tensors
-        g = np.exp(logp)
-        g[np.arange(g.shape[0]), safe] -= 1
-        g *= (valid / ctx.count)[:, None].astype(g.dtype)
-        return g * grad, None
+        logp, safe, wrow, valid = ctx.saved_tensors
+        eps, c = ctx.smoothing, logp.shape[1]
+        s = np.asarray(_grad_scale(grad, ctx.reduction, ctx.count), dtype=logp.dtype)   # 0-d, or one per row
+        on_target = (1 - eps) * s * wrow                 # s_i times a's share at the target class
+        g = np.exp(logp)                                 # softmax
+        if eps:
+            w = np.ones(c, dtype=logp.dtype) if ctx.weight is None else ctx.weight
+            spread = (eps / c) * s * valid               # s_i times a_c / w_c, on every class
+            g *= (on_target + spread * w.sum())[:, None]
+            g -= spread[:, None] * w
+        else:
+            g *= on_target[:, None]
+        g[np.arange(g.shape[0]), safe] -= on_target
+        return g, None
         ### END SOLUTION
 
 
-def _as_int_targets(targets) -> np.ndarray:
+def _as_int_targets(targets, who: str) -> np.ndarray:
     t = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
     if t.dtype.kind not in "iu":
         if t.dtype.kind == "f" and np.all(t == np.round(t)):
             return t.astype(np.int64)
-        raise TypeError(f"CrossEntropyLoss: targets must be integer class indices, got dtype {t.dtype}")
+        raise TypeError(f"{who}: targets must be integer class indices, got dtype {t.dtype}")
     return t
 
 
@@ -110,55 +162,96 @@ def _flatten_spatial(logits: Tensor, y: np.ndarray) -> tuple:
     ### END SOLUTION
 
 
-class CrossEntropyLoss(Module):
-    "Mean cross-entropy between logits (N, C) [or (N, C, d1, ...)] and class indices (N,) [or (N, d1, ...)]."
-    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
+def _class_weight(weight, c: int, dtype, who: str):
+    "The class weights as an array of `dtype` holding one weight per class (shape (C,)); None stays None."
+    if weight is None:
+        return None
+    w = np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=dtype)
+    if w.shape != (c,):
+        raise ValueError(f"{who}: weight must hold one value per class, shape ({c},); got shape {w.shape}")
+    return w
+
+
+def _check_logits(who: str, logits) -> Tensor:
+    if not isinstance(logits, Tensor):
+        logits = Tensor(logits)
+    if logits.data.dtype.kind != "f":
+        raise RuntimeError(f"{who}: logits must be floating point, got dtype {logits.data.dtype} "
+                           f"(PyTorch: expected scalar type Float); convert with .float()")
+    if logits.ndim == 0:
+        raise ValueError(f"{who}: logits must have a class dimension, (C,) or (N, C, ...); got a 0-d tensor")
+    return logits
+
+
+def _class_inputs(who: str, logits, targets, ignore_index: int) -> tuple:
+    """(logits as (rows, C), targets as (rows,) integers, the targets' own shape), every target checked: an
+    unbatched (C,) input is one row, an (N, C, d1, ...) input has its class dimension moved last."""
+    logits, y = _check_logits(who, logits), _as_int_targets(targets, who)
+    tshape = y.shape
+    if logits.ndim == 1:                               # one unbatched example
+        logits, y = logits.reshape(1, -1), y.reshape(1)
+    if logits.ndim > 2:                                # (N, C, d1, ...) -> (N*d1*..., C)
+        if y.shape != logits.shape[:1] + logits.shape[2:]:
+            raise ValueError(f"{who}: logits of shape {logits.shape} need targets of shape "
+                             f"{logits.shape[:1] + logits.shape[2:]}, got {y.shape}")
+        logits, y = _flatten_spatial(logits, y)
+    n, c = logits.shape
+    if y.shape != (n,):
+        raise ValueError(f"{who}: logits of shape {logits.shape} need targets of shape ({n},), got {y.shape}")
+    bad = (y != ignore_index) & ((y < 0) | (y >= c))
+    if bad.any():
+        raise IndexError(f"{who}: target {int(y[bad][0])} is out of range for {c} classes "
+                         f"(valid: 0..{c - 1}, or ignore_index={ignore_index})")
+    return logits, y, tshape
+
+
+class _WeightedLoss(Module):
+    "What CrossEntropyLoss and NLLLoss keep: class weights (a buffer, as PyTorch's), ignore_index, reduction."
+    def __init__(self, weight, ignore_index: int, reduction: str):
         super().__init__()
-        if weight is not None or label_smoothing:
-            raise NotImplementedError("CrossEntropyLoss: class weights and label smoothing are not supported in tinytorch")
-        self.ignore_index, self.reduction = ignore_index, _check_reduction("CrossEntropyLoss", reduction)
+        if weight is None:
+            self.weight = None
+        else:
+            w = np.asarray(weight.data if isinstance(weight, Tensor) else weight)
+            self.register_buffer("weight", Tensor(w, dtype=w.dtype if w.dtype.kind == "f" else np.float32))
+        self.ignore_index = ignore_index
+        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", type(self).__name__)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    "Cross-entropy between logits (N, C) [or (C,), or (N, C, d1, ...)] and class indices (N,) [or (), (N, d1, ...)]."
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
+        super().__init__(weight, ignore_index, reduction)
+        self.label_smoothing = check_fraction(label_smoothing, "label_smoothing", "CrossEntropyLoss")
 
     def forward(self, logits: Tensor, targets) -> Tensor:
-        logits = _check_logits("CrossEntropyLoss", logits)
-        y = _as_int_targets(targets)
-        tshape = y.shape
-        if logits.ndim == 1:                               # one unbatched example
-            logits, y = logits.reshape(1, -1), y.reshape(1)
-        if logits.ndim > 2:                                # (N, C, d1, ...) -> (N*d1*..., C)
-            if y.shape != logits.shape[:1] + logits.shape[2:]:
-                raise ValueError(f"CrossEntropyLoss: logits of shape {logits.shape} need targets of shape "
-                                 f"{logits.shape[:1] + logits.shape[2:]}, got {y.shape}")
-            logits, y = _flatten_spatial(logits, y)
-        n, c = logits.shape
-        if y.shape != (n,):
-            raise ValueError(f"CrossEntropyLoss: logits of shape {logits.shape} need targets of shape ({n},), got {y.shape}")
-        bad = (y != self.ignore_index) & ((y < 0) | (y >= c))
-        if bad.any():
-            raise IndexError(f"CrossEntropyLoss: target {int(y[bad][0])} is out of range for {c} classes "
-                             f"(valid: 0..{c - 1}, or ignore_index={self.ignore_index})")
-        if self.reduction != "mean":                       # given: per-example losses (the section below)
-            per, _ = _nll_rows(log_softmax(logits, 1), y, self.ignore_index)
-            return _reduce(per.reshape(tshape), self.reduction)
-        return CrossEntropyFunction.apply(logits, targets=y, ignore_index=self.ignore_index)
+        logits, y, tshape = _class_inputs("CrossEntropyLoss", logits, targets, self.ignore_index)
+        w = _class_weight(self.weight, logits.shape[1], logits.data.dtype, "CrossEntropyLoss")
+        out = CrossEntropyFunction.apply(logits, targets=y, ignore_index=self.ignore_index, reduction=self.reduction,
+                                         weight=w, label_smoothing=self.label_smoothing)
+        return out.reshape(tshape) if self.reduction == "none" else out
 
 # %% ../../modules/04_losses/04_losses.ipynb #4d424951
 class MSEFunction(Function):
     @staticmethod
-    def forward(ctx, pred, target):
-        """pred, target: arrays of one shape. Returns mean((pred − target)²) as a 0-d array of the
-        difference's dtype. Saves (diff,) with diff = pred − target."""
+    def forward(ctx, pred, target, reduction="mean"):
+        """pred, target: arrays of one shape; reduction: "mean", "sum" or "none". Returns
+        _reduce_array((pred − target)², reduction, n), n = the number of elements, in the difference's dtype.
+        Saves (diff,) with diff = pred − target, and ctx.reduction."""
         ### BEGIN SOLUTION
         diff = pred - target
         ctx.save_for_backward(diff)
-        return np.asarray(np.mean(diff * diff), dtype=diff.dtype)
+        ctx.reduction = reduction
+        return _reduce_array(diff * diff, reduction, diff.size)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
-        "grad: a 0-d array. Reads (diff,). Returns (g_pred, g_target) = (2·diff·grad/n, −that), n = diff.size."
+        """grad: 0-d (mean, sum) or of diff's shape (none). Reads (diff,), ctx.reduction. Returns
+        (g_pred, g_target) = (2·diff·s, −that), s = _grad_scale(grad, ctx.reduction, diff.size)."""
         ### BEGIN SOLUTION
         (diff,) = ctx.saved_tensors
-        g = diff * (2.0 * grad / diff.size)
+        g = diff * (2.0 * _grad_scale(grad, ctx.reduction, diff.size))
         return g, -g
         ### END SOLUTION
 
@@ -167,7 +260,7 @@ class MSELoss(Module):
     "Mean squared error (reduction='sum' or 'none' as PyTorch)."
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        self.reduction = _check_reduction("MSELoss", reduction)
+        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", "MSELoss")
 
     def forward(self, pred: Tensor, target) -> Tensor:
         if not isinstance(pred, Tensor):
@@ -177,37 +270,38 @@ class MSELoss(Module):
         require_float(pred, "MSELoss")
         if pred.shape != target.shape:
             raise ValueError(f"MSELoss: prediction shape {pred.shape} and target shape {target.shape} differ")
-        if getattr(self, "reduction", "mean") != "mean":
-            return _reduce((pred - target) ** 2, self.reduction)
-        return MSEFunction.apply(pred, target)
+        return MSEFunction.apply(pred, target, reduction=self.reduction)
 
 
 class BCEFunction(Function):
     @staticmethod
-    def forward(ctx, p, t):
-        """p: probabilities in [0, 1] (already checked); t: targets of p's shape. Returns
-        −mean(t·log p + (1−t)·log(1−p)), each log clamped at −100 as PyTorch (finite at p = 0 or 1, no
-        warning), a 0-d array of p's dtype. Saves (p, t) with t cast to p's dtype."""
+    def forward(ctx, p, t, reduction="mean"):
+        """p: probabilities in [0, 1] (already checked); t: targets of p's shape; reduction: "mean", "sum" or
+        "none". The loss of each element is −(t·log p + (1−t)·log(1−p)), each log clamped at −100 as PyTorch
+        (finite at p = 0 or 1, no warning). Returns _reduce_array(those losses, reduction, p.size) in p's
+        dtype. Saves (p, t) with t cast to p's dtype, and ctx.reduction."""
         t = t.astype(p.dtype, copy=False)
         ### BEGIN SOLUTION
         with np.errstate(divide="ignore"):
             log_p = np.maximum(np.log(p), -100.0)
             log_q = np.maximum(np.log(1.0 - p), -100.0)
-        loss = -np.mean(t * log_p + (1.0 - t) * log_q)
+        per = -(t * log_p + (1.0 - t) * log_q)
         ctx.save_for_backward(p, t)
-        return np.asarray(loss, dtype=p.dtype)
+        ctx.reduction = reduction
+        return _reduce_array(per.astype(p.dtype, copy=False), reduction, p.size)
         ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
-        """Reads (p, t). Returns (g_p, g_t) in p's dtype, n = p.size: g_p = (p − t) / max(p(1−p), 1e-12)
-        · grad/n (finite at p = 0 or 1), g_t = (log(1−p) − log p) · grad/n with the logs clamped at −100."""
+        """Reads (p, t), ctx.reduction. Returns (g_p, g_t) in p's dtype, with s = _grad_scale(grad,
+        ctx.reduction, p.size): g_p = (p − t) / max(p(1−p), 1e-12) · s (finite at p = 0 or 1),
+        g_t = (log(1−p) − log p) · s with the logs clamped at −100."""
         ### BEGIN SOLUTION
         p, t = ctx.saved_tensors
-        eps = 1e-12                       # as PyTorch: the gradient stays finite at p = 0 or 1
-        gp = (p - t) / np.maximum(p * (1.0 - p), eps) * (grad / p.size)
+        s = _grad_scale(grad, ctx.reduction, p.size)
+        gp = (p - t) / np.maximum(p * (1.0 - p), 1e-12) * s     # as PyTorch: finite at p = 0 or 1
         with np.errstate(divide="ignore"):
-            gt = (np.maximum(np.log(1.0 - p), -100.0) - np.maximum(np.log(p), -100.0)) * (grad / p.size)
+            gt = (np.maximum(np.log(1.0 - p), -100.0) - np.maximum(np.log(p), -100.0)) * s
         return gp.astype(p.dtype, copy=False), gt.astype(p.dtype, copy=False)
         ### END SOLUTION
 
@@ -216,7 +310,7 @@ class BinaryCrossEntropyLoss(Module):
     "Binary cross-entropy on probabilities in [0, 1] (reduction='sum' or 'none' as PyTorch)."
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        self.reduction = _check_reduction("BinaryCrossEntropyLoss", reduction)
+        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", "BinaryCrossEntropyLoss")
 
     def forward(self, probs: Tensor, target) -> Tensor:
         if not isinstance(probs, Tensor):
@@ -231,70 +325,50 @@ class BinaryCrossEntropyLoss(Module):
             bad = p[np.isnan(p) | (p < 0) | (p > 1)][0]
             raise ValueError(f"BinaryCrossEntropyLoss: inputs must be probabilities in [0, 1]; saw {bad} "
                              f"(apply Sigmoid to logits first)")
-        if getattr(self, "reduction", "mean") != "mean":
-            per = -(target * clamp(probs.log(), min=-100.0) + (1 - target) * clamp((1 - probs).log(), min=-100.0))
-            return _reduce(per, self.reduction)
-        return BCEFunction.apply(probs, target)
+        return BCEFunction.apply(probs, target, reduction=self.reduction)
 
 # %% ../../modules/04_losses/04_losses.ipynb #6c4d1a02
-_REDUCTIONS = ("mean", "sum", "none")
+class NLLFunction(Function):
+    @staticmethod
+    def forward(ctx, logp, targets, ignore_index=-100, reduction="mean", weight=None):
+        """logp: (N, C) log-probabilities; targets: (N,) integer class indices (a parameter, not an input),
+        already checked to be in 0..C-1 or ignore_index; reduction: "mean", "sum" or "none"; weight: None or
+        (C,) class weights of logp's dtype. Returns _reduce_array(per, reduction, count) with (per, safe, wrow)
+        = _nll_rows(logp, targets, ignore_index, weight) and count = Σ wrow. Saves (safe, wrow),
+        ctx.shape = logp.shape, ctx.count and ctx.reduction."""
+        ### BEGIN SOLUTION
+        per, safe, wrow = _nll_rows(logp, targets, ignore_index, weight)
+        ctx.save_for_backward(safe, wrow)
+        ctx.shape, ctx.count, ctx.reduction = logp.shape, float(wrow.sum()), reduction
+        return _reduce_array(per, reduction, ctx.count)
+        ### END SOLUTION
 
-
-def _check_reduction(who: str, reduction: str) -> str:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{who}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    return reduction
-
-
-def _reduce(per: Tensor, reduction: str, count=None) -> Tensor:
-    if reduction == "none":
-        return per
-    total = per.sum()
-    return total if reduction == "sum" else total / (per.numel() if count is None else max(count, 1))
-
-
-def _nll_rows(logp: Tensor, y: np.ndarray, ignore_index: int) -> tuple:
-    "(−logp[i, y_i] per row, 0 on ignored rows; the number of rows kept)."
-    valid = y != ignore_index
-    picked = gather(logp, 1, np.where(valid, y, 0)[:, None]).reshape(-1)
-    return -(picked * Tensor(valid.astype(logp.data.dtype))), int(valid.sum())
-
-
-def _check_logits(who: str, logits) -> Tensor:
-    if not isinstance(logits, Tensor):
-        logits = Tensor(logits)
-    if logits.data.dtype.kind != "f":
-        raise RuntimeError(f"{who}: logits must be floating point, got dtype {logits.data.dtype} "
-                           f"(PyTorch: expected scalar type Float); convert with .float()")
-    if logits.ndim == 0:
-        raise ValueError(f"{who}: logits must have a class dimension, (C,) or (N, C, ...); got a 0-d tensor")
-    return logits
+    @staticmethod
+    def backward(ctx, grad):
+        """Reads (safe, wrow), ctx.shape, ctx.count, ctx.reduction. Returns (g_logp, None): g_logp of shape
+        ctx.shape and grad's dtype, 0 everywhere except −wrow_i·s_i at [i, safe_i] of each row i, with
+        s = _grad_scale(grad, ctx.reduction, ctx.count) (one number, or one per row)."""
+        ### BEGIN SOLUTION
+        safe, wrow = ctx.saved_tensors
+        g = np.zeros(ctx.shape, dtype=grad.dtype)
+        g[np.arange(ctx.shape[0]), safe] = -(wrow * _grad_scale(grad, ctx.reduction, ctx.count))
+        return g, None
+        ### END SOLUTION
 
 
 def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
-    "Negative log-likelihood of log-probabilities `input` (N, C) at class indices `target` (N,)."
-    if weight is not None:
-        raise NotImplementedError("nll_loss: class weights are not supported in tinytorch")
-    logp = _check_logits("nll_loss", input)
-    _check_reduction("nll_loss", reduction)
-    y = _as_int_targets(target)
-    if logp.ndim == 1:
-        logp, y = logp.reshape(1, -1), y.reshape(1)
-    if logp.ndim != 2 or y.shape != logp.shape[:1]:
-        raise ValueError(f"nll_loss: input of shape {logp.shape} needs targets of shape ({logp.shape[0]},), got {y.shape}")
-    bad = (y != ignore_index) & ((y < 0) | (y >= logp.shape[1]))
-    if bad.any():
-        raise IndexError(f"nll_loss: target {int(y[bad][0])} is out of range for {logp.shape[1]} classes")
-    per, kept = _nll_rows(logp, y, ignore_index)
-    return _reduce(per, reduction, kept)
+    "Negative log-likelihood of log-probabilities `input` (N, C) [or (C,), (N, C, d1, ...)] at class indices `target`."
+    check_choice(reduction, _REDUCTIONS, "reduction", "nll_loss")
+    logp, y, tshape = _class_inputs("nll_loss", input, target, ignore_index)
+    w = _class_weight(weight, logp.shape[1], logp.data.dtype, "nll_loss")
+    out = NLLFunction.apply(logp, targets=y, ignore_index=ignore_index, reduction=reduction, weight=w)
+    return out.reshape(tshape) if reduction == "none" else out
 
 
 def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     "torch.nn.functional.cross_entropy: the same computation as `CrossEntropyLoss`."
-    if weight is not None or label_smoothing:
-        raise NotImplementedError("cross_entropy: class weights and label smoothing are not supported in tinytorch")
-    return CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)(input, target)
+    return CrossEntropyLoss(weight, ignore_index, reduction, label_smoothing)(input, target)
 
 
 def mse_loss(input, target, reduction: str = "mean") -> Tensor:
@@ -317,13 +391,10 @@ class LogSoftmax(Module):
         return log_softmax(x, self.dim)
 
 
-class NLLLoss(Module):
+class NLLLoss(_WeightedLoss):
     "torch.nn.NLLLoss: negative log-likelihood of log-probabilities (after log_softmax)."
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
-        super().__init__()
-        if weight is not None:
-            raise NotImplementedError("NLLLoss: class weights are not supported in tinytorch")
-        self.ignore_index, self.reduction = ignore_index, _check_reduction("NLLLoss", reduction)
+        super().__init__(weight, ignore_index, reduction)
 
     def forward(self, input, target) -> Tensor:
-        return nll_loss(input, target, ignore_index=self.ignore_index, reduction=self.reduction)
+        return nll_loss(input, target, self.weight, self.ignore_index, self.reduction)

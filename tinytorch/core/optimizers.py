@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 
 import numpy as np
 
 from .autograd import enable_grad, no_grad
+from .checks import check_fraction, check_real
 from .tensor import Tensor
 
 # %% auto #0
@@ -17,34 +17,15 @@ __all__ = ['RemovableHandle', 'register_optimizer_step_pre_hook', 'register_opti
            'SGD', 'adam_update', 'Adam', 'AdamW', 'rmsprop_update', 'RMSprop', 'adadelta_update', 'Adadelta']
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #19815a08
-def _real(owner: str, name: str, value) -> float:
-    "`value` as a float, or a TypeError/ValueError that names it."
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a real number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{owner}: {name} must not be NaN")
-    return value
-
-
-def _check_lr(owner: str, lr) -> None:
-    if not _real(owner, "lr", lr) > 0:
-        raise ValueError(f"{owner}: invalid learning rate lr={lr!r}; it must be > 0")
-
-
-def _check_nonneg(owner: str, name: str, value) -> None:
-    if _real(owner, name, value) < 0:
-        raise ValueError(f"{owner}: invalid {name}={value!r}; it must be >= 0")
-
-
-def _check_positive(owner: str, name: str, value) -> None:
-    if not _real(owner, name, value) > 0:
-        raise ValueError(f"{owner}: invalid {name}={value!r}; it must be > 0")
-
-
-def _check_unit(owner: str, name: str, value) -> None:
-    if not 0.0 <= _real(owner, name, value) <= 1.0:
-        raise ValueError(f"{owner}: invalid {name}={value!r}; it must be in [0, 1]")
+def _check_hyper(group: dict, who: str, positive=(), nonneg=(), fractions=()) -> None:
+    """Check a group's hyper-parameters with module 01's validators: the keys in `positive` must be > 0, in
+    `nonneg` >= 0, in `fractions` in [0, 1]. The learning rate is named "lr (learning rate)"."""
+    for key in positive:
+        check_real(group[key], "lr (learning rate)" if key == "lr" else key, who, 0, low_open=True)
+    for key in nonneg:
+        check_real(group[key], key, who, 0)
+    for key in fractions:
+        check_fraction(group[key], key, who)
 
 
 def _hyper_from_array(value, like):
@@ -220,7 +201,7 @@ class Optimizer:
     def _validate_group(self, group: dict) -> None:
         "Check a group's hyper-parameters; subclasses extend it."
         if "lr" in group:
-            _check_lr(type(self).__name__, group["lr"])
+            _check_hyper(group, type(self).__name__, positive=("lr",))
 
     # -- gradients and steps -----------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -237,6 +218,26 @@ class Optimizer:
 
     def step(self, closure=None):
         raise NotImplementedError(f"{type(self).__name__} must define step()")
+
+    def _update_all(self, closure, update):
+        """The loop of every step(): loss = self._closure(closure) (None without a closure); then, with
+        gradients off (`no_grad()`), for each group and each of its params whose .grad is not None, one call
+        update(p.data, self._grad(p, p.data), state, group): state = self.state[p], created as {} on the
+        parameter's first step (the update rule fills it); group is the parameter's group (a dict), from which
+        the rule reads its hyper-parameters. Returns loss."""
+        ### BEGIN SOLUTION
+        loss = self._closure(closure)
+        with no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.state.get(p)
+                    if state is None:
+                        state = self.state[p] = {}
+                    update(p.data, self._grad(p, p.data), state, group)
+        return loss
+        ### END SOLUTION
 
     def register_step_pre_hook(self, hook) -> RemovableHandle:
         """Run `hook(optimizer, args, kwargs)` before each step() of this optimizer; it may return None or
@@ -304,6 +305,12 @@ class Optimizer:
 
     def _prepare_load(self, state_dict: dict) -> tuple:
         "(new hyper-parameter groups, new state) from a state dict, or an error; changes nothing."
+        groups, states = self._split_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        return self._load_groups(groups), self._load_state(states, params)
+
+    def _split_state_dict(self, state_dict: dict) -> tuple:
+        "({g: {key: array}} of the groups, {i: {key: array}} of the parameters' state), every key checked."
         name = type(self).__name__
         groups: dict = {}
         states: dict = {}
@@ -320,7 +327,18 @@ class Optimizer:
         if sorted(groups) != list(range(len(self.param_groups))):
             raise ValueError(f"{name}.load_state_dict: the state dict has {len(groups)} parameter group(s), "
                              f"this optimizer has {len(self.param_groups)}")
-        params = [p for group in self.param_groups for p in group["params"]]
+        return groups, states
+
+    def _load_groups(self, groups: dict) -> list:
+        """The inverse of state_dict's `param_groups.{g}.{key}` entries; changes nothing. groups: {g: {key:
+        array}} for every group g of this optimizer. Returns one dict per group: a copy of the group with each
+        saved hyper-parameter (every key but "params") read back by `_hyper_from_array(array, group.get(key))`
+        and checked by `self._validate_group`. The saved "params" of group g must be the consecutive indices
+        that state_dict gave its parameters, else ValueError "<Optimizer>.load_state_dict: parameter group g
+        has k parameters in the state dict but n in this optimizer" (another count) or "... parameter group g
+        lists indices [...], expected [...]"; a group without "params" is a ValueError "... has no 'params' entry"."""
+        name = type(self).__name__
+        ### BEGIN SOLUTION
         new_groups, index = [], 0
         for g, group in enumerate(self.param_groups):
             saved = groups[g]
@@ -335,11 +353,22 @@ class Optimizer:
                 raise ValueError(f"{name}.load_state_dict: parameter group {g} lists indices {ids}, "
                                  f"expected {list(range(index, index + n))}")
             index += n
-            new = {k: _hyper_from_array(v, group.get(k)) for k, v in saved.items() if k != "params"}
             merged = dict(group)
-            merged.update(new)
+            merged.update({k: _hyper_from_array(v, group.get(k)) for k, v in saved.items() if k != "params"})
             self._validate_group(merged)
             new_groups.append(merged)
+        return new_groups
+        ### END SOLUTION
+
+    def _load_state(self, states: dict, params: list) -> dict:
+        """The inverse of state_dict's `state.{i}.{key}` entries; changes nothing. states: {i: {key: array}}, i
+        a parameter's index over all groups in order; params: the parameters in that order. Returns
+        {parameter: its state dict}: "step" as a Python int, every other entry a copy of its array cast to the
+        parameter's dtype. Raises ValueError "<Optimizer>.load_state_dict: state for parameter i, but this
+        optimizer has only n parameters" for an index past the end, and "<Optimizer>.load_state_dict: state.i.key
+        has shape (..) but parameter i has shape (..)" for a buffer of another shape than its parameter."""
+        name = type(self).__name__
+        ### BEGIN SOLUTION
         new_state = {}
         for i, entries in states.items():
             if i >= len(params):
@@ -356,7 +385,8 @@ class Optimizer:
                                      f"parameter {i} has shape {p.data.shape}")
                 st[key] = arr.astype(p.data.dtype, copy=True)
             new_state[p] = st
-        return new_groups, new_state
+        return new_state
+        ### END SOLUTION
 
     def _apply_load(self, new_groups: list, new_state: dict) -> None:
         for group, merged in zip(self.param_groups, new_groups):
@@ -372,14 +402,16 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #6f6d659a
-def sgd_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, momentum: float = 0.0,
-               dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> None:
+def sgd_update(param: np.ndarray, grad: np.ndarray, state: dict, hyper: dict) -> None:
     """One SGD step on the array `param`, in place (PyTorch's formulas); returns None.
-    param, grad: float arrays of one shape (grad is never modified); state: the parameter's dict, where the
-    momentum buffer lives as state["momentum_buffer"] (created on the first step as a copy of d). With
-    d = grad + weight_decay * param: momentum buf = momentum * buf + (1 - dampening) * d; d = d + momentum *
-    buf (nesterov) or buf; then param -= lr * d."""
+
+    param, grad: float arrays of one shape (grad is never modified). state: the parameter's dict ({} on its
+    first step); the momentum buffer lives in state["momentum_buffer"], created on the first step that uses
+    momentum as a copy of d. hyper: the parameter's group (a dict) with "lr", "momentum", "dampening",
+    "weight_decay" and "nesterov". With d = grad + weight_decay * param: buf = momentum * buf +
+    (1 - dampening) * d; d = d + momentum * buf (nesterov) or buf; then param -= lr * d."""
     ### BEGIN SOLUTION
+    momentum, dampening, weight_decay = hyper["momentum"], hyper["dampening"], hyper["weight_decay"]
     d = grad
     if weight_decay != 0:
         d = d + weight_decay * param                # a new array: .grad stays untouched
@@ -393,8 +425,8 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, m
                 buf += d
             else:
                 buf += (1 - dampening) * d
-        d = d + momentum * buf if nesterov else buf
-    param -= lr * d
+        d = d + momentum * buf if hyper["nesterov"] else buf
+    param -= hyper["lr"] * d
     ### END SOLUTION
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #72b86eba
@@ -408,10 +440,7 @@ class SGD(Optimizer):
 
     def _validate_group(self, group):
         name = type(self).__name__
-        _check_lr(name, group["lr"])
-        _check_nonneg(name, "momentum", group["momentum"])
-        _check_nonneg(name, "weight_decay", group["weight_decay"])
-        _check_unit(name, "dampening", group["dampening"])
+        _check_hyper(group, name, positive=("lr",), nonneg=("momentum", "weight_decay"), fractions=("dampening",))
         if not isinstance(group["nesterov"], (bool, np.bool_)):
             raise TypeError(f"{name}: nesterov must be True or False, got {group['nesterov']!r}")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
@@ -419,42 +448,25 @@ class SGD(Optimizer):
                              f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
     def step(self, closure=None):
-        """Update every parameter that has a gradient; return closure's loss if a closure was given.
-        Exercise: loss = self._closure(closure); then under no_grad, for each group (its hyper-parameters read
-        once) and each of its params whose .grad is not None: sgd_update(p.data, self._grad(p, p.data),
-        state, lr=..., ...) with state = self.state[p], created as {} on the parameter's first step."""
-        ### BEGIN SOLUTION
-        loss = self._closure(closure)
-        state_of = self.state
-        with no_grad():
-            for group in self.param_groups:
-                lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-                weight_decay, nesterov = group["weight_decay"], group["nesterov"]
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    w = p.data
-                    state = state_of.get(p)
-                    if state is None:
-                        state = state_of[p] = {}
-                    sgd_update(w, self._grad(p, w), state, lr=lr, momentum=momentum, dampening=dampening,
-                               weight_decay=weight_decay, nesterov=nesterov)
-        return loss
-        ### END SOLUTION
+        "Update every parameter that has a gradient with `sgd_update`; returns closure's loss (None without one)."
+        return self._update_all(closure, sgd_update)
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #979b8734
-def adam_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, beta1: float = 0.9,
-                beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
-                decoupled_weight_decay: bool = False) -> None:
-    """One Adam (or, with decoupled_weight_decay, AdamW) step on the array `param`, in place; returns None.
-    state holds "step" (an int, incremented first: t), "exp_avg" (m) and "exp_avg_sq" (v), arrays of param's
-    shape updated in place. Weight decay: AdamW shrinks param by (1 - lr * weight_decay); Adam adds
+def adam_update(param: np.ndarray, grad: np.ndarray, state: dict, hyper: dict) -> None:
+    """One Adam (or, with hyper["decoupled_weight_decay"], AdamW) step on the array `param`, in place; returns
+    None. hyper: the group (a dict) with "lr", "betas" (beta1, beta2), "eps", "weight_decay" and
+    "decoupled_weight_decay". state: {} on the first step, then create "step" = 0 and "exp_avg" (m),
+    "exp_avg_sq" (v) as zeros of param's shape and dtype; "step" is incremented first (t), m and v are
+    updated in place. Weight decay: AdamW shrinks param by (1 - lr * weight_decay); Adam adds
     weight_decay * param to the gradient. m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g²;
     param -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
     ### BEGIN SOLUTION
+    lr, (beta1, beta2), weight_decay = hyper["lr"], hyper["betas"], hyper["weight_decay"]
+    if not state:
+        state.update(step=0, exp_avg=np.zeros_like(param), exp_avg_sq=np.zeros_like(param))
     state["step"] = t = state["step"] + 1
     if weight_decay != 0:
-        if decoupled_weight_decay:
+        if hyper["decoupled_weight_decay"]:
             param *= 1 - lr * weight_decay              # AdamW: shrink the weight itself
         else:
             grad = grad + weight_decay * param          # Adam: L2 term in the gradient
@@ -469,7 +481,7 @@ def adam_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, 
     bias_correction2 = 1 - beta2 ** t
     denom = np.sqrt(v, out=np.empty_like(v))           # an array even for a 0-d parameter
     denom /= math.sqrt(bias_correction2)
-    denom += eps
+    denom += hyper["eps"]
     np.divide(m, denom, out=denom)                      # reuse the buffer: denom now holds m / denom
     denom *= lr / bias_correction1
     param -= denom
@@ -486,41 +498,15 @@ class Adam(Optimizer):
 
     def _validate_group(self, group):
         name = type(self).__name__
-        _check_lr(name, group["lr"])
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
-        for i, b in enumerate(betas):
-            if not 0.0 <= _real(name, f"betas[{i}]", b) < 1.0:
-                raise ValueError(f"{name}: invalid beta parameter at index {i}: {b!r}; it must be in [0, 1)")
-        group["betas"] = (float(betas[0]), float(betas[1]))
-        _check_positive(name, "eps", group["eps"])
-        _check_nonneg(name, "weight_decay", group["weight_decay"])
+        group["betas"] = tuple(check_real(b, f"betas[{i}]", name, 0, 1, high_open=True) for i, b in enumerate(betas))
+        _check_hyper(group, name, positive=("lr", "eps"), nonneg=("weight_decay",))
 
     def step(self, closure=None):
-        """Update every parameter that has a gradient; return closure's loss if a closure was given.
-        Exercise: as SGD.step, with adam_update(p.data, self._grad(p, p.data), state, lr=..., beta1=...,
-        beta2=..., eps=..., weight_decay=..., decoupled_weight_decay=...) and a parameter's state created on
-        its first step as {"step": 0, "exp_avg": zeros like p.data, "exp_avg_sq": zeros like p.data}."""
-        ### BEGIN SOLUTION
-        loss = self._closure(closure)
-        state_of = self.state
-        with no_grad():
-            for group in self.param_groups:
-                lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-                weight_decay, decoupled = group["weight_decay"], group["decoupled_weight_decay"]
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    w = p.data
-                    state = state_of.get(p)
-                    if state is None:
-                        state = state_of[p] = {"step": 0, "exp_avg": np.zeros_like(w),
-                                               "exp_avg_sq": np.zeros_like(w)}
-                    adam_update(w, self._grad(p, w), state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                                weight_decay=weight_decay, decoupled_weight_decay=decoupled)
-        return loss
-        ### END SOLUTION
+        "Update every parameter that has a gradient with `adam_update`; returns closure's loss (None without one)."
+        return self._update_all(closure, adam_update)
 
 
 class AdamW(Adam):
@@ -531,30 +517,44 @@ class AdamW(Adam):
                          decoupled_weight_decay=True)
 
 # %% ../../modules/06_optimizers/06_optimizers.ipynb #8e1f0a02
-def rmsprop_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float, alpha: float = 0.99,
-                   eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
-                   centered: bool = False) -> None:
-    "One RMSprop step on `param`, in place (torch.optim.RMSprop's formulas)."
-    state["step"] = state["step"] + 1
+def rmsprop_update(param: np.ndarray, grad: np.ndarray, state: dict, hyper: dict) -> None:
+    """One RMSprop step on the array `param`, in place (torch.optim.RMSprop's formulas); returns None.
+
+    hyper: the group (a dict) with "lr", "alpha", "eps", "weight_decay", "momentum" and "centered". state: {}
+    on the first step, then create "step" = 0 and "square_avg" (v), plus "momentum_buffer" (b) when
+    momentum > 0 and "grad_avg" (ḡ) when centered, all zeros like param. Then: "step" += 1;
+    g = grad + weight_decay * param (grad itself is never modified); v = alpha v + (1 - alpha) g²;
+    centered: ḡ = alpha ḡ + (1 - alpha) g, avg = sqrt(v - ḡ²) + eps, else avg = sqrt(v) + eps; with momentum
+    b = momentum b + g / avg and param -= lr b, else param -= lr g / avg. Buffers are updated in place."""
+    ### BEGIN SOLUTION
+    alpha, momentum, weight_decay = hyper["alpha"], hyper["momentum"], hyper["weight_decay"]
+    if not state:
+        state.update(step=0, square_avg=np.zeros_like(param))
+        if momentum > 0:
+            state["momentum_buffer"] = np.zeros_like(param)
+        if hyper["centered"]:
+            state["grad_avg"] = np.zeros_like(param)
+    state["step"] += 1
     if weight_decay != 0:
         grad = grad + weight_decay * param
     v = state["square_avg"]
     v *= alpha
     v += (1 - alpha) * grad * grad
-    if centered:
+    if hyper["centered"]:
         g = state["grad_avg"]
         g *= alpha
         g += (1 - alpha) * grad
-        avg = np.sqrt(v - g * g) + eps
+        avg = np.sqrt(v - g * g) + hyper["eps"]
     else:
-        avg = np.sqrt(v) + eps
+        avg = np.sqrt(v) + hyper["eps"]
     if momentum > 0:
         buf = state["momentum_buffer"]
         buf *= momentum
         buf += grad / avg
-        param -= lr * buf
+        param -= hyper["lr"] * buf
     else:
-        param -= lr * grad / avg
+        param -= hyper["lr"] * grad / avg
+    ### END SOLUTION
 
 
 class RMSprop(Optimizer):
@@ -565,46 +565,37 @@ class RMSprop(Optimizer):
                                       centered=centered))
 
     def _validate_group(self, group):
-        name = type(self).__name__
-        _check_lr(name, group["lr"])
-        _check_unit(name, "alpha", group["alpha"])
-        _check_positive(name, "eps", group["eps"])
-        _check_nonneg(name, "weight_decay", group["weight_decay"])
-        _check_nonneg(name, "momentum", group["momentum"])
+        _check_hyper(group, type(self).__name__, positive=("lr", "eps"), nonneg=("weight_decay", "momentum"),
+                     fractions=("alpha",))
 
     def step(self, closure=None):
-        loss = self._closure(closure)
-        with no_grad():
-            for group in self.param_groups:
-                hyper = {k: group[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")}
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    w = p.data
-                    state = self.state.get(p)
-                    if state is None:
-                        state = self.state[p] = {"step": 0, "square_avg": np.zeros_like(w)}
-                        if hyper["momentum"] > 0:
-                            state["momentum_buffer"] = np.zeros_like(w)
-                        if hyper["centered"]:
-                            state["grad_avg"] = np.zeros_like(w)
-                    rmsprop_update(w, self._grad(p, w), state, **hyper)
-        return loss
+        "Update every parameter that has a gradient with `rmsprop_update`; returns closure's loss."
+        return self._update_all(closure, rmsprop_update)
 
 
-def adadelta_update(param: np.ndarray, grad: np.ndarray, state: dict, *, lr: float = 1.0, rho: float = 0.9,
-                    eps: float = 1e-6, weight_decay: float = 0.0) -> None:
-    "One Adadelta step on `param`, in place (torch.optim.Adadelta's formulas)."
-    state["step"] = state["step"] + 1
-    if weight_decay != 0:
-        grad = grad + weight_decay * param
+def adadelta_update(param: np.ndarray, grad: np.ndarray, state: dict, hyper: dict) -> None:
+    """One Adadelta step on the array `param`, in place (torch.optim.Adadelta's formulas); returns None.
+
+    hyper: the group (a dict) with "lr", "rho", "eps" and "weight_decay". state: {} on the first step, then
+    create "step" = 0, "square_avg" (v) and "acc_delta" (u), zeros like param. Then: "step" += 1;
+    g = grad + weight_decay * param (grad itself is never modified); v = rho v + (1 - rho) g²;
+    delta = sqrt(u + eps) / sqrt(v + eps) * g; u = rho u + (1 - rho) delta²; param -= lr delta.
+    v and u are updated in place."""
+    ### BEGIN SOLUTION
+    rho, eps = hyper["rho"], hyper["eps"]
+    if not state:
+        state.update(step=0, square_avg=np.zeros_like(param), acc_delta=np.zeros_like(param))
+    state["step"] += 1
+    if hyper["weight_decay"] != 0:
+        grad = grad + hyper["weight_decay"] * param
     v, u = state["square_avg"], state["acc_delta"]
     v *= rho
     v += (1 - rho) * grad * grad
     delta = np.sqrt(u + eps) / np.sqrt(v + eps) * grad
     u *= rho
     u += (1 - rho) * delta * delta
-    param -= lr * delta
+    param -= hyper["lr"] * delta
+    ### END SOLUTION
 
 
 class Adadelta(Optimizer):
@@ -613,24 +604,9 @@ class Adadelta(Optimizer):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
 
     def _validate_group(self, group):
-        name = type(self).__name__
-        _check_lr(name, group["lr"])
-        _check_unit(name, "rho", group["rho"])
-        _check_positive(name, "eps", group["eps"])
-        _check_nonneg(name, "weight_decay", group["weight_decay"])
+        _check_hyper(group, type(self).__name__, positive=("lr", "eps"), nonneg=("weight_decay",),
+                     fractions=("rho",))
 
     def step(self, closure=None):
-        loss = self._closure(closure)
-        with no_grad():
-            for group in self.param_groups:
-                hyper = {k: group[k] for k in ("lr", "rho", "eps", "weight_decay")}
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    w = p.data
-                    state = self.state.get(p)
-                    if state is None:
-                        state = self.state[p] = {"step": 0, "square_avg": np.zeros_like(w),
-                                                 "acc_delta": np.zeros_like(w)}
-                    adadelta_update(w, self._grad(p, w), state, **hyper)
-        return loss
+        "Update every parameter that has a gradient with `adadelta_update`; returns closure's loss."
+        return self._update_all(closure, adadelta_update)
