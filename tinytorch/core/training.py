@@ -8,6 +8,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 import zipfile
 import zlib
 
@@ -25,16 +26,17 @@ from .tensor import Tensor
 # %% auto #0
 __all__ = ['HOOKS', 'clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine',
            'ExponentialLR', 'MultiStepLR', 'LinearLR', 'LambdaLR', 'Callback', 'LambdaCallback', 'EarlyStopping',
-           'save_checkpoint', 'load_checkpoint', 'accuracy', 'NonFiniteLossError', 'Trainer']
+           'save_checkpoint', 'load_checkpoint', 'accuracy', 'NonFiniteLossError', 'Trainer', 'SkipNonFinite',
+           'DivergenceStop']
 
 # %% ../../modules/07_training/07_training.ipynb #01e4e4ce
 def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
     """Scale the gradients of `parameters` in place so that their total norm is at most `max_norm`.
     Returns the total norm before clipping (as torch.nn.utils.clip_grad_norm_, but a Python float).
 
-    The exercise receives `grads` (a list of the gradients' NumPy arrays, each of its parameter's shape and
-    dtype), `max_norm` and `norm_type` as floats (`math.inf` for the largest absolute entry). It computes the
-    total norm of all entries together, raises RuntimeError("... the total norm of order {norm_type} of the
+    The exercise receives `parameters` (a list of Parameters, whose `.grad` is None or a Tensor), `max_norm`
+    and `norm_type` as floats (`math.inf` for the largest absolute entry). It collects the gradients' arrays
+    (parameters without a gradient are left out; none at all: return 0.0), computes the total norm of all entries together, raises RuntimeError("... the total norm of order {norm_type} of the
     gradients is {total}") when `error_if_nonfinite` and the total is inf/NaN, multiplies every array in
     place by max_norm / (total + 1e-6) when that factor is < 1, and returns the total as a float."""
     if isinstance(parameters, Tensor):
@@ -43,6 +45,8 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if
         raise ValueError(f"clip_grad_norm: max_norm must be a number >= 0, got {max_norm!r}")
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real) or not norm_type > 0:
         raise ValueError(f"clip_grad_norm: norm_type must be > 0 (or inf), got {norm_type!r}")
+    max_norm, norm_type = float(max_norm), float(norm_type)
+    ### BEGIN SOLUTION
     grads = []
     for p in parameters:
         g = getattr(p, "grad", None)
@@ -50,8 +54,6 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if
             grads.append(g.data if isinstance(g, Tensor) else g)
     if not grads:
         return 0.0
-    max_norm, norm_type = float(max_norm), float(norm_type)
-    ### BEGIN SOLUTION
     if norm_type == math.inf:
         total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
     elif norm_type == 2.0:
@@ -653,6 +655,7 @@ class Trainer:
         self.history: dict = {}
         self.epoch = 0                   # epochs completed
         self.global_step = 0             # optimizer steps taken
+        self.tried_steps = 0             # batches with something to learn from (n > 0), skipped or not
         self.skipped_steps = 0           # steps a callback skipped (non-finite loss or gradient norm)
         self.last_grad_norm = self.last_loss = None
         self.should_stop = self.stopped_early = False
@@ -675,8 +678,12 @@ class Trainer:
         ### END SOLUTION
 
     def _nonfinite(self, what: str, value: float, epoch, step) -> None:
-        """A NaN/inf `what` ("loss" or "gradient norm"): if a callback's on_nonfinite returns True the step is
-        skipped (gradients cleared, counted in skipped_steps) and None returned; else NonFiniteLossError."""
+        """A NaN/inf `what` ("loss" or "gradient norm") at (epoch, step): if any callback's on_nonfinite (hook
+        "on_nonfinite" with what, value, epoch, step) returns True, the step is skipped: gradients cleared
+        (optimizer.zero_grad), self.skipped_steps += 1, return None. Otherwise raise NonFiniteLossError: for the
+        loss "non-finite loss ({value}) at epoch {epoch}, step {step} ...", for the norm "non-finite gradient
+        norm ({value}) at epoch {epoch}, step {step} (loss {self.last_loss}) ..."."""
+        ### BEGIN SOLUTION
         if any(self._hook("on_nonfinite", what, value, epoch, step)):
             self.optimizer.zero_grad()
             self.skipped_steps += 1
@@ -689,11 +696,12 @@ class Trainer:
                 f"learning rate, clip gradients, or check the data of this batch.")
         raise NonFiniteLossError(f"non-finite {what} ({value}) {where} (loss {self.last_loss}); training stopped "
                                  f"before the optimizer step, so the weights are those of the last good step.")
+        ### END SOLUTION
 
     def train_step(self, x, y, epoch: int | None = None, step: int | None = None):
         """One optimization step on the batch (x, y); returns (loss value as a float, model output, n), or None
         when the batch is skipped. zero_grad; loss, out, n = self.compute_loss(x, y); n == 0: return None;
-        self.last_loss = loss.item(); a NaN/inf loss: return self._nonfinite("loss", value, epoch, step) before
+        self.tried_steps += 1; self.last_loss = loss.item(); a NaN/inf loss: return self._nonfinite("loss", value, epoch, step) before
         backward; backward; hook "on_after_backward"; with self.clip_grad_norm set, clip_grad_norm(self._params(),
         ...) into self.last_grad_norm, a non-finite norm: return self._nonfinite("gradient norm", ...); hook
         "on_before_optimizer_step"; optimizer.step(); self.global_step += 1; a per-step scheduler
@@ -705,6 +713,7 @@ class Trainer:
         loss, out, n = self.compute_loss(x, y)
         if n == 0:
             return None
+        self.tried_steps += 1
         value = self.last_loss = loss.item()
         if not math.isfinite(value):
             return self._nonfinite("loss", value, epoch, step)
@@ -732,7 +741,13 @@ class Trainer:
         return bar, bar
 
     def _epoch_means(self, sums: dict, count: int, batches: int, epoch: int) -> dict:
-        "The epoch's means {key: sum / count}, or the error saying why there is nothing to average."
+        """The epoch's means {key: sums[key] / count} (count: the summed n of the steps taken), or the error saying
+        why there is nothing to average: batches == 0: ValueError("Trainer: the training data yielded no batches
+        in epoch {epoch} ..."); count == 0 after skipped steps (self.skipped_steps > 0): NonFiniteLossError(
+        "Trainer: every step of epoch {epoch} had a non-finite loss or gradient and was skipped (the learning rate
+        is now ...) ..."); count == 0 otherwise: ValueError("Trainer: no batch of epoch {epoch} had anything to
+        learn from ...")."""
+        ### BEGIN SOLUTION
         if batches == 0:
             raise ValueError(f"Trainer: the training data yielded no batches in epoch {epoch} (a generator can be "
                              f"iterated only once; pass a list or a DataLoader)")
@@ -743,6 +758,7 @@ class Trainer:
         if count == 0:
             raise ValueError(f"Trainer: no batch of epoch {epoch} had anything to learn from (n == 0 in each)")
         return {k: v / count for k, v in sums.items()}
+        ### END SOLUTION
 
     def train_epoch(self, data, epoch: int | None = None, epochs: int | None = None) -> dict:
         """One pass over `data` (an iterable of (x, y) batches) in training mode; returns self._epoch_means(sums,
@@ -811,18 +827,25 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, lr: float, train: dict, val_data, t0: float) -> dict:
         """Record one finished epoch in the history ("lr", "train_<k>", "val_<k>" from evaluate(val_data) when
-        given, "epoch_time"), write its line when self.progress; returns this epoch's values (the logs)."""
+        given, "epoch_time": seconds since t0), each appended with self._record, in that order; then
+        self._write_line(epoch); returns this epoch's values, a dict (the logs)."""
+        ### BEGIN SOLUTION
         logs = {"lr": lr, **{f"train_{k}": v for k, v in train.items()}}
         if val_data is not None:
             logs.update({f"val_{k}": v for k, v in self.evaluate(val_data).items()})
         logs["epoch_time"] = time.perf_counter() - t0
         for k, v in logs.items():
             self._record(k, v)
+        self._write_line(epoch)
+        return logs
+        ### END SOLUTION
+
+    def _write_line(self, epoch: int) -> None:
+        "With self.progress, one line per epoch: its values in the history."
         if self.progress:
             from tqdm import tqdm
             tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v[-1]:.4g}" for k, v in self.history.items()
                                                      if k not in ("epoch_time",)))
-        return logs
 
     def fit(self, train_data, val_data=None, epochs: int = 1, early_stopping=None, callbacks=None) -> dict:
         """Train for `epochs` epochs (fewer when a callback sets self.should_stop); returns self.history.
@@ -870,3 +893,76 @@ class Trainer:
         self.global_step = int(extra.pop("global_step", 0))
         self.history = {k: list(v) for k, v in extra.pop("history", {}).items()}
         return extra
+
+# %% ../../modules/07_training/07_training.ipynb #45eb1b98
+class SkipNonFinite(Callback):
+    """Skip a step whose loss or gradient norm is NaN/inf instead of stopping, and lower the learning rate by
+    `backoff`; `skipped` lists one dict per skip. `who` names the caller in the warning."""
+    def __init__(self, backoff: float = 0.5, who: str = "Trainer"):
+        self.backoff = check_real(backoff, "lr_backoff", who, 0, 1, low_open=True, high_open=True)
+        self.who, self.skipped, self._start = who, [], 0
+
+    def on_fit_start(self, trainer) -> None:
+        self._start = trainer.tried_steps
+
+    def on_nonfinite(self, trainer, what: str, value: float, epoch: int, step) -> bool:
+        """Multiply every group's "lr" of trainer.optimizer (and, with trainer.scheduler, each of its base_lrs) by
+        self.backoff; append {"epoch": epoch, "step": trainer.tried_steps - self._start (this fit's count),
+        "loss": value for a "loss", else trainer.last_loss, "grad_norm": value for a "gradient norm", else None,
+        "lr": the groups' new rates (a list)} to self.skipped; warn (RuntimeWarning) "{who}: epoch {epoch}, step
+        {that count}: the loss is {value} (or: the gradient norm is {value}); the step was skipped and the learning
+        rate lowered to {first rate:.3g}"; return True."""
+        ### BEGIN SOLUTION
+        for group in trainer.optimizer.param_groups:
+            group["lr"] *= self.backoff
+        if trainer.scheduler is not None:
+            trainer.scheduler.base_lrs = [b * self.backoff for b in trainer.scheduler.base_lrs]
+        lrs = [g["lr"] for g in trainer.optimizer.param_groups]
+        count = trainer.tried_steps - self._start
+        loss = value if what == "loss" else trainer.last_loss
+        self.skipped.append({"epoch": epoch, "step": count, "loss": loss,
+                             "grad_norm": value if what == "gradient norm" else None, "lr": lrs})
+        warnings.warn(f"{self.who}: epoch {epoch}, step {count}: the {what} is {value}; the step was skipped and "
+                      f"the learning rate lowered to {lrs[0]:.3g}", RuntimeWarning, stacklevel=2)
+        return True
+        ### END SOLUTION
+
+
+class DivergenceStop(Callback):
+    """Stop (action "stop", with a RuntimeWarning) or raise FloatingPointError (action "raise") when the loss runs
+    away: the mean of the last `window` step losses above `factor` x the mean of the first `window` (x 1 when
+    that was below 1). `diverged`: None, or where it happened."""
+    def __init__(self, factor: float = 2.0, action: str = "stop", window: int = 5, who: str = "Trainer"):
+        self.factor = check_real(factor, "divergence_factor", who, 1, low_open=True)
+        self.action = check_choice(action, ("stop", "raise"), "on_divergence", who)
+        self.window = check_int(window, "window", who)
+        self.who, self.losses, self.diverged, self._start = who, [], None, 0
+
+    def on_fit_start(self, trainer) -> None:
+        self.losses, self.diverged, self._start = [], None, trainer.tried_steps
+
+    def on_step_end(self, trainer, step: int, loss: float) -> None:
+        """Append `loss` to self.losses; with at least 2 * window of them, start = mean of the first window,
+        recent = mean of the last window (floats); when recent > factor * max(start, 1): self.diverged = {"epoch":
+        trainer.epoch + 1, "step": trainer.tried_steps - self._start, "start_loss": start, "loss": recent}, then
+        raise FloatingPointError("{who}: diverged at epoch ..., step ...: the mean loss of the last {window} steps
+        is ...") for action "raise", else warn (RuntimeWarning, the same message) and set trainer.should_stop."""
+        ### BEGIN SOLUTION
+        self.losses.append(float(loss))
+        w = self.window
+        if len(self.losses) < 2 * w:
+            return
+        start, recent = float(np.mean(self.losses[:w])), float(np.mean(self.losses[-w:]))
+        if recent <= self.factor * max(start, 1.0):
+            return
+        epoch, count = trainer.epoch + 1, trainer.tried_steps - self._start
+        self.diverged = {"epoch": epoch, "step": count, "start_loss": start, "loss": recent}
+        message = (f"{self.who}: diverged at epoch {epoch}, step {count}: the mean loss of the last {w} steps is "
+                   f"{recent:.4g}, more than {self.factor:g} x its start {start:.4g} (or x 1 when the start is "
+                   f"below 1); lower the learning rate (now {trainer.optimizer.param_groups[0]['lr']:.3g}) or clip "
+                   f"the gradients")
+        if self.action == "raise":
+            raise FloatingPointError(message)
+        warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
+        trainer.should_stop = True
+        ### END SOLUTION
