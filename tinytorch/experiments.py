@@ -20,7 +20,8 @@ from .core.checks import check_choice, check_int, check_real
 from .core.losses import CrossEntropyLoss
 from .core.optimizers import AdamW
 from .core.tensor import Tensor
-from .core.training import Callback, LRScheduler, Trainer, save_figure_atomic
+from .core.callbacks import PeriodicEval
+from .core.training import LRScheduler, Trainer, save_figure_atomic
 from .core.tokenization import Tokenizer, pad_sequences
 from .core.transformers import GPT
 from .optimization.memoization import cached_generate
@@ -127,38 +128,6 @@ class _PresetSchedule(LRScheduler):
         return {"last_epoch": np.array(self.last_epoch)}
 
 
-class _TrainingCurve(Callback):
-    """Module 07's hook for train_tinygpt: the mean loss of every 10 steps, and the held-out loss every
-    eval_every steps (and after the last), logged."""
-    def __init__(self, cfg: dict, eval_windows: np.ndarray, log):
-        self.cfg, self.eval_windows, self.log, self.t0 = cfg, eval_windows, log, time.perf_counter()
-        self.history = {"step": [], "val": [], "train_step": [], "train": []}
-        self.recent, self.since_eval = [], []
-
-    def record(self, trainer, step: int) -> None:
-        v = mean_loss(trainer.model, trainer.loss_fn.criterion, self.eval_windows)
-        self.history["step"].append(step)
-        self.history["val"].append(v)
-        self.log(f"  step {step:4d}  train {np.mean(self.since_eval):.3f}  val {v:.3f}  "
-                 f"lr {trainer.optimizer.param_groups[0]['lr']:.1e}  ({time.perf_counter() - self.t0:.0f} s)")
-        self.since_eval.clear()
-
-    def on_step_end(self, trainer, step: int, loss: float) -> None:
-        k = trainer.global_step - 1                   # 0-based, as the windows are drawn
-        self.recent.append(loss)
-        self.since_eval.append(loss)
-        if k % 10 == 0:                               # the training curve: mean of the last 10 batches
-            self.history["train_step"].append(k)
-            self.history["train"].append(float(np.mean(self.recent)))
-            self.recent.clear()
-        if k % self.cfg["eval_every"] == 0:
-            self.record(trainer, k)
-
-    def on_fit_end(self, trainer) -> None:
-        if self.since_eval:
-            self.record(trainer, trainer.global_step - 1)
-
-
 class _TokenLoss:
     "Cross-entropy per token of (B, T, V) logits against (B, T) next-token targets."
     def __init__(self):
@@ -173,7 +142,8 @@ def train_tinygpt(model: GPT, cfg: dict, train: np.ndarray, val: np.ndarray, *, 
                   seed: int = 0, log=print) -> dict:
     """Train `model` on windows of `train` by the preset `cfg` for exactly `steps` steps (default the preset's):
     the same seed gives the same weights on any machine. Module 07's Trainer runs the steps (AdamW, clipping at 1,
-    the preset's per-step schedule); a callback logs the loss on fixed held-out windows every `eval_every` steps.
+    the preset's per-step schedule); its PeriodicEval callback logs the loss on fixed held-out windows every
+    `eval_every` steps.
     Returns {"history", "steps", "seconds"}."""
     T, B = cfg["max_seq_len"], cfg["batch"]
     log = log or (lambda *a, **k: None)
@@ -183,12 +153,20 @@ def train_tinygpt(model: GPT, cfg: dict, train: np.ndarray, val: np.ndarray, *, 
                 lr=cfg["lr"], betas=(0.9, 0.99))
     steps = check_int(steps if steps is not None else cfg["steps"], "steps", "train_tinygpt")
     eval_windows = random_windows(val, T, cfg["eval_batches"] * B, np.random.default_rng(1234))
+    held_out = [(w[:, :-1], w[:, 1:]) for w in np.array_split(eval_windows, max(1, -(-len(eval_windows) // 128)))]
     log(f"  training: {steps} steps")
-    curve = _TrainingCurve(cfg, eval_windows, log)
+    t0 = time.perf_counter()
+
+    def report(trainer, step, train_loss, values):
+        log(f"  step {step:4d}  train {train_loss:.3f}  val {values['loss']:.3f}  "
+            f"lr {trainer.optimizer.param_groups[0]['lr']:.1e}  ({time.perf_counter() - t0:.0f} s)")
+    watch = PeriodicEval(held_out, every=cfg["eval_every"], curve_every=10, log=report)
     trainer = Trainer(model, opt, _TokenLoss(), scheduler=_PresetSchedule(opt, cfg, steps), clip_grad_norm=1.0,
                       progress=False)
-    trainer.fit(_Windows(train, T, B, steps, np.random.default_rng(seed)), epochs=1, callbacks=[curve])
-    return {"history": curve.history, "steps": trainer.global_step, "seconds": time.perf_counter() - curve.t0}
+    trainer.fit(_Windows(train, T, B, steps, np.random.default_rng(seed)), epochs=1, callbacks=[watch])
+    h = watch.history
+    return {"history": {"step": h["step"], "val": h["val_loss"], "train_step": h["train_step"], "train": h["train_loss"]},
+            "steps": trainer.global_step, "seconds": time.perf_counter() - t0}
 
 
 def save_tinygpt(stem, model: GPT, tokenizer: Tokenizer, **extra) -> tuple:

@@ -172,3 +172,62 @@ def test_callback_errors_name_the_value():
         LambdaCallback(on_batch=print)
     with pytest.raises(TypeError, match="on_step_end must be a function, got 3"):
         LambdaCallback(on_step_end=3)
+
+
+# ------------------------------------------------------------------------------------------------
+# 07_training_callbacks: PeriodicEval, SkipNonFinite, DivergenceStop
+# ------------------------------------------------------------------------------------------------
+from tinytorch.core.callbacks import DivergenceStop, PeriodicEval, SkipNonFinite  # noqa: E402
+
+
+def test_periodic_eval_records_a_curve_and_evaluations():
+    m = net()
+    t = Trainer(m, SGD(m.parameters(), lr=0.1), CrossEntropyLoss(), progress=False)
+    seen = []
+    watch = PeriodicEval(data(2, seed=1), every=3, curve_every=2, log=lambda tr, k, tl, v: seen.append((k, tl, v)))
+    t.fit(data(4), epochs=2, callbacks=[watch])                  # 8 steps, 0-based 0..7
+    assert watch.history["step"] == [0, 3, 6, 7] and watch.history["train_step"] == [0, 2, 4, 6]
+    fresh = Trainer(m, SGD(m.parameters(), lr=0.1), CrossEntropyLoss(), progress=False)
+    assert watch.history["val_loss"][-1] == pytest.approx(fresh.evaluate(data(2, seed=1))["loss"], rel=1e-6)
+    assert [k for k, _, _ in seen] == [0, 3, 6, 7] and all(np.isfinite(tl) for _, tl, _ in seen)
+    assert m.training                                            # evaluate restored the mode
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        PeriodicEval([], every=0)
+
+
+def test_skip_non_finite_lowers_the_rate_records_and_warns():
+    batches = data(3)
+    bad = (Tensor(np.full((8, 3), np.inf, dtype=np.float32)), batches[0][1])
+    m = net()
+    opt = SGD(m.parameters(), lr=0.4)
+    from tinytorch.core.training import StepLR
+    sched = StepLR(opt, step_size=100)
+    t = Trainer(m, opt, CrossEntropyLoss(), scheduler=sched, progress=False)
+    skip = SkipNonFinite(backoff=0.25, who="demo")
+    with pytest.warns(RuntimeWarning, match=r"demo: epoch 1, step 2: the loss is nan; the step was skipped and the "
+                                            r"learning rate lowered to 0.1"):
+        t.fit([batches[0], bad, batches[1]], epochs=1, callbacks=[skip])
+    assert skip.skipped == [{"epoch": 1, "step": 2, "loss": skip.skipped[0]["loss"], "grad_norm": None, "lr": [0.1]}]
+    assert math.isnan(skip.skipped[0]["loss"]) and sched.base_lrs == [0.1] and t.global_step == 2
+    with pytest.raises(ValueError, match=r"lr_backoff must be a finite number in \(0, 1\)"):
+        SkipNonFinite(backoff=1.0)
+
+
+def test_divergence_stop_stops_or_raises():
+    def run(action):
+        m = net()
+        t = Trainer(m, SGD(m.parameters(), lr=0.01), MSELoss(), progress=False)
+        x = Tensor(np.ones((4, 3), dtype=np.float32))
+        grow = [(x, Tensor(np.full((4, 2), v, dtype=np.float32))) for v in (0.0,) * 3 + (10.0, 20.0, 40.0, 80.0) * 3]
+        guard = DivergenceStop(factor=2.0, action=action, window=3, who="demo")
+        return t, guard, t.fit(grow, epochs=1, callbacks=[guard])
+    with pytest.warns(RuntimeWarning, match="demo: diverged at epoch 1, step 6"):
+        t, guard, h = run("stop")
+    assert guard.diverged["step"] == 6 and t.global_step == 6 and t.should_stop
+    assert guard.diverged["loss"] > 2 * max(guard.diverged["start_loss"], 1.0)
+    with pytest.raises(FloatingPointError, match="demo: diverged at epoch 1, step 6"):
+        run("raise")
+    with pytest.raises(ValueError, match="divergence_factor must be a finite number > 1"):
+        DivergenceStop(factor=0.5)
+    with pytest.raises(ValueError, match="unknown on_divergence 'warn'"):
+        DivergenceStop(action="warn")

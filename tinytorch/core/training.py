@@ -7,7 +7,6 @@ import math
 import numbers
 import os
 import time
-import warnings
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from .tensor import Tensor
 # %% auto #0
 __all__ = ['HOOKS', 'clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine',
            'ExponentialLR', 'MultiStepLR', 'LinearLR', 'LambdaLR', 'Callback', 'LambdaCallback', 'EarlyStopping',
-           'accuracy', 'NonFiniteLossError', 'Trainer', 'SkipNonFinite', 'DivergenceStop']
+           'accuracy', 'NonFiniteLossError', 'Trainer']
 
 # %% ../../modules/07_training/07_training.ipynb #01e4e4ce
 def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
@@ -72,11 +71,16 @@ class LRScheduler:
     interval = "epoch"               # when the Trainer calls step(): after each "epoch" or each "step"
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
+        """PyTorch's protocol: a new schedule (last_epoch == -1) sets each group's "initial_lr" to its "lr" (unless
+        set); a resumed one (last_epoch >= 0) needs "initial_lr" in every group (else KeyError("... param
+        'initial_lr' is not specified in param_groups[i] ...")). Then self.base_lrs (floats from "initial_lr"),
+        self.last_epoch, self._last_lr (the groups' current rates), and one self.step(): the rate for last_epoch + 1."""
         name = type(self).__name__
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{name}: expected an Optimizer, got {type(optimizer).__name__}")
         check_int(last_epoch, "last_epoch", name, -1)
         self.optimizer = optimizer
+        ### BEGIN SOLUTION
         for i, group in enumerate(optimizer.param_groups):
             if last_epoch == -1:
                 group.setdefault("initial_lr", group["lr"])
@@ -87,6 +91,7 @@ class LRScheduler:
         self.last_epoch = int(last_epoch)
         self._last_lr = [float(group["lr"]) for group in optimizer.param_groups]
         self.step()
+        ### END SOLUTION
 
     def get_lr(self) -> list:
         "The learning rate of each group at step `self.last_epoch`."
@@ -723,76 +728,3 @@ class Trainer:
         self.global_step = int(extra.pop("global_step", 0))
         self.history = {k: list(v) for k, v in extra.pop("history", {}).items()}
         return extra
-
-# %% ../../modules/07_training/07_training.ipynb #45eb1b98
-class SkipNonFinite(Callback):
-    """Skip a step whose loss or gradient norm is NaN/inf instead of stopping, and lower the learning rate by
-    `backoff`; `skipped` lists one dict per skip. `who` names the caller in the warning."""
-    def __init__(self, backoff: float = 0.5, who: str = "Trainer"):
-        self.backoff = check_real(backoff, "lr_backoff", who, 0, 1, low_open=True, high_open=True)
-        self.who, self.skipped, self._start = who, [], 0
-
-    def on_fit_start(self, trainer) -> None:
-        self._start = trainer.tried_steps
-
-    def on_nonfinite(self, trainer, what: str, value: float, epoch: int, step) -> bool:
-        """Multiply every group's "lr" of trainer.optimizer (and, with trainer.scheduler, each of its base_lrs) by
-        self.backoff; append {"epoch": epoch, "step": trainer.tried_steps - self._start (this fit's count),
-        "loss": value for a "loss", else trainer.last_loss, "grad_norm": value for a "gradient norm", else None,
-        "lr": the groups' new rates (a list)} to self.skipped; warn (RuntimeWarning) "{who}: epoch {epoch}, step
-        {that count}: the loss is {value} (or: the gradient norm is {value}); the step was skipped and the learning
-        rate lowered to {first rate:.3g}"; return True."""
-        ### BEGIN SOLUTION
-        for group in trainer.optimizer.param_groups:
-            group["lr"] *= self.backoff
-        if trainer.scheduler is not None:
-            trainer.scheduler.base_lrs = [b * self.backoff for b in trainer.scheduler.base_lrs]
-        lrs = [g["lr"] for g in trainer.optimizer.param_groups]
-        count = trainer.tried_steps - self._start
-        loss = value if what == "loss" else trainer.last_loss
-        self.skipped.append({"epoch": epoch, "step": count, "loss": loss,
-                             "grad_norm": value if what == "gradient norm" else None, "lr": lrs})
-        warnings.warn(f"{self.who}: epoch {epoch}, step {count}: the {what} is {value}; the step was skipped and "
-                      f"the learning rate lowered to {lrs[0]:.3g}", RuntimeWarning, stacklevel=2)
-        return True
-        ### END SOLUTION
-
-
-class DivergenceStop(Callback):
-    """Stop (action "stop", with a RuntimeWarning) or raise FloatingPointError (action "raise") when the loss runs
-    away: the mean of the last `window` step losses above `factor` x the mean of the first `window` (x 1 when
-    that was below 1). `diverged`: None, or where it happened."""
-    def __init__(self, factor: float = 2.0, action: str = "stop", window: int = 5, who: str = "Trainer"):
-        self.factor = check_real(factor, "divergence_factor", who, 1, low_open=True)
-        self.action = check_choice(action, ("stop", "raise"), "on_divergence", who)
-        self.window = check_int(window, "window", who)
-        self.who, self.losses, self.diverged, self._start = who, [], None, 0
-
-    def on_fit_start(self, trainer) -> None:
-        self.losses, self.diverged, self._start = [], None, trainer.tried_steps
-
-    def on_step_end(self, trainer, step: int, loss: float) -> None:
-        """Append `loss` to self.losses; with at least 2 * window of them, start = mean of the first window,
-        recent = mean of the last window (floats); when recent > factor * max(start, 1): self.diverged = {"epoch":
-        trainer.epoch + 1, "step": trainer.tried_steps - self._start, "start_loss": start, "loss": recent}, then
-        raise FloatingPointError("{who}: diverged at epoch ..., step ...: the mean loss of the last {window} steps
-        is ...") for action "raise", else warn (RuntimeWarning, the same message) and set trainer.should_stop."""
-        ### BEGIN SOLUTION
-        self.losses.append(float(loss))
-        w = self.window
-        if len(self.losses) < 2 * w:
-            return
-        start, recent = float(np.mean(self.losses[:w])), float(np.mean(self.losses[-w:]))
-        if recent <= self.factor * max(start, 1.0):
-            return
-        epoch, count = trainer.epoch + 1, trainer.tried_steps - self._start
-        self.diverged = {"epoch": epoch, "step": count, "start_loss": start, "loss": recent}
-        message = (f"{self.who}: diverged at epoch {epoch}, step {count}: the mean loss of the last {w} steps is "
-                   f"{recent:.4g}, more than {self.factor:g} x its start {start:.4g} (or x 1 when the start is "
-                   f"below 1); lower the learning rate (now {trainer.optimizer.param_groups[0]['lr']:.3g}) or clip "
-                   f"the gradients")
-        if self.action == "raise":
-            raise FloatingPointError(message)
-        warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
-        trainer.should_stop = True
-        ### END SOLUTION

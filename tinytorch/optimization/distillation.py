@@ -17,8 +17,8 @@ from ..core.layers import Linear, Module, Parameter, Sequential
 from ..core.losses import CrossEntropyLoss, log_softmax
 from ..core.optimizers import Adam, AdamW, Optimizer, SGD
 from ..core.checks import check_choice, check_fraction, check_int, check_real
-from ..core.training import (Callback, CosineAnnealingLR, DivergenceStop, SkipNonFinite, Trainer,
-                                     load_checkpoint)
+from ..core.callbacks import DivergenceStop, SkipNonFinite
+from ..core.training import Callback, CosineAnnealingLR, Trainer, load_checkpoint
 from .pruning import _check_module, _register_mask_buffer, attach_mask, mask_gradients, param_owners
 
 # %% auto #0
