@@ -144,7 +144,7 @@ def train_tinygpt(model: GPT, cfg: dict, train: np.ndarray, val: np.ndarray, *, 
     the same seed gives the same weights on any machine. Module 07's Trainer runs the steps (AdamW, clipping at 1,
     the preset's per-step schedule); its PeriodicEval callback logs the loss on fixed held-out windows every
     `eval_every` steps.
-    Returns {"history", "steps", "seconds"}."""
+    Returns {"history", "steps", "seconds"}. Given: the 2017 milestone (after module 13) trains with it."""
     T, B = cfg["max_seq_len"], cfg["batch"]
     log = log or (lambda *a, **k: None)
     decay = [p for p in model.parameters() if p.ndim >= 2]          # no weight decay on biases and norms
@@ -624,8 +624,12 @@ def _tune_batches(run: _Run, cycle: int) -> list:
 
 
 def _measure(run: _Run, stage: str) -> dict:
-    "Evaluate the model at `stage` on the held-out pairs, with a text sample; returns the evaluation record."
+    """Evaluate the model at `stage`: run.tracker.log_eval(stage, the loss of module 17's evaluate(model,
+    run.eval_pairs), heads_on = head_alive(model).sum(), parameters = model.num_parameters(), both ints), then
+    log_sample(stage, config.prompt, generate_text(model, run.tok, prompt, run.size["sample"], seed=config.seed)),
+    run.say a line; returns the evaluation record."""
     model, tracker, config = run.model, run.tracker, run.config
+    ### BEGIN SOLUTION
     record = tracker.log_eval(stage, evaluate(model, run.eval_pairs)["loss"],
                               heads_on=int(head_alive(model).sum()), parameters=int(model.num_parameters()))
     tracker.log_sample(stage, config.prompt,
@@ -633,11 +637,16 @@ def _measure(run: _Run, stage: str) -> dict:
     run.say(f"  {stage:20s} loss {record['loss']:.3f}  perplexity {record['perplexity']:.2f}  "
             f"heads on {record['heads_on']}")
     return record
+    ### END SOLUTION
 
 
 def _tune_stage(run: _Run, stage: str, batches: list, warmup: int):
-    "Module 17's fine_tune (module 07's Trainer) on `batches`, every step's loss and every event in the tracker."
+    """Module 17's fine_tune (module 07's Trainer) on `batches` for config.num_epochs: lr config.learning_rate,
+    optimizer_name "adamw", clip_grad 1.0, warmup_steps `warmup`, on_step logging each loss with
+    run.tracker.log_train(stage, loss); then one tracker event per skipped step ("skipped step", stage=stage, **it)
+    and, if it diverged, a "diverged" event and a run.say line. Returns the FineTuneHistory."""
     config, tracker = run.config, run.tracker
+    ### BEGIN SOLUTION
     history = fine_tune(run.model, batches, config.num_epochs, lr=config.learning_rate, optimizer_name="adamw",
                         clip_grad=1.0, warmup_steps=warmup,
                         on_step=lambda step, loss, lr: tracker.log_train(stage, loss))
@@ -647,6 +656,7 @@ def _tune_stage(run: _Run, stage: str, batches: list, warmup: int):
         tracker.log_event("diverged", stage=stage, **history.diverged)
         run.say(f"  {stage}: fine-tuning diverged ({history.diverged}); stopped")
     return history
+    ### END SOLUTION
 
 
 def _stages(run: _Run, tick) -> None:
