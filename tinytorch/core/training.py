@@ -16,6 +16,7 @@ from .checks import check_choice, check_int, check_real
 from .files import (atomic_write, load_checkpoint, remove_stale_temps, save_checkpoint,  # noqa: F401
                                   save_figure_atomic, state_values, write_json_atomic, write_text_atomic)
 # the one atomic writer and the checkpoint format (07_training_files), re-exported
+_all_ = ["save_checkpoint", "load_checkpoint"]       # in this module's __all__, as before they moved
 from .layers import Module
 from .optimizers import Optimizer
 from .tensor import Tensor
@@ -23,7 +24,7 @@ from .tensor import Tensor
 # %% auto #0
 __all__ = ['HOOKS', 'clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine',
            'ExponentialLR', 'MultiStepLR', 'LinearLR', 'LambdaLR', 'Callback', 'LambdaCallback', 'EarlyStopping',
-           'accuracy', 'NonFiniteLossError', 'Trainer']
+           'accuracy', 'NonFiniteLossError', 'Trainer', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../../modules/07_training/07_training.ipynb #01e4e4ce
 def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
