@@ -21,7 +21,7 @@ from .optimization.compression import head_state, restore_head_state
 
 # %% auto #0
 __all__ = ['DATASETS', 'MODEL_FORMAT', 'MODEL_FORMAT_VERSION', 'default_weights_dir', 'check_dataset', 'load_text', 'dataset_tag',
-           'text_split', 'shakespeare_split', 'save_model', 'load_model', 'load_pretrained']
+           'text_split', 'shakespeare_split', 'save_model', 'load_model', 'load_pretrained', 'progress_figures']
 
 # %% ../modules/20_capstone/20_capstone_io.ipynb #6b56add9
 def default_weights_dir() -> Path:
@@ -211,3 +211,83 @@ def load_pretrained(path) -> tuple:
     if tok is None:
         raise ValueError(f"load_pretrained: {p} holds no tokenizer; save it with save_model(path, model, tokenizer)")
     return model, tok, {"source": "loaded", "path": str(_npz_path(p)), **{k: extra.get(k) for k in ("val_loss", "steps")}}
+
+# %% ../modules/20_capstone/20_capstone_io.ipynb #d1b4abc7
+def progress_figures(tracker, Figure) -> dict:
+    """The plots of a ProgressTracker (module 20's first notebook) as matplotlib Figures: {"curves": loss and
+    perplexity, "importance": layer × head importance of each pruning, one panel per cycle, "heads": heads on
+    after each pruning and growth}; the last two only when there was a pruning. `Figure` is
+    matplotlib.figure.Figure (imported by the caller, which says what to do without matplotlib)."""
+    figs = {"curves": _curves_figure(tracker, Figure)}
+    scored = [p for p in tracker.pruning if p["importance"] is not None]       # one panel per pruning (cycle)
+    if scored:
+        figs["importance"] = _importance_figure(Figure, scored)
+    if tracker.pruning:
+        figs["heads"] = _heads_figure(tracker, Figure)
+    return figs
+
+
+def _curves_figure(tracker, Figure):
+    "Training-batch losses and every evaluation (loss, perplexity) against the step, stages annotated."
+    fig = Figure(figsize=(11, 4))
+    ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    if tracker.train_loss:
+        ax.plot([r["step"] for r in tracker.train_loss], [r["loss"] for r in tracker.train_loss], lw=0.8,
+                alpha=0.7, label="training batches")
+    for r in tracker.evaluations:
+        if r["loss"] is not None:
+            ax.plot(r["step"], r["loss"], "o", ms=5)
+            ax.annotate(r["stage"], (r["step"], r["loss"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ev = [r for r in tracker.evaluations if r.get("perplexity") is not None]
+    ax2.plot([r["step"] for r in ev], [r["perplexity"] for r in ev], "o-")
+    for r in ev:
+        ax2.annotate(r["stage"], (r["step"], r["perplexity"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="training step", ylabel="loss (nats per token)", title="loss")
+    ax2.set(xlabel="training step", ylabel="perplexity", title="held-out perplexity")
+    if tracker.train_loss:
+        ax.legend(fontsize=8)
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+    fig.suptitle(tracker.name)
+    fig.tight_layout()
+    return fig
+
+
+def _importance_figure(Figure, scored: list):
+    "One layer × head importance panel per scored pruning, pruned heads crossed."
+    shape = np.array(scored[0]["importance"], dtype=object).shape
+    fig = Figure(figsize=(0.4 + len(scored) * (1.2 + 1.1 * shape[1]), 1.2 + 0.8 * shape[0]))
+    for i, rec in enumerate(scored):
+        imp = np.array([[np.nan if v is None else v for v in row] for row in rec["importance"]], dtype=float)
+        ax = fig.add_subplot(1, len(scored), i + 1)
+        im = ax.imshow(imp, cmap="viridis")
+        for l in range(imp.shape[0]):
+            for h in range(imp.shape[1]):
+                if np.isfinite(imp[l, h]):
+                    ax.text(h, l, f"{imp[l, h]:.2g}", ha="center", va="center", fontsize=7, color="w")
+        for l, h in rec["heads"]:
+            ax.plot(h, l, "x", color="red", ms=18, mew=2)
+        ax.set(xlabel="head", ylabel="layer", title=f"{rec['stage']}: {rec['strategy']}; x = pruned",
+               xticks=range(imp.shape[1]), yticks=range(imp.shape[0]))
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def _heads_figure(tracker, Figure):
+    "The heads on after each pruning and growth: green on, red pruned, + grown back."
+    fig = Figure(figsize=(3.2 * len(tracker.pruning) + 0.5, 3.2))
+    for i, p in enumerate(tracker.pruning):
+        ax = fig.add_subplot(1, len(tracker.pruning), i + 1)
+        state = np.array(p["alive"], dtype=float)
+        for l, h in p["heads"]:
+            state[l, h] = 0.5 if p["kind"] == "grow" else 0.0
+        ax.imshow(state, cmap="RdYlGn", vmin=0, vmax=1)
+        for l, h in p["heads"]:
+            if p["kind"] == "grow":
+                ax.text(h, l, "+", ha="center", va="center", fontsize=14)
+        ax.set(xlabel="head", ylabel="layer", xticks=range(state.shape[1]), yticks=range(state.shape[0]),
+               title=f"{p['stage']}: {int(np.sum(p['alive']))} heads on")
+    fig.suptitle("heads on (green), pruned (red), grown back (+)")
+    fig.tight_layout()
+    return fig

@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from .core.autograd import no_grad
+from .core.checks import check_choice, check_int, check_real
 from .core.losses import CrossEntropyLoss
 from .core.optimizers import AdamW
-from .core.training import clip_grad_norm, save_figure_atomic
+from .core.tensor import Tensor
+from .core.callbacks import PeriodicEval
+from .core.training import LRScheduler, Trainer, save_figure_atomic
 from .core.tokenization import Tokenizer, pad_sequences
 from .core.transformers import GPT
 from .optimization.memoization import cached_generate
@@ -27,8 +30,8 @@ from .optimization.compression import (GROWTH_STRATEGIES, HEAD_STRATEGIES, evalu
                                                 head_alive, head_importance, prune_heads, pruned_heads,
                                                 write_json_atomic)
 from .experiment_io import (DATASETS, _jsonable, _npz_path, check_dataset, dataset_tag,  # noqa: F401
-                                     default_weights_dir, load_model, load_pretrained, load_text, save_model,
-                                     shakespeare_split, text_split)
+                                     default_weights_dir, load_model, load_pretrained, load_text, progress_figures,
+                                     save_model, shakespeare_split, text_split)
 
 # %% auto #0
 __all__ = ['TINYGPT_PRESETS', 'DEVICES', 'tinygpt_preset', 'lr_at', 'random_windows', 'mean_loss', 'build_tinygpt',
@@ -95,62 +98,75 @@ def build_tinygpt(preset, vocab_size: int, seed: int = 0) -> GPT:
                seed=seed)
 
 
+class _Windows:
+    "`steps` batches of B random windows of `ids` (inputs, next-token targets), drawn only as the loop asks for them."
+    def __init__(self, ids: np.ndarray, T: int, B: int, steps: int, rng):
+        self.ids, self.T, self.B, self.steps, self.rng = ids, T, B, steps, rng
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            w = random_windows(self.ids, self.T, self.B, self.rng)
+            yield w[:, :-1], w[:, 1:]
+
+
+class _PresetSchedule(LRScheduler):
+    "lr_at as a per-step schedule of module 07: warm-up, then cosine from lr to min_lr over `steps` steps."
+    interval = "step"
+
+    def __init__(self, optimizer, cfg: dict, steps: int):
+        self.cfg, self.steps = dict(cfg), steps
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list:
+        t = self.last_epoch
+        return [lr_at(t, t / self.steps, self.cfg) for _ in self.base_lrs]
+
+    def state_dict(self) -> dict:                 # the preset (a dict) is not state: left out, as LambdaLR's functions
+        return {"last_epoch": np.array(self.last_epoch)}
+
+
+class _TokenLoss:
+    "Cross-entropy per token of (B, T, V) logits against (B, T) next-token targets."
+    def __init__(self):
+        self.criterion = CrossEntropyLoss()
+
+    def __call__(self, logits, targets):
+        t = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
+        return self.criterion(logits.reshape(-1, logits.shape[-1]), t.reshape(-1))
+
+
 def train_tinygpt(model: GPT, cfg: dict, train: np.ndarray, val: np.ndarray, *, steps: int | None = None,
                   seed: int = 0, log=print) -> dict:
     """Train `model` on windows of `train` by the preset `cfg` for exactly `steps` steps (default the preset's):
-    the same seed gives the same weights on any machine. Every `eval_every` steps the loss on fixed held-out
-    windows is logged. Returns {"history", "steps", "seconds"}."""
-    T, B, V = cfg["max_seq_len"], cfg["batch"], model.vocab_size
+    the same seed gives the same weights on any machine. Module 07's Trainer runs the steps (AdamW, clipping at 1,
+    the preset's per-step schedule); its PeriodicEval callback logs the loss on fixed held-out windows every
+    `eval_every` steps.
+    Returns {"history", "steps", "seconds"}. Given: the 2017 milestone (after module 13) trains with it."""
+    T, B = cfg["max_seq_len"], cfg["batch"]
     log = log or (lambda *a, **k: None)
     decay = [p for p in model.parameters() if p.ndim >= 2]          # no weight decay on biases and norms
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                 lr=cfg["lr"], betas=(0.9, 0.99))
-    loss_fn = CrossEntropyLoss()
-    rng = np.random.default_rng(seed)
+    steps = check_int(steps if steps is not None else cfg["steps"], "steps", "train_tinygpt")
     eval_windows = random_windows(val, T, cfg["eval_batches"] * B, np.random.default_rng(1234))
-    steps = int(steps if steps is not None else cfg["steps"])
-    if steps < 1:
-        raise ValueError(f"train_tinygpt: steps must be >= 1, got {steps}")
+    held_out = [(w[:, :-1], w[:, 1:]) for w in np.array_split(eval_windows, max(1, -(-len(eval_windows) // 128)))]
     log(f"  training: {steps} steps")
-    history = {"step": [], "val": [], "train_step": [], "train": []}
-    recent, since_eval = [], []
     t0 = time.perf_counter()
 
-    def record(step):
-        v = mean_loss(model, loss_fn, eval_windows)
-        history["step"].append(step)
-        history["val"].append(v)
-        log(f"  step {step:4d}  train {np.mean(since_eval):.3f}  val {v:.3f}  lr {opt.param_groups[0]['lr']:.1e}  "
-            f"({time.perf_counter() - t0:.0f} s)")
-        since_eval.clear()
-
-    step = 0
-    model.train()
-    while True:
-        progress = step / steps
-        if progress >= 1.0:
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, progress, cfg)
-        batch = random_windows(train, T, B, rng)
-        opt.zero_grad()
-        loss = loss_fn(model(batch[:, :-1]).reshape(-1, V), batch[:, 1:].reshape(-1))
-        loss.backward()
-        clip_grad_norm(model.parameters(), 1.0)
-        opt.step()
-        recent.append(loss.item())
-        since_eval.append(recent[-1])
-        if step % 10 == 0:                           # the training curve: mean of the last 10 batches
-            history["train_step"].append(step)
-            history["train"].append(float(np.mean(recent)))
-            recent.clear()
-        if step % cfg["eval_every"] == 0:
-            record(step)
-        step += 1
-    if since_eval:
-        record(step - 1)
-    return {"history": history, "steps": step, "seconds": time.perf_counter() - t0}
+    def report(trainer, step, train_loss, values):
+        log(f"  step {step:4d}  train {train_loss:.3f}  val {values['loss']:.3f}  "
+            f"lr {trainer.optimizer.param_groups[0]['lr']:.1e}  ({time.perf_counter() - t0:.0f} s)")
+    watch = PeriodicEval(held_out, every=cfg["eval_every"], curve_every=10, log=report)
+    trainer = Trainer(model, opt, _TokenLoss(), scheduler=_PresetSchedule(opt, cfg, steps), clip_grad_norm=1.0,
+                      progress=False)
+    trainer.fit(_Windows(train, T, B, steps, np.random.default_rng(seed)), epochs=1, callbacks=[watch])
+    h = watch.history
+    return {"history": {"step": h["step"], "val": h["val_loss"], "train_step": h["train_step"], "train": h["train_loss"]},
+            "steps": trainer.global_step, "seconds": time.perf_counter() - t0}
 
 
 def save_tinygpt(stem, model: GPT, tokenizer: Tokenizer, **extra) -> tuple:
@@ -237,14 +253,6 @@ _TRAINED: dict = {}        # (preset, seed, steps, data set) -> a trained model 
 DEVICES = ("cpu",)
 
 
-def _positive_int_field(name: str, value, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"ExperimentConfig: {name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 @dataclass
 class ExperimentConfig:
     """Everything that defines one pruning experiment (see run_experiment). The fields after `test_mode` are
@@ -288,29 +296,20 @@ class ExperimentConfig:
             raise ValueError(f"ExperimentConfig: pruning_percent must be a fraction in [0, 1) (0.3 prunes 30 % of the "
                              f"heads), got {p!r}")
         self.pruning_percent = float(p)
-        if self.strategy not in HEAD_STRATEGIES:
-            raise ValueError(f"ExperimentConfig: unknown strategy {self.strategy!r}; known: "
-                             f"{', '.join(map(repr, HEAD_STRATEGIES))}")
-        if self.growth_strategy is not None and self.growth_strategy not in GROWTH_STRATEGIES:
-            raise ValueError(f"ExperimentConfig: unknown growth_strategy {self.growth_strategy!r}; known: "
-                             f"{', '.join(map(repr, GROWTH_STRATEGIES))} (or None for no growth)")
+        check_choice(self.strategy, HEAD_STRATEGIES, "strategy", "ExperimentConfig")
+        if self.growth_strategy is not None:
+            check_choice(self.growth_strategy, GROWTH_STRATEGIES, "growth_strategy", "ExperimentConfig")
         for name in ("num_epochs", "batch_size", "steps_per_epoch", "eval_batches", "importance_batches",
                      "sample_tokens", "threads", "max_cycles"):
-            setattr(self, name, _positive_int_field(name, getattr(self, name)))
-        self.grow_count = _positive_int_field("grow_count", self.grow_count, allow_none=True)
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"ExperimentConfig: learning_rate must be a finite number > 0, got {lr!r}")
-        self.learning_rate = float(lr)
+            setattr(self, name, check_int(getattr(self, name), name, "ExperimentConfig"))
+        self.grow_count = check_int(self.grow_count, "grow_count", "ExperimentConfig", allow_none=True)
+        self.learning_rate = check_real(self.learning_rate, "learning_rate", "ExperimentConfig", 0, low_open=True)
         if self.device not in DEVICES:
             raise ValueError(f"ExperimentConfig: device {self.device!r} is not available: tinytorch computes with NumPy "
                              f"on the CPU only, so the one device is 'cpu'")
         ### END SOLUTION
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, (int, np.integer)) \
-                or self.warmup_steps < 0:
-            raise ValueError(f"ExperimentConfig: warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"ExperimentConfig: seed must be an integer >= 0, got {self.seed!r}")
+        self.warmup_steps = check_int(self.warmup_steps, "warmup_steps", "ExperimentConfig", 0)
+        self.seed = check_int(self.seed, "seed", "ExperimentConfig", 0)
         for name in ("test_mode", "physical", "resume"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ExperimentConfig: {name} must be True or False, got {getattr(self, name)!r}")
@@ -492,65 +491,7 @@ class ProgressTracker:
         except ImportError:
             raise RuntimeError("ProgressTracker.plot needs matplotlib (pip install matplotlib); the JSON from "
                                "save_json holds the same numbers") from None
-        figs = {}
-        fig = Figure(figsize=(11, 4))
-        ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-        if self.train_loss:
-            ax.plot([r["step"] for r in self.train_loss], [r["loss"] for r in self.train_loss], lw=0.8,
-                    alpha=0.7, label="training batches")
-        for r in self.evaluations:
-            if r["loss"] is not None:
-                ax.plot(r["step"], r["loss"], "o", ms=5)
-                ax.annotate(r["stage"], (r["step"], r["loss"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ev = [r for r in self.evaluations if r.get("perplexity") is not None]
-        ax2.plot([r["step"] for r in ev], [r["perplexity"] for r in ev], "o-")
-        for r in ev:
-            ax2.annotate(r["stage"], (r["step"], r["perplexity"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set(xlabel="training step", ylabel="loss (nats per token)", title="loss")
-        ax2.set(xlabel="training step", ylabel="perplexity", title="held-out perplexity")
-        if self.train_loss:
-            ax.legend(fontsize=8)
-        for a in (ax, ax2):
-            a.grid(alpha=0.3)
-        fig.suptitle(self.name)
-        fig.tight_layout()
-        figs["curves"] = fig
-        scored = [p for p in self.pruning if p["importance"] is not None]       # one panel per pruning (cycle)
-        if scored:
-            shape = np.array(scored[0]["importance"], dtype=object).shape
-            fig = Figure(figsize=(0.4 + len(scored) * (1.2 + 1.1 * shape[1]), 1.2 + 0.8 * shape[0]))
-            for i, rec in enumerate(scored):
-                imp = np.array([[np.nan if v is None else v for v in row] for row in rec["importance"]], dtype=float)
-                ax = fig.add_subplot(1, len(scored), i + 1)
-                im = ax.imshow(imp, cmap="viridis")
-                for l in range(imp.shape[0]):
-                    for h in range(imp.shape[1]):
-                        if np.isfinite(imp[l, h]):
-                            ax.text(h, l, f"{imp[l, h]:.2g}", ha="center", va="center", fontsize=7, color="w")
-                for l, h in rec["heads"]:
-                    ax.plot(h, l, "x", color="red", ms=18, mew=2)
-                ax.set(xlabel="head", ylabel="layer", title=f"{rec['stage']}: {rec['strategy']}; x = pruned",
-                       xticks=range(imp.shape[1]), yticks=range(imp.shape[0]))
-                fig.colorbar(im, ax=ax, fraction=0.046)
-            fig.tight_layout()
-            figs["importance"] = fig
-        if self.pruning:
-            fig = Figure(figsize=(3.2 * len(self.pruning) + 0.5, 3.2))
-            for i, p in enumerate(self.pruning):
-                ax = fig.add_subplot(1, len(self.pruning), i + 1)
-                state = np.array(p["alive"], dtype=float)
-                for l, h in p["heads"]:
-                    state[l, h] = 0.5 if p["kind"] == "grow" else 0.0
-                ax.imshow(state, cmap="RdYlGn", vmin=0, vmax=1)
-                for l, h in p["heads"]:
-                    if p["kind"] == "grow":
-                        ax.text(h, l, "+", ha="center", va="center", fontsize=14)
-                ax.set(xlabel="head", ylabel="layer", xticks=range(state.shape[1]), yticks=range(state.shape[0]),
-                       title=f"{p['stage']}: {int(np.sum(p['alive']))} heads on")
-            fig.suptitle("heads on (green), pruned (red), grown back (+)")
-            fig.tight_layout()
-            figs["heads"] = fig
-        return figs
+        return progress_figures(self, Figure)
 
     def plot(self, output_dir, prefix: str | None = None) -> dict:
         """Save the figures() as PNGs in `output_dir`: `<prefix>_curves.png`, `<prefix>_importance.png` and
@@ -635,121 +576,176 @@ def _windows_of(ids: np.ndarray, T: int, n: int, rng, what: str, dataset: str) -
     return random_windows(ids, T, n, rng)
 
 
-def _run(config: ExperimentConfig, progress, log) -> tuple:
-    tick = progress or (lambda stage: None)
-    say = log or (lambda *a, **k: None)
-    size = _sizes(config)
-    t_start = time.perf_counter()
+class _Run:
+    "The state of one experiment run, shared by the stage functions below."
+    def __init__(self, config: ExperimentConfig, size: dict, say):
+        self.config, self.size, self.say = config, size, say
+        self.cycles, self.grown, self.done, self.grown_before, self.previous = [], [], 0, False, None
+
+
+def _open_run(config: ExperimentConfig, size: dict, tick, say) -> _Run:
+    "A _Run with its model, tokenizer, tracker and info: resumed from output_dir, or new (the model loaded/trained)."
+    run = _Run(config, size, say)
     resumed = _resumable(config) if config.resume else None
-    cycles, grown, done, grown_before = [], [], 0, False
     if resumed is not None:
-        model, tok, tracker, previous = resumed
-        info, cycles = previous["model"], list(previous.get("cycles", []))
-        done, grown_before = len(cycles), bool(previous.get("grown_heads"))
-        tracker.log_event("notice", message=f"resumed after cycle {done} from {config.output_dir}")
-        say(f"  resuming {config.output_dir} after cycle {done}")
-    else:
-        tracker = ProgressTracker(f"{size['preset']}-{config.strategy}-{config.pruning_percent:g}", config.to_dict())
-        if config.resume:
-            tracker.log_event("notice", message=f"nothing to resume in {config.output_dir}: a new run")
-        if config.test_mode and config.model_name != size["preset"] and config.weights is None:
-            tracker.log_event("notice", message=f"test_mode: the {size['preset']} preset replaces {config.model_name}")
-        tick("model")
-        model, tok, info = _starting_model(config, size, say)
-    _, train_ids, val_ids = text_split(config.dataset, tok)
-    T, B = model.max_seq_len, size["batch"]
+        run.model, run.tok, run.tracker, run.previous = resumed
+        run.info, run.cycles = run.previous["model"], list(run.previous.get("cycles", []))
+        run.done, run.grown_before = len(run.cycles), bool(run.previous.get("grown_heads"))
+        run.tracker.log_event("notice", message=f"resumed after cycle {run.done} from {config.output_dir}")
+        say(f"  resuming {config.output_dir} after cycle {run.done}")
+        return run
+    run.tracker = ProgressTracker(f"{size['preset']}-{config.strategy}-{config.pruning_percent:g}", config.to_dict())
+    if config.resume:
+        run.tracker.log_event("notice", message=f"nothing to resume in {config.output_dir}: a new run")
+    if config.test_mode and config.model_name != size["preset"] and config.weights is None:
+        run.tracker.log_event("notice", message=f"test_mode: the {size['preset']} preset replaces {config.model_name}")
+    tick("model")
+    run.model, run.tok, run.info = _starting_model(config, size, say)
+    return run
+
+
+def _prepare_data(run: _Run) -> None:
+    "The run's windows: held-out pairs for every evaluation, scoring batches for importance, training ids."
+    config, size = run.config, run.size
+    _, run.train_ids, val_ids = text_split(config.dataset, run.tok)
+    T, B = run.model.max_seq_len, size["batch"]
     eval_w = _windows_of(val_ids, T, size["eval"] * B, np.random.default_rng(config.seed + 10_000), "held-out",
                          config.dataset)
-    eval_pairs = [(w[:, :-1], w[:, 1:]) for w in np.split(eval_w, size["eval"])]
-    scoring = [_windows_of(train_ids, T, B, np.random.default_rng([config.seed, 0, i]), "training", config.dataset)
-               for i in range(size["importance"])]
+    run.eval_pairs = [(w[:, :-1], w[:, 1:]) for w in np.split(eval_w, size["eval"])]
+    run.scoring = [_windows_of(run.train_ids, T, B, np.random.default_rng([config.seed, 0, i]), "training",
+                               config.dataset) for i in range(size["importance"])]
 
-    def tune_batches(cycle: int) -> list:          # seeded by the cycle: a resumed run gets the same batches
-        rng = np.random.default_rng([config.seed, 1, cycle])
-        return [(w[:, :-1], w[:, 1:]) for w in (random_windows(train_ids, T, B, rng) for _ in range(size["steps"]))]
 
-    def measure(stage: str) -> dict:
-        record = tracker.log_eval(stage, evaluate(model, eval_pairs)["loss"],
-                                  heads_on=int(head_alive(model).sum()), parameters=int(model.num_parameters()))
-        tracker.log_sample(stage, config.prompt,
-                           generate_text(model, tok, config.prompt, size["sample"], seed=config.seed))
-        say(f"  {stage:20s} loss {record['loss']:.3f}  perplexity {record['perplexity']:.2f}  "
-            f"heads on {record['heads_on']}")
-        return record
+def _tune_batches(run: _Run, cycle: int) -> list:
+    "The fine-tuning batches of `cycle`, seeded by it: a resumed run gets the same batches."
+    rng = np.random.default_rng([run.config.seed, 1, cycle])
+    T, B = run.model.max_seq_len, run.size["batch"]
+    return [(w[:, :-1], w[:, 1:]) for w in (random_windows(run.train_ids, T, B, rng) for _ in range(run.size["steps"]))]
 
-    def tune_stage(stage: str, batches: list, warmup: int):
-        history = fine_tune(model, batches, config.num_epochs, lr=config.learning_rate, optimizer_name="adamw",
-                            clip_grad=1.0, warmup_steps=warmup,
-                            on_step=lambda step, loss, lr: tracker.log_train(stage, loss))
-        for skipped in history.skipped:
-            tracker.log_event("skipped step", stage=stage, **skipped)
-        if history.diverged is not None:
-            tracker.log_event("diverged", stage=stage, **history.diverged)
-            say(f"  {stage}: fine-tuning diverged ({history.diverged}); stopped")
-        return history
 
+def _measure(run: _Run, stage: str) -> dict:
+    """Evaluate the model at `stage`: run.tracker.log_eval(stage, the loss of module 17's evaluate(model,
+    run.eval_pairs), heads_on = head_alive(model).sum(), parameters = model.num_parameters(), both ints), then
+    log_sample(stage, config.prompt, generate_text(model, run.tok, prompt, run.size["sample"], seed=config.seed)),
+    run.say a line; returns the evaluation record."""
+    model, tracker, config = run.model, run.tracker, run.config
     ### BEGIN SOLUTION
-    if resumed is None:
+    record = tracker.log_eval(stage, evaluate(model, run.eval_pairs)["loss"],
+                              heads_on=int(head_alive(model).sum()), parameters=int(model.num_parameters()))
+    tracker.log_sample(stage, config.prompt,
+                       generate_text(model, run.tok, config.prompt, run.size["sample"], seed=config.seed))
+    run.say(f"  {stage:20s} loss {record['loss']:.3f}  perplexity {record['perplexity']:.2f}  "
+            f"heads on {record['heads_on']}")
+    return record
+    ### END SOLUTION
+
+
+def _tune_stage(run: _Run, stage: str, batches: list, warmup: int):
+    """Module 17's fine_tune (module 07's Trainer) on `batches` for config.num_epochs: lr config.learning_rate,
+    optimizer_name "adamw", clip_grad 1.0, warmup_steps `warmup`, on_step logging each loss with
+    run.tracker.log_train(stage, loss); then one tracker event per skipped step ("skipped step", stage=stage, **it)
+    and, if it diverged, a "diverged" event and a run.say line. Returns the FineTuneHistory."""
+    config, tracker = run.config, run.tracker
+    ### BEGIN SOLUTION
+    history = fine_tune(run.model, batches, config.num_epochs, lr=config.learning_rate, optimizer_name="adamw",
+                        clip_grad=1.0, warmup_steps=warmup,
+                        on_step=lambda step, loss, lr: tracker.log_train(stage, loss))
+    for skipped in history.skipped:
+        tracker.log_event("skipped step", stage=stage, **skipped)
+    if history.diverged is not None:
+        tracker.log_event("diverged", stage=stage, **history.diverged)
+        run.say(f"  {stage}: fine-tuning diverged ({history.diverged}); stopped")
+    return history
+    ### END SOLUTION
+
+
+def _stages(run: _Run, tick) -> None:
+    """The experiment's stages after the model (see experiment_stages): baseline (unless resumed), each prune →
+    fine-tune cycle after run.done, growth (unless grown before). Uses _measure, _tune_stage, _tune_batches;
+    appends one record per cycle to run.cycles and the grown heads to run.grown."""
+    config, model, tracker = run.config, run.model, run.tracker
+    ### BEGIN SOLUTION
+    if run.previous is None:
         tick("baseline")
-        measure("baseline")
-    for k in range(done + 1, config.max_cycles + 1):
+        _measure(run, "baseline")
+    for k in range(run.done + 1, config.max_cycles + 1):
         prune_name, pruned_name, tune_name, tuned_name = cycle_stages(config, k)
         tick(prune_name)
         on_before = head_alive(model)
-        importance = head_importance(model, config.strategy, scoring, seed=config.seed + k - 1)
+        importance = head_importance(model, config.strategy, run.scoring, seed=config.seed + k - 1)
         pruned = prune_heads(model, config.pruning_percent, config.strategy, importance=importance,
                              physical=config.physical)
         importance = np.where(on_before, importance, np.nan)       # heads already off were not candidates
         tracker.log_pruning(pruned_name, "prune", config.strategy, pruned, head_alive(model), importance)
         tick(pruned_name)
-        after_prune = measure(pruned_name)
+        after_prune = _measure(run, pruned_name)
         tick(tune_name)
-        history = tune_stage(tune_name, tune_batches(k), 0)
+        history = _tune_stage(run, tune_name, _tune_batches(run, k), 0)
         tick(tuned_name)
-        after_tune = measure(tuned_name)
-        cycles.append({"cycle": k, "pruned_heads": [list(p) for p in pruned], "heads_on": after_tune["heads_on"],
-                       "pruned_loss": after_prune["loss"], "fine_tuned_loss": after_tune["loss"],
-                       "importance": importance, "diverged": history.diverged})
-    if config.growth_strategy is not None and not grown_before:
+        after_tune = _measure(run, tuned_name)
+        run.cycles.append({"cycle": k, "pruned_heads": [list(p) for p in pruned], "heads_on": after_tune["heads_on"],
+                           "pruned_loss": after_prune["loss"], "fine_tuned_loss": after_tune["loss"],
+                           "importance": importance, "diverged": history.diverged})
+    if config.growth_strategy is not None and not run.grown_before:
         tick("grow")
         if pruned_heads(model):
-            n = config.grow_count or max(1, len(cycles[-1]["pruned_heads"]) // 2 if cycles else 1)
+            n = config.grow_count or max(1, len(run.cycles[-1]["pruned_heads"]) // 2 if run.cycles else 1)
             n = min(n, len(pruned_heads(model)))
-            grown = grow_heads(model, n, config.growth_strategy, scoring, seed=config.seed)
+            run.grown = grow_heads(model, n, config.growth_strategy, run.scoring, seed=config.seed)
         else:
             tracker.log_event("notice", message="nothing to grow: no head is pruned")
-        tracker.log_pruning("grown", "grow", config.growth_strategy, grown, head_alive(model))
+        tracker.log_pruning("grown", "grow", config.growth_strategy, run.grown, head_alive(model))
         tick("grown")
-        measure("grown")
+        _measure(run, "grown")
         tick("grown + fine-tune")
-        tune_stage("grown + fine-tune", tune_batches(0), config.warmup_steps)
+        _tune_stage(run, "grown + fine-tune", _tune_batches(run, 0), config.warmup_steps)
         tick("grown + fine-tuned")
-        measure("grown + fine-tuned")
+        _measure(run, "grown + fine-tuned")
     ### END SOLUTION
-    tick("save")
-    grown_all = grown if grown else (previous.get("grown_heads", []) if resumed is not None else [])
-    summary = {"config": config.to_dict(),
-               "model": dict(info, parameters=int(model.num_parameters()), layers=len(model.blocks),
-                             heads_per_layer=[int(b.attn.num_heads) for b in model.blocks]),
-               "dataset": config.dataset,
-               "stages": [{k: r[k] for k in ("stage", "loss", "perplexity", "heads_on", "parameters", "step")}
-                          for r in tracker.evaluations],
-               "cycles": cycles, "importance": cycles[0]["importance"] if cycles else None,
-               "pruned_heads": sorted([list(p) for c in cycles for p in c["pruned_heads"]]),
-               "grown_heads": [list(g) for g in grown_all],
-               "samples": {s["stage"]: s["text"] for s in tracker.samples}, "events": tracker.events, "files": {}}
-    if config.output_dir is not None:
-        out = Path(config.output_dir)
-        summary["files"]["model"] = str(save_model(out / "model.npz", model, tok, cycles=len(cycles),
-                                                   experiment=config.to_dict()))
-        summary["files"]["progress"] = tracker.save_json(out / "progress.json")
-        try:
-            summary["files"].update(tracker.plot(out, "experiment"))
-        except RuntimeError as e:                            # matplotlib missing: say so, keep the JSON
-            tracker.log_event("notice", message=str(e))
-            summary["events"] = tracker.events
-        summary["seconds"] = round(time.perf_counter() - t_start, 2)
-        summary["files"]["summary"] = str(out / "summary.json")
-        write_json_atomic(out / "summary.json", _jsonable(summary))
+
+
+def _summary(run: _Run) -> dict:
+    "Everything the run measured, as one dict (see run_experiment)."
+    config, model, tracker, cycles = run.config, run.model, run.tracker, run.cycles
+    grown_all = run.grown if run.grown else (run.previous.get("grown_heads", []) if run.previous is not None else [])
+    return {"config": config.to_dict(),
+            "model": dict(run.info, parameters=int(model.num_parameters()), layers=len(model.blocks),
+                          heads_per_layer=[int(b.attn.num_heads) for b in model.blocks]),
+            "dataset": config.dataset,
+            "stages": [{k: r[k] for k in ("stage", "loss", "perplexity", "heads_on", "parameters", "step")}
+                       for r in tracker.evaluations],
+            "cycles": cycles, "importance": cycles[0]["importance"] if cycles else None,
+            "pruned_heads": sorted([list(p) for c in cycles for p in c["pruned_heads"]]),
+            "grown_heads": [list(g) for g in grown_all],
+            "samples": {s["stage"]: s["text"] for s in tracker.samples}, "events": tracker.events, "files": {}}
+
+
+def _write_outputs(run: _Run, summary: dict, t_start: float) -> None:
+    "Into config.output_dir (the caller's folder, never one of the course's): model.npz, progress.json, plots, summary.json."
+    out, tracker = Path(run.config.output_dir), run.tracker
+    summary["files"]["model"] = str(save_model(out / "model.npz", run.model, run.tok, cycles=len(run.cycles),
+                                               experiment=run.config.to_dict()))
+    summary["files"]["progress"] = tracker.save_json(out / "progress.json")
+    try:
+        summary["files"].update(tracker.plot(out, "experiment"))
+    except RuntimeError as e:                            # matplotlib missing: say so, keep the JSON
+        tracker.log_event("notice", message=str(e))
+        summary["events"] = tracker.events
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
-    return model, tok, _jsonable(summary)
+    summary["files"]["summary"] = str(out / "summary.json")
+    write_json_atomic(out / "summary.json", _jsonable(summary))
+
+
+def _run(config: ExperimentConfig, progress, log) -> tuple:
+    tick = progress or (lambda stage: None)
+    say = log or (lambda *a, **k: None)
+    t_start = time.perf_counter()
+    run = _open_run(config, _sizes(config), tick, say)
+    _prepare_data(run)
+    _stages(run, tick)
+    tick("save")
+    summary = _summary(run)
+    if config.output_dir is not None:
+        _write_outputs(run, summary, t_start)
+    summary["seconds"] = round(time.perf_counter() - t_start, 2)
+    return run.model, run.tok, _jsonable(summary)

@@ -332,7 +332,7 @@ def test_non_finite_weights_bad_masks_and_bad_distillation_settings():
     for T in (0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="temperature must be a finite number > 0, got"):
             KnowledgeDistillation(lin, lin, temperature=T)
-    with pytest.raises(ValueError, match=r"alpha must be a (finite )?number in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"alpha must be a finite number in \[0, 1\], got 1.5"):
         KnowledgeDistillation(lin, lin, alpha=1.5)
     kd = KnowledgeDistillation(lin, lin, alpha=0.5)
     with pytest.raises(ValueError, match="labels are needed when alpha < 1"):

@@ -42,17 +42,17 @@ def test_a_default_config_is_valid_and_round_trips():
     (dict(strategy="taylor"), "unknown strategy 'taylor'; known: 'random', 'magnitude', 'entropy', 'gradient'"),
     (dict(growth_strategy="greedy"), "unknown growth_strategy 'greedy'; known: 'gradient_sensitivity', "
                                      "'entropy_gap', 'balanced', 'random'"),
-    (dict(num_epochs=0), "num_epochs must be a positive integer, got 0"),
-    (dict(num_epochs=1.5), "num_epochs must be a positive integer, got 1.5"),
-    (dict(batch_size=-2), "batch_size must be a positive integer, got -2"),
+    (dict(num_epochs=0), r"num_epochs must be a positive integer \(>= 1\), got 0"),
+    (dict(num_epochs=1.5), r"num_epochs must be a positive integer \(>= 1\), got 1.5"),
+    (dict(batch_size=-2), r"batch_size must be a positive integer \(>= 1\), got -2"),
     (dict(learning_rate=0), "learning_rate must be a finite number > 0, got 0"),
     (dict(learning_rate=-1e-3), "learning_rate must be a finite number > 0, got -0.001"),
     (dict(learning_rate=float("nan")), "learning_rate must be a finite number > 0, got nan"),
     (dict(model_name="gpt2"), "unknown model_name 'gpt2'; known TinyGPT presets: 'tinygpt-2017'"),
     (dict(seed=-1), "seed must be an integer >= 0, got -1"),
     (dict(test_mode="yes"), "test_mode must be True or False, got 'yes'"),
-    (dict(grow_count=0), "grow_count must be a positive integer, got 0"),
-    (dict(threads=0), "threads must be a positive integer, got 0"),
+    (dict(grow_count=0), r"grow_count must be a positive integer \(>= 1\), got 0"),
+    (dict(threads=0), r"threads must be a positive integer \(>= 1\), got 0"),
 ])
 def test_every_bad_field_is_an_error_naming_it(kwargs, message):
     with pytest.raises(ValueError, match=message):

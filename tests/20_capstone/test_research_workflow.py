@@ -48,7 +48,7 @@ def test_a_text_file_is_split_deterministically_and_bad_data_is_named(corpus, tm
         text_split(str(bad))
     with pytest.raises(ValueError, match="'nowhere.txt' is neither a known data set"):
         ExperimentConfig(dataset="nowhere.txt")
-    for kwargs, message in ((dict(max_cycles=0), "max_cycles must be a positive integer, got 0"),
+    for kwargs, message in ((dict(max_cycles=0), r"max_cycles must be a positive integer \(>= 1\), got 0"),
                             (dict(weights=str(tmp_path / "none.npz")), "weights '.*none.npz' is neither"),
                             (dict(resume=True), "resume=True continues the run saved in output_dir"),
                             (dict(resume="yes"), "resume must be True or False")):
@@ -154,4 +154,4 @@ def test_tito_experiment_two_cycles_on_a_text_file(corpus, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tito.cli", "--root", str(ROOT), "experiment", "--test-mode",
                           "--max-cycles", "0", "--output-dir", str(tmp_path / "bad")],
                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert bad.returncode == 2 and "max_cycles must be a positive integer, got 0" in bad.stderr
+    assert bad.returncode == 2 and "max_cycles must be a positive integer (>= 1), got 0" in bad.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import glob
 import json
+import zipfile
+import zlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -12,8 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .layers import Module
+from .optimizers import Optimizer
+from .tensor import Tensor
+
 # %% auto #0
-__all__ = ['remove_stale_temps', 'atomic_write', 'write_text_atomic', 'write_json_atomic', 'save_figure_atomic']
+__all__ = ['remove_stale_temps', 'atomic_write', 'write_text_atomic', 'write_json_atomic', 'save_figure_atomic', 'state_values',
+           'save_checkpoint', 'load_checkpoint']
 
 # %% ../../modules/07_training/07_training_files.ipynb #e10601ce
 _TMP_SUFFIX = ".tmp"
@@ -114,3 +121,176 @@ def save_figure_atomic(fig, path, dpi: int = 100) -> str:
     with atomic_write(path, "wb") as f:
         fig.savefig(f, dpi=dpi, format=fmt)
     return os.fspath(path)
+
+# %% ../../modules/07_training/07_training_files.ipynb #ddc2b144
+def state_values(who: str, own: dict, state_dict: dict) -> dict:
+    """The attribute values a saved state dict (arrays, as an .npz holds them) gives an object whose attributes are
+    `own`: each converted back to its attribute's type (list of floats, bool, int, float, array); a missing or
+    unexpected key, an object array or a list of the wrong length is an error naming it. Changes nothing."""
+    unexpected = sorted(set(state_dict) - set(own))
+    missing = sorted(set(own) - set(state_dict))
+    if unexpected or missing:
+        raise ValueError(f"{who}: missing keys {missing}, unexpected keys {unexpected} "
+                         f"(was the state saved from a different scheduler?)")
+    new = {}
+    for key, value in state_dict.items():
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise TypeError(f"{who}: entry {key!r} is an object array (pickled data)")
+        like = own[key]
+        if isinstance(like, list):
+            if arr.shape != (len(like),):
+                raise ValueError(f"{who}: {key} has shape {arr.shape}, expected ({len(like)},) "
+                                 f"(one value per parameter group)")
+            new[key] = [float(x) for x in arr]
+        elif isinstance(like, bool):
+            new[key] = bool(arr)
+        elif isinstance(like, int):
+            new[key] = int(arr)
+        elif isinstance(like, float):
+            new[key] = float(arr)
+        else:
+            new[key] = arr.item() if arr.ndim == 0 else arr.copy()
+    return new
+
+
+_FORMAT = "tinytorch-checkpoint"
+_VERSION = 1
+def _atomic_savez(path: str, arrays: dict) -> None:
+    "Write `arrays` (name -> array) to `path` as an .npz with `atomic_write`."
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _to_json(key: str, value):
+    try:
+        return json.dumps(value, default=lambda o: o.item() if isinstance(o, np.generic) else _no_json(key, o))
+    except ValueError as e:
+        raise TypeError(f"save_checkpoint: extra {key!r} cannot be stored ({e})") from e
+
+
+def _no_json(key, o):
+    raise TypeError(f"save_checkpoint: extra {key!r} contains a {type(o).__name__}, which is neither an array "
+                    f"nor a JSON value (number, string, bool, None, list, dict)")
+
+
+def save_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, scheduler=None, **extra) -> str:
+    """Save model weights (and optimizer / scheduler state, and `extra` values) to the .npz file `path`,
+    atomically and without pickle. Arrays and Tensors in `extra` are stored as arrays, everything else
+    as JSON. Returns the path."""
+    if not isinstance(model, Module):
+        raise TypeError(f"save_checkpoint: model must be a Module, got {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"save_checkpoint: optimizer must be an Optimizer, got {type(optimizer).__name__}")
+    path = os.fspath(path)
+    arrays = {f"model/{k}": np.asarray(v) for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
+    if scheduler is not None:
+        arrays.update({f"scheduler/{k}": v for k, v in scheduler.state_dict().items()})
+    meta = {}
+    for key, value in extra.items():
+        if isinstance(value, (np.ndarray, Tensor)):
+            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+            if arr.dtype == object:
+                raise TypeError(f"save_checkpoint: extra {key!r} is an object array; only plain arrays are stored")
+            arrays[f"extra/{key}"] = arr
+        else:
+            _to_json(key, value)                              # fail now, naming the key
+            meta[key] = value
+    info = {"format": _FORMAT, "version": _VERSION, "model": type(model).__name__,
+            "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+            "scheduler": type(scheduler).__name__ if scheduler is not None else None, "extra": meta}
+    arrays["__tinytorch__/meta"] = np.array(_to_json("meta", info))
+    bad = [k for k, v in arrays.items() if v.dtype == object]
+    if bad:
+        raise TypeError(f"save_checkpoint: entries {bad} would need pickle")
+    _atomic_savez(path, arrays)
+    return path
+
+
+def _read_checkpoint(path) -> tuple:
+    "(meta dict, {key: array}) of a tinytorch checkpoint, or a clear error."
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path!r}")
+    unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+    try:
+        z = np.load(path, allow_pickle=False)
+    except unreadable as e:
+        raise ValueError(f"{path} is not a tinytorch checkpoint: cannot read it as an .npz ({e})") from e
+    if not hasattr(z, "files"):
+        raise ValueError(f"{path} is not a tinytorch checkpoint: it holds a single array, not an .npz archive")
+    arrays = {}
+    with z:
+        for key in z.files:
+            try:
+                arrays[key] = z[key]
+            except ValueError as e:
+                if "allow_pickle" in str(e) or "Object arrays" in str(e):
+                    raise ValueError(f"{path} is not a valid tinytorch checkpoint: entry {key!r} holds pickled "
+                                     f"Python objects, which tinytorch never loads ({e})") from None
+                raise ValueError(f"{path}: entry {key!r} cannot be read ({e})") from e
+            except unreadable as e:
+                raise ValueError(f"{path}: entry {key!r} cannot be read; the file is damaged ({e})") from e
+    if "__tinytorch__/meta" not in arrays:
+        raise ValueError(f"{path} is not a tinytorch checkpoint: it has no '__tinytorch__/meta' entry "
+                         f"(entries: {sorted(arrays)[:8]})")
+    try:
+        meta = json.loads(str(arrays.pop("__tinytorch__/meta")))
+    except ValueError as e:
+        raise ValueError(f"{path}: the checkpoint's metadata is not valid JSON ({e})") from e
+    if meta.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not a tinytorch checkpoint (format {meta.get('format')!r})")
+    if meta.get("version") != _VERSION:
+        raise ValueError(f"{path}: checkpoint format version {meta.get('version')!r} is not supported "
+                         f"(this tinytorch reads version {_VERSION})")
+    return meta, arrays
+
+
+def _section(arrays: dict, prefix: str) -> dict:
+    n = len(prefix)
+    return {k[n:]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def load_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, scheduler=None) -> dict:
+    """Restore `model`'s weights in place (and the optimizer's and scheduler's state) from a checkpoint
+    written by `save_checkpoint`. Everything is checked before anything changes. Returns the extras."""
+    if not isinstance(model, Module):
+        raise TypeError(f"load_checkpoint: model must be a Module, got {type(model).__name__}")
+    meta, arrays = _read_checkpoint(path)
+    state = _section(arrays, "model/")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise ValueError(f"load_checkpoint: {path} does not match the model ({type(model).__name__}): "
+                         f"missing keys {missing}, unexpected keys {unexpected}")
+    for key, arr in state.items():
+        if arr.shape != own[key].shape:
+            raise ValueError(f"load_checkpoint: {key} has shape {own[key].shape} in the model but "
+                             f"{arr.shape} in {path}")
+    model_new = model._prepare_load(state)[0]               # every check first: nothing changes on failure
+    opt_new = sched_new = None
+    sched_state = _section(arrays, "scheduler/")
+    if scheduler is not None and set(sched_state) != set(scheduler.state_dict()):
+        raise ValueError(f"load_checkpoint: the scheduler state in {path} (keys {sorted(sched_state)}) does not "
+                         f"match a {type(scheduler).__name__} (keys {sorted(scheduler.state_dict())})")
+    if optimizer is not None:
+        opt_state = _section(arrays, "optimizer/")
+        if not opt_state:
+            raise ValueError(f"load_checkpoint: {path} holds no optimizer state (it was saved without an optimizer)")
+        if meta.get("optimizer") not in (None, type(optimizer).__name__):
+            raise ValueError(f"load_checkpoint: {path} holds the state of a {meta['optimizer']}, not of a "
+                             f"{type(optimizer).__name__}")
+        opt_new = optimizer._prepare_load(opt_state)
+    if scheduler is not None:
+        sched_new = scheduler._prepare_load(sched_state)
+    if optimizer is not None:                               # all checked: now change things
+        optimizer._apply_load(*opt_new)
+    if scheduler is not None:
+        vars(scheduler).update(sched_new)
+    model._apply_load(model_new)                            # in place: arrays keep their identity
+    out = dict(meta.get("extra", {}))
+    out.update(_section(arrays, "extra/"))
+    return out

@@ -3,36 +3,37 @@
 # %% ../../modules/07_training/07_training.ipynb #c31a73e9
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
 import time
-import zipfile
-import zlib
 
 import numpy as np
 
+from .activations import eval_mode
 from .autograd import no_grad
-from .files import (atomic_write, remove_stale_temps, save_figure_atomic, write_json_atomic,  # noqa: F401
-                                  write_text_atomic)            # the one atomic writer (07_training_files), re-exported
+from .checks import check_choice, check_int, check_real
+from .files import (atomic_write, load_checkpoint, remove_stale_temps, save_checkpoint,  # noqa: F401
+                                  save_figure_atomic, state_values, write_json_atomic, write_text_atomic)
+# the one atomic writer and the checkpoint format (07_training_files), re-exported
+_all_ = ["save_checkpoint", "load_checkpoint"]       # in this module's __all__, as before they moved
 from .layers import Module
 from .optimizers import Optimizer
 from .tensor import Tensor
 
 # %% auto #0
-__all__ = ['clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine', 'ExponentialLR',
-           'MultiStepLR', 'LinearLR', 'LambdaLR', 'EarlyStopping', 'save_checkpoint', 'load_checkpoint', 'accuracy',
-           'NonFiniteLossError', 'Trainer']
+__all__ = ['HOOKS', 'clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine',
+           'ExponentialLR', 'MultiStepLR', 'LinearLR', 'LambdaLR', 'Callback', 'LambdaCallback', 'EarlyStopping',
+           'accuracy', 'NonFiniteLossError', 'Trainer', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../../modules/07_training/07_training.ipynb #01e4e4ce
 def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
     """Scale the gradients of `parameters` in place so that their total norm is at most `max_norm`.
     Returns the total norm before clipping (as torch.nn.utils.clip_grad_norm_, but a Python float).
 
-    The exercise receives `grads` (a list of the gradients' NumPy arrays, each of its parameter's shape and
-    dtype), `max_norm` and `norm_type` as floats (`math.inf` for the largest absolute entry). It computes the
-    total norm of all entries together, raises RuntimeError("... the total norm of order {norm_type} of the
+    The exercise receives `parameters` (a list of Parameters, whose `.grad` is None or a Tensor), `max_norm`
+    and `norm_type` as floats (`math.inf` for the largest absolute entry). It collects the gradients' arrays
+    (parameters without a gradient are left out; none at all: return 0.0), computes the total norm of all entries together, raises RuntimeError("... the total norm of order {norm_type} of the
     gradients is {total}") when `error_if_nonfinite` and the total is inf/NaN, multiplies every array in
     place by max_norm / (total + 1e-6) when that factor is < 1, and returns the total as a float."""
     if isinstance(parameters, Tensor):
@@ -41,6 +42,8 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if
         raise ValueError(f"clip_grad_norm: max_norm must be a number >= 0, got {max_norm!r}")
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real) or not norm_type > 0:
         raise ValueError(f"clip_grad_norm: norm_type must be > 0 (or inf), got {norm_type!r}")
+    max_norm, norm_type = float(max_norm), float(norm_type)
+    ### BEGIN SOLUTION
     grads = []
     for p in parameters:
         g = getattr(p, "grad", None)
@@ -48,8 +51,6 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if
             grads.append(g.data if isinstance(g, Tensor) else g)
     if not grads:
         return 0.0
-    max_norm, norm_type = float(max_norm), float(norm_type)
-    ### BEGIN SOLUTION
     if norm_type == math.inf:
         total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
     elif norm_type == 2.0:
@@ -66,30 +67,21 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if
     ### END SOLUTION
 
 # %% ../../modules/07_training/07_training.ipynb #f982ff9c
-def _check_int(owner: str, name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_real(owner: str, name: str, value, low: float = 0.0, strict: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    if not ok or (value <= low if strict else value < low):
-        raise ValueError(f"{owner}: {name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
-    return float(value)
-
-
 class LRScheduler:
     "Base class of the learning-rate schedules: PyTorch's protocol, with a closed-form `get_lr`."
     interval = "epoch"               # when the Trainer calls step(): after each "epoch" or each "step"
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
+        """PyTorch's protocol: a new schedule (last_epoch == -1) sets each group's "initial_lr" to its "lr" (unless
+        set); a resumed one (last_epoch >= 0) needs "initial_lr" in every group (else KeyError("... param
+        'initial_lr' is not specified in param_groups[i] ...")). Then self.base_lrs (floats from "initial_lr"),
+        self.last_epoch, self._last_lr (the groups' current rates), and one self.step(): the rate for last_epoch + 1."""
         name = type(self).__name__
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{name}: expected an Optimizer, got {type(optimizer).__name__}")
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, (int, np.integer)) or last_epoch < -1:
-            raise ValueError(f"{name}: last_epoch must be an integer >= -1, got {last_epoch!r}")
+        check_int(last_epoch, "last_epoch", name, -1)
         self.optimizer = optimizer
+        ### BEGIN SOLUTION
         for i, group in enumerate(optimizer.param_groups):
             if last_epoch == -1:
                 group.setdefault("initial_lr", group["lr"])
@@ -100,6 +92,7 @@ class LRScheduler:
         self.last_epoch = int(last_epoch)
         self._last_lr = [float(group["lr"]) for group in optimizer.param_groups]
         self.step()
+        ### END SOLUTION
 
     def get_lr(self) -> list:
         "The learning rate of each group at step `self.last_epoch`."
@@ -128,33 +121,8 @@ class LRScheduler:
 
     def _prepare_load(self, state_dict: dict) -> dict:
         "The new attribute values from a state dict, or an error naming the key; changes nothing."
-        name = type(self).__name__
         own = {k: v for k, v in vars(self).items() if k != "optimizer"}
-        unexpected = sorted(set(state_dict) - set(own))
-        missing = sorted(set(own) - set(state_dict))
-        if unexpected or missing:
-            raise ValueError(f"{name}.load_state_dict: missing keys {missing}, unexpected keys {unexpected} "
-                             f"(was the state saved from a different scheduler?)")
-        new = {}
-        for key, value in state_dict.items():
-            arr = np.asarray(value)
-            if arr.dtype == object:
-                raise TypeError(f"{name}.load_state_dict: entry {key!r} is an object array (pickled data)")
-            like = own[key]
-            if isinstance(like, list):
-                if arr.shape != (len(like),):
-                    raise ValueError(f"{name}.load_state_dict: {key} has shape {arr.shape}, expected ({len(like)},) "
-                                     f"(one value per parameter group)")
-                new[key] = [float(x) for x in arr]
-            elif isinstance(like, bool):
-                new[key] = bool(arr)
-            elif isinstance(like, int):
-                new[key] = int(arr)
-            elif isinstance(like, float):
-                new[key] = float(arr)
-            else:
-                new[key] = arr.item() if arr.ndim == 0 else arr.copy()
-        return new
+        return state_values(f"{type(self).__name__}.load_state_dict", own, state_dict)
 
     def __repr__(self):
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={self._last_lr})"
@@ -163,8 +131,8 @@ class LRScheduler:
 class StepLR(LRScheduler):
     "Multiply the learning rate by gamma every step_size epochs."
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
-        self.step_size = _check_int("StepLR", "step_size", step_size, 1)
-        self.gamma = _check_real("StepLR", "gamma", gamma, 0.0, strict=True)
+        self.step_size = check_int(step_size, "step_size", "StepLR")
+        self.gamma = check_real(gamma, "gamma", "StepLR", 0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -178,8 +146,8 @@ class StepLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     "Cosine from the base rate down to eta_min over T_max epochs (and back up after, as PyTorch)."
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
-        self.T_max = _check_int("CosineAnnealingLR", "T_max", T_max, 1)
-        self.eta_min = _check_real("CosineAnnealingLR", "eta_min", eta_min, 0.0)
+        self.T_max = check_int(T_max, "T_max", "CosineAnnealingLR")
+        self.eta_min = check_real(eta_min, "eta_min", "CosineAnnealingLR", 0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -196,10 +164,8 @@ class LinearWarmup(LRScheduler):
     interval = "step"
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, start_factor: float = 0.1, last_epoch: int = -1):
-        self.warmup_steps = _check_int("LinearWarmup", "warmup_steps", warmup_steps, 1)
-        self.start_factor = _check_real("LinearWarmup", "start_factor", start_factor, 0.0, strict=True)
-        if self.start_factor > 1:
-            raise ValueError(f"LinearWarmup: start_factor must be in (0, 1], got {start_factor!r}")
+        self.warmup_steps = check_int(warmup_steps, "warmup_steps", "LinearWarmup")
+        self.start_factor = check_real(start_factor, "start_factor", "LinearWarmup", 0, 1, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -219,12 +185,12 @@ class WarmupCosine(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr: float = 0.0,
                  last_epoch: int = -1):
-        self.warmup_steps = _check_int("WarmupCosine", "warmup_steps", warmup_steps, 0)
-        self.total_steps = _check_int("WarmupCosine", "total_steps", total_steps, 1)
+        self.warmup_steps = check_int(warmup_steps, "warmup_steps", "WarmupCosine", 0)
+        self.total_steps = check_int(total_steps, "total_steps", "WarmupCosine")
         if self.total_steps <= self.warmup_steps:
             raise ValueError(f"WarmupCosine: total_steps ({total_steps}) must be larger than warmup_steps "
                              f"({warmup_steps})")
-        self.min_lr = _check_real("WarmupCosine", "min_lr", min_lr, 0.0)
+        self.min_lr = check_real(min_lr, "min_lr", "WarmupCosine", 0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -244,40 +210,51 @@ class WarmupCosine(LRScheduler):
 class ExponentialLR(LRScheduler):
     "Multiply the learning rate by gamma every epoch (torch.optim.lr_scheduler.ExponentialLR)."
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1):
-        self.gamma = _check_real("ExponentialLR", "gamma", gamma, 0.0, strict=True)
+        self.gamma = check_real(gamma, "gamma", "ExponentialLR", 0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        "A list, one float per group: base * gamma ** last_epoch for each base in self.base_lrs."
+        ### BEGIN SOLUTION
         return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
+        ### END SOLUTION
 
 
 class MultiStepLR(LRScheduler):
     "Multiply the learning rate by gamma at each milestone epoch (torch.optim.lr_scheduler.MultiStepLR)."
     def __init__(self, optimizer: Optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
-        ms = [_check_int("MultiStepLR", "milestone", m, 0) for m in milestones]
+        ms = [check_int(m, "milestone", "MultiStepLR", 0) for m in milestones]
         if ms != sorted(ms):
             raise ValueError(f"MultiStepLR: milestones must be increasing, got {list(milestones)}")
         self.milestones = tuple(ms)
-        self.gamma = _check_real("MultiStepLR", "gamma", gamma, 0.0, strict=True)
+        self.gamma = check_real(gamma, "gamma", "MultiStepLR", 0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """A list, one float per group: base * gamma ** k, k = how many of self.milestones (a tuple of ints, given;
+        after load_state_dict an array) are <= last_epoch."""
+        ### BEGIN SOLUTION
         passed = sum(1 for m in np.ravel(self.milestones) if m <= self.last_epoch)
         return [base * self.gamma ** passed for base in self.base_lrs]
+        ### END SOLUTION
 
 
 class LinearLR(LRScheduler):
     "Scale the rate linearly from start_factor to end_factor over total_iters epochs (torch's LinearLR)."
     def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5, last_epoch: int = -1):
-        self.start_factor = _check_real("LinearLR", "start_factor", start_factor, 0.0, strict=True)
-        self.end_factor = _check_real("LinearLR", "end_factor", end_factor, 0.0)
-        self.total_iters = _check_int("LinearLR", "total_iters", total_iters, 1)
+        self.start_factor = check_real(start_factor, "start_factor", "LinearLR", 0, low_open=True)
+        self.end_factor = check_real(end_factor, "end_factor", "LinearLR", 0)
+        self.total_iters = check_int(total_iters, "total_iters", "LinearLR")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """A list, one float per group: base * factor, the factor going linearly from start_factor (last_epoch 0)
+        to end_factor (last_epoch total_iters), then staying at end_factor."""
+        ### BEGIN SOLUTION
         t = min(self.last_epoch, self.total_iters) / self.total_iters
         return [base * (self.start_factor + (self.end_factor - self.start_factor) * t) for base in self.base_lrs]
+        ### END SOLUTION
 
 
 class LambdaLR(LRScheduler):
@@ -291,7 +268,10 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        "A list, one float per group: base * float(f(last_epoch)), f the group's function in self.lr_lambdas."
+        ### BEGIN SOLUTION
         return [base * float(f(self.last_epoch)) for base, f in zip(self.base_lrs, self.lr_lambdas)]
+        ### END SOLUTION
 
     def state_dict(self) -> dict:
         fns = self.__dict__.pop("lr_lambdas")          # functions would need pickle: left out, as PyTorch does
@@ -308,13 +288,43 @@ class LambdaLR(LRScheduler):
             self.lr_lambdas = fns
 
 # %% ../../modules/07_training/07_training.ipynb #353be4a2
-class EarlyStopping:
+HOOKS = ("on_fit_start", "on_epoch_start", "on_after_backward", "on_before_optimizer_step", "on_step_end",
+         "on_nonfinite", "on_epoch_end", "on_fit_end")
+
+
+class Callback:
+    """Code the Trainer runs at fixed points of its loop (the hooks in HOOKS, each given the trainer first).
+    Override the ones you need; the others do nothing. `trainer.should_stop = True` ends training after the
+    current step. `on_nonfinite` returns True to skip the step (gradients cleared) instead of raising."""
+    def on_fit_start(self, trainer) -> None: ...
+    def on_epoch_start(self, trainer, epoch: int) -> None: ...
+    def on_after_backward(self, trainer) -> None: ...
+    def on_before_optimizer_step(self, trainer) -> None: ...
+    def on_step_end(self, trainer, step: int, loss: float) -> None: ...
+    def on_nonfinite(self, trainer, what: str, value: float, epoch: int, step) -> bool:
+        return False
+    def on_epoch_end(self, trainer, epoch: int, logs: dict) -> None: ...
+    def on_fit_end(self, trainer) -> None: ...
+
+
+class LambdaCallback(Callback):
+    "A Callback from plain functions: LambdaCallback(on_step_end=lambda trainer, step, loss: print(loss))."
+    def __init__(self, **hooks):
+        unknown = sorted(set(hooks) - set(HOOKS))
+        if unknown:
+            raise ValueError(f"LambdaCallback: unknown hooks {unknown}; known: {', '.join(HOOKS)}")
+        for name, fn in hooks.items():
+            if not callable(fn):
+                raise TypeError(f"LambdaCallback: {name} must be a function, got {fn!r}")
+            setattr(self, name, fn)
+
+
+class EarlyStopping(Callback):
     "Stop when the monitored value has not improved by more than min_delta for `patience` epochs."
     def __init__(self, patience: int = 5, min_delta: float = 0.0, mode: str = "min", monitor: str | None = None):
-        self.patience = _check_int("EarlyStopping", "patience", patience, 0)
-        self.min_delta = _check_real("EarlyStopping", "min_delta", min_delta, 0.0)
-        if mode not in ("min", "max"):
-            raise ValueError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}")
+        self.patience = check_int(patience, "patience", "EarlyStopping", 0)
+        self.min_delta = check_real(min_delta, "min_delta", "EarlyStopping", 0)
+        check_choice(mode, ("min", "max"), "mode", "EarlyStopping")
         if monitor is not None and not isinstance(monitor, str):
             raise TypeError(f"EarlyStopping: monitor must be a history key such as 'val_loss', got {monitor!r}")
         self.mode, self.monitor = mode, monitor
@@ -354,151 +364,22 @@ class EarlyStopping:
 
     __call__ = step
 
+    def on_epoch_end(self, trainer, epoch: int, logs: dict) -> None:
+        """The hook: feed this epoch's monitored value to self.step and, when it says stop, set
+        trainer.should_stop and trainer.stopped_early to True. The key is self.monitor, else "val_loss" when
+        `logs` (this epoch's values, a dict of floats) has it, else "train_loss"; a key not in `logs` raises
+        ValueError("EarlyStopping monitors 'key', which is not in the history (keys: [...])")."""
+        ### BEGIN SOLUTION
+        key = self.monitor or ("val_loss" if "val_loss" in logs else "train_loss")
+        if key not in logs:
+            raise ValueError(f"EarlyStopping monitors {key!r}, which is not in the history (keys: {sorted(logs)})")
+        if self.step(logs[key]):
+            trainer.should_stop = trainer.stopped_early = True
+        ### END SOLUTION
+
     def __repr__(self):
         return (f"EarlyStopping(patience={self.patience}, min_delta={self.min_delta}, mode={self.mode!r}, "
                 f"best={self.best}, num_bad_epochs={self.num_bad_epochs})")
-
-# %% ../../modules/07_training/07_training.ipynb #c007eb38
-_FORMAT = "tinytorch-checkpoint"
-_VERSION = 1
-def _atomic_savez(path: str, arrays: dict) -> None:
-    "Write `arrays` (name -> array) to `path` as an .npz with `atomic_write`."
-    with atomic_write(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def _to_json(key: str, value):
-    try:
-        return json.dumps(value, default=lambda o: o.item() if isinstance(o, np.generic) else _no_json(key, o))
-    except ValueError as e:
-        raise TypeError(f"save_checkpoint: extra {key!r} cannot be stored ({e})") from e
-
-
-def _no_json(key, o):
-    raise TypeError(f"save_checkpoint: extra {key!r} contains a {type(o).__name__}, which is neither an array "
-                    f"nor a JSON value (number, string, bool, None, list, dict)")
-
-
-def save_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, scheduler=None, **extra) -> str:
-    """Save model weights (and optimizer / scheduler state, and `extra` values) to the .npz file `path`,
-    atomically and without pickle. Arrays and Tensors in `extra` are stored as arrays, everything else
-    as JSON. Returns the path."""
-    if not isinstance(model, Module):
-        raise TypeError(f"save_checkpoint: model must be a Module, got {type(model).__name__}")
-    if optimizer is not None and not isinstance(optimizer, Optimizer):
-        raise TypeError(f"save_checkpoint: optimizer must be an Optimizer, got {type(optimizer).__name__}")
-    path = os.fspath(path)
-    arrays = {f"model/{k}": np.asarray(v) for k, v in model.state_dict().items()}
-    if optimizer is not None:
-        arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
-    if scheduler is not None:
-        arrays.update({f"scheduler/{k}": v for k, v in scheduler.state_dict().items()})
-    meta = {}
-    for key, value in extra.items():
-        if isinstance(value, (np.ndarray, Tensor)):
-            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
-            if arr.dtype == object:
-                raise TypeError(f"save_checkpoint: extra {key!r} is an object array; only plain arrays are stored")
-            arrays[f"extra/{key}"] = arr
-        else:
-            _to_json(key, value)                              # fail now, naming the key
-            meta[key] = value
-    info = {"format": _FORMAT, "version": _VERSION, "model": type(model).__name__,
-            "optimizer": type(optimizer).__name__ if optimizer is not None else None,
-            "scheduler": type(scheduler).__name__ if scheduler is not None else None, "extra": meta}
-    arrays["__tinytorch__/meta"] = np.array(_to_json("meta", info))
-    bad = [k for k, v in arrays.items() if v.dtype == object]
-    if bad:
-        raise TypeError(f"save_checkpoint: entries {bad} would need pickle")
-    _atomic_savez(path, arrays)
-    return path
-
-
-def _read_checkpoint(path) -> tuple:
-    "(meta dict, {key: array}) of a tinytorch checkpoint, or a clear error."
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path!r}")
-    unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
-    try:
-        z = np.load(path, allow_pickle=False)
-    except unreadable as e:
-        raise ValueError(f"{path} is not a tinytorch checkpoint: cannot read it as an .npz ({e})") from e
-    if not hasattr(z, "files"):
-        raise ValueError(f"{path} is not a tinytorch checkpoint: it holds a single array, not an .npz archive")
-    arrays = {}
-    with z:
-        for key in z.files:
-            try:
-                arrays[key] = z[key]
-            except ValueError as e:
-                if "allow_pickle" in str(e) or "Object arrays" in str(e):
-                    raise ValueError(f"{path} is not a valid tinytorch checkpoint: entry {key!r} holds pickled "
-                                     f"Python objects, which tinytorch never loads ({e})") from None
-                raise ValueError(f"{path}: entry {key!r} cannot be read ({e})") from e
-            except unreadable as e:
-                raise ValueError(f"{path}: entry {key!r} cannot be read; the file is damaged ({e})") from e
-    if "__tinytorch__/meta" not in arrays:
-        raise ValueError(f"{path} is not a tinytorch checkpoint: it has no '__tinytorch__/meta' entry "
-                         f"(entries: {sorted(arrays)[:8]})")
-    try:
-        meta = json.loads(str(arrays.pop("__tinytorch__/meta")))
-    except ValueError as e:
-        raise ValueError(f"{path}: the checkpoint's metadata is not valid JSON ({e})") from e
-    if meta.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a tinytorch checkpoint (format {meta.get('format')!r})")
-    if meta.get("version") != _VERSION:
-        raise ValueError(f"{path}: checkpoint format version {meta.get('version')!r} is not supported "
-                         f"(this tinytorch reads version {_VERSION})")
-    return meta, arrays
-
-
-def _section(arrays: dict, prefix: str) -> dict:
-    n = len(prefix)
-    return {k[n:]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-
-def load_checkpoint(path, model: Module, optimizer: Optimizer | None = None, *, scheduler=None) -> dict:
-    """Restore `model`'s weights in place (and the optimizer's and scheduler's state) from a checkpoint
-    written by `save_checkpoint`. Everything is checked before anything changes. Returns the extras."""
-    if not isinstance(model, Module):
-        raise TypeError(f"load_checkpoint: model must be a Module, got {type(model).__name__}")
-    meta, arrays = _read_checkpoint(path)
-    state = _section(arrays, "model/")
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise ValueError(f"load_checkpoint: {path} does not match the model ({type(model).__name__}): "
-                         f"missing keys {missing}, unexpected keys {unexpected}")
-    for key, arr in state.items():
-        if arr.shape != own[key].shape:
-            raise ValueError(f"load_checkpoint: {key} has shape {own[key].shape} in the model but "
-                             f"{arr.shape} in {path}")
-    model_new = model._prepare_load(state)[0]               # every check first: nothing changes on failure
-    opt_new = sched_new = None
-    sched_state = _section(arrays, "scheduler/")
-    if scheduler is not None and set(sched_state) != set(scheduler.state_dict()):
-        raise ValueError(f"load_checkpoint: the scheduler state in {path} (keys {sorted(sched_state)}) does not "
-                         f"match a {type(scheduler).__name__} (keys {sorted(scheduler.state_dict())})")
-    if optimizer is not None:
-        opt_state = _section(arrays, "optimizer/")
-        if not opt_state:
-            raise ValueError(f"load_checkpoint: {path} holds no optimizer state (it was saved without an optimizer)")
-        if meta.get("optimizer") not in (None, type(optimizer).__name__):
-            raise ValueError(f"load_checkpoint: {path} holds the state of a {meta['optimizer']}, not of a "
-                             f"{type(optimizer).__name__}")
-        opt_new = optimizer._prepare_load(opt_state)
-    if scheduler is not None:
-        sched_new = scheduler._prepare_load(sched_state)
-    if optimizer is not None:                               # all checked: now change things
-        optimizer._apply_load(*opt_new)
-    if scheduler is not None:
-        vars(scheduler).update(sched_new)
-    model._apply_load(model_new)                            # in place: arrays keep their identity
-    out = dict(meta.get("extra", {}))
-    out.update(_section(arrays, "extra/"))
-    return out
 
 # %% ../../modules/07_training/07_training.ipynb #a4cad9ef
 def accuracy(output, target) -> float:
@@ -524,7 +405,7 @@ _METRICS = {"accuracy": accuracy, "acc": accuracy}
 
 
 class NonFiniteLossError(FloatingPointError):
-    "The loss became NaN or infinite; training stopped before the weights were changed."
+    "The loss (or the gradient norm) became NaN or infinite; training stopped before the weights were changed."
 
 
 def _type_name(obj) -> str:
@@ -541,8 +422,51 @@ def _as_tensor(v):
     return v if isinstance(v, Tensor) else Tensor(v)
 
 
+def _metric_dict(metrics) -> dict:
+    "{name: function} from None, a name, a function, a list of names/functions or a dict."
+    if metrics is None:
+        return {}
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = [metrics]
+    if isinstance(metrics, dict):
+        items = list(metrics.items())
+    else:
+        items = []
+        for m in metrics:
+            if not isinstance(m, str) and not callable(m):
+                raise TypeError(f"Trainer: a metric must be a name or a function, got {m!r}")
+            items.append((m, m) if isinstance(m, str) else (getattr(m, "__name__", "metric"), m))
+    out = {}
+    for name, fn in items:
+        if isinstance(fn, str):
+            if fn not in _METRICS:
+                raise ValueError(f"Trainer: unknown metric {fn!r}; known: {sorted(_METRICS)} (or pass a function)")
+            fn = _METRICS[fn]
+        if not callable(fn):
+            raise TypeError(f"Trainer: metric {name!r} is not callable")
+        out[name] = fn
+    return out
+
+
+def _callback_list(callbacks, early_stopping) -> list:
+    "The callbacks of one fit: a list of Callback objects, with early stopping (an int is a patience) last."
+    callbacks = [] if callbacks is None else [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"Trainer.fit: callbacks must be Callback objects (LambdaCallback wraps functions), "
+                            f"got {_type_name(cb)}")
+    if isinstance(early_stopping, (int, np.integer)) and not isinstance(early_stopping, bool):
+        early_stopping = EarlyStopping(patience=int(early_stopping))
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(f"Trainer.fit: early_stopping must be an EarlyStopping or an int patience, "
+                        f"got {early_stopping!r}")
+    return callbacks + ([early_stopping] if early_stopping is not None else [])
+
+
 class Trainer:
-    "Train `model` with `optimizer` on `loss_fn`; fit / evaluate over any iterable of (x, y) batches."
+    """Train `model` with `optimizer` on `loss_fn`; fit / evaluate over any iterable of (x, y) batches. The one
+    training loop of the package: later chapters change what it does through callbacks (HOOKS) and by
+    overriding compute_loss, never by writing another loop."""
     def __init__(self, model: Module, optimizer: Optimizer, loss_fn, metrics=None, scheduler=None,
                  clip_grad_norm: float | None = None, scheduler_interval: str | None = None,
                  progress: bool = True):
@@ -552,86 +476,96 @@ class Trainer:
             raise TypeError(f"Trainer: optimizer must be an Optimizer, got {_type_name(optimizer)}")
         if not callable(loss_fn):
             raise TypeError(f"Trainer: loss_fn must be callable, got {type(loss_fn).__name__}")
-        if clip_grad_norm is not None:
-            _check_real("Trainer", "clip_grad_norm", clip_grad_norm, 0.0, strict=True)
+        if clip_grad_norm is not None and clip_grad_norm != math.inf:      # inf: measure the norm, never clip
+            check_real(clip_grad_norm, "clip_grad_norm", "Trainer", 0, low_open=True)
         if scheduler is not None and not hasattr(scheduler, "step"):
             raise TypeError(f"Trainer: scheduler must have a step() method, got {type(scheduler).__name__}")
-        interval = scheduler_interval or getattr(scheduler, "interval", "epoch")
-        if interval not in ("epoch", "step"):
-            raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {interval!r}")
+        interval = check_choice(scheduler_interval or getattr(scheduler, "interval", "epoch"), ("epoch", "step"),
+                                "scheduler_interval", "Trainer")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
-        self.metrics = self._metric_dict(metrics)
+        self.metrics = _metric_dict(metrics)
         self.scheduler, self.scheduler_interval = scheduler, interval
         self.clip_grad_norm = clip_grad_norm
         self.progress = bool(progress)
+        self.callbacks: list = []        # Callback objects that run in every fit (fit(callbacks=...) adds more)
         self.history: dict = {}
         self.epoch = 0                   # epochs completed
         self.global_step = 0             # optimizer steps taken
-        self.last_grad_norm = None
-
-    @staticmethod
-    def _metric_dict(metrics) -> dict:
-        if metrics is None:
-            return {}
-        if isinstance(metrics, str) or callable(metrics):
-            metrics = [metrics]
-        if isinstance(metrics, dict):
-            items = list(metrics.items())
-        else:
-            items = []
-            for m in metrics:
-                if isinstance(m, str):
-                    items.append((m, m))
-                elif callable(m):
-                    items.append((getattr(m, "__name__", "metric"), m))
-                else:
-                    raise TypeError(f"Trainer: a metric must be a name or a function, got {m!r}")
-        out = {}
-        for name, fn in items:
-            if isinstance(fn, str):
-                if fn not in _METRICS:
-                    raise ValueError(f"Trainer: unknown metric {fn!r}; known: {sorted(_METRICS)} (or pass a function)")
-                fn = _METRICS[fn]
-            if not callable(fn):
-                raise TypeError(f"Trainer: metric {name!r} is not callable")
-            out[name] = fn
-        return out
+        self.tried_steps = 0             # batches with something to learn from (n > 0), skipped or not
+        self.skipped_steps = 0           # steps a callback skipped (non-finite loss or gradient norm)
+        self.last_grad_norm = self.last_loss = None
+        self.should_stop = self.stopped_early = False
 
     def _params(self):
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
-    def train_step(self, x, y, epoch: int | None = None, step: int | None = None):
-        """One optimization step on the batch (x, y) (Tensors, given); returns (loss value as a float, model output).
-        zero_grad; out = model(x); loss = loss_fn(out, y); a NaN/inf loss raises NonFiniteLossError("non-finite
-        loss (...) at epoch {epoch}, step {step} ...") before backward; backward; with self.clip_grad_norm set,
-        clip_grad_norm(self._params(), ...) into self.last_grad_norm (a non-finite norm raises
-        NonFiniteLossError("non-finite gradient norm ...")); optimizer.step(); self.global_step += 1; and a
-        per-step scheduler (scheduler_interval == "step") steps."""
+    def _hook(self, name: str, *args) -> list:
+        "Call hook `name` of every callback, in order, with (self, *args); returns their results."
+        return [getattr(cb, name)(self, *args) for cb in self.callbacks]
+
+    def compute_loss(self, x, y) -> tuple:
+        """What one batch computes: (loss, out, n) with out = self.model(x) (x and y as Tensors: _as_tensor),
+        loss = self.loss_fn(out, y) (a scalar Tensor) and n = _batch_len(y), the number of examples the loss
+        averages over (epoch means weigh each batch by n). Subclasses override it; n == 0 skips the batch."""
+        ### BEGIN SOLUTION
         x, y = _as_tensor(x), _as_tensor(y)
+        out = self.model(x)
+        return self.loss_fn(out, y), out, _batch_len(y)
+        ### END SOLUTION
+
+    def _nonfinite(self, what: str, value: float, epoch, step) -> None:
+        """A NaN/inf `what` ("loss" or "gradient norm") at (epoch, step): if any callback's on_nonfinite (hook
+        "on_nonfinite" with what, value, epoch, step) returns True, the step is skipped: gradients cleared
+        (optimizer.zero_grad), self.skipped_steps += 1, return None. Otherwise raise NonFiniteLossError: for the
+        loss "non-finite loss ({value}) at epoch {epoch}, step {step} ...", for the norm "non-finite gradient
+        norm ({value}) at epoch {epoch}, step {step} (loss {self.last_loss}) ..."."""
+        ### BEGIN SOLUTION
+        if any(self._hook("on_nonfinite", what, value, epoch, step)):
+            self.optimizer.zero_grad()
+            self.skipped_steps += 1
+            return None
+        where = f"at epoch {epoch}, step {step}"
+        if what == "loss":
+            raise NonFiniteLossError(
+                f"non-finite loss ({value}) {where} (global step {self.global_step + 1}); training stopped before "
+                f"backward and the optimizer step, so the weights are those of the last good step. Lower the "
+                f"learning rate, clip gradients, or check the data of this batch.")
+        raise NonFiniteLossError(f"non-finite {what} ({value}) {where} (loss {self.last_loss}); training stopped "
+                                 f"before the optimizer step, so the weights are those of the last good step.")
+        ### END SOLUTION
+
+    def train_step(self, x, y, epoch: int | None = None, step: int | None = None):
+        """One optimization step on the batch (x, y); returns (loss value as a float, model output, n), or None
+        when the batch is skipped. zero_grad; loss, out, n = self.compute_loss(x, y); n == 0: return None;
+        self.tried_steps += 1; self.last_loss = loss.item(); a NaN/inf loss: return self._nonfinite("loss", value, epoch, step) before
+        backward; backward; hook "on_after_backward"; with self.clip_grad_norm set, clip_grad_norm(self._params(),
+        ...) into self.last_grad_norm, a non-finite norm: return self._nonfinite("gradient norm", ...); hook
+        "on_before_optimizer_step"; optimizer.step(); self.global_step += 1; a per-step scheduler
+        (scheduler_interval == "step") steps; hook "on_step_end" with (step, value). Hooks: self._hook(name, ...)."""
         epoch = self.epoch + 1 if epoch is None else epoch
         step = "?" if step is None else step
         ### BEGIN SOLUTION
         self.optimizer.zero_grad()
-        out = self.model(x)
-        loss = self.loss_fn(out, y)
-        value = loss.item()
+        loss, out, n = self.compute_loss(x, y)
+        if n == 0:
+            return None
+        self.tried_steps += 1
+        value = self.last_loss = loss.item()
         if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"non-finite loss ({value}) at epoch {epoch}, step {step} (global step {self.global_step + 1}); "
-                f"training stopped before backward and the optimizer step, so the weights are those of the "
-                f"last good step. Lower the learning rate, clip gradients, or check the data of this batch.")
+            return self._nonfinite("loss", value, epoch, step)
         loss.backward()
+        self._hook("on_after_backward")
         if self.clip_grad_norm is not None:
             self.last_grad_norm = clip_grad_norm(self._params(), self.clip_grad_norm)
             if not math.isfinite(self.last_grad_norm):
-                raise NonFiniteLossError(
-                    f"non-finite gradient norm ({self.last_grad_norm}) at epoch {epoch}, step {step} (loss {value}); "
-                    f"training stopped before the optimizer step, so the weights are those of the last good step.")
+                return self._nonfinite("gradient norm", self.last_grad_norm, epoch, step)
+        self._hook("on_before_optimizer_step")
         self.optimizer.step()
         self.global_step += 1
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
-        return value, out
+        self._hook("on_step_end", step, value)
+        return value, out, n
         ### END SOLUTION
 
     def _bar(self, data, desc):
@@ -642,67 +576,83 @@ class Trainer:
         bar = tqdm(data, total=total, desc=desc, leave=False, dynamic_ncols=True)
         return bar, bar
 
+    def _epoch_means(self, sums: dict, count: int, batches: int, epoch: int) -> dict:
+        """The epoch's means {key: sums[key] / count} (count: the summed n of the steps taken), or the error saying
+        why there is nothing to average: batches == 0: ValueError("Trainer: the training data yielded no batches
+        in epoch {epoch} ..."); count == 0 after skipped steps (self.skipped_steps > 0): NonFiniteLossError(
+        "Trainer: every step of epoch {epoch} had a non-finite loss or gradient and was skipped (the learning rate
+        is now ...) ..."); count == 0 otherwise: ValueError("Trainer: no batch of epoch {epoch} had anything to
+        learn from ...")."""
+        ### BEGIN SOLUTION
+        if batches == 0:
+            raise ValueError(f"Trainer: the training data yielded no batches in epoch {epoch} (a generator can be "
+                             f"iterated only once; pass a list or a DataLoader)")
+        if count == 0 and self.skipped_steps:
+            raise NonFiniteLossError(f"Trainer: every step of epoch {epoch} had a non-finite loss or gradient and was "
+                                     f"skipped (the learning rate is now {self.optimizer.param_groups[0]['lr']:.3g}); "
+                                     f"the weights were not updated in that epoch")
+        if count == 0:
+            raise ValueError(f"Trainer: no batch of epoch {epoch} had anything to learn from (n == 0 in each)")
+        return {k: v / count for k, v in sums.items()}
+        ### END SOLUTION
+
     def train_epoch(self, data, epoch: int | None = None, epochs: int | None = None) -> dict:
-        """One pass over `data` (an iterable of (x, y) batches) in training mode; returns the epoch's mean loss and
-        metrics {"loss": ..., name: ...}, each averaged per example (a batch weighs its size, _batch_len(y)).
-        Given: the model in train mode, `sums` (zeros), `count`, `iterable` and `bar` (None, or a progress bar
-        to update and close). A batch that is not a pair raises TypeError("... must be an (x, y) pair ...");
-        no batch at all raises ValueError("... yielded no batches ...")."""
+        """One pass over `data` (an iterable of (x, y) batches) in training mode; returns self._epoch_means(sums,
+        count, batches, epoch): the mean loss and metrics {"loss": ..., name: ...} per example (each step weighs
+        its n, from train_step; a skipped step (None) counts as a batch only). Given: the model in train mode,
+        `sums` (zeros), `count`, `batches`, `iterable` and `bar` (None, or a progress bar to update; closed in the
+        given finally). A batch that is not a pair raises TypeError("... must be an (x, y) pair ..."); after a
+        step that set self.should_stop, the epoch ends."""
         epoch = self.epoch + 1 if epoch is None else epoch
         self.model.train()
         sums = dict.fromkeys(["loss", *self.metrics], 0.0)
-        count = 0
+        count = batches = 0
         iterable, bar = self._bar(data, f"epoch {epoch}/{epochs or '?'}")
-        ### BEGIN SOLUTION
         try:
+            ### BEGIN SOLUTION
             for step, batch in enumerate(iterable, 1):
                 try:
                     x, y = batch
                 except (TypeError, ValueError):
                     raise TypeError(f"Trainer: each batch must be an (x, y) pair; batch {step} of epoch {epoch} "
                                     f"is a {type(batch).__name__}") from None
-                value, out = self.train_step(x, y, epoch=epoch, step=step)
-                n = _batch_len(y)
-                count += n
-                sums["loss"] += value * n
-                if self.metrics:
-                    with no_grad():
-                        for name, fn in self.metrics.items():
-                            sums[name] += float(fn(out, y)) * n
-                if bar is not None and (step % 10 == 0 or step == 1):
-                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                batches += 1
+                result = self.train_step(x, y, epoch=epoch, step=step)
+                if result is not None:
+                    value, out, n = result
+                    count += n
+                    sums["loss"] += value * n
+                    if self.metrics:
+                        with no_grad():
+                            for name, fn in self.metrics.items():
+                                sums[name] += float(fn(out, y)) * n
+                    if bar is not None and (step % 10 == 0 or step == 1):
+                        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                if self.should_stop:
+                    break
+            ### END SOLUTION
         finally:
             if bar is not None:
                 bar.close()
-        if count == 0:
-            raise ValueError(f"Trainer: the training data yielded no batches in epoch {epoch} (a generator can be "
-                             f"iterated only once; pass a list or a DataLoader)")
-        return {k: v / count for k, v in sums.items()}
-        ### END SOLUTION
+        return self._epoch_means(sums, count, batches, epoch)
 
     def evaluate(self, data) -> dict:
-        """Mean loss and metrics over `data` (batches (x, y)), per example, under no_grad() and in eval mode; every
-        module's training flag restored afterwards (given: `modes`), even on an error. Returns {"loss": ...,
-        name: ...}; no batch at all raises ValueError("Trainer.evaluate: the data yielded no batches")."""
-        modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
+        """Mean loss and metrics over `data` (batches (x, y)), per example (each batch weighs its n from
+        compute_loss; n == 0 batches are left out), under no_grad() and eval_mode(self.model) (module 02: every
+        module's mode restored after). Returns {"loss": ..., name: ...}; no batch at all raises
+        ValueError("Trainer.evaluate: the data yielded no batches"). Given: `sums` and `count`."""
         sums = dict.fromkeys(["loss", *self.metrics], 0.0)
         count = 0
         ### BEGIN SOLUTION
-        try:
-            with no_grad():
-                for batch in data:
-                    x, y = batch
-                    x, y = _as_tensor(x), _as_tensor(y)
-                    out = self.model(x)
-                    n = _batch_len(y)
-                    count += n
-                    sums["loss"] += self.loss_fn(out, y).item() * n
-                    for name, fn in self.metrics.items():
-                        sums[name] += float(fn(out, y)) * n
-        finally:
-            for m, mode in modes:
-                object.__setattr__(m, "training", mode)
+        with eval_mode(self.model), no_grad():
+            for x, y in data:
+                loss, out, n = self.compute_loss(x, y)
+                if n == 0:
+                    continue
+                count += n
+                sums["loss"] += loss.item() * n
+                for name, fn in self.metrics.items():
+                    sums[name] += float(fn(out, y)) * n
         if count == 0:
             raise ValueError("Trainer.evaluate: the data yielded no batches")
         return {k: v / count for k, v in sums.items()}
@@ -711,51 +661,61 @@ class Trainer:
     def _record(self, key: str, value: float) -> None:
         self.history.setdefault(key, []).append(float(value))
 
-    def fit(self, train_data, val_data=None, epochs: int = 1, early_stopping=None) -> dict:
-        """Train for `epochs` epochs (fewer if early stopping says so); returns `history`.
-        `early_stopping` is an EarlyStopping, or an int patience (monitoring val_loss, else train_loss).
-        Per epoch: train_epoch; a per-epoch scheduler steps; self.epoch advances; history (self._record) gets
-        "lr" (the rate the epoch used), "train_<k>" for each result, "val_<k>" from evaluate(val_data) when
-        given, and "epoch_time"; with self.progress a line is written (tqdm.write); early stopping feeds the
-        monitored history value and sets self.stopped_early when it stops (an unknown key raises
-        ValueError("EarlyStopping monitors ..., which is not in the history ..."))."""
-        epochs = _check_int("Trainer.fit", "epochs", epochs, 1)
-        if isinstance(early_stopping, (int, np.integer)) and not isinstance(early_stopping, bool):
-            early_stopping = EarlyStopping(patience=int(early_stopping))
-        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-            raise TypeError(f"Trainer.fit: early_stopping must be an EarlyStopping or an int patience, "
-                            f"got {early_stopping!r}")
-        self.stopped_early = False
+    def _end_epoch(self, epoch: int, lr: float, train: dict, val_data, t0: float) -> dict:
+        """Record one finished epoch in the history ("lr", "train_<k>", "val_<k>" from evaluate(val_data) when
+        given, "epoch_time": seconds since t0), each appended with self._record, in that order; then
+        self._write_line(epoch); returns this epoch's values, a dict (the logs)."""
         ### BEGIN SOLUTION
-        for _ in range(epochs):
-            epoch = self.epoch + 1
-            lr = self.optimizer.param_groups[0]["lr"]
-            t0 = time.perf_counter()
-            train = self.train_epoch(train_data, epoch, self.epoch + epochs)
-            if self.scheduler is not None and self.scheduler_interval == "epoch":
-                self.scheduler.step()
-            self.epoch = epoch
-            self._record("lr", lr)
-            for k, v in train.items():
-                self._record(f"train_{k}", v)
-            if val_data is not None:
-                for k, v in self.evaluate(val_data).items():
-                    self._record(f"val_{k}", v)
-            self._record("epoch_time", time.perf_counter() - t0)
-            if self.progress:
-                from tqdm import tqdm
-                tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v[-1]:.4g}" for k, v in self.history.items()
-                                                         if k not in ("epoch_time",)))
-            if early_stopping is not None:
-                key = early_stopping.monitor or ("val_loss" if val_data is not None else "train_loss")
-                if key not in self.history:
-                    raise ValueError(f"EarlyStopping monitors {key!r}, which is not in the history "
-                                     f"(keys: {sorted(self.history)})")
-                if early_stopping.step(self.history[key][-1]):
-                    self.stopped_early = True
-                    break
-        return self.history
+        logs = {"lr": lr, **{f"train_{k}": v for k, v in train.items()}}
+        if val_data is not None:
+            logs.update({f"val_{k}": v for k, v in self.evaluate(val_data).items()})
+        logs["epoch_time"] = time.perf_counter() - t0
+        for k, v in logs.items():
+            self._record(k, v)
+        self._write_line(epoch)
+        return logs
         ### END SOLUTION
+
+    def _write_line(self, epoch: int) -> None:
+        "With self.progress, one line per epoch: its values in the history."
+        if self.progress:
+            from tqdm import tqdm
+            tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v[-1]:.4g}" for k, v in self.history.items()
+                                                     if k not in ("epoch_time",)))
+
+    def fit(self, train_data, val_data=None, epochs: int = 1, early_stopping=None, callbacks=None) -> dict:
+        """Train for `epochs` epochs (fewer when a callback sets self.should_stop); returns self.history.
+        `early_stopping`: an EarlyStopping (or an int patience), a callback run after the others; `callbacks`:
+        Callback objects for this fit, after self.callbacks (given: `self.callbacks` holds them all during the
+        fit). Hooks: "on_fit_start"; per epoch: "on_epoch_start" (epoch), train_epoch(train_data, epoch,
+        self.epoch + epochs), a per-epoch scheduler steps, self.epoch = epoch, logs = self._end_epoch(epoch, lr
+        the epoch used, results, val_data, start time), "on_epoch_end" (epoch, logs), stop if self.should_stop;
+        then "on_fit_end"."""
+        epochs = check_int(epochs, "epochs", "Trainer.fit")
+        kept = self.callbacks
+        self.callbacks = list(kept) + _callback_list(callbacks, early_stopping)
+        self.should_stop = self.stopped_early = False
+        try:
+            ### BEGIN SOLUTION
+            self._hook("on_fit_start")
+            for _ in range(epochs):
+                epoch = self.epoch + 1
+                lr = self.optimizer.param_groups[0]["lr"]
+                t0 = time.perf_counter()
+                self._hook("on_epoch_start", epoch)
+                train = self.train_epoch(train_data, epoch, self.epoch + epochs)
+                if self.scheduler is not None and self.scheduler_interval == "epoch":
+                    self.scheduler.step()
+                self.epoch = epoch
+                logs = self._end_epoch(epoch, lr, train, val_data, t0)
+                self._hook("on_epoch_end", epoch, logs)
+                if self.should_stop:
+                    break
+            self._hook("on_fit_end")
+            ### END SOLUTION
+        finally:
+            self.callbacks = kept
+        return self.history
 
     def save(self, path, **extra) -> str:
         "Checkpoint the model, optimizer, scheduler, epoch and history (see save_checkpoint)."

@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
-import warnings
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -17,14 +16,16 @@ from ..core.activations import eval_mode
 from ..core.layers import Linear, Module, Parameter, Sequential
 from ..core.losses import CrossEntropyLoss, log_softmax
 from ..core.optimizers import Adam, AdamW, Optimizer, SGD
-from ..core.training import clip_grad_norm, CosineAnnealingLR, load_checkpoint
-from .pruning import (_check_choice, _check_fraction, _check_module, _register_mask_buffer,
-                                             attach_mask, mask_gradients, param_owners)
+from ..core.checks import check_choice, check_fraction, check_int, check_real
+from ..core.callbacks import DivergenceStop, SkipNonFinite
+from ..core.training import Callback, CosineAnnealingLR, Trainer, load_checkpoint
+from .pruning import _check_module, _register_mask_buffer, attach_mask, mask_gradients, param_owners
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'IGNORE_INDEX', 'LowRank', 'low_rank_approximate', 'low_rank_linear', 'KnowledgeDistillation',
-           'load_pruned_state_dict', 'load_pruned_checkpoint', 'make_optimizer', 'lm_triple', 'input_attention_mask',
-           'model_forward', 'training_batches', 'evaluate', 'FineTuneHistory', 'fine_tune']
+           'MaskCallback', 'load_pruned_state_dict', 'load_pruned_checkpoint', 'make_optimizer', 'lm_triple',
+           'input_attention_mask', 'model_forward', 'training_batches', 'evaluate', 'FineTuneHistory', 'FineTuneConfig',
+           'fine_tune']
 
 # %% ../../modules/17_compression/17_compression_distill.ipynb #fb252d3d
 class LowRank(NamedTuple):
@@ -53,7 +54,7 @@ def low_rank_approximate(weight, rank: int | None = None, energy: float | None =
             raise ValueError(f"low_rank_approximate: rank must be an integer in [1, {full}] for shape {W.shape}, got {rank!r}")
         r = int(rank)
     else:
-        e = _check_fraction(energy, "energy", "low_rank_approximate")
+        e = check_fraction(energy, "energy", "low_rank_approximate")
         total = float((s ** 2).sum())
         r = full if total == 0 else int(np.searchsorted(np.cumsum(s ** 2) / total, e - 1e-12) + 1)
         r = min(max(r, 1), full)
@@ -98,8 +99,8 @@ class KnowledgeDistillation:
         _check_module(teacher, "KnowledgeDistillation (teacher)")
         _check_module(student, "KnowledgeDistillation (student)")
         self.teacher, self.student = teacher, student
-        self.temperature = _check_temperature(temperature, "KnowledgeDistillation")
-        self.alpha = _check_fraction(alpha, "alpha", "KnowledgeDistillation")
+        self.temperature = check_real(temperature, "temperature", "KnowledgeDistillation", 0, low_open=True)
+        self.alpha = check_fraction(alpha, "alpha", "KnowledgeDistillation")
         self.ce = CrossEntropyLoss()
 
     def teacher_logits(self, x) -> Tensor:
@@ -135,53 +136,45 @@ class KnowledgeDistillation:
         ### END SOLUTION
 
     def train_step(self, x, y, optimizer: Optimizer, clip_grad: float | None = None) -> float:
-        "One step on the student (the teacher in eval mode, under no_grad); returns the loss value."
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"KnowledgeDistillation.train_step: expected an Optimizer, got {type(optimizer).__name__}")
-        x = x if isinstance(x, Tensor) else Tensor(x)
-        t = self.teacher_logits(x)
+        "One step on the student (the teacher in eval mode, under no_grad; module 07's Trainer); returns the loss value."
         self.student.train()
-        optimizer.zero_grad()
-        loss = self.distillation_loss(self.student(x), t, y)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(f"KnowledgeDistillation: the loss is {value}; the student was not updated")
-        loss.backward()
-        mask_gradients(self.student)
-        if clip_grad is not None:
-            clip_grad_norm(list(self.student.parameters()), clip_grad)
-        optimizer.step()
-        return value
+        return _DistillTrainer(self, optimizer, clip_grad).train_step(x, y)[0]
 
     def fit(self, data, optimizer: Optimizer, epochs: int = 1, clip_grad: float | None = None) -> list:
-        "Distil over `epochs` passes of (x, y) batches; returns the mean loss of each epoch."
-        history = []
-        for _ in range(_positive_int(epochs, "epochs", "KnowledgeDistillation.fit")):
-            total, count = 0.0, 0
-            for x, y in _batches(data):
-                n = len(np.asarray(getattr(y, "data", y)).reshape(-1)) if y is not None else 1
-                total += self.train_step(x, y, optimizer, clip_grad) * n
-                count += n
-            if count == 0:
-                raise ValueError("KnowledgeDistillation.fit: the data yielded no batches")
-            history.append(total / count)
-        return history
+        "Distil over `epochs` passes of (x, y) batches with module 07's Trainer; returns the mean loss of each epoch."
+        return _DistillTrainer(self, optimizer, clip_grad).fit(_batches(data), epochs=epochs)["train_loss"]
 
     def __repr__(self):
         return (f"KnowledgeDistillation(teacher={type(self.teacher).__name__}, student={type(self.student).__name__}, "
                 f"temperature={self.temperature}, alpha={self.alpha})")
 
 
-def _check_temperature(value, who: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{who}: temperature must be a finite number > 0, got {value!r}")
-    return float(value)
+class MaskCallback(Callback):
+    """Keep pruning masks through training: gradients of pruned weights zeroed after backward (so clipping
+    measures only the weights that exist), and the masks applied again after every step."""
+    def on_after_backward(self, trainer) -> None:
+        mask_gradients(trainer._params())
+
+    def on_step_end(self, trainer, step: int, loss: float) -> None:
+        _reapply_masks(trainer._params())
 
 
-def _positive_int(value, name: str, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{who}: {name} must be an integer >= 1, got {value!r}")
-    return int(value)
+class _DistillTrainer(Trainer):
+    "Module 07's Trainer with the distillation loss: the student learns from the teacher's logits (and labels)."
+    def __init__(self, kd: KnowledgeDistillation, optimizer: Optimizer, clip_grad: float | None = None):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"KnowledgeDistillation: expected an Optimizer, got {type(optimizer).__name__}")
+        super().__init__(kd.student, optimizer, kd.distillation_loss, clip_grad_norm=clip_grad, progress=False)
+        self.kd, self.callbacks = kd, [MaskCallback()]
+
+    def compute_loss(self, x, y) -> tuple:
+        """(loss, student logits, n): the distillation loss of the student's logits against the teacher's (and
+        the labels y, which may be None when alpha == 1); n = the number of labels (1 without labels)."""
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        teacher = self.kd.teacher_logits(x)
+        out = self.model(x)
+        n = len(np.asarray(getattr(y, "data", y)).reshape(-1)) if y is not None else 1
+        return self.kd.distillation_loss(out, teacher, y), out, n
 
 
 def _batches(data):
@@ -246,7 +239,7 @@ OPTIMIZERS = {"sgd": lambda ps, lr, wd: SGD(ps, lr=lr, momentum=0.9, weight_deca
 
 def make_optimizer(name: str, params, lr: float = 1e-3, weight_decay: float = 0.0) -> Optimizer:
     "An optimizer by name: 'sgd' (momentum 0.9), 'adam' or 'adamw'."
-    _check_choice(name, tuple(OPTIMIZERS), "optimizer", "make_optimizer")
+    check_choice(name, tuple(OPTIMIZERS), "optimizer", "make_optimizer")
     return OPTIMIZERS[name](list(params), lr, weight_decay)
 
 
@@ -367,9 +360,9 @@ def evaluate(model: Module, data, loss_fn=None) -> dict:
 
 
 class FineTuneHistory(list):
-    """The mean training loss of each epoch (a list), with `.steps` (optimizer steps taken), `.skipped` (one dict
-    per step skipped for a non-finite loss or gradient: epoch, step, loss, grad_norm, lr after), `.lr`,
-    `.grad_norms` (the gradient norm of every step) and `.diverged` (None, or where the loss ran away)."""
+    """The mean training loss of each epoch (a list), with `.steps` (steps tried), `.skipped` (one dict per step
+    skipped for a non-finite loss or gradient: epoch, step, loss, grad_norm, lr after), `.lr`, `.grad_norms` (the
+    gradient norm of every step) and `.diverged` (None, or where the loss ran away)."""
     def __init__(self, *args):
         super().__init__(*args)
         self.steps, self.skipped, self.lr, self.grad_norms, self.diverged = 0, [], [], [], None
@@ -383,116 +376,140 @@ def _reapply_masks(params) -> None:
             p.data *= m.data if isinstance(m, Tensor) else m
 
 
-def fine_tune(model: Module, data, epochs: int = 1, optimizer: Optimizer | None = None, lr: float = 1e-3,
-              loss_fn=None, clip_grad: float | None = None, optimizer_name: str = "adam",
-              weight_decay: float = 0.0, cosine: bool = False, *, warmup_steps: int = 0, max_steps: int | None = None,
-              lr_backoff: float = 0.5, on_step=None, divergence_factor: float | None = 2.0,
-              on_divergence: str = "stop") -> list:
-    """Train a (pruned) model for `epochs` passes over (x, y) batches: the one fine-tuning routine of this module.
-    After every step the masks are applied again, so pruned weights (and whole pruned heads) stay exactly 0
-    whatever the optimizer does. `data`: (x, y) pairs, (x, y, valid) triples of lm_batches, or padded dicts from
-    tokenizer.encode_batch (padding left out of the loss and of attention; see training_batches).
-    The gradient norm is measured at every step (clip_grad clips it); a non-finite loss or gradient norm skips
-    the step and multiplies the learning rate by `lr_backoff`, with a RuntimeWarning and a record in `.skipped`
-    (an epoch in which every step is skipped raises FloatingPointError). Divergence: when the mean loss of the
-    last 5 steps exceeds `divergence_factor` times that of the first 5 (or times 1, if that was below 1: noise on
-    a tiny loss is not divergence), a RuntimeWarning reports it, `.diverged` records it and training stops
-    (on_divergence="stop") or FloatingPointError is raised ("raise"). cosine=True anneals the rate to 0 over the
-    epochs (module 07's CosineAnnealingLR); warmup_steps ramps it up linearly over the first steps (after growing
-    heads back); max_steps stops early; on_step(step, loss, lr) is called after each step.
-    Returns the epoch losses (a FineTuneHistory: a list with .steps, .skipped and .lr)."""
+@dataclass
+class FineTuneConfig:
+    """How fine_tune trains (every field may also be given to fine_tune as a keyword). lr, optimizer_name ('sgd',
+    'adam', 'adamw') and weight_decay build the optimizer when none is given; clip_grad clips the gradient norm
+    (None: measured, never clipped); cosine anneals the rate to 0 over the epochs; warmup_steps ramps it up
+    linearly; max_steps stops early; a non-finite step multiplies the rate by lr_backoff; divergence_factor (None:
+    no check) and on_divergence ('stop' or 'raise') configure module 07's DivergenceStop."""
+    lr: float = 1e-3
+    clip_grad: float | None = None
+    optimizer_name: str = "adam"
+    weight_decay: float = 0.0
+    cosine: bool = False
+    warmup_steps: int = 0
+    max_steps: int | None = None
+    lr_backoff: float = 0.5
+    divergence_factor: float | None = 2.0
+    on_divergence: str = "stop"
+
+    def __post_init__(self):
+        who = "fine_tune"
+        self.warmup_steps = check_int(self.warmup_steps, "warmup_steps", who, 0)
+        self.max_steps = check_int(self.max_steps, "max_steps", who, allow_none=True)
+        self.lr_backoff = check_real(self.lr_backoff, "lr_backoff", who, 0, 1, low_open=True, high_open=True)
+        self.divergence_factor = check_real(self.divergence_factor, "divergence_factor", who, 1, low_open=True,
+                                            allow_none=True)
+        self.on_divergence = check_choice(self.on_divergence, ("stop", "raise"), "on_divergence", who)
+        self.optimizer_name = check_choice(self.optimizer_name, tuple(OPTIMIZERS), "optimizer_name", who)
+        if self.clip_grad is not None:
+            self.clip_grad = check_real(self.clip_grad, "clip_grad", who, 0, low_open=True)
+        if not isinstance(self.cosine, bool):
+            raise TypeError(f"fine_tune: cosine must be True or False, got {self.cosine!r}")
+
+
+def _fine_tune_config(config, settings: dict) -> FineTuneConfig:
+    "The FineTuneConfig of one fine_tune call: `config`, or the keyword settings (not both); unknown names are errors."
+    if config is not None and settings:
+        raise TypeError(f"fine_tune: give a FineTuneConfig or keyword settings, not both (got {sorted(settings)})")
+    if config is not None:
+        if not isinstance(config, FineTuneConfig):
+            raise TypeError(f"fine_tune: config must be a FineTuneConfig, got {type(config).__name__}")
+        return config
+    unknown = sorted(set(settings) - {f.name for f in fields(FineTuneConfig)})
+    if unknown:
+        raise TypeError(f"fine_tune: unknown settings {unknown}; known: {[f.name for f in fields(FineTuneConfig)]}")
+    return FineTuneConfig(**settings)
+
+
+class _LMBatches:
+    "training_batches(data) as module 07's Trainer reads them: ((x, attention mask or None), y), re-iterable."
+    def __init__(self, data):
+        self.data = data
+
+    def __iter__(self):
+        for x, y, am in training_batches(self.data):
+            yield (x, am), y
+
+
+class _FineTuneTrainer(Trainer):
+    "Module 07's Trainer for (x, mask) inputs: padded targets (IGNORE_INDEX) are left out of the loss and of n."
+    def compute_loss(self, x, y) -> tuple:
+        x, am = x
+        out, ya = _flat_pair(model_forward(self.model, x, am), y)
+        n = int(_counted(ya).sum())
+        return (self.loss_fn(out, ya) if n else None), out, n
+
+
+class _FineTuneSteps(Callback):
+    """fine_tune's own bookkeeping around each step: the gradient norm of every step, the warm-up factor on the
+    learning rate (for the optimizer step only), max_steps, and on_step(step, loss, lr)."""
+    def __init__(self, cfg: FineTuneConfig, history: FineTuneHistory, on_step=None):
+        self.cfg, self.history, self.on_step, self._start, self._base = cfg, history, on_step, 0, None
+
+    def on_fit_start(self, trainer) -> None:
+        self._start = trainer.tried_steps
+
+    def _count(self, trainer) -> int:
+        return trainer.tried_steps - self._start
+
+    def on_nonfinite(self, trainer, what: str, value: float, epoch: int, step) -> bool:
+        if what == "gradient norm":
+            self.history.grad_norms.append(value)
+        self._check_max(trainer)
+        return False                                  # SkipNonFinite decides
+
+    def on_before_optimizer_step(self, trainer) -> None:
+        self.history.grad_norms.append(trainer.last_grad_norm)
+        w = self.cfg.warmup_steps
+        self._factor = min(1.0, self._count(trainer) / w) if w else 1.0
+        self._base = [g["lr"] for g in trainer.optimizer.param_groups]
+        for group, b in zip(trainer.optimizer.param_groups, self._base):
+            group["lr"] = b * self._factor
+
+    def on_step_end(self, trainer, step: int, loss: float) -> None:
+        for group, b in zip(trainer.optimizer.param_groups, self._base):
+            group["lr"] = b
+        if self.on_step is not None:
+            self.on_step(self._count(trainer), loss, self._base[0] * self._factor)
+        self._check_max(trainer)
+
+    def _check_max(self, trainer) -> None:
+        if self.cfg.max_steps is not None and self._count(trainer) >= self.cfg.max_steps:
+            trainer.should_stop = True
+
+
+def fine_tune(model: Module, data, epochs: int = 1, optimizer: Optimizer | None = None, loss_fn=None, on_step=None,
+              config: FineTuneConfig | None = None, **settings) -> FineTuneHistory:
+    """Train a (pruned) model for `epochs` passes over `data` with module 07's Trainer: the one fine-tuning routine
+    of this module. `data`: (x, y) pairs, (x, y, valid) triples of lm_batches, or padded dicts from
+    tokenizer.encode_batch (padding left out of the loss and of attention; see training_batches). How it trains is
+    a FineTuneConfig (`config`, or its fields as keywords: lr, clip_grad, optimizer_name, weight_decay, cosine,
+    warmup_steps, max_steps, lr_backoff, divergence_factor, on_divergence). Callbacks: MaskCallback (pruned
+    weights stay exactly 0 whatever the optimizer does), SkipNonFinite (a NaN/inf loss or gradient norm skips the
+    step and lowers the rate, with a RuntimeWarning; an epoch of only such steps raises FloatingPointError),
+    DivergenceStop (a run-away loss stops training or raises), and the warm-up, max_steps and on_step(step, loss,
+    lr) bookkeeping. Returns the epoch losses (a FineTuneHistory: a list with .steps, .skipped, .lr, .grad_norms,
+    .diverged)."""
     _check_module(model, "fine_tune")
-    epochs = _positive_int(epochs, "epochs", "fine_tune")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
-        raise ValueError(f"fine_tune: warmup_steps must be an integer >= 0, got {warmup_steps!r}")
-    if max_steps is not None:
-        max_steps = _positive_int(max_steps, "max_steps", "fine_tune")
-    if isinstance(lr_backoff, bool) or not isinstance(lr_backoff, numbers.Real) or not 0 < lr_backoff < 1:
-        raise ValueError(f"fine_tune: lr_backoff must be a number in (0, 1), got {lr_backoff!r}")
-    if divergence_factor is not None and (isinstance(divergence_factor, bool) or not isinstance(
-            divergence_factor, numbers.Real) or not divergence_factor > 1):
-        raise ValueError(f"fine_tune: divergence_factor must be None or a number > 1, got {divergence_factor!r}")
-    _check_choice(on_divergence, ("stop", "raise"), "on_divergence", "fine_tune")
-    loss_fn = loss_fn or CrossEntropyLoss()
-    opt = optimizer if optimizer is not None else make_optimizer(optimizer_name, model.parameters(), lr, weight_decay)
-    schedule = CosineAnnealingLR(opt, T_max=epochs) if cosine else None
-    params = [p for g in opt.param_groups for p in g["params"]]
-    model.train()
+    cfg = _fine_tune_config(config, settings)
+    epochs = check_int(epochs, "epochs", "fine_tune")
+    opt = optimizer if optimizer is not None else make_optimizer(cfg.optimizer_name, model.parameters(), cfg.lr,
+                                                                 cfg.weight_decay)
+    trainer = _FineTuneTrainer(model, opt, loss_fn or CrossEntropyLoss(), progress=False,
+                               scheduler=CosineAnnealingLR(opt, T_max=epochs) if cfg.cosine else None,
+                               clip_grad_norm=math.inf if cfg.clip_grad is None else cfg.clip_grad)
     history = FineTuneHistory()
-    step = 0
-    losses: list = []                                  # every finite step loss, for the divergence check
-    for epoch in range(epochs):
-        total, count, tried = 0.0, 0, 0
-        for x, y, am in training_batches(data):
-            if max_steps is not None and step >= max_steps:
-                break
-            tried += 1
-            opt.zero_grad()
-            out, ya = _flat_pair(model_forward(model, x, am), y)
-            n = int(_counted(ya).sum())
-            if n == 0:
-                continue                               # a batch of padding only: nothing to learn from
-            loss = loss_fn(out, ya)
-            value = loss.item()
-            norm = None
-            if math.isfinite(value):
-                loss.backward()
-                mask_gradients(params)
-                norm = clip_grad_norm(params, math.inf if clip_grad is None else clip_grad)   # checked every step
-                history.grad_norms.append(norm)
-            step += 1
-            if not math.isfinite(value) or (norm is not None and not math.isfinite(norm)):
-                opt.zero_grad()
-                for group in opt.param_groups:
-                    group["lr"] *= lr_backoff
-                if schedule is not None:
-                    schedule.base_lrs = [b * lr_backoff for b in schedule.base_lrs]
-                lrs = [g["lr"] for g in opt.param_groups]
-                history.skipped.append({"epoch": epoch + 1, "step": step, "loss": value, "grad_norm": norm, "lr": lrs})
-                what = f"the loss is {value}" if not math.isfinite(value) else f"the gradient norm is {norm}"
-                warnings.warn(f"fine_tune: epoch {epoch + 1}, step {step}: {what}; the step was skipped and the "
-                              f"learning rate lowered to {lrs[0]:.3g}", RuntimeWarning, stacklevel=2)
-                continue
-            factor = min(1.0, step / warmup_steps) if warmup_steps else 1.0
-            base = [g["lr"] for g in opt.param_groups]
-            for group, b in zip(opt.param_groups, base):
-                group["lr"] = b * factor
-            try:
-                opt.step()
-            finally:
-                for group, b in zip(opt.param_groups, base):
-                    group["lr"] = b
-            _reapply_masks(params)
-            total += value * n
-            count += n
-            losses.append(value)
-            if on_step is not None:
-                on_step(step, value, base[0] * factor)
-            if divergence_factor is not None and len(losses) >= 10:
-                start, recent = float(np.mean(losses[:5])), float(np.mean(losses[-5:]))
-                if recent > divergence_factor * max(start, 1.0):
-                    history.diverged = {"epoch": epoch + 1, "step": step, "start_loss": start, "loss": recent}
-                    message = (f"fine_tune: diverged at epoch {epoch + 1}, step {step}: the mean loss of the last 5 "
-                               f"steps is {recent:.4g}, more than {divergence_factor:g} x its start {start:.4g} "
-                               f"(or x 1 when the start is below 1); "
-                               f"lower the learning rate (now {base[0]:.3g}) or clip the gradients")
-                    if on_divergence == "raise":
-                        raise FloatingPointError(message)
-                    warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
-                    break
-        if tried == 0 and epoch == 0:
-            raise ValueError("fine_tune: the data yielded no batches")
-        if tried == 0 or history.diverged is not None:
-            if history.diverged is not None and count:
-                history.append(total / count)
-            break
-        if count == 0:
-            raise FloatingPointError(f"fine_tune: every step of epoch {epoch + 1} had a non-finite loss or gradient "
-                                     f"(the learning rate is now {opt.param_groups[0]['lr']:.3g}); the weights were "
-                                     f"not updated in that epoch")
-        history.append(total / count)
-        if schedule is not None:
-            schedule.step()
-    history.steps = step
+    skip = SkipNonFinite(cfg.lr_backoff, who="fine_tune")
+    callbacks = [MaskCallback(), skip, _FineTuneSteps(cfg, history, on_step)]
+    guard = None
+    if cfg.divergence_factor is not None:
+        guard = DivergenceStop(cfg.divergence_factor, cfg.on_divergence, who="fine_tune")
+        callbacks.append(guard)
+    trainer.fit(_LMBatches(data), epochs=epochs, callbacks=callbacks)
+    history.extend(trainer.history["train_loss"])
+    history.steps, history.skipped = trainer.tried_steps, skip.skipped
+    history.diverged = guard.diverged if guard is not None else None
     history.lr = [g["lr"] for g in opt.param_groups]
     return history

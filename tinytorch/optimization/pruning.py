@@ -29,9 +29,7 @@ __all__ = ['SCOPES', 'SCHEDULES', 'HEAD_IMPORTANCE', 'PrunableWeight', 'param_ow
            'structured_prune', 'compact']
 
 # %% ../../modules/17_compression/17_compression.ipynb #ea2047e9
-# Arguments are checked with module 01's validators (check_fraction, check_choice, check_int). The two
-# private names below are those validators, kept while 17_compression_distill still imports them from here.
-_check_fraction, _check_choice = check_fraction, check_choice
+# Arguments are checked with module 01's validators (check_fraction, check_choice, check_int).
 
 
 def _check_module(model, who: str) -> Module:

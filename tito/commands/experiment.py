@@ -54,43 +54,36 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def run(args, ctx) -> int:
+def _output_dir(args, root: str):
+    "Where the run writes: --output-dir (relative to the working folder), else experiment_results/<name>/ in the checkout."
     from pathlib import Path
-    from ..errors import TitoError
-
-    root = str(ctx.root)
-    if root not in sys.path:
-        sys.path.insert(0, root)              # the checkout's package
-    try:
-        from tinytorch import experiments as ex
-    except ImportError as e:
-        raise TitoError(f"cannot import tinytorch.experiments ({e}); export module 20 first: tito export 20") from None
-    if args.list_models:
-        for name, p in ex.TINYGPT_PRESETS.items():
-            print(f"  {name:<18} {p['num_layers']} layers x {p['embed_dim']} wide, {p['num_heads']} heads, "
-                  f"context {p['max_seq_len']}" + (f"  (weights: {p['file']}.npz)" if p["file"] else ""))
-        return 0
     if args.output_dir is None:
         name = f"{'test' if args.test_mode else args.model}-{args.strategy}-{args.pruning_percent:g}-seed{args.seed}"
-        out = Path(root) / "experiment_results" / name          # ignored by git (.gitignore)
-    else:
-        out = Path(args.output_dir)
-        if not out.is_absolute():
-            out = Path.cwd() / out
+        return Path(root) / "experiment_results" / name          # ignored by git (.gitignore)
+    out = Path(args.output_dir)
+    return out if out.is_absolute() else Path.cwd() / out
+
+
+def _config(ex, args, out):
+    "The ExperimentConfig of the command line; a bad value is exit code 2 with the config's message."
+    from ..errors import TitoError
     prompt = args.prompt.replace("\\n", "\n").replace("\\t", "\t")     # a typed \n is a newline
     try:
-        config = ex.ExperimentConfig(model_name=args.model, pruning_percent=args.pruning_percent,
-                                     strategy=args.strategy, growth_strategy=args.growth_strategy,
-                                     num_epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                                     device=args.device, output_dir=str(out), seed=args.seed,
-                                     test_mode=args.test_mode, steps_per_epoch=args.steps_per_epoch,
-                                     grow_count=args.grow_count, physical=args.physical,
-                                     max_cycles=args.max_cycles, dataset=args.dataset, weights=args.weights,
-                                     prompt=prompt, resume=args.resume)
+        return ex.ExperimentConfig(model_name=args.model, pruning_percent=args.pruning_percent,
+                                   strategy=args.strategy, growth_strategy=args.growth_strategy,
+                                   num_epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                                   device=args.device, output_dir=str(out), seed=args.seed,
+                                   test_mode=args.test_mode, steps_per_epoch=args.steps_per_epoch,
+                                   grow_count=args.grow_count, physical=args.physical,
+                                   max_cycles=args.max_cycles, dataset=args.dataset, weights=args.weights,
+                                   prompt=prompt, resume=args.resume)
     except ValueError as e:
         raise TitoError(str(e), exit_code=2) from None
-    from tqdm import tqdm
 
+
+def _run_with_bar(ex, config) -> dict:
+    "run_experiment with a progress bar of its stages (notices written above the bar); returns the summary."
+    from tqdm import tqdm
     stages = ex.experiment_stages(config)
     with tqdm(total=len(stages), desc="experiment", unit="stage", file=sys.stderr, dynamic_ncols=True) as bar:
         def progress(stage):
@@ -101,8 +94,12 @@ def run(args, ctx) -> int:
         def log(message):
             bar.write(str(message), file=sys.stderr)
 
-        model, tok, summary = ex.run_experiment(config, progress=progress, log=log)
+        _, _, summary = ex.run_experiment(config, progress=progress, log=log)
         bar.update(len(stages) - bar.n)
+    return summary
+
+
+def _print_summary(config, summary: dict) -> None:
     m = summary["model"]
     print(f"model: {m['preset']} ({m['source']}), {m['layers']} layers, heads per layer {m['heads_per_layer']}")
     print(f"{'stage':<22s}{'loss':>8s}{'perplexity':>12s}{'heads on':>10s}")
@@ -119,4 +116,23 @@ def run(args, ctx) -> int:
     print(f"sample after '{last}':\n  " + summary["samples"][last].replace("\n", "\n  "))
     for kind, path in summary["files"].items():
         print(f"{kind}: {path}")
+
+
+def run(args, ctx) -> int:
+    from ..errors import TitoError
+
+    root = str(ctx.root)
+    if root not in sys.path:
+        sys.path.insert(0, root)              # the checkout's package
+    try:
+        from tinytorch import experiments as ex
+    except ImportError as e:
+        raise TitoError(f"cannot import tinytorch.experiments ({e}); export module 20 first: tito export 20") from None
+    if args.list_models:
+        for name, p in ex.TINYGPT_PRESETS.items():
+            print(f"  {name:<18} {p['num_layers']} layers x {p['embed_dim']} wide, {p['num_heads']} heads, "
+                  f"context {p['max_seq_len']}" + (f"  (weights: {p['file']}.npz)" if p["file"] else ""))
+        return 0
+    config = _config(ex, args, _output_dir(args, root))
+    _print_summary(config, _run_with_bar(ex, config))
     return 0
