@@ -197,7 +197,8 @@ def test_to_linear_memory_and_repr():
     sp = SparseLinear.from_linear(lin)
     back = sp.to_linear()
     assert np.array_equal(back.weight.data, lin.weight.data) and np.array_equal(back.weight.mask, lin.weight.mask)
-    assert sp.nbytes == sp.nnz * 6 + 51 * 4 and sp.dense_nbytes == 100 * 50 * 4
+    assert sp.nbytes == sp.nnz * (4 + 1) + 51 * 4     # float32 value + uint8 index (100 columns), int32 offsets
+    assert sp.dense_nbytes == 100 * 50 * 4
     assert sp.density == pytest.approx(0.1) and "density=0.100" in repr(sp)
     csr = sp.csr
     assert isinstance(csr, CSRMatrix) and csr.shape == (50, 100) and csr.nbytes == sp.nbytes
