@@ -94,14 +94,17 @@ class Kernel:
 
     @property
     def parallel(self) -> "Kernel":
-        if not self.kernels._specs[self.name.removesuffix("_parallel")][2]:
-            raise AttributeError(f"{self.name} has no parallel variant (mark it with parallel_variant=True)")
-        return Kernel(self.kernels, self.name.removesuffix("_parallel") + "_parallel", self.py_func)
+        base = self.name.removesuffix("_parallel")
+        if self.kernels._specs[base][2]:
+            return Kernel(self.kernels, base + "_parallel", self.py_func)
+        return self.__getattr__("parallel")
 
     def __call__(self, *args):
         return self.dispatcher(*args)
 
     def __getattr__(self, attr):
+        if attr == "parallel":
+            raise AttributeError(f"{self.name} has no parallel variant (mark it with parallel_variant=True)")
         if attr.startswith("__"):
             raise AttributeError(attr)
         return getattr(self.dispatcher, attr)
