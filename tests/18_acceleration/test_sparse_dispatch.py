@@ -125,7 +125,7 @@ def test_shape_classes():
     assert sparse.shape_class(10, 100000, 64) == (64, 8, 2048)
     assert sparse.shape_class(3, 128, 64) == (64, 8, 128)
     assert sparse.shape_class(700, 10, 1000) == (256, 512, 8)
-    with pytest.raises(ValueError, match="batch must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"batch must be a positive integer \(>= 1\), got 0"):
         sparse.shape_class(8, 8, 0)
 
 

@@ -216,5 +216,5 @@ def test_bad_input_is_refused_with_the_values_seen():
         to_sparse(Sequential(Linear(2, 2)), mode="sometimes")
     with pytest.raises(TypeError, match="expected a Module, got ndarray"):
         to_sparse(np.ones((2, 2)))
-    with pytest.raises(ValueError, match="density must be in \\[0, 1\\], got 1.5"):
+    with pytest.raises(ValueError, match="density must be a finite number in \\[0, 1\\], got 1.5"):
         sparse.choose_format(1.5, 10, 10)

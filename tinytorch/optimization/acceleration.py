@@ -3,8 +3,6 @@
 # %% ../../modules/18_acceleration/18_acceleration.ipynb #1cb06a8b
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..core.autograd import Function

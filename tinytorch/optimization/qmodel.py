@@ -10,6 +10,7 @@ import types
 import numpy as np
 
 from ..core.autograd import Function, no_grad
+from ..core.checks import check_choice
 from ..core.tensor import Tensor
 from ..core.activations import eval_mode
 from ..core.layers import Linear, LinearFunction, Module
@@ -89,9 +90,7 @@ _OBSERVERS = {"minmax": MinMaxObserver, "moving_average": MovingAverageMinMaxObs
 
 def _make_observer(observer, act_bits: int) -> Observer:
     if isinstance(observer, str):
-        if observer not in _OBSERVERS:
-            raise ValueError(f"unknown observer {observer!r}; known: {sorted(_OBSERVERS)} (or pass an Observer class)")
-        return _OBSERVERS[observer](bits=act_bits)
+        return _OBSERVERS[check_choice(observer, tuple(_OBSERVERS), "observer", "quantize_model")](bits=act_bits)
     if isinstance(observer, type) and issubclass(observer, Observer):
         return observer(bits=act_bits)
     if callable(observer):

@@ -3,11 +3,10 @@
 # %% ../../modules/16_quantization/16_quantization.ipynb #6484f427
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ..core.autograd import is_grad_enabled
+from ..core.checks import check_real
 from ..core.tensor import Tensor
 from ..core.layers import Linear, Module
 from ..core.spatial import Conv2d, _pad, im2col
@@ -270,11 +269,8 @@ class MinMaxObserver(Observer):
 class MovingAverageMinMaxObserver(Observer):
     "An exponential moving average of each batch's min and max (the first batch sets them)."
     def __init__(self, averaging_constant: float = 0.01, bits: int = 8, symmetric: bool = False, dtype="int8"):
-        if isinstance(averaging_constant, bool) or not isinstance(averaging_constant, numbers.Real) \
-                or not 0.0 < averaging_constant <= 1.0:
-            raise ValueError(f"MovingAverageMinMaxObserver: averaging_constant must be in (0, 1], "
-                             f"got {averaging_constant!r}")
-        self.averaging_constant = float(averaging_constant)
+        self.averaging_constant = check_real(averaging_constant, "averaging_constant", "MovingAverageMinMaxObserver",
+                                             0, 1, low_open=True)
         super().__init__(bits, symmetric, dtype)
 
     def _update(self, a):
@@ -296,8 +292,7 @@ class PercentileObserver(Observer):
     values are kept per batch, chosen by a seeded generator, so memory stays bounded)."""
     def __init__(self, percentile: float = 99.99, bits: int = 8, symmetric: bool = False, dtype="int8",
                  max_samples: int = 100_000, seed: int = 0):
-        if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real) or not 50.0 < percentile <= 100.0:
-            raise ValueError(f"PercentileObserver: percentile must be in (50, 100], got {percentile!r}")
+        percentile = check_real(percentile, "percentile", "PercentileObserver", 50, 100, low_open=True)
         self.percentile, self.max_samples = float(percentile), int(max_samples)
         self._rng = np.random.default_rng(seed)
         super().__init__(bits, symmetric, dtype)

@@ -15,6 +15,7 @@ from importlib import metadata
 import numpy as np
 
 from ..core.autograd import Function
+from ..core.checks import check_choice, check_fraction, check_int
 from ..core.layers import Linear, Module, Parameter
 from ..core.tensor import Tensor
 from .pruning import keep_masks_in_optimizers      # module 17
@@ -398,8 +399,7 @@ def _pow2(n: int, lo: int, hi: int) -> int:
 
 def shape_class(in_features: int, out_features: int, batch: int) -> tuple:
     "(batch class, inputs, outputs) rounded: batch to 1/8/64/256, sizes to a power of two in [8, 2048]."
-    if batch < 1:
-        raise ValueError(f"shape_class: batch must be >= 1, got {batch}")
+    batch = check_int(batch, "batch", "shape_class")
     b = next((c for c in _BATCH_CLASSES if batch <= c), _BATCH_CLASSES[-1])
     return (b, _pow2(in_features, 8, 2048), _pow2(out_features, 8, 2048))
 
@@ -551,8 +551,7 @@ def crossover_density(in_features: int, out_features: int, batch: int = 64, cali
 
 def choose_format(density: float, in_features: int, out_features: int, batch: int = 64, calibration=None) -> str:
     "'sparse' if a layer of this density and shape runs faster in CSR on this machine, else 'dense'."
-    if not 0.0 <= density <= 1.0:
-        raise ValueError(f"choose_format: density must be in [0, 1], got {density}")
+    density = check_fraction(density, "density", "choose_format")
     crossover = crossover_density(in_features, out_features, batch, calibration)
     return "sparse" if density <= SAFETY * crossover else "dense"
 
@@ -568,8 +567,7 @@ def _linear_density(layer: Linear) -> float:
 
 def sparse_plan(model: Module, batch_size: int = 64, mode: str = "auto", calibration=None) -> list:
     "For each Linear in `model` (once each): its name, shape, density and whether to_sparse makes it sparse."
-    if mode not in _MODES:
-        raise ValueError(f"to_sparse: unknown mode {mode!r}; use one of {_MODES}")
+    check_choice(mode, _MODES, "mode", "to_sparse")
     if not isinstance(model, Module):
         raise TypeError(f"to_sparse: expected a Module, got {type(model).__name__}")
     plan = []
