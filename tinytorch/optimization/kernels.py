@@ -86,6 +86,7 @@ class Kernel:
         self.kernels, self.name, self.py_func = kernels, name, py_func
         self.__name__, self.__qualname__, self.__doc__ = name, name, py_func.__doc__
         self.__module__, self.__wrapped__ = py_func.__module__, py_func
+        self._call = None            # the compiled kernel once called (a memo: calls stay cheap)
 
     @property
     def dispatcher(self):
@@ -100,7 +101,10 @@ class Kernel:
         return self.__getattr__("parallel")
 
     def __call__(self, *args):
-        return self.dispatcher(*args)
+        call = self._call
+        if call is None:
+            call = self._call = self.dispatcher
+        return call(*args)
 
     def __getattr__(self, attr):
         if attr == "parallel":
