@@ -107,6 +107,12 @@ def test_one_index_rule_and_one_byte_model_for_float_and_int8():
         CSRMatrix(q.data, q.indices, q.indptr, q.shape, scale=np.ones(2))
 
 
+def test_one_csr_container_everywhere():
+    import tinytorch.optimization.quantization as quantization
+    assert quantization.CSRMatrix is CSRMatrix and quantization.QuantizedCSR is QuantizedCSR
+    assert issubclass(QuantizedCSR, CSRMatrix) and quantization.csr_arrays is K.csr_arrays
+
+
 def test_int8_matmul_uses_the_compiled_kernel_of_the_one_set():
     a = np.array([[1, -2, 3]], np.int8)
     b = np.array([[4, 5, -6], [1, 1, 1]], np.int8)

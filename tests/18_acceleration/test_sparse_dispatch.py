@@ -146,8 +146,18 @@ def test_a_corrupt_calibration_file_is_an_error_naming_it(tmp_path, monkeypatch)
 
 IMPORT_PROBE = r"""
 import json, os, sys, types
+import numpy, tinytorch.core.autograd, tinytorch.core.layers, tinytorch.core.tensor, tinytorch.core.training
+import tinytorch.core.spatial, tinytorch.optimization.pruning, tinytorch.optimization.profiling
+read = []
+orig_getitem, orig_get = type(os.environ).__getitem__, type(os.environ).get
+def getitem(self, key):
+    read.append(key); return orig_getitem(self, key)
+def get(self, key, default=None):
+    read.append(key); return orig_get(self, key, default)
+type(os.environ).__getitem__, type(os.environ).get = getitem, get
 import tinytorch.optimization.sparse as sp
 import tinytorch.optimization.acceleration as acc
+type(os.environ).__getitem__, type(os.environ).get = orig_getitem, orig_get
 from tinytorch.optimization.kernels import Kernel
 numba_after_import = "numba" in sys.modules
 def snapshot():
@@ -167,7 +177,7 @@ print(json.dumps({"changed": sorted(map(str, (k for k in before if after.get(k) 
                   "python_kernels": all(isinstance(getattr(m, n), Kernel) and
                                         isinstance(getattr(m, n).py_func, types.FunctionType) for m, n in kernel_names),
                   "prange_is_range": sp.prange is range and acc.prange is range,
-                  "numba_after_import": numba_after_import,
+                  "numba_after_import": numba_after_import, "env_read": read,
                   "numba_after_use": "numba" in sys.modules}))
 """
 
@@ -191,4 +201,5 @@ def test_import_and_use_leave_the_module_globals_and_write_nothing(tmp_path):
     assert r["changed"] == [] and r["added"] == [], r              # compiling rewrote no global
     assert r["kernels"] >= 10 and r["python_kernels"] and r["prange_is_range"]
     assert not r["numba_after_import"] and r["numba_after_use"]     # Numba is imported on first use only
+    assert r["env_read"] == []                                      # importing reads no environment variable
     assert os.listdir(home) == [] and os.listdir(work) == []      # only Numba's own cache (its folder) was written

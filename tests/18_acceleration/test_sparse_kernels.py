@@ -212,3 +212,10 @@ def test_use_parallel_falls_back_to_one_thread_when_the_parallel_kernel_fails(mo
     with pytest.warns(UserWarning, match="parallel kernels unavailable.*no threading layer"):
         assert sparse.use_parallel(True) is False
     assert sparse._STATE["parallel"] is False
+
+
+def test_the_sparse_kernels_use_module_16s_one_csr_and_one_kernel_set():
+    from tinytorch.optimization import kernels as k16
+    assert CSRMatrix is k16.CSRMatrix and index_dtype is k16.index_dtype and offset_dtype is k16.offset_dtype
+    assert isinstance(sparse.KERNELS, k16.KernelSet) and isinstance(sparse.matmat, k16.Kernel)
+    assert set(vars(kernels().compiled)) >= {"matmat", "matmat_parallel", "matvec", "values_grad", "row_dot"}
