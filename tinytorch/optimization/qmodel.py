@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 import numbers
 import types
 
@@ -143,35 +144,36 @@ def _batches(data, who: str):
                          f"activation ranges (pass calibration_data=None to quantize activations per batch)")
 
 
-def calibrate(model: Module, calibration_data, layers: list, observer="minmax", act_bits: int = 8) -> dict:
-    """Run `model` over `calibration_data` in eval mode under no_grad, with an observer on the input of each
-    module in `layers`; returns {id(layer): observer}. Layers are watched through temporary per-instance
-    `forward` attributes, removed afterwards (even on error)."""
-    observers = {id(m): _make_observer(observer, act_bits) for m in layers}
+@contextmanager
+def _watching_inputs(layers: list, record):
+    """Temporary per-instance `forward` attributes on `layers` that call record(layer, input) before the layer's
+    own forward (the way module 14's profiler watches layers); removed on exit, even on error."""
     installed = []
-    modes = [(m, m.training) for m in model.modules()]
     try:
         for m in layers:
-            obs, original = observers[id(m)], m.forward
-            had = "forward" in vars(m)
-            installed.append((m, had, vars(m).get("forward")))
+            installed.append((m, "forward" in vars(m), vars(m).get("forward")))
 
-            def watched(x, *args, _obs=obs, _orig=original, **kwargs):
-                _obs.observe(x)
-                return _orig(x, *args, **kwargs)
+            def watched(inp, *args, _m=m, _orig=m.forward, **kwargs):
+                record(_m, inp)
+                return _orig(inp, *args, **kwargs)
             m.forward = watched
-        model.eval()
-        with no_grad():
-            for x in _batches(calibration_data, "calibrate"):
-                model(x)
+        yield
     finally:
         for m, had, previous in reversed(installed):
             if had:
                 m.forward = previous
             else:
                 del m.forward
-        for m, mode in modes:
-            object.__setattr__(m, "training", mode)
+
+
+def calibrate(model: Module, calibration_data, layers: list, observer="minmax", act_bits: int = 8) -> dict:
+    """Run `model` over `calibration_data` in eval mode under no_grad, with an observer on the input of each
+    module in `layers`; returns {id(layer): observer}. Layers are watched through temporary per-instance
+    `forward` attributes, removed afterwards (even on error)."""
+    observers = {id(m): _make_observer(observer, act_bits) for m in layers}
+    with eval_mode(model), _watching_inputs(layers, lambda m, x: observers[id(m)].observe(x)), no_grad():
+        for x in _batches(calibration_data, "calibrate"):
+            model(x)
     return observers
 
 
@@ -257,12 +259,18 @@ def fake_quantize(x: Tensor, scale, zero_point, bits: int = 8, symmetric: bool =
 class _QATBase(Module):
     "Shared parts of QATLinear and QATConv2d: the wrapped float layer's parameters and an input observer."
 
-    def _setup(self, layer, bits: int, per_channel: bool, act_bits: int, averaging_constant: float):
+    _SIZES = ()          # the wrapped layer's size attributes that the QAT layer shows too
+
+    def __init__(self, layer, bits: int = 8, per_channel: bool = True, act_bits: int = 8,
+                 averaging_constant: float = 0.01):
+        super().__init__()
         self.layer = layer
         self.weight, self.bias = layer.weight, layer.bias          # the same Parameters: optimizers and masks work
         self.bits, self.per_channel = _check_bits(bits, type(self).__name__), bool(per_channel)
         self.act_bits = _check_bits(act_bits, type(self).__name__)
         self.observer = MovingAverageMinMaxObserver(averaging_constant, bits=self.act_bits)
+        for name in self._SIZES:
+            setattr(self, name, getattr(layer, name))
 
     def named_children(self):
         return iter(())                   # the wrapped layer's parameters are this module's own weight and bias
@@ -297,11 +305,7 @@ class _QATBase(Module):
 
 class QATLinear(_QATBase):
     "A Linear trained with fake-quantized weights (per channel) and inputs; convert with quantize_model."
-    def __init__(self, linear: Linear, bits: int = 8, per_channel: bool = True, act_bits: int = 8,
-                 averaging_constant: float = 0.01):
-        super().__init__()
-        self._setup(linear, bits, per_channel, act_bits, averaging_constant)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+    _SIZES = ("in_features", "out_features")
 
     def forward(self, x) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
@@ -316,11 +320,7 @@ class QATLinear(_QATBase):
 
 class QATConv2d(_QATBase):
     "A Conv2d trained with fake-quantized weights (per channel) and inputs; convert with quantize_model."
-    def __init__(self, conv: Conv2d, bits: int = 8, per_channel: bool = True, act_bits: int = 8,
-                 averaging_constant: float = 0.01):
-        super().__init__()
-        self._setup(conv, bits, per_channel, act_bits, averaging_constant)
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+    _SIZES = ("in_channels", "out_channels")
 
     def forward(self, x) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
@@ -365,25 +365,12 @@ def convert_qat(model: Module, sparse=False, inplace: bool = False) -> Module:
 # %% ../../modules/16_quantization/16_quantization_model.ipynb #c738d52c
 def _layer_inputs(model: Module, x, layers: list) -> dict:
     "The input each layer in `layers` receives during one float forward pass of `x` (per-instance wrappers)."
-    seen, installed = {}, []
-    try:
-        for m in layers:
-            original = m.forward
-            had = "forward" in vars(m)
-            installed.append((m, had, vars(m).get("forward")))
+    seen = {}
 
-            def watched(inp, *args, _m=m, _orig=original, **kwargs):
-                seen.setdefault(id(_m), inp.data if isinstance(inp, Tensor) else np.asarray(inp))
-                return _orig(inp, *args, **kwargs)
-            m.forward = watched
-        with no_grad():
-            model(x)
-    finally:
-        for m, had, previous in reversed(installed):
-            if had:
-                m.forward = previous
-            else:
-                del m.forward
+    def record(m, inp):
+        seen.setdefault(id(m), inp.data if isinstance(inp, Tensor) else np.asarray(inp))
+    with _watching_inputs(layers, record), no_grad():
+        model(x)
     return seen
 
 
