@@ -286,7 +286,11 @@ class CSRMatrix:
 
     def __matmul__(self, x):
         """`A @ x` for a vector (cols,) or a matrix (cols, B), in NumPy: each stored value times its row of x,
-        summed per row (the reference that module 18's compiled kernels, `csr_linear_forward`, must match)."""
+        summed per row (the reference that module 18's compiled kernels, `csr_linear_forward`, must match).
+        Exercise (given: the checks, `dtype`, and `data` (nnz,), the stored values as `dtype` with the scale
+        applied): stored value j, in row r (indptr[r] <= j < indptr[r + 1]) and column indices[j], adds
+        data[j] * x[indices[j]] to out[r]. Return out, shape (rows,) + x.shape[1:], of `dtype` (zeros in rows
+        that store nothing), without building the dense matrix."""
         x = np.asarray(getattr(x, "data", x))
         if x.ndim not in (1, 2) or x.shape[0] != self.shape[1]:
             raise ValueError(f"{type(self).__name__} @ x: a {self.shape} matrix needs x of shape ({self.shape[1]},) "
@@ -295,11 +299,13 @@ class CSRMatrix:
         data = self.data.astype(dtype)
         if self.scale is not None:
             data *= self.scale if self.scale.ndim == 0 else np.repeat(self.scale, np.diff(self.indptr.astype(np.int64)))
+        ### BEGIN SOLUTION
+        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr.astype(np.int64)))   # the row of each value
         prods = data.reshape(-1, *([1] * (x.ndim - 1))) * x.astype(dtype, copy=False)[self.indices]
-        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr.astype(np.int64)))
         out = np.zeros((self.shape[0],) + x.shape[1:], dtype)
-        np.add.at(out, rows, prods)
+        np.add.at(out, rows, prods)                    # unbuffered: rows repeat, and every product must count
         return out
+        ### END SOLUTION
 
     def __repr__(self):
         scale = "" if self.scale is None else f", scale {self.scale.shape or 'one'}"

@@ -292,8 +292,13 @@ class _QATBase(Module):
         return fake_quantize(x, qp[0], qp[1], bits=self.act_bits, symmetric=False)
 
     def _fq_weight(self) -> Tensor:
+        """The weight as the int8 layer will see it, differentiable: fake_quantize(self.weight, ...) with symmetric
+        `self.bits`-bit parameters from compute_qparams(-amax, amax, self.bits), where amax is the largest |w| of
+        each output channel (row of w2, the weight as (out, rest); scales along axis 0) when self.per_channel,
+        else of the whole weight. Returns a Tensor of the weight's shape."""
         w = self.weight.data
         w2 = w.reshape(w.shape[0], -1)
+        ### BEGIN SOLUTION
         if self.per_channel:
             amax = np.abs(w2).max(axis=1)
             scale, zp = compute_qparams(-amax, amax, self.bits)
@@ -301,6 +306,7 @@ class _QATBase(Module):
         amax = float(np.abs(w2).max())
         scale, zp = compute_qparams(-amax, amax, self.bits)
         return fake_quantize(self.weight, scale, zp, bits=self.bits)
+        ### END SOLUTION
 
 
 class QATLinear(_QATBase):
