@@ -96,9 +96,9 @@ def test_other_bad_arguments_name_what_was_wrong():
         quantize_model(Sequential(Linear(2, 2)), sparse="yes")
     with pytest.raises(ValueError, match="unknown observer 'median'"):
         quantize_model(Sequential(Linear(2, 2)), calibration_data=[np.ones((1, 2), np.float32)], observer="median")
-    with pytest.raises(ValueError, match="percentile must be in \\(50, 100\\], got 40"):
+    with pytest.raises(ValueError, match="percentile must be a finite number in \\(50, 100\\], got 40"):
         PercentileObserver(percentile=40)
-    with pytest.raises(ValueError, match="averaging_constant must be in \\(0, 1\\], got 0"):
+    with pytest.raises(ValueError, match="averaging_constant must be a finite number in \\(0, 1\\], got 0"):
         MovingAverageMinMaxObserver(averaging_constant=0)
     with pytest.raises(ValueError, match="no QAT layers"):
         convert_qat(Sequential(Linear(2, 2)))

@@ -13,6 +13,7 @@ from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Linear, Module, Sequential
 from tinytorch.core.spatial import BatchNorm2d, Conv2d, Flatten
 from tinytorch.core.tensor import Tensor
+from tinytorch.optimization.kernels import CSRMatrix, csr_bytes
 from tinytorch.optimization.quantization import (FakeQuantize, MovingAverageMinMaxObserver, PercentileObserver,
                                                  QuantizedConv2d, QuantizedCSR, QuantizedLinear, QuantizedTensor,
                                                  compute_qparams,
@@ -124,8 +125,10 @@ def test_csr_storage_uses_compact_indices_and_counts_its_bytes():
         csr = QuantizedCSR.from_quantized(q)
         nnz = int(np.count_nonzero(q.data))
         assert csr.nnz == nnz and csr.indices.dtype == index_dtype and csr.values.dtype == np.int8
-        assert csr.indptr.dtype == np.uint16 and len(csr.indptr) == 51
-        assert csr.nbytes == nnz * (1 + np.dtype(index_dtype).itemsize) + 51 * 2 + 50 * 4
+        assert csr.indptr.dtype == np.int32 and len(csr.indptr) == 51          # the one rule: int32 offsets
+        assert csr.nbytes == nnz * (1 + np.dtype(index_dtype).itemsize) + 51 * 4 + 50 * 4
+        assert csr.nbytes == csr_bytes(w.shape, nnz, np.int8, scales=50)
+        assert isinstance(csr, CSRMatrix) and csr.data is csr.values
         np.testing.assert_array_equal(csr.to_dense(), q.data)
         np.testing.assert_array_equal(csr.dequantize().data, dequantize(q).data)
 

@@ -73,16 +73,17 @@ def test_attention_heads_and_mlp_units_compacted_in_a_gpt():
         np.testing.assert_allclose(gpt(ids).data, before, atol=1e-5)
 
 
-def test_unstructured_sparsity_pays_in_csr_only_past_about_half():
+def test_unstructured_sparsity_pays_in_csr_only_past_about_a_fifth():
     rng = np.random.default_rng(3)
     w = rng.standard_normal((256, 256)).astype(np.float32)
     ratios = {}
     for s in (0.0, 0.3, 0.5, 0.7, 0.9, 0.99):
         pruned = w * (np.abs(w) > np.quantile(np.abs(w), s)) if s else w
         ratios[s] = csr_nbytes(pruned) / pruned.nbytes
-    assert ratios[0.0] > 1.9 and ratios[0.3] > 1.3                     # 8 bytes per nonzero vs 4
-    assert 0.9 < ratios[0.5] < 1.1
-    assert ratios[0.9] < 0.25 and ratios[0.99] < 0.03
+    # module 16's one byte model: 4-byte value + 1-byte column index (256 columns) per nonzero, 4 per row
+    assert ratios[0.0] > 1.2 and ratios[0.3] > 0.85                    # 5 bytes per nonzero vs 4
+    assert ratios[0.5] < 0.7 and ratios[0.9] < 0.14 and ratios[0.99] < 0.03
+    assert ratios[0.0] == pytest.approx((w.size * 5 + 257 * 4) / w.nbytes)
     model = Sequential(Linear(256, 256, rng=rng), ReLU(), Linear(256, 10, rng=rng))
     magnitude_prune(model, 0.95)
     b = model_bytes(model)

@@ -125,7 +125,7 @@ def test_shape_classes():
     assert sparse.shape_class(10, 100000, 64) == (64, 8, 2048)
     assert sparse.shape_class(3, 128, 64) == (64, 8, 128)
     assert sparse.shape_class(700, 10, 1000) == (256, 512, 8)
-    with pytest.raises(ValueError, match="batch must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"batch must be a positive integer \(>= 1\), got 0"):
         sparse.shape_class(8, 8, 0)
 
 
@@ -146,22 +146,39 @@ def test_a_corrupt_calibration_file_is_an_error_naming_it(tmp_path, monkeypatch)
 
 IMPORT_PROBE = r"""
 import json, os, sys, types
+import numpy, tinytorch.core.autograd, tinytorch.core.layers, tinytorch.core.tensor, tinytorch.core.training
+import tinytorch.core.spatial, tinytorch.optimization.pruning, tinytorch.optimization.profiling
+read = []
+orig_getitem, orig_get = type(os.environ).__getitem__, type(os.environ).get
+def getitem(self, key):
+    read.append(key); return orig_getitem(self, key)
+def get(self, key, default=None):
+    read.append(key); return orig_get(self, key, default)
+type(os.environ).__getitem__, type(os.environ).get = getitem, get
 import tinytorch.optimization.sparse as sp
+import tinytorch.optimization.acceleration as acc
+type(os.environ).__getitem__, type(os.environ).get = orig_getitem, orig_get
+from tinytorch.optimization.kernels import Kernel
+numba_after_import = "numba" in sys.modules
 def snapshot():
-    return {k: id(v) for k, v in vars(sp).items() if not k.startswith("__")}
+    return {(m.__name__, k): id(v) for m in (sp, acc) for k, v in vars(m).items() if not k.startswith("__")}
 before = snapshot()
-kernels_before = {n: getattr(sp, n) for n in sp._JIT_FLAGS}
 import numpy as np
 c = sp.CSRMatrix.from_dense(np.eye(4, dtype=np.float32))
 y, _ = sp.csr_linear_forward(c.indptr, c.indices, c.data, np.ones((3, 4), np.float32))
 assert np.allclose(y, np.ones((3, 4)))
 sp.use_parallel(True); sp.use_parallel(False)
+assert np.allclose(acc.gelu_fused(np.zeros((2, 3), np.float32)), 0)
 after = snapshot()
-print(json.dumps({"changed": sorted(k for k in before if after.get(k) != before[k]),
-                  "added": sorted(set(after) - set(before)),
-                  "python_kernels": all(isinstance(getattr(sp, n), types.FunctionType) for n in sp._JIT_FLAGS),
-                  "prange_is_range": sp.prange is range,
-                  "numba_after_import": "numba" in sys.modules}))
+kernel_names = [(m, n) for m in (sp, acc) for n in m.KERNELS._specs]
+print(json.dumps({"changed": sorted(map(str, (k for k in before if after.get(k) != before[k]))),
+                  "added": sorted(map(str, set(after) - set(before))),
+                  "kernels": len(kernel_names),
+                  "python_kernels": all(isinstance(getattr(m, n), Kernel) and
+                                        isinstance(getattr(m, n).py_func, types.FunctionType) for m, n in kernel_names),
+                  "prange_is_range": sp.prange is range and acc.prange is range,
+                  "numba_after_import": numba_after_import, "env_read": read,
+                  "numba_after_use": "numba" in sys.modules}))
 """
 
 
@@ -172,7 +189,8 @@ def test_import_and_use_leave_the_module_globals_and_write_nothing(tmp_path):
     env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
            "NUMBA_CACHE_DIR": str(numba_cache), "TINYTORCH_SPARSE_PARALLEL": "1"}
     env.pop("TINYTORCH_SPARSE_CROSSOVER", None)
-    only_import = subprocess.run([sys.executable, "-c", "import tinytorch.optimization.sparse"], cwd=work, env=env,
+    only_import = subprocess.run([sys.executable, "-c", "import tinytorch.optimization.sparse, "
+                                  "tinytorch.optimization.acceleration"], cwd=work, env=env,
                                  capture_output=True, text=True, timeout=120)
     assert only_import.returncode == 0, only_import.stderr
     assert os.listdir(home) == [] and os.listdir(work) == [] and not numba_cache.exists()   # nothing written
@@ -181,5 +199,7 @@ def test_import_and_use_leave_the_module_globals_and_write_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["changed"] == [] and r["added"] == [], r              # compiling rewrote no global
-    assert r["python_kernels"] and r["prange_is_range"] and r["numba_after_import"]
+    assert r["kernels"] >= 10 and r["python_kernels"] and r["prange_is_range"]
+    assert not r["numba_after_import"] and r["numba_after_use"]     # Numba is imported on first use only
+    assert r["env_read"] == []                                      # importing reads no environment variable
     assert os.listdir(home) == [] and os.listdir(work) == []      # only Numba's own cache (its folder) was written

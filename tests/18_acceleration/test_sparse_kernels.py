@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tinytorch.optimization import sparse
+from tinytorch.optimization.kernels import csr_bytes
 from tinytorch.optimization.sparse import CSRMatrix, csr_linear_forward, index_dtype, kernels, offset_dtype
 
 FAST = settings(max_examples=40, deadline=None)          # deadline=None: the first example may compile
@@ -51,8 +52,8 @@ def test_from_dense_stores_exactly_the_nonzeros_in_row_order(case):
     assert np.array_equal(c.indptr, np.concatenate([[0], np.cumsum(np.count_nonzero(a, axis=1))]))
     assert np.array_equal(c.indices, k) and np.array_equal(c.data, a[r, k])
     assert np.array_equal(c.to_dense(), a)
-    assert c.indices.dtype == np.uint16 and c.indptr.dtype == np.int32 and c.data.dtype == np.float32
-    assert c.nbytes == c.data.nbytes + c.indices.nbytes + c.indptr.nbytes
+    assert c.indices.dtype == index_dtype(max(cols - 1, 0)) and c.indptr.dtype == np.int32 and c.data.dtype == np.float32
+    assert c.nbytes == c.data.nbytes + c.indices.nbytes + c.indptr.nbytes == csr_bytes(a.shape, c.nnz, np.float32)
     assert np.array_equal(c.T.to_dense(), a.T)
 
 
@@ -120,7 +121,8 @@ def test_transposed_and_strided_inputs():
 
 
 def test_index_dtypes_are_chosen_by_size():
-    assert index_dtype(0) == np.uint16 and index_dtype(65535) == np.uint16
+    assert index_dtype(0) == np.uint8 and index_dtype(255) == np.uint8                  # one rule, module 16's
+    assert index_dtype(256) == np.uint16 and index_dtype(65535) == np.uint16
     assert index_dtype(65536) == np.uint32 and index_dtype(2**32 - 1) == np.uint32 and index_dtype(2**32) == np.uint64
     assert offset_dtype(2**31 - 1) == np.int32 and offset_dtype(2**31) == np.int64
     rng = np.random.default_rng(1)
@@ -156,9 +158,9 @@ def test_from_dense_with_a_mask_keeps_what_the_mask_keeps():
     (lambda: CSRMatrix([1.0, 2.0], [0, 5], [0, 1, 2], (2, 2)), ValueError, "column index 5 is out of range for 2"),
     (lambda: CSRMatrix([1.0], [0, 1], [0, 1, 2], (2, 2)), ValueError, "1 values but 2 column indices"),
     (lambda: CSRMatrix([1.0, 2.0], [0, 1], [0, 2], (2, 2)), ValueError, "indptr has 2 entries, a matrix with 2 rows needs 3"),
-    (lambda: CSRMatrix(np.array([1, 2]), [0, 1], [0, 1, 2], (2, 2)), TypeError, "floating point, got dtype int"),
+    (lambda: CSRMatrix(np.array([1, 2]), [0, 1], [0, 1, 2], (2, 2)), TypeError, "floating point, or integers with a scale; got dtype int"),
     (lambda: CSRMatrix.from_dense(np.ones(3, np.float32)), ValueError, r"2-D array, got shape \(3,\)"),
-    (lambda: CSRMatrix.from_dense(np.ones((2, 2), np.int64)), TypeError, "floating-point array, got dtype int64"),
+    (lambda: CSRMatrix.from_dense(np.ones((2, 2), np.int64)), TypeError, r"floating-point array \(or integers with a scale\), got dtype int64"),
     (lambda: CSRMatrix.from_dense(np.eye(2, dtype=np.float32)) @ np.ones(3), ValueError, r"x of shape \(2,\).*got \(3,\)"),
 ])
 def test_malformed_input_is_refused_with_the_values_seen(make, error, message):
@@ -210,3 +212,10 @@ def test_use_parallel_falls_back_to_one_thread_when_the_parallel_kernel_fails(mo
     with pytest.warns(UserWarning, match="parallel kernels unavailable.*no threading layer"):
         assert sparse.use_parallel(True) is False
     assert sparse._STATE["parallel"] is False
+
+
+def test_the_sparse_kernels_use_module_16s_one_csr_and_one_kernel_set():
+    from tinytorch.optimization import kernels as k16
+    assert CSRMatrix is k16.CSRMatrix and index_dtype is k16.index_dtype and offset_dtype is k16.offset_dtype
+    assert isinstance(sparse.KERNELS, k16.KernelSet) and isinstance(sparse.matmat, k16.Kernel)
+    assert set(vars(kernels().compiled)) >= {"matmat", "matmat_parallel", "matvec", "values_grad", "row_dot"}

@@ -197,7 +197,8 @@ def test_to_linear_memory_and_repr():
     sp = SparseLinear.from_linear(lin)
     back = sp.to_linear()
     assert np.array_equal(back.weight.data, lin.weight.data) and np.array_equal(back.weight.mask, lin.weight.mask)
-    assert sp.nbytes == sp.nnz * 6 + 51 * 4 and sp.dense_nbytes == 100 * 50 * 4
+    assert sp.nbytes == sp.nnz * (4 + 1) + 51 * 4     # float32 value + uint8 index (100 columns), int32 offsets
+    assert sp.dense_nbytes == 100 * 50 * 4
     assert sp.density == pytest.approx(0.1) and "density=0.100" in repr(sp)
     csr = sp.csr
     assert isinstance(csr, CSRMatrix) and csr.shape == (50, 100) and csr.nbytes == sp.nbytes
@@ -215,5 +216,5 @@ def test_bad_input_is_refused_with_the_values_seen():
         to_sparse(Sequential(Linear(2, 2)), mode="sometimes")
     with pytest.raises(TypeError, match="expected a Module, got ndarray"):
         to_sparse(np.ones((2, 2)))
-    with pytest.raises(ValueError, match="density must be in \\[0, 1\\], got 1.5"):
+    with pytest.raises(ValueError, match="density must be a finite number in \\[0, 1\\], got 1.5"):
         sparse.choose_format(1.5, 10, 10)

@@ -3,23 +3,24 @@
 # %% ../../modules/18_acceleration/18_acceleration.ipynb #1cb06a8b
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from numba import njit, prange
 
 from ..core.autograd import Function
 from ..core.layers import Module
 from ..core.spatial import conv_output_size
 from ..core.tensor import Tensor
+from .kernels import KernelSet, prange   # module 16: the one way kernels are compiled
 
 # %% auto #0
-__all__ = ['M_TRIM_THRESHOLD', 'M_MMAP_THRESHOLD', 'conv2d_image', 'conv2d_direct_kernel', 'conv2d_direct_kernel_parallel',
-           'conv2d_direct', 'gelu_fused_kernel', 'gelu_fused_grad_kernel', 'gelu_fused', 'FusedGELUFunction',
-           'FusedGELU', 'tune_allocator']
+__all__ = ['KERNELS', 'M_TRIM_THRESHOLD', 'M_MMAP_THRESHOLD', 'conv2d_image', 'conv2d_direct_kernel',
+           'conv2d_direct_kernel_parallel', 'conv2d_direct', 'gelu_fused_kernel', 'gelu_fused_grad_kernel',
+           'gelu_fused', 'FusedGELUFunction', 'FusedGELU', 'tune_allocator']
 
 # %% ../../modules/18_acceleration/18_acceleration.ipynb #b648e4cc
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+KERNELS = KernelSet("the acceleration kernels")   # module 16: cache=True, error_model="numpy", on first use
+
+
+@KERNELS.kernel(fastmath={"contract"})
 def conv2d_image(x, w, bias, out, sh, sw):
     "out[o, r, s] = bias[o] + sum over c, i, j of w[o, c, i, j] * x[c, r*sh + i, s*sw + j] for one padded image."
     n_out, n_in, kh, kw = w.shape
@@ -61,7 +62,7 @@ def conv2d_image(x, w, bias, out, sh, sw):
     ### END SOLUTION
 
 
-@njit(cache=True, error_model="numpy")
+@KERNELS.kernel()
 def conv2d_direct_kernel(xp, w, bias, out, sh, sw):
     "A batch of padded images, one after the other."
     for b in range(xp.shape[0]):
@@ -69,7 +70,7 @@ def conv2d_direct_kernel(xp, w, bias, out, sh, sw):
     return out
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
+@KERNELS.kernel(parallel=True)     # its own name: the cache key ignores parallel=
 def conv2d_direct_kernel_parallel(xp, w, bias, out, sh, sw):
     "The images of the batch split across Numba's threads (each writes only its own output)."
     for b in prange(xp.shape[0]):
@@ -117,7 +118,7 @@ _GELU_C0 = 0.7978845608028654          # sqrt(2 / pi)
 _GELU_C1 = 0.044715
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
+@KERNELS.kernel(fastmath={"contract"}, inline="always")
 def _tanh_rational(u):
     "tanh(u) as a ratio of polynomials in u² (exactly ±1 beyond ±7.905, where float32 tanh is ±1): SIMD friendly."
     T = type(u)
@@ -141,7 +142,7 @@ def _tanh_rational(u):
     return T(-1.0) if u <= -lim else t
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@KERNELS.kernel(fastmath={"contract"})
 def gelu_fused_kernel(x, bias, out):
     "out[i, j] = gelu_tanh(x[i, j] + bias[j]) in one pass (x, out: (rows, cols); bias: (cols,))."
     T = out.dtype.type
@@ -158,7 +159,7 @@ def gelu_fused_kernel(x, bias, out):
     return out
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@KERNELS.kernel(fastmath={"contract"})
 def gelu_fused_grad_kernel(x, bias, grad, out):
     "out = grad * d gelu_tanh(v)/dv at v = x + bias, in one pass."
     T = out.dtype.type

@@ -20,16 +20,17 @@ from .pruning import (_check_module, _prunable_or_error)
 from .distillation import *   # re-exported: the public names of module 17
 from .distillation import _batches
 from .heads import *   # re-exported: the public names of module 17
+from .kernels import csr_bytes   # module 16: the one CSR byte model
 
 # %% auto #0
 __all__ = ['csr_nbytes', 'model_bytes', 'CompressionConfig', 'compress_model', 'CompressionAnalyzer']
 
 # %% ../../modules/17_compression/17_compression_pipeline.ipynb #8348f3cf
 def csr_nbytes(array) -> int:
-    "Bytes of `array` in CSR (rows = first axis): float32 values + int32 column indices per nonzero, int32 row pointers."
+    """Bytes of `array` in module 16's CSRMatrix (rows = first axis): per nonzero its value (the array's dtype) and
+    its column index (the smallest unsigned type that holds the last column), int32 row offsets (`csr_bytes`)."""
     a = np.asarray(array.data if isinstance(array, Tensor) else array)
-    rows = a.shape[0] if a.ndim >= 2 else 1
-    return int(np.count_nonzero(a)) * 8 + (rows + 1) * 4
+    return csr_bytes(a.shape if a.ndim >= 2 else (1, a.size), int(np.count_nonzero(a)), a.dtype)
 
 
 def model_bytes(model: Module) -> dict:

@@ -15,194 +15,24 @@ from importlib import metadata
 import numpy as np
 
 from ..core.autograd import Function
+from ..core.checks import check_choice, check_fraction, check_int
 from ..core.layers import Linear, Module, Parameter
 from ..core.tensor import Tensor
 from .pruning import keep_masks_in_optimizers      # module 17
 from ..core.training import write_json_atomic                   # module 07: the one atomic writer
 from .profiling import blas_threads   # module 14
+from .kernels import CSRMatrix, KernelSet, index_dtype, offset_dtype, prange   # module 16
 
 # %% auto #0
-__all__ = ['prange', 'CROSSOVER_ENV', 'SAFETY', 'DENSITIES', 'index_dtype', 'offset_dtype', 'CSRMatrix', 'jit_kernel',
-           'transpose_into', 'row_times_dense', 'matmat', 'row_dot', 'matvec', 'kernels', 'use_parallel',
-           'csr_linear_forward', 'row_values_grad', 'values_grad', 'SparseLinearFunction', 'SparseLinear',
-           'machine_key', 'shape_class', 'measure_crossover', 'SparseCalibration', 'calibrate', 'crossover_density',
-           'choose_format', 'sparse_plan', 'to_sparse']
-
-# %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #dec2269f
-def index_dtype(n: int) -> np.dtype:
-    "The dtype of column indices that go up to `n`: uint16 up to 65535, else uint32, else uint64."
-    if n < 0:
-        raise ValueError(f"index_dtype: n must be >= 0, got {n}")
-    for dt in (np.uint16, np.uint32):
-        if n <= np.iinfo(dt).max:
-            return np.dtype(dt)
-    return np.dtype(np.uint64)
-
-
-def offset_dtype(nnz: int) -> np.dtype:
-    "The dtype of the row offsets (`indptr`) of a matrix with `nnz` stored values: int32, else int64."
-    if nnz < 0:
-        raise ValueError(f"offset_dtype: nnz must be >= 0, got {nnz}")
-    return np.dtype(np.int32) if nnz <= np.iinfo(np.int32).max else np.dtype(np.int64)
-
-# %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #016559bf
-class CSRMatrix:
-    "A 2-D matrix in compressed sparse row form: `data`, `indices` (columns), `indptr` (row offsets)."
-
-    def __init__(self, data, indices, indptr, shape, check: bool = True):
-        self.data = np.ascontiguousarray(data)
-        self.indices = np.ascontiguousarray(indices)
-        self.indptr = np.ascontiguousarray(indptr)
-        if len(shape) != 2:
-            raise ValueError(f"CSRMatrix: shape must have 2 dimensions, got {shape!r}")
-        self.shape = (int(shape[0]), int(shape[1]))
-        if check:
-            self.check()
-
-    def check(self) -> "CSRMatrix":
-        "Raise ValueError (naming what is wrong) unless the three arrays form a valid CSR matrix."
-        rows, cols = self.shape
-        d, ix, p = self.data, self.indices, self.indptr
-        if rows < 0 or cols < 0:
-            raise ValueError(f"CSRMatrix: shape must be non-negative, got {self.shape}")
-        if d.ndim != 1 or ix.ndim != 1 or p.ndim != 1:
-            raise ValueError(f"CSRMatrix: data, indices and indptr must be 1-D, got shapes "
-                             f"{d.shape}, {ix.shape}, {p.shape}")
-        if d.dtype.kind != "f":
-            raise TypeError(f"CSRMatrix: data must be floating point, got dtype {d.dtype}")
-        if ix.dtype.kind not in "iu" or p.dtype.kind not in "iu":
-            raise TypeError(f"CSRMatrix: indices and indptr must be integers, got {ix.dtype} and {p.dtype}")
-        if len(p) != rows + 1:
-            raise ValueError(f"CSRMatrix: indptr has {len(p)} entries, a matrix with {rows} rows needs {rows + 1}")
-        if len(d) != len(ix):
-            raise ValueError(f"CSRMatrix: {len(d)} values but {len(ix)} column indices")
-        if p[0] != 0 or p[-1] != len(d):
-            raise ValueError(f"CSRMatrix: indptr must start at 0 and end at nnz={len(d)}, "
-                             f"got {int(p[0])} ... {int(p[-1])}")
-        if len(p) > 1 and np.any(np.diff(p.astype(np.int64)) < 0):
-            i = int(np.argmax(np.diff(p.astype(np.int64)) < 0))
-            raise ValueError(f"CSRMatrix: indptr decreases at row {i} ({int(p[i])} -> {int(p[i + 1])})")
-        if len(ix) and (int(ix.max()) >= cols or int(ix.min()) < 0):
-            bad = int(ix.max()) if int(ix.max()) >= cols else int(ix.min())
-            raise ValueError(f"CSRMatrix: column index {bad} is out of range for {cols} columns")
-        return self
-
-    @classmethod
-    def from_dense(cls, a, mask=None) -> "CSRMatrix":
-        """The CSR form of the 2-D array `a`, storing the entries where `mask` is non-zero (default: where
-        `a` is non-zero). A pruned weight and its `mask` give exactly the pattern the mask keeps.
-        Exercise (given: the checks, `keep` (bool, a's shape), n_rows, n_cols): data = the kept values row by row
-        (columns ascending), indices = their columns as index_dtype(n_cols - 1), indptr (n_rows + 1,) of
-        offset_dtype(nnz) with indptr[r]..indptr[r+1] the slice of row r; return
-        cls(data, indices, indptr, (n_rows, n_cols), check=False)."""
-        a = np.asarray(getattr(a, "data", a))
-        if a.ndim != 2:
-            raise ValueError(f"CSRMatrix.from_dense: expected a 2-D array, got shape {a.shape}")
-        if a.dtype.kind != "f":
-            raise TypeError(f"CSRMatrix.from_dense: expected a floating-point array, got dtype {a.dtype}")
-        if mask is None:
-            keep = a != 0
-        else:
-            keep = np.asarray(getattr(mask, "data", mask)) != 0
-            if keep.shape != a.shape:
-                raise ValueError(f"CSRMatrix.from_dense: mask has shape {keep.shape}, the matrix {a.shape}")
-        n_rows, n_cols = a.shape
-        ### BEGIN SOLUTION
-        counts = keep.sum(axis=1)
-        nnz = int(counts.sum())
-        indptr = np.zeros(n_rows + 1, dtype=offset_dtype(nnz))
-        np.cumsum(counts, out=indptr[1:])
-        rows, cols = np.nonzero(keep)                    # row by row, columns ascending: CSR order
-        data = np.ascontiguousarray(a[rows, cols])
-        indices = cols.astype(index_dtype(max(n_cols - 1, 0)))
-        return cls(data, indices, indptr, (n_rows, n_cols), check=False)
-        ### END SOLUTION
-
-    def to_dense(self) -> np.ndarray:
-        "The full 2-D array (zeros where nothing is stored)."
-        out = np.zeros(self.shape, dtype=self.data.dtype)
-        ### BEGIN SOLUTION
-        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
-        out[rows, self.indices] = self.data
-        return out
-        ### END SOLUTION
-
-    @property
-    def nnz(self) -> int:
-        "Number of stored values."
-        return int(len(self.data))
-
-    @property
-    def density(self) -> float:
-        "Stored values / entries (1 - sparsity)."
-        size = self.shape[0] * self.shape[1]
-        return self.nnz / size if size else 0.0
-
-    @property
-    def nbytes(self) -> int:
-        "Bytes of the three arrays: values, column indices and row offsets."
-        return int(self.data.nbytes + self.indices.nbytes + self.indptr.nbytes)
-
-    @property
-    def dense_nbytes(self) -> int:
-        "Bytes of the same matrix stored densely with the same value dtype."
-        return int(self.shape[0] * self.shape[1] * self.data.dtype.itemsize)
-
-    def transpose_pattern(self):
-        """The pattern of the transpose, built once: `(indptr_t, indices_t, perm)` such that the CSR
-        matrix `(data[perm], indices_t, indptr_t)` of shape (cols, rows) is this matrix transposed."""
-        rows, cols = self.shape
-        perm = np.argsort(self.indices, kind="stable")     # by column; rows stay ascending (stable)
-        row_of = np.repeat(np.arange(rows), np.diff(self.indptr))
-        indices_t = row_of[perm].astype(index_dtype(max(rows - 1, 0)))
-        counts = np.bincount(self.indices, minlength=cols) if self.nnz else np.zeros(cols, np.int64)
-        indptr_t = np.zeros(cols + 1, dtype=offset_dtype(self.nnz))
-        np.cumsum(counts, out=indptr_t[1:])
-        return indptr_t, indices_t, perm.astype(offset_dtype(self.nnz))
-
-    def transpose(self) -> "CSRMatrix":
-        "This matrix transposed, in CSR form."
-        indptr_t, indices_t, perm = self.transpose_pattern()
-        return CSRMatrix(self.data[perm], indices_t, indptr_t, self.shape[::-1], check=False)
-
-    @property
-    def T(self) -> "CSRMatrix":
-        return self.transpose()
-
-    def __matmul__(self, x):
-        "`A @ x` for a vector (cols,) or a matrix (cols, B), with the compiled kernels."
-        x = np.asarray(getattr(x, "data", x))
-        if x.ndim not in (1, 2) or x.shape[0] != self.shape[1]:
-            raise ValueError(f"CSRMatrix @ x: a {self.shape} matrix needs x of shape ({self.shape[1]},) "
-                             f"or ({self.shape[1]}, B), got {x.shape}")
-        dtype = np.result_type(self.data.dtype, x.dtype, np.float32)
-        data, x = self.data.astype(dtype, copy=False), np.ascontiguousarray(x, dtype=dtype)
-        k = kernels()
-        if x.ndim == 1:
-            return k.matvec(self.indptr, self.indices, data, x, np.empty(self.shape[0], dtype))
-        return k.matmat(self.indptr, self.indices, data, x, np.empty((self.shape[0], x.shape[1]), dtype))
-
-    def __repr__(self):
-        return (f"CSRMatrix(shape={self.shape}, nnz={self.nnz}, density={self.density:.3f}, "
-                f"{self.data.dtype}/{self.indices.dtype}/{self.indptr.dtype}, {self.nbytes} bytes)")
+__all__ = ['KERNELS', 'jit_kernel', 'CROSSOVER_ENV', 'SAFETY', 'DENSITIES', 'transpose_into', 'row_times_dense', 'matmat',
+           'row_dot', 'matvec', 'kernels', 'use_parallel', 'csr_linear_forward', 'row_values_grad', 'values_grad',
+           'SparseLinearFunction', 'SparseLinear', 'machine_key', 'shape_class', 'measure_crossover',
+           'SparseCalibration', 'calibrate', 'crossover_density', 'choose_format', 'sparse_plan', 'to_sparse',
+           'CSRMatrix', 'index_dtype', 'offset_dtype', 'prange']
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #18bfe18a
-_JIT_FLAGS: dict = {}        # kernel name -> its Numba flags, in definition order (callees first)
-_jit_version = 0             # bumped whenever a kernel is (re)defined
-prange = range               # Numba's parallel range once the kernels are compiled
-
-
-def jit_kernel(parallel_variant: bool = False, **flags):
-    """Mark a top-level function as a Numba kernel with these fixed flags. It stays plain Python until
-    `kernels()` compiles it (with cache=True and error_model='numpy'); with parallel_variant=True it is
-    also compiled with parallel=True as `<name>_parallel` (its `prange` loops then split across threads).
-    No bounds are checked in a compiled kernel: `CSRMatrix.check` validates the structure first."""
-    def mark(fn):
-        global _jit_version
-        _JIT_FLAGS[fn.__name__] = (dict(flags), parallel_variant)
-        _jit_version += 1
-        return fn
-    return mark
+KERNELS = KernelSet("the sparse kernels")   # module 16's one way of compiling and caching Numba kernels
+jit_kernel = KERNELS.kernel                  # @jit_kernel(parallel_variant=..., **numba_flags)
 
 
 @jit_kernel(parallel_variant=True)
@@ -291,7 +121,7 @@ def matvec(indptr, indices, data, x, out):
     return out
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #8bc51820
-_STATE = {"compiled": None, "parallel": False}   # the compiled kernels (a memo) and the use_parallel setting
+_STATE = {"parallel": False, "views": {}}   # the use_parallel setting, and the views of the compiled kernels
 
 
 class _Kernels:
@@ -303,40 +133,14 @@ class _Kernels:
         return getattr(self.compiled, name + "_parallel" if self.parallel else name)
 
 
-def _compile_kernels():
-    """Compile every `jit_kernel` (callees first) into a namespace of its own. Each kernel is a copy of the
-    Python function whose globals are the module's with the compiled callees and Numba's `prange` in
-    place: the module's own names stay the plain Python functions (no global is rewritten)."""
-    try:
-        import numba
-    except ImportError as e:
-        raise ImportError(f"the sparse kernels need numba (pip install numba): {e}") from e
-    import types
-    scope = dict(globals())
-    scope["prange"] = numba.prange
-    compiled = {}
-    for name, (flags, parallel_variant) in _JIT_FLAGS.items():      # callees first: they were defined first
-        fn = globals()[name]
-        fn = getattr(fn, "py_func", fn)
-        variants = [(name, flags)] + ([(name + "_parallel", {**flags, "parallel": True})] if parallel_variant else [])
-        for vname, vflags in variants:       # own name, own cache entry: the cache key ignores parallel=
-            copy = types.FunctionType(fn.__code__, scope, vname, fn.__defaults__, fn.__closure__)
-            copy.__qualname__, copy.__module__, copy.__doc__ = vname, fn.__module__, fn.__doc__
-            compiled[vname] = numba.njit(cache=True, error_model="numpy", **vflags)(copy)
-        scope[name] = compiled[name]
-    return types.SimpleNamespace(**compiled)
-
-
 def kernels() -> _Kernels:
     "The compiled kernels (importing Numba and compiling or loading them from its disk cache on the first call)."
-    memo = _STATE["compiled"]
-    if memo is None or memo[0] != _jit_version:
-        memo = _STATE["compiled"] = (_jit_version, _compile_kernels(), {})
-    version, compiled, sets = memo
+    compiled = KERNELS.compiled()
     parallel = bool(_STATE["parallel"] and _numba_threads() > 1)
-    if parallel not in sets:
-        sets[parallel] = _Kernels(compiled, parallel)
-    return sets[parallel]
+    view = _STATE["views"].get(parallel)
+    if view is None or view.compiled is not compiled:
+        view = _STATE["views"][parallel] = _Kernels(compiled, parallel)
+    return view
 
 
 def _numba_threads() -> int:
@@ -384,6 +188,9 @@ def csr_linear_forward(indptr, indices, data, x2: np.ndarray):
     xt = _transposed(x2, k)
     yt = k.matmat(indptr, indices, data, xt, np.empty((n_out, x2.shape[0]), dtype=data.dtype))
     return yt.T, xt
+
+
+_all_ = ["CSRMatrix", "index_dtype", "offset_dtype", "prange"]   # re-exported from module 16: old import paths work
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #8164de6f
 @jit_kernel(fastmath={"contract", "reassoc"})
@@ -543,13 +350,13 @@ class SparseLinear(Module):
 
     @property
     def nbytes(self) -> int:
-        "Bytes of the weight in CSR (values + column indices + row offsets), bias excluded."
-        return int(self.values.data.nbytes + self.indices.data.nbytes + self.indptr.data.nbytes)
+        "Bytes of the weight in CSR (values + column indices + row offsets, module 16's one count), bias excluded."
+        return self.csr.nbytes
 
     @property
     def dense_nbytes(self) -> int:
         "Bytes of the same weight stored densely."
-        return self.in_features * self.out_features * self.values.data.dtype.itemsize
+        return self.csr.dense_nbytes
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -592,8 +399,7 @@ def _pow2(n: int, lo: int, hi: int) -> int:
 
 def shape_class(in_features: int, out_features: int, batch: int) -> tuple:
     "(batch class, inputs, outputs) rounded: batch to 1/8/64/256, sizes to a power of two in [8, 2048]."
-    if batch < 1:
-        raise ValueError(f"shape_class: batch must be >= 1, got {batch}")
+    batch = check_int(batch, "batch", "shape_class")
     b = next((c for c in _BATCH_CLASSES if batch <= c), _BATCH_CLASSES[-1])
     return (b, _pow2(in_features, 8, 2048), _pow2(out_features, 8, 2048))
 
@@ -745,8 +551,7 @@ def crossover_density(in_features: int, out_features: int, batch: int = 64, cali
 
 def choose_format(density: float, in_features: int, out_features: int, batch: int = 64, calibration=None) -> str:
     "'sparse' if a layer of this density and shape runs faster in CSR on this machine, else 'dense'."
-    if not 0.0 <= density <= 1.0:
-        raise ValueError(f"choose_format: density must be in [0, 1], got {density}")
+    density = check_fraction(density, "density", "choose_format")
     crossover = crossover_density(in_features, out_features, batch, calibration)
     return "sparse" if density <= SAFETY * crossover else "dense"
 
@@ -762,8 +567,7 @@ def _linear_density(layer: Linear) -> float:
 
 def sparse_plan(model: Module, batch_size: int = 64, mode: str = "auto", calibration=None) -> list:
     "For each Linear in `model` (once each): its name, shape, density and whether to_sparse makes it sparse."
-    if mode not in _MODES:
-        raise ValueError(f"to_sparse: unknown mode {mode!r}; use one of {_MODES}")
+    check_choice(mode, _MODES, "mode", "to_sparse")
     if not isinstance(model, Module):
         raise TypeError(f"to_sparse: expected a Module, got {type(model).__name__}")
     plan = []
