@@ -1,6 +1,6 @@
 """tinytorch against PyTorch, side by side, with module 19's `Benchmark` (interleaved rounds with the
 order rotated each round, medians, spread): the timing every bench_*.py script here shares."""
-from tinytorch.optimization.benchmarking import Benchmark
+from tinytorch.measurement.benchmarking import Benchmark
 
 
 def versus_pytorch(tinytorch_step, pytorch_step, *, repeats: int, number: int, warmup: int = 5,

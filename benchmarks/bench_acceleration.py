@@ -24,7 +24,7 @@ from tinytorch.core.activations import GELU  # noqa: E402
 from tinytorch.core.autograd import no_grad  # noqa: E402
 from tinytorch.core.tensor import Tensor  # noqa: E402
 from tinytorch.optimization.acceleration import conv2d_image, gelu_fused  # noqa: E402
-from tinytorch.optimization.benchmarking import Benchmark  # noqa: E402
+from tinytorch.measurement.benchmarking import Benchmark  # noqa: E402
 
 
 def gelu_case(repeats: int):

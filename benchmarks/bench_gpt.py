@@ -180,7 +180,7 @@ def main():
     versus_pytorch(tt, pt, repeats=args.repeats, number=args.number, warmup=0, unit="ms", goal=1.5)
 
     from tinytorch.core.transformers import GPT
-    from tinytorch.optimization.memoization import cached_generate
+    from tinytorch.generation.kv_cache import cached_generate
 
     n = args.gen_tokens
     gen_model = GPT(**{**cfg, "max_seq_len": max(256, n + 16)}, seed=1).eval()

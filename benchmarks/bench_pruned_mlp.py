@@ -97,7 +97,7 @@ def run_model(name, sizes, quick):
     from tinytorch.core.dataloader import load_digits
     from tinytorch.core.layers import Linear, Sequential
     from tinytorch.core.tensor import Tensor
-    from tinytorch.optimization.benchmarking import Benchmark
+    from tinytorch.measurement.benchmarking import Benchmark
     from tinytorch.optimization.sparse import SparseLinear, calibrate, sparse_plan, to_sparse
 
     (X, y), (Xt, yt) = load_digits()

@@ -60,7 +60,7 @@ def _settings(quick: bool) -> dict:
 def kernel_table(quick: bool = False, sparsities=SPARSITIES, batches=(1, 64)) -> list:
     "One row per (sparsity, batch): medians and per-round ratios of dense, SciPy, tinytorch and auto."
     import scipy.sparse as sps
-    from tinytorch.optimization.benchmarking import Benchmark
+    from tinytorch.measurement.benchmarking import Benchmark
     from tinytorch.optimization.sparse import CSRMatrix, calibrate, choose_format, crossover_density, csr_linear_forward
 
     rows = []
@@ -118,7 +118,7 @@ def print_kernel_table(rows: list) -> None:
 
 def bandwidth(quick: bool = False, sparsities=(0.9, 0.95)) -> dict:
     "Streaming-copy bandwidth and batch-1 sparse matvec (cold and hot) as a fraction of it."
-    from tinytorch.optimization.benchmarking import Benchmark
+    from tinytorch.measurement.benchmarking import Benchmark
     from tinytorch.optimization.sparse import CSRMatrix, csr_linear_forward
 
     n = (64 if quick else 128) * 2**20 // 4

@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from _versus import add_allocator_flag, tune_allocator_unless, versus_pytorch
-from tinytorch.optimization.benchmarking import Benchmark
+from tinytorch.measurement.benchmarking import Benchmark
 
 
 def make_tinytorch(w1, b1, w2, b2, x, y, lr):

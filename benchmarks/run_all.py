@@ -94,7 +94,7 @@ def run_pytorch(quick: bool, default_allocator: bool = False) -> dict:
 
 
 def machine() -> dict:
-    from tinytorch.optimization.benchmarking import machine_info, thread_state
+    from tinytorch.measurement.benchmarking import machine_info, thread_state
     info = machine_info()
     info["threads"] = thread_state()
     return info

@@ -37,7 +37,7 @@ from tinytorch.core.training import CosineAnnealingLR, Trainer  # noqa: E402
 from tinytorch.optimization.compression import (KnowledgeDistillation, evaluate, fine_tune,  # noqa: E402
                                                 magnitude_prune, make_optimizer, measure_sparsity,
                                                 remove_masks, sparsity_schedule)
-from tinytorch.optimization.profiling import measure_latency  # noqa: E402
+from tinytorch.measurement.profiling import measure_latency  # noqa: E402
 from tinytorch.optimization.quantization import (QuantizedConv2d, QuantizedLinear, model_size_bytes,  # noqa: E402
                                                  quantize_model)
 from tinytorch.optimization.sparse import SparseLinear, to_sparse  # noqa: E402

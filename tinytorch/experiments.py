@@ -24,8 +24,8 @@ from .core.callbacks import PeriodicEval
 from .core.training import LRScheduler, Trainer, save_figure_atomic
 from .core.tokenization import Tokenizer, pad_sequences
 from .core.transformers import GPT
-from .optimization.memoization import cached_generate
-from .optimization.benchmarking import pinned_threads
+from .generation.kv_cache import cached_generate
+from .measurement.benchmarking import pinned_threads
 from .optimization.compression import (GROWTH_STRATEGIES, HEAD_STRATEGIES, evaluate, fine_tune, grow_heads,
                                                 head_alive, head_importance, prune_heads, pruned_heads,
                                                 write_json_atomic)

@@ -22,7 +22,7 @@ from tinytorch.core.optimizers import SGD, Adam
 from tinytorch.core.spatial import Conv2d, Flatten, MaxPool2d
 from tinytorch.core.tensor import Tensor
 from tinytorch.core.training import load_checkpoint, save_checkpoint
-from tinytorch.optimization.profiling import Profiler, count_parameters
+from tinytorch.measurement.profiling import Profiler, count_parameters
 from tinytorch.optimization.quantization import (MinMaxObserver, QuantizedConv2d, QuantizedLinear,
                                                  QuantizedTensor, convert_qat, dequantize, int8_matmul,
                                                  model_size_bytes, prepare_qat, quantize_model, quantize_tensor,

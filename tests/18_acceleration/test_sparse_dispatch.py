@@ -147,7 +147,7 @@ def test_a_corrupt_calibration_file_is_an_error_naming_it(tmp_path, monkeypatch)
 IMPORT_PROBE = r"""
 import json, os, sys, types
 import numpy, tinytorch.core.autograd, tinytorch.core.layers, tinytorch.core.tensor, tinytorch.core.training
-import tinytorch.core.spatial, tinytorch.optimization.pruning, tinytorch.optimization.profiling
+import tinytorch.core.spatial, tinytorch.optimization.pruning, tinytorch.measurement.profiling
 read = []
 orig_getitem, orig_get = type(os.environ).__getitem__, type(os.environ).get
 def getitem(self, key):

@@ -27,7 +27,7 @@ from tinytorch.core.transformers import GPT
 # ================================================================================================
 class TestStackBelow:
     def test_cached_generation_equals_plain_generation(self):
-        from tinytorch.optimization.memoization import cached_generate
+        from tinytorch.generation.kv_cache import cached_generate
         m = GPT(vocab_size=20, embed_dim=16, num_layers=2, num_heads=4, max_seq_len=12, seed=0)
         prompt = np.array([5, 6, 7])
         assert np.array_equal(cached_generate(m, prompt, 15, seed=3, temperature=0.9),
@@ -35,7 +35,7 @@ class TestStackBelow:
 
     def test_pruned_heads_survive_fine_tuning_and_cached_generation_after_a_physical_prune(self):
         from tinytorch.optimization.compression import fine_tune, head_alive, prune_heads
-        from tinytorch.optimization.memoization import cached_generate
+        from tinytorch.generation.kv_cache import cached_generate
         m = GPT(vocab_size=20, embed_dim=16, num_layers=2, num_heads=4, max_seq_len=12, seed=1)
         data = [np.random.default_rng(i).integers(0, 20, (4, 11)) for i in range(3)]
         masked = copy.deepcopy(m)
@@ -50,7 +50,7 @@ class TestStackBelow:
                               cached_generate(masked, prompt, 8, temperature=0))
 
     def test_thread_pinning_is_restored(self):
-        from tinytorch.optimization.benchmarking import pinned_threads, thread_state
+        from tinytorch.measurement.benchmarking import pinned_threads, thread_state
         before = thread_state()["env"]
         with pinned_threads(1):
             assert os.environ["OMP_NUM_THREADS"] == "1"

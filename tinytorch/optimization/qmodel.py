@@ -16,7 +16,7 @@ from ..core.tensor import Tensor
 from ..core.activations import eval_mode
 from ..core.layers import Linear, LinearFunction, Module
 from ..core.spatial import Conv2d, Conv2dFunction
-from .profiling import conv2d_flops, linear_flops
+from ..measurement.profiling import conv2d_flops, linear_flops
 from ..core.training import save_figure_atomic   # module 07: the one atomic writer
 from .quantization import (MinMaxObserver, MovingAverageMinMaxObserver, Observer,
                                                  PercentileObserver, QuantizedConv2d, QuantizedLinear,

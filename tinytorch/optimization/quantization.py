@@ -10,7 +10,7 @@ from ..core.checks import check_real
 from ..core.tensor import Tensor
 from ..core.layers import Linear, Module
 from ..core.spatial import Conv2d, _pad, im2col
-from .profiling import conv2d_flops, linear_flops
+from ..measurement.profiling import conv2d_flops, linear_flops
 from .kernels import (_MAX_K, CSRMatrix, QuantizedCSR, _check_bits, csr_arrays,  # part 2
                                             int8_matmul)
 

@@ -20,7 +20,7 @@ from ..core.layers import Linear, Module, Parameter
 from ..core.tensor import Tensor
 from .pruning import keep_masks_in_optimizers      # module 17
 from ..core.training import write_json_atomic                   # module 07: the one atomic writer
-from .profiling import blas_threads   # module 14
+from ..measurement.profiling import blas_threads   # module 14
 from .kernels import CSRMatrix, KernelSet, index_dtype, offset_dtype, prange   # module 16
 
 # %% auto #0
