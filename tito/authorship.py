@@ -24,6 +24,7 @@ class Authorship:
     exported: int          # counted exported lines
     student: int           # of which inside solution blocks
     blocks: int            # number of solution blocks (exercises) in exported cells
+    kit: int = 0           # of the exported lines, those in the module's given PyTorch-kit notebooks
 
     @property
     def share(self) -> float:
@@ -68,12 +69,13 @@ def count_notebook(path: Path) -> tuple[int, int, int]:
 
 
 def module_authorship(mod) -> Authorship:
-    total = student = blocks = 0
+    total = student = blocks = kit = 0
     for nb in mod.notebooks:
         if nb.is_file():
             t, s, b = count_notebook(nb)
             total, student, blocks = total + t, student + s, blocks + b
-    return Authorship(mod.number, mod.folder, total, student, blocks)
+            kit += t if nb.stem in mod.kit_names else 0
+    return Authorship(mod.number, mod.folder, total, student, blocks, kit)
 
 
 def course_authorship(manifest) -> list[Authorship]:
@@ -84,7 +86,12 @@ def summarize(rows: list[Authorship], numbers=None) -> Authorship:
     """The total over ``rows`` (or over the modules whose number is in ``numbers``)."""
     picked = [r for r in rows if numbers is None or r.number in numbers]
     return Authorship(0, "total", sum(r.exported for r in picked), sum(r.student for r in picked),
-                      sum(r.blocks for r in picked))
+                      sum(r.blocks for r in picked), sum(r.kit for r in picked))
+
+
+def without_kit(row: Authorship) -> Authorship:
+    "`row` without the lines of given PyTorch-kit notebooks (issue 15: given code, not exercises)."
+    return Authorship(row.number, row.folder, row.exported - row.kit, row.student, row.blocks)
 
 
 def format_table(rows: list[Authorship]) -> str:
@@ -95,4 +102,9 @@ def format_table(rows: list[Authorship]) -> str:
     for label, nums in (("modules 01-13", set(range(1, 14))), ("all modules", None)):
         t = summarize(rows, nums)
         lines.append(f"    {label:<20} {t.exported:>8} {t.student:>8} {t.share:>6.1%} {t.blocks:>9}")
+    kit = summarize(rows, set(range(1, 14)))
+    if kit.kit:
+        t = without_kit(kit)
+        lines.append(f"    {'01-13 without kit':<20} {t.exported:>8} {t.student:>8} {t.share:>6.1%} {t.blocks:>9}")
+        lines.append(f"    (kit: {kit.kit} given lines of PyTorch-compatibility notebooks, manifest `kit`)")
     return "\n".join(lines)

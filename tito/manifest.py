@@ -99,6 +99,7 @@ class ModuleInfo:
     root: Path = field(repr=False)
     nbs_path: Path = field(repr=False)
     notebook_names: tuple[str, ...] = ()
+    kit_names: tuple[str, ...] = ()     # given PyTorch-compatibility notebooks (issue 15's rule)
 
     @property
     def stems(self) -> tuple[str, ...]:
@@ -277,7 +278,7 @@ def load_manifest(root: str | os.PathLike | None = None) -> Manifest:
 
 
 _REQUIRED_KEYS = ("number", "folder", "title", "exports", "prerequisites", "points")
-_OPTIONAL_KEYS = ("notebooks",)
+_OPTIONAL_KEYS = ("notebooks", "kit")
 
 
 def _module_entries(path: Path) -> list:
@@ -322,9 +323,13 @@ def _module_info(e: dict, where: str, filename: str, earlier: list, settings: Se
     if not isinstance(points, (int, float)) or isinstance(points, bool) or points < 0:
         raise ManifestError(f"{where}: points must be a non-negative number, got {points!r}")
     names = _notebook_names(e, folder, where)
+    kit = _as_tuple(e.get("kit", []), str, where, "kit")
+    if not set(kit) <= set(names[1:]):
+        raise ManifestError(f"{where}: kit must name notebooks of the module other than the main one, "
+                            f"got {list(kit)!r}")
     return ModuleInfo(number=number, folder=folder, title=e["title"], exports=exports,
                       prerequisites=prereqs, points=points, root=root, nbs_path=settings.nbs_path,
-                      notebook_names=names if len(names) > 1 else ())
+                      notebook_names=names if len(names) > 1 else (), kit_names=kit)
 
 
 def _check_number_and_folder(number: int, folder, where: str, earlier: list) -> None:

@@ -51,3 +51,21 @@ def test_tito_status_authorship_prints_every_module_and_the_totals():
     row = next(ln for ln in lines if ln.startswith("05  05_autograd")).split()
     exported, student = int(row[2]), int(row[3])
     assert 0 < student < exported            # module 05 has exercises and given code
+
+
+def test_kit_lines_are_shown_apart_from_the_course_lines():
+    rows = [Authorship(1, "01_a", 200, 30, 3, kit=100), Authorship(2, "02_b", 100, 30, 3)]
+    table = format_table(rows)
+    assert "01-13 without kit" in table
+    line = next(ln for ln in table.splitlines() if "01-13 without kit" in ln).split()
+    assert line[-4:] == ["200", "60", "30.0%", "6"]          # 300 - 100 kit lines, 60 student
+    assert "modules 01-13" in table and "20.0%" in table      # the whole count stays printed
+
+
+def test_the_manifest_kit_names_module_01s_given_pytorch_notebooks():
+    from tito.manifest import load_manifest
+    m1 = next(m for m in load_manifest(ROOT) if m.number == 1)
+    assert set(m1.kit_names) == {"01_tensor_kit", "01_tensor_ops", "01_tensor_methods"}
+    from tito.authorship import module_authorship
+    a = module_authorship(m1)
+    assert 0 < a.kit < a.exported
