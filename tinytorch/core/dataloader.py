@@ -6,15 +6,18 @@ from __future__ import annotations
 import gzip
 import math
 import os
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
 
+from .checks import check_int
 from .tensor import Tensor
+from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 
 # %% auto #0
-__all__ = ['DIGITS_SPLIT_SEED', 'DIGITS_N_TEST', 'Dataset', 'TensorDataset', 'default_collate', 'DataLoader', 'datasets_dir',
-           'stratified_split', 'load_digits', 'load_tinyshakespeare']
+__all__ = ['DIGITS_SPLIT_SEED', 'DIGITS_N_TEST', 'Dataset', 'TensorDataset', 'default_collate', 'DataLoader', 'Subset',
+           'split_lengths', 'random_split', 'datasets_dir', 'stratified_split', 'load_digits', 'load_tinyshakespeare']
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #b802336e
 class Dataset:
@@ -115,8 +118,7 @@ class DataLoader:
         if sampler is not None or batch_sampler is not None:
             raise NotImplementedError("DataLoader: sampler and batch_sampler are not supported in tinytorch; "
                                       "use shuffle=True or index the dataset yourself")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
-            raise ValueError(f"DataLoader: num_workers must be a non-negative integer, got {num_workers!r}")
+        num_workers = check_int(num_workers, "num_workers", "DataLoader", low=0)
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"DataLoader: collate_fn must be callable, got {collate_fn!r}")
         self.num_workers, self.pin_memory, self.collate_fn = int(num_workers), bool(pin_memory), collate_fn
@@ -124,10 +126,8 @@ class DataLoader:
             seed = int(generator.rng.integers(2**62))
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__, got {type(dataset).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f"DataLoader: seed must be a non-negative integer or None, got {seed!r}")
+        batch_size = check_int(batch_size, "batch_size", "DataLoader")
+        seed = check_int(seed, "seed", "DataLoader", low=0, allow_none=True)
         n = len(dataset)
         if n == 0:
             raise ValueError(f"DataLoader: the dataset is empty (len(dataset) == 0, a "
@@ -140,9 +140,12 @@ class DataLoader:
         self.epoch = 0
 
     def __len__(self) -> int:
-        "The number of batches in one epoch."
+        """The number of batches in one epoch, an int: ceil(n / batch_size) for n = len(dataset), or n // batch_size
+        with drop_last (the short last batch is dropped)."""
+        ### BEGIN SOLUTION
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        ### END SOLUTION
 
     def set_epoch(self, epoch: int):
         "Make the next iteration use epoch `epoch`'s order."
@@ -187,35 +190,85 @@ class DataLoader:
                 f"shuffle={self.shuffle}, drop_last={self.drop_last}, {len(self)} batches)")
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #1e9c1f87
+class Subset(Dataset):
+    "The examples of `dataset` at `indices` (an int array), in that order: subset[i] is dataset[indices[i]]."
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        """Example `index` of the subset (an int, or an int array / slice for several): the parent's example(s) at
+        self.indices[index] (an int for an int index, so that any Dataset can answer)."""
+        ### BEGIN SOLUTION
+        picked = self.indices[index]
+        return self.dataset[int(picked)] if np.ndim(picked) == 0 else self.dataset[picked]
+        ### END SOLUTION
+
+
+def split_lengths(n: int, lengths) -> list:
+    """The part sizes for n examples: `lengths` as ints when they are ints (checked to sum to n), or, when they are
+    fractions summing to 1, [floor(n * f) for f] with the n - sum left over added one each to parts 0, 1, 2, ... (in
+    turn). Raises ValueError "random_split: lengths ... sum to ..., not the dataset's length n" otherwise."""
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in lengths):
+        sizes = [check_int(v, "each length", "random_split", low=0) for v in lengths]
+    elif math.isclose(sum(lengths), 1.0) and all(0 <= f <= 1 for f in lengths):
+        ### BEGIN SOLUTION
+        sizes = [math.floor(n * f) for f in lengths]
+        for i in range(n - sum(sizes)):
+            sizes[i % len(sizes)] += 1
+        ### END SOLUTION
+    else:
+        raise ValueError(f"random_split: lengths must be counts or fractions summing to 1, got {list(lengths)}")
+    if sum(sizes) != n:
+        raise ValueError(f"random_split: lengths {list(lengths)} sum to {sum(sizes)}, not the dataset's length {n}")
+    return sizes
+
+
+def random_split(dataset, lengths, generator=None, *, seed=None) -> list:
+    """Disjoint random Subsets of `dataset` with the sizes split_lengths(len(dataset), lengths) gives, together
+    covering every example once. One permutation of range(n) is drawn from np.random.default_rng(seed) when a seed
+    is given, else from generator.rng (a tinytorch Generator), else from module 01's default_rng() (manual_seed);
+    part k takes the next sizes[k] indices of it. Given: sizes and rng. Returns a list of Subsets."""
+    sizes = split_lengths(len(dataset), lengths)
+    rng = np.random.default_rng(check_int(seed, "seed", "random_split", low=0)) if seed is not None else \
+        (generator.rng if generator is not None else default_rng())
+    ### BEGIN SOLUTION
+    order = rng.permutation(len(dataset))
+    return [Subset(dataset, order[end - size:end]) for end, size in zip(accumulate(sizes), sizes)]
+    ### END SOLUTION
+
+# %% ../../modules/08_dataloader/08_dataloader.ipynb #17e2ac0a
 DIGITS_SPLIT_SEED = 20_240_808       # fixed forever: changing it would change the test set
 DIGITS_N_TEST = 360
 
 
-def datasets_dir(filename: str | None = None) -> Path:
+def datasets_dir(filename: str | None = None, root=None) -> Path:
     """The folder holding the shipped data sets (containing `filename` if given).
 
-    Searched in order: $TINYTORCH_DATASETS, <repository root>/datasets (next to the installed package),
-    ./datasets. Raises FileNotFoundError listing every place searched."""
-    import tinytorch
-    candidates = []
-    env = os.environ.get("TINYTORCH_DATASETS")
-    if env:
-        candidates.append(Path(env).expanduser())
-    candidates.append(Path(tinytorch.__file__).resolve().parents[1] / "datasets")
-    candidates.append(Path.cwd() / "datasets")
+    Searched in order: `root` (if given), $TINYTORCH_DATASETS, $TINYTORCH_ROOT/datasets (TINYTORCH_ROOT: the
+    course folder, exported by scripts/env.sh). Nothing is inferred from where the package is installed. Raises
+    FileNotFoundError listing every place searched."""
+    candidates = [Path(root).expanduser()] if root is not None else []
+    for var, sub in (("TINYTORCH_DATASETS", ""), ("TINYTORCH_ROOT", "datasets")):
+        if os.environ.get(var):
+            candidates.append(Path(os.environ[var]).expanduser() / sub)
     for folder in candidates:
         if folder.is_dir() and (filename is None or (folder / filename).is_file()):
             return folder
     what = f"{filename!r}" if filename else "the datasets folder"
-    raise FileNotFoundError(f"cannot find {what}; searched: " + ", ".join(str(c) for c in candidates) +
-                            " (set TINYTORCH_DATASETS to the folder that holds it)")
+    searched = ", ".join(str(c) for c in candidates) or "nothing (no root=, TINYTORCH_DATASETS nor TINYTORCH_ROOT)"
+    raise FileNotFoundError(f"cannot find {what}; searched: {searched}. Pass root=<the folder>, set "
+                            f"TINYTORCH_DATASETS to the folder that holds it, or run `source scripts/env.sh` "
+                            f"in the course folder (it sets TINYTORCH_ROOT)")
 
 
 _DIGITS_CACHE = {}
 
 
-def _read_digits() -> np.ndarray:
-    path = datasets_dir("digits.csv.gz") / "digits.csv.gz"
+def _read_digits(root=None) -> np.ndarray:
+    path = datasets_dir("digits.csv.gz", root) / "digits.csv.gz"
     key = (str(path), path.stat().st_mtime_ns)
     if key not in _DIGITS_CACHE:
         with gzip.open(path, "rt") as f:
@@ -252,13 +305,13 @@ def stratified_split(labels: np.ndarray, n_test: int, seed: int) -> tuple[np.nda
     ### END SOLUTION
 
 
-def load_digits(flatten: bool = True):
+def load_digits(flatten: bool = True, root=None):
     """The 8x8 handwritten digits: `(X_train, y_train), (X_test, y_test)`.
 
     A fixed stratified split: 1437 training and 360 test examples, identical on every call.
     X: float32 in [0, 1] (pixels 0..16 divided by 16), shape (N, 64), or (N, 1, 8, 8) if flatten=False.
-    y: int64 labels 0..9."""
-    table = _read_digits()
+    y: int64 labels 0..9. root: the datasets folder (default: see datasets_dir)."""
+    table = _read_digits(root)
     pixels, labels = table[:, :64], table[:, 64]
     train, test = stratified_split(labels, DIGITS_N_TEST, DIGITS_SPLIT_SEED)
     shape = (-1, 64) if flatten else (-1, 1, 8, 8)
@@ -268,7 +321,7 @@ def load_digits(flatten: bool = True):
     return part(train), part(test)
 
 
-def load_tinyshakespeare() -> str:
-    "The tiny-shakespeare text (1,115,394 characters) as one string."
-    path = datasets_dir("tinyshakespeare.txt") / "tinyshakespeare.txt"
+def load_tinyshakespeare(root=None) -> str:
+    "The tiny-shakespeare text (1,115,394 characters) as one string. root: the datasets folder (see datasets_dir)."
+    path = datasets_dir("tinyshakespeare.txt", root) / "tinyshakespeare.txt"
     return path.read_text(encoding="utf-8")
