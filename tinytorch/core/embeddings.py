@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .autograd import Function
+from .checks import check_int
 from .tensor import Tensor
 from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Module, Parameter
@@ -22,9 +23,10 @@ class EmbeddingFunction(Function):
     @staticmethod
     def forward(ctx, weight, ids, padding_idx=None):
         """weight (num_rows, d) float array; ids: an integer array of any shape (already checked to be in range).
-        Returns weight[ids], shape ids.shape + (d,). Given: ctx.ids, ctx.num_rows and ctx.padding_idx are set."""
-        ctx.ids, ctx.num_rows, ctx.padding_idx = ids, weight.shape[0], padding_idx
+        Returns weight[ids], shape ids.shape + (d,). Must save what backward needs: ctx.ids = ids, ctx.num_rows =
+        weight.shape[0] and ctx.padding_idx = padding_idx."""
         ### BEGIN SOLUTION
+        ctx.ids, ctx.num_rows, ctx.padding_idx = ids, weight.shape[0], padding_idx
         return weight[ids]
         ### END SOLUTION
 
@@ -44,14 +46,6 @@ class EmbeddingFunction(Function):
         ### END SOLUTION
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #f4027956
-def _positive_int(value, name: str, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{who}: {name} must be an integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{who}: {name} must be a positive integer, got {value}")
-    return int(value)
-
-
 def token_ids(ids, num_embeddings: int, who: str = "Embedding") -> np.ndarray:
     "`ids` (Tensor, array, list or int) as an integer array, each id checked to be in [0, num_embeddings)."
     arr = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
@@ -77,11 +71,10 @@ class Embedding(Module):
         `rng`). Exercise: self.weight = a Parameter (num_embeddings, embedding_dim), float32, drawn from N(0, 1)
         with rng.standard_normal (as torch.nn.Embedding), its row padding_idx (if any) set to zeros."""
         super().__init__()
-        self.num_embeddings = _positive_int(num_embeddings, "num_embeddings", "Embedding")
-        self.embedding_dim = _positive_int(embedding_dim, "embedding_dim", "Embedding")
+        self.num_embeddings = check_int(num_embeddings, "num_embeddings", "Embedding")
+        self.embedding_dim = check_int(embedding_dim, "embedding_dim", "Embedding")
         if padding_idx is not None:
-            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
-                raise TypeError(f"Embedding: padding_idx must be an integer or None, got {padding_idx!r}")
+            padding_idx = check_int(padding_idx, "padding_idx", "Embedding", low=-self.num_embeddings)
             if not -self.num_embeddings <= padding_idx < self.num_embeddings:
                 raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for "
                                  f"{self.num_embeddings} embeddings")
@@ -124,8 +117,7 @@ def _check_positions(x, max_seq_len: int, embed_dim: int, start_pos, who: str):
     if x.shape[-1] != embed_dim:
         raise ValueError(f"{who}: the input's last dimension is {x.shape[-1]} (shape {x.shape}) but embed_dim "
                          f"is {embed_dim}")
-    if isinstance(start_pos, bool) or not isinstance(start_pos, (int, np.integer)) or start_pos < 0:
-        raise ValueError(f"{who}: start_pos must be a non-negative integer, got {start_pos!r}")
+    start_pos = check_int(start_pos, "start_pos", who, low=0)
     T = x.shape[-2]
     if start_pos + T > max_seq_len:
         raise ValueError(f"{who}: a sequence of length {T} starting at position {start_pos} needs "
@@ -139,8 +131,8 @@ class PositionalEncoding(Module):
         """Checks given (self.max_seq_len, self.embed_dim, `rng`). Exercise: self.weight = a Parameter
         (max_seq_len, embed_dim), float32, drawn from N(0, init_std²): rng.standard_normal(shape) * init_std."""
         super().__init__()
-        self.max_seq_len = _positive_int(max_seq_len, "max_seq_len", "PositionalEncoding")
-        self.embed_dim = _positive_int(embed_dim, "embed_dim", "PositionalEncoding")
+        self.max_seq_len = check_int(max_seq_len, "max_seq_len", "PositionalEncoding")
+        self.embed_dim = check_int(embed_dim, "embed_dim", "PositionalEncoding")
         rng = default_rng() if rng is None else rng
         ### BEGIN SOLUTION
         self.weight = Parameter((rng.standard_normal((self.max_seq_len, self.embed_dim)) * init_std)
@@ -182,8 +174,8 @@ class SinusoidalPositionalEncoding(Module):
     "Fixed sin/cos positions (a buffer, not trained); forward(x, start_pos=0) = x + pe[start_pos:start_pos+T]."
     def __init__(self, max_seq_len: int, embed_dim: int, base: float = 10000.0):
         super().__init__()
-        self.max_seq_len = _positive_int(max_seq_len, "max_seq_len", "SinusoidalPositionalEncoding")
-        self.embed_dim = _positive_int(embed_dim, "embed_dim", "SinusoidalPositionalEncoding")
+        self.max_seq_len = check_int(max_seq_len, "max_seq_len", "SinusoidalPositionalEncoding")
+        self.embed_dim = check_int(embed_dim, "embed_dim", "SinusoidalPositionalEncoding")
         self.base = float(base)
         self.register_buffer("pe", Tensor(sinusoidal_table(self.max_seq_len, self.embed_dim, self.base)))
 
