@@ -8,8 +8,9 @@ import pytest
 import torch
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from tinytorch.core.transformers import (GPT, GPTConfig, IGNORE_INDEX, lm_loss, next_token_targets,
-                                         sample_from_logits, sample_next_token, top_k_filter, top_p_filter)
+from tinytorch.core.transformers import (GPT, GPTConfig, IGNORE_INDEX, beam_search, beam_step, lm_loss,
+                                         next_token_targets, perplexity, sample_from_logits, sample_next_token,
+                                         top_k_filter, top_p_filter)
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +139,45 @@ def test_param_groups_split_matrices_from_vectors(model):
     assert [id(p) for p in decay["params"] + no_decay["params"]] != []
     order = [id(p) for p in model.parameters()]
     assert [id(p) for p in decay["params"]] == [i for i in order if i in {id(p) for p in decay["params"]}]
+
+
+def test_beam_step_picks_the_best_candidates_in_order():
+    scores = np.array([-0.5, -0.1, -3.0])
+    logp = np.log(np.random.default_rng(0).dirichlet(np.ones(6), size=3))
+    beam, token, total = beam_step(scores, logp, 5)
+    flat = (scores[:, None] + logp).ravel()
+    want = np.argsort(-flat, kind="stable")[:5]
+    np.testing.assert_array_equal(beam * 6 + token, want)
+    np.testing.assert_allclose(total, flat[want])
+    assert len(beam_step(np.zeros(1), logp[:1], 10)[0]) == 6                  # no more than K * V
+
+
+def _logp(model, seq, start):
+    total = 0.0
+    for t in range(start, len(seq)):
+        z = model(seq[None, :t]).data[0, -1].astype(np.float64)
+        total += z[seq[t]] - z.max() - np.log(np.exp(z - z.max()).sum())
+    return total
+
+
+def test_beam_search_is_greedy_with_one_beam_and_exact_with_enough(model):
+    prompt = np.array([2, 7])
+    np.testing.assert_array_equal(beam_search(model, prompt, 5, num_beams=1), model.generate(prompt, 5, temperature=0))
+    V = 13
+    best = max((np.array([2, 7, i, j]) for i in range(V) for j in range(V)), key=lambda s: _logp(model, s, 2))
+    np.testing.assert_array_equal(beam_search(model, prompt, 2, num_beams=V), best)
+    wide = beam_search(model, prompt, 4, num_beams=6)
+    assert _logp(model, wide, 2) >= _logp(model, beam_search(model, prompt, 4, num_beams=1), 2) - 1e-9
+    assert beam_search(model, [[2, 7]], 3).shape == (1, 5)
+    with pytest.raises(ValueError, match="one prompt"):
+        beam_search(model, np.array([[1, 2], [3, 4]]), 2)
+    with pytest.raises(ValueError, match=r"num_beams must be a positive integer \(>= 1\), got 0"):
+        beam_search(model, prompt, 2, num_beams=0)
+
+
+def test_perplexity_is_exp_of_the_loss_in_eval_mode(model):
+    ids = np.random.default_rng(4).integers(0, 13, (2, 6))
+    model.train()
+    assert abs(perplexity(model, ids) - math.exp(lm_loss(model, ids).item())) < 1e-4
+    assert model.training
+    assert 1.0 <= perplexity(model, ids) < 13 * 3

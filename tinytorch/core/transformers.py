@@ -21,8 +21,9 @@ from .attention import MultiHeadAttention
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'IGNORE_INDEX', 'GPT2_ACTIVATIONS', 'LayerNormFunction', 'LayerNorm', 'make_activation', 'MLP',
            'TransformerBlock', 'create_causal_mask', 'padding_positions', 'attention_mask_4d', 'GPTConfig', 'GPT',
-           'next_token_targets', 'lm_loss', 'top_k_filter', 'top_p_filter', 'sample_from_logits', 'sample_next_token',
-           'check_generation_args', 'as_prompt_batch', 'generate', 'gpt2_config', 'gpt2_state_dict', 'load_gpt2']
+           'next_token_targets', 'lm_loss', 'perplexity', 'top_k_filter', 'top_p_filter', 'sample_from_logits',
+           'sample_next_token', 'check_generation_args', 'as_prompt_batch', 'generate', 'beam_step', 'beam_search',
+           'gpt2_config', 'gpt2_state_dict', 'load_gpt2']
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #51133e63
 class LayerNormFunction(Function):
@@ -373,12 +374,8 @@ class GPT(Module):
 
     def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  seed=None, attention_mask=None, *, top_p: float | None = None):
-        """Continue `prompt_ids` by `max_new_tokens` sampled tokens (see `sample_next_token`); `seed` makes it
-        repeatable; temperature 0 or top_k=1 is greedy; top_p keeps the smallest set of likeliest tokens holding
-        that much probability (nucleus sampling). The context is cropped to the last max_seq_len tokens.
-        Returns prompt + continuation in the prompt's form (section 5). attention_mask: a (B, T) 0/1 mask of a
-        LEFT-padded batch of prompts (encode_batch(..., padding_side="left")), so every row continues from its
-        last column."""
+        """Continue `prompt_ids` by `max_new_tokens` sampled tokens: generate(self, ...) of section 5 (temperature,
+        top_k, top_p, a seed; a LEFT-padded batch with its attention_mask)."""
         return generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
                         attention_mask=attention_mask, top_p=top_p)
 
@@ -420,6 +417,14 @@ def lm_loss(model: GPT, ids, attention_mask=None) -> Tensor:
     inputs, targets = next_token_targets(ids, am)
     logits = model(inputs, attention_mask=None if am is None else am[:, :-1])
     return cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    ### END SOLUTION
+
+
+def perplexity(model: GPT, ids, attention_mask=None) -> float:
+    "exp(lm_loss(model, ids, attention_mask)) as a float, computed inside `with eval_mode(model), no_grad():`."
+    ### BEGIN SOLUTION
+    with eval_mode(model), no_grad():
+        return math.exp(lm_loss(model, ids, attention_mask).item())
     ### END SOLUTION
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #c8fa8f69
@@ -558,6 +563,43 @@ def generate(model: GPT, prompt_ids, max_new_tokens: int, temperature: float = 1
             ids = np.concatenate([ids, nxt[:, None]], axis=1)
     ### END SOLUTION
     return restore(ids)
+
+# %% ../../modules/13_transformers/13_transformers.ipynb #93d56762
+def beam_step(scores: np.ndarray, log_probs: np.ndarray, num_beams: int) -> tuple:
+    """scores: (K,) float64, the summed log-probabilities of K beams; log_probs: (K, V) float64, each beam's next-token
+    log-probabilities. Returns (beam, token, total): three arrays of the min(num_beams, K*V) best candidates by
+    total = scores[beam] + log_probs[beam, token], best first; ties go to the lower flat index beam*V + token (a
+    stable argsort of -total over the flattened (K*V,) candidates)."""
+    ### BEGIN SOLUTION
+    total = (scores[:, None] + log_probs).ravel()
+    best = np.argsort(-total, kind="stable")[:num_beams]
+    beam, token = np.divmod(best, log_probs.shape[1])
+    return beam, token, total[best]
+    ### END SOLUTION
+
+
+def beam_search(model: GPT, prompt_ids, max_new_tokens: int, num_beams: int = 4):
+    """Continue ONE prompt ((T,) or (1, T) ids) by max_new_tokens tokens, keeping the num_beams most probable
+    continuations; returns the best, prompt included, in the prompt's form (restore, given with `ids`). Exercise,
+    inside `with eval_mode(model), no_grad():`: start with beams = ids (one beam) and scores = [0.0]; per step, the
+    log-softmax (float64) of _last_logits(model, beams) (K, V), beam_step(scores, that, num_beams), and the new
+    beams = the chosen parents' rows of beams with their tokens appended. Return restore(beams[:1])."""
+    check_int(max_new_tokens, "max_new_tokens", "beam_search", low=0)
+    num_beams = check_int(num_beams, "num_beams", "beam_search")
+    ids, restore = as_prompt_batch(prompt_ids)
+    if ids.shape[0] != 1:
+        raise ValueError(f"beam_search: give one prompt, (T,) or (1, T), got a batch of {ids.shape[0]}")
+    ### BEGIN SOLUTION
+    beams, scores = ids, np.zeros(1)
+    with eval_mode(model), no_grad():
+        for _ in range(max_new_tokens):
+            z = _last_logits(model, beams).astype(np.float64)
+            z -= z.max(axis=1, keepdims=True)
+            log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            beam, token, scores = beam_step(scores, log_probs, num_beams)
+            beams = np.concatenate([beams[beam], token[:, None]], axis=1)
+    return restore(beams[:1])
+    ### END SOLUTION
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #724fe36e
 GPT2_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
