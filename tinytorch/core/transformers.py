@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import KW_ONLY, asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -235,10 +235,9 @@ class GPTConfig:
     dropout: float = 0.0
     tie_weights: bool = True
     mlp_ratio: float = 4
-    _: KW_ONLY
-    layer_norm_eps: float = 1e-5
-    bias: bool = True
-    activation: str = "gelu_tanh"
+    layer_norm_eps: float = field(default=1e-5, kw_only=True)       # keyword-only, as in GPT's old signature
+    bias: bool = field(default=True, kw_only=True)
+    activation: str = field(default="gelu_tanh", kw_only=True)
 
     def __post_init__(self):
         for name in ("vocab_size", "embed_dim", "num_layers", "num_heads", "max_seq_len"):
