@@ -310,8 +310,12 @@ def load_digits(flatten: bool = True, root=None):
 
     A fixed stratified split: 1437 training and 360 test examples, identical on every call.
     X: float32 in [0, 1] (pixels 0..16 divided by 16), shape (N, 64), or (N, 1, 8, 8) if flatten=False.
-    y: int64 labels 0..9. root: the datasets folder (default: see datasets_dir)."""
+    y: int64 labels 0..9. root: the datasets folder (default: see datasets_dir).
+    Given: `table`, the (1797, 65) int64 rows (64 pixels, then the label). Exercise: split the rows with
+    stratified_split(labels, DIGITS_N_TEST, DIGITS_SPLIT_SEED); each part's X = its pixels as float32 divided by
+    np.float32(16.0), reshaped to (N, 64) or (N, 1, 8, 8), and y = a copy of its labels, both as Tensors."""
     table = _read_digits(root)
+    ### BEGIN SOLUTION
     pixels, labels = table[:, :64], table[:, 64]
     train, test = stratified_split(labels, DIGITS_N_TEST, DIGITS_SPLIT_SEED)
     shape = (-1, 64) if flatten else (-1, 1, 8, 8)
@@ -319,6 +323,7 @@ def load_digits(flatten: bool = True, root=None):
         X = (pixels[idx].astype(np.float32) / np.float32(16.0)).reshape(shape)
         return Tensor(X), Tensor(labels[idx].copy())
     return part(train), part(test)
+    ### END SOLUTION
 
 
 def load_tinyshakespeare(root=None) -> str:
