@@ -14,7 +14,8 @@ from hypothesis import given, settings, strategies as st
 
 from tinytorch.core.dataloader import (DIGITS_N_TEST, DIGITS_SPLIT_SEED, DataLoader, Dataset, TensorDataset,
                                        Subset, datasets_dir, default_collate, load_digits, load_tinyshakespeare,
-                                       random_split, split_lengths, stratified_split)
+                                       random_split, split_lengths, stratified_split, BatchSampler, RandomSampler,
+                                       SequentialSampler, WeightedRandomSampler)
 from tinytorch.core.tensor import Tensor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -369,3 +370,52 @@ class TestSubsetAndRandomSplit:
             random_split(ds, [0.5, 0.4])
         with pytest.raises(ValueError, match="random_split: each length must be an integer >= 0, got -1"):
             random_split(ds, [11, -1])
+
+
+class TestSamplers:
+    def test_batch_sampler_like_torch(self):
+        "Lists of ints, as torch.utils.data.BatchSampler gives for the same arguments."
+        assert list(BatchSampler(SequentialSampler(range(10)), 3, drop_last=False)) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+        assert list(BatchSampler(SequentialSampler(range(10)), 3, drop_last=True)) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+        assert list(BatchSampler([4, 1], 5, drop_last=True)) == []
+        for n, bs, drop, want in [(10, 3, False, 4), (10, 3, True, 3), (9, 3, True, 3), (2, 5, True, 0)]:
+            assert len(BatchSampler(range(n), bs, drop)) == want
+
+    def test_random_sampler_orders(self):
+        rs = RandomSampler(range(12), seed=5)
+        epochs = [list(rs) for _ in range(3)]
+        assert all(sorted(e) == list(range(12)) for e in epochs) and epochs[0] != epochs[1]
+        assert epochs[2] == np.random.default_rng([5, 2]).permutation(12).tolist()
+        rs.set_epoch(1)
+        assert list(rs) == epochs[1]
+        with_rep = RandomSampler(range(3), replacement=True, num_samples=3000, seed=0).indices(0)
+        assert len(with_rep) == 3000 and set(with_rep.tolist()) == {0, 1, 2}
+        many = RandomSampler(range(5), num_samples=12, seed=1).indices(4)
+        assert len(many) == 12 and sorted(many[:10].tolist()) == sorted(list(range(5)) * 2)
+        assert len(RandomSampler(range(5), num_samples=12)) == 12
+
+    def test_weighted_sampler_frequencies(self):
+        w = np.array([1.0, 0.0, 2.0, 7.0])
+        idx = WeightedRandomSampler(w, 20000, seed=0).indices(0)
+        np.testing.assert_allclose(np.bincount(idx, minlength=4) / 20000, w / w.sum(), atol=0.01)
+        once = WeightedRandomSampler(w, 3, replacement=False, seed=2).indices(0)
+        assert sorted(once.tolist()) == [0, 2, 3]
+        a, b = WeightedRandomSampler(w, 50, seed=3), WeightedRandomSampler(w, 50, seed=3)
+        assert list(a) == list(b) and list(a) != list(WeightedRandomSampler(w, 50, seed=3))  # epoch 1 differs from 0
+        with pytest.raises(ValueError, match="cannot draw 4 different indices without replacement from 3"):
+            WeightedRandomSampler(w, 4, replacement=False)
+        with pytest.raises(ValueError, match="weights must be a 1-D sequence"):
+            WeightedRandomSampler([0.0, 0.0], 2)
+
+    def test_loader_with_samplers(self):
+        ds = TensorDataset(np.arange(10.0), np.arange(10))
+        got = [yb.data.tolist() for _, yb in DataLoader(ds, batch_size=4, sampler=[9, 8, 7, 1, 2])]
+        assert got == [[9, 8, 7, 1], [2]]
+        weighted = DataLoader(ds, batch_size=5, sampler=WeightedRandomSampler([0] * 5 + [1] * 5, 20, seed=0))
+        assert len(weighted) == 4 and all((yb.data >= 5).all() for _, yb in weighted)
+        assert [yb.data.tolist() for _, yb in DataLoader(ds, batch_sampler=[[0, 9], [4]])] == [[0, 9], [4]]
+        with pytest.raises(ValueError, match="batch_sampler option is mutually exclusive"):
+            DataLoader(ds, batch_size=3, batch_sampler=[[0]])
+        shuffled = DataLoader(ds, batch_size=10, shuffle=True, seed=7)
+        assert isinstance(shuffled.sampler, RandomSampler) and shuffled.sampler.seed == 7
+        np.testing.assert_array_equal(next(iter(shuffled))[1].data, np.random.default_rng([7, 0]).permutation(10))

@@ -16,7 +16,8 @@ from .tensor import Tensor
 from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 
 # %% auto #0
-__all__ = ['DIGITS_SPLIT_SEED', 'DIGITS_N_TEST', 'Dataset', 'TensorDataset', 'default_collate', 'DataLoader', 'Subset',
+__all__ = ['DIGITS_SPLIT_SEED', 'DIGITS_N_TEST', 'Dataset', 'TensorDataset', 'Sampler', 'EpochSampler', 'SequentialSampler',
+           'RandomSampler', 'WeightedRandomSampler', 'BatchSampler', 'default_collate', 'DataLoader', 'Subset',
            'split_lengths', 'random_split', 'datasets_dir', 'stratified_split', 'load_digits', 'load_tinyshakespeare']
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #b802336e
@@ -65,6 +66,135 @@ class TensorDataset(Dataset):
         ### END SOLUTION
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #356c9f3f
+class Sampler:
+    "Which examples, in which order (torch.utils.data.Sampler): iterating gives ints, len() counts them."
+    def __iter__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __iter__")
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must define __len__")
+
+
+def _pick_seed(seed, generator, who: str) -> int:
+    "A seed for a shuffle: `seed` (checked), else one drawn from a tinytorch Generator, else a fresh one."
+    if seed is not None:
+        return check_int(seed, "seed", who, low=0)
+    if generator is not None:
+        return int(generator.rng.integers(2**62))
+    return int(np.random.SeedSequence().entropy % 2**63)
+
+
+class EpochSampler(Sampler):
+    """A sampler whose k-th pass (epoch k) is indices(k), an int array: iterating runs the next epoch;
+    set_epoch(k) jumps to any one (as PyTorch's DistributedSampler)."""
+    epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = check_int(epoch, "epoch", type(self).__name__, low=0)
+
+    def indices(self, epoch: int) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must define indices(epoch)")
+
+    def __iter__(self):
+        order = self.indices(self.epoch)
+        self.epoch += 1
+        return iter(order.tolist())
+
+
+class SequentialSampler(EpochSampler):
+    "0, 1, ..., len(data_source) - 1, every epoch (torch.utils.data.SequentialSampler)."
+    def __init__(self, data_source):
+        self.num_samples = len(data_source)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def indices(self, epoch: int) -> np.ndarray:
+        return np.arange(self.num_samples)
+
+
+class RandomSampler(EpochSampler):
+    """A new random order every epoch (torch.utils.data.RandomSampler), repeatable: epoch k draws from
+    np.random.default_rng([seed, k]). num_samples (default len(data_source)) indices per epoch; replacement draws
+    them independently (repeats allowed), else they come from successive permutations of range(n)."""
+    def __init__(self, data_source, replacement: bool = False, num_samples=None, generator=None, *, seed=None):
+        self.n = len(data_source)
+        self.replacement = bool(replacement)
+        self.num_samples = self.n if num_samples is None else check_int(num_samples, "num_samples", "RandomSampler")
+        self.seed = _pick_seed(seed, generator, "RandomSampler")
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def indices(self, epoch: int) -> np.ndarray:
+        """Epoch `epoch`'s indices, an int array of length num_samples, from rng = np.random.default_rng([self.seed,
+        epoch]): with replacement rng.integers(0, n, num_samples); without, the first num_samples entries of
+        rng.permutation(n), rng.permutation(n), ... (as many permutations as needed, concatenated; one when
+        num_samples == n, so the order is exactly rng.permutation(n))."""
+        ### BEGIN SOLUTION
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.replacement:
+            return rng.integers(0, self.n, size=self.num_samples)
+        rounds = -(-self.num_samples // self.n)
+        return np.concatenate([rng.permutation(self.n) for _ in range(rounds)])[:self.num_samples]
+        ### END SOLUTION
+
+
+class WeightedRandomSampler(EpochSampler):
+    """num_samples indices in range(len(weights)) per epoch, index i drawn with probability weights[i] / sum(weights)
+    (torch.utils.data.WeightedRandomSampler); with replacement (the default) independently, without it never the
+    same index twice in an epoch. Epoch k draws from np.random.default_rng([seed, k])."""
+    def __init__(self, weights, num_samples: int, replacement: bool = True, generator=None, *, seed=None):
+        w = np.asarray(weights.data if isinstance(weights, Tensor) else weights, dtype=np.float64)
+        if w.ndim != 1 or not np.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+            raise ValueError(f"WeightedRandomSampler: weights must be a 1-D sequence of finite numbers >= 0, not all "
+                             f"0; got shape {w.shape}, values {w[:5].tolist()}...")
+        self.weights, self.replacement = w, bool(replacement)
+        self.num_samples = check_int(num_samples, "num_samples", "WeightedRandomSampler")
+        if not self.replacement and self.num_samples > np.count_nonzero(w):
+            raise ValueError(f"WeightedRandomSampler: cannot draw {self.num_samples} different indices without "
+                             f"replacement from {np.count_nonzero(w)} with a weight > 0")
+        self.seed = _pick_seed(seed, generator, "WeightedRandomSampler")
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def indices(self, epoch: int) -> np.ndarray:
+        """Epoch `epoch`'s num_samples indices, an int array: one rng.choice over range(len(weights)) with
+        p = weights / their sum and replace=self.replacement, rng = np.random.default_rng([self.seed, epoch])."""
+        ### BEGIN SOLUTION
+        rng = np.random.default_rng([self.seed, epoch])
+        p = self.weights / self.weights.sum()
+        return rng.choice(len(self.weights), size=self.num_samples, replace=self.replacement, p=p)
+        ### END SOLUTION
+
+
+class BatchSampler(Sampler):
+    "The indices of `sampler` in lists of batch_size (torch.utils.data.BatchSampler); drop_last drops a short last one."
+    def __init__(self, sampler, batch_size: int, drop_last: bool):
+        self.sampler, self.drop_last = sampler, bool(drop_last)
+        self.batch_size = check_int(batch_size, "batch_size", "BatchSampler")
+
+    def __iter__(self):
+        """Yield one epoch's batches: `order` (given: the sampler's indices for this pass, an int array) cut into
+        consecutive pieces of batch_size, each as a list of ints; a shorter last piece only without drop_last."""
+        order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        ### BEGIN SOLUTION
+        n, bs = len(order), self.batch_size
+        stop = n - n % bs if self.drop_last else n
+        for start in range(0, stop, bs):
+            yield order[start:start + bs].tolist()
+        ### END SOLUTION
+
+    def __len__(self) -> int:
+        """The number of batches per pass, an int: ceil(len(sampler) / batch_size), or len(sampler) // batch_size
+        with drop_last (the short last batch is dropped)."""
+        ### BEGIN SOLUTION
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        ### END SOLUTION
+
+# %% ../../modules/08_dataloader/08_dataloader.ipynb #c60a3616
 def _collate_field(items: list) -> Tensor:
     """Stack one field of several examples into a batch Tensor. Given: `arrays` (each item as a NumPy array,
     all of one shape S, checked). Returns a Tensor of shape (len(items),) + S: with the arrays' dtype when
@@ -103,65 +233,57 @@ def default_collate(samples: list):
 class DataLoader:
     """Iterate over `dataset` in batches of `batch_size` examples.
 
-    shuffle: a new random order each epoch (reproducible across runs when `seed` is given).
-    drop_last: drop the last batch when it is smaller than `batch_size`.
+    shuffle: a new random order each epoch (a RandomSampler; reproducible across runs when `seed` is given).
+    drop_last: drop the last batch when it is smaller than `batch_size`. sampler: any iterable of indices (not with
+    shuffle); batch_sampler: any iterable of index lists (not with batch_size, shuffle, sampler or drop_last).
     A TensorDataset is batched by indexing its arrays with the batch's index array (no per-example loop);
     any other Dataset is read example by example and collated.
     PyTorch's other arguments are accepted: num_workers (batches are loaded in this process whatever the
     number), pin_memory (no GPU: nothing to pin), collate_fn, generator (seeds the shuffle), timeout,
-    worker_init_fn, prefetch_factor, persistent_workers; a sampler or batch_sampler is refused clearly.
+    worker_init_fn, prefetch_factor, persistent_workers.
     """
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed=None, drop_last: bool = False, *,
+    def __init__(self, dataset, batch_size=1, shuffle: bool = False, seed=None, drop_last: bool = False, *,
                  sampler=None, batch_sampler=None, num_workers: int = 0, collate_fn=None, pin_memory: bool = False,
                  timeout: float = 0, worker_init_fn=None, multiprocessing_context=None, generator=None,
                  prefetch_factor=None, persistent_workers: bool = False, pin_memory_device: str = ""):
-        if sampler is not None or batch_sampler is not None:
-            raise NotImplementedError("DataLoader: sampler and batch_sampler are not supported in tinytorch; "
-                                      "use shuffle=True or index the dataset yourself")
         num_workers = check_int(num_workers, "num_workers", "DataLoader", low=0)
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"DataLoader: collate_fn must be callable, got {collate_fn!r}")
         self.num_workers, self.pin_memory, self.collate_fn = int(num_workers), bool(pin_memory), collate_fn
-        if seed is None and generator is not None:
-            seed = int(generator.rng.integers(2**62))
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__, got {type(dataset).__name__}")
-        batch_size = check_int(batch_size, "batch_size", "DataLoader")
-        seed = check_int(seed, "seed", "DataLoader", low=0, allow_none=True)
-        n = len(dataset)
-        if n == 0:
+        if len(dataset) == 0:
             raise ValueError(f"DataLoader: the dataset is empty (len(dataset) == 0, a "
                              f"{type(dataset).__name__}); there is nothing to load")
-        self.dataset = dataset
-        self.batch_size = int(batch_size)
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
-        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+        if batch_sampler is not None and (batch_size != 1 or shuffle or sampler is not None or drop_last):
+            raise ValueError("DataLoader: batch_sampler option is mutually exclusive with batch_size, shuffle, "
+                             "sampler, and drop_last")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        self.dataset, self.shuffle, self.drop_last = dataset, bool(shuffle), bool(drop_last)
+        self.batch_size = None if batch_sampler is not None else check_int(batch_size, "batch_size", "DataLoader")
+        self.seed = _pick_seed(seed, generator, "DataLoader")
+        if sampler is None:
+            sampler = RandomSampler(dataset, seed=self.seed) if shuffle else SequentialSampler(dataset)
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler if batch_sampler is not None else \
+            BatchSampler(sampler, self.batch_size, self.drop_last)
         self.epoch = 0
 
     def __len__(self) -> int:
-        """The number of batches in one epoch, an int: ceil(n / batch_size) for n = len(dataset), or n // batch_size
-        with drop_last (the short last batch is dropped)."""
-        ### BEGIN SOLUTION
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-        ### END SOLUTION
+        "The number of batches in one epoch: len(batch_sampler)."
+        return len(self.batch_sampler)
 
     def set_epoch(self, epoch: int):
         "Make the next iteration use epoch `epoch`'s order."
         self.epoch = int(epoch)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """The example indices of epoch `epoch` (an int array of length n = len(dataset)), in the order they will
-        be batched: 0..n-1 without shuffle; with shuffle a permutation drawn from
-        np.random.default_rng([self.seed, epoch]) (the same seed and epoch give the same order)."""
-        n = len(self.dataset)
-        ### BEGIN SOLUTION
-        if not self.shuffle:
-            return np.arange(n)
-        rng = np.random.default_rng([self.seed, epoch])
-        return rng.permutation(n)
-        ### END SOLUTION
+        """The example indices of epoch `epoch`, in the order they will be batched: the sampler's indices(epoch)
+        (the same seed and epoch give the same order), or one pass of a sampler that has no epochs."""
+        if isinstance(self.sampler, EpochSampler):
+            return self.sampler.indices(epoch)
+        return np.fromiter(iter(self.sampler), dtype=np.int64)
 
     def _fetch(self, idx: np.ndarray):
         """The batch made of examples `idx` (an int array): for a TensorDataset a tuple with each tensor's rows idx
@@ -175,14 +297,14 @@ class DataLoader:
         ### END SOLUTION
 
     def __iter__(self):
-        "Yield the batches of one epoch: consecutive slices of `order` of batch_size (_fetch each); drop_last drops a short last one."
-        order = self.epoch_order(self.epoch)
+        """Yield the batches of one epoch: self._fetch of each index list the batch sampler gives (as an int array).
+        Given: the epoch's number is handed to the sampler (when it counts epochs) and self.epoch moves on."""
+        if isinstance(self.sampler, EpochSampler):
+            self.sampler.set_epoch(self.epoch)
         self.epoch += 1
         ### BEGIN SOLUTION
-        n, bs = len(order), self.batch_size
-        stop = n - n % bs if self.drop_last else n
-        for start in range(0, stop, bs):
-            yield self._fetch(order[start:start + bs])
+        for idx in self.batch_sampler:
+            yield self._fetch(np.asarray(idx, dtype=np.int64))
         ### END SOLUTION
 
     def __repr__(self):
