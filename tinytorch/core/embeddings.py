@@ -15,7 +15,7 @@ from .layers import Module, Parameter
 
 # %% auto #0
 __all__ = ['EmbeddingFunction', 'token_ids', 'Embedding', 'embedding', 'PositionalEncoding', 'sinusoidal_table',
-           'SinusoidalPositionalEncoding']
+           'SinusoidalPositionalEncoding', 'rotary_tables', 'RotaryFunction', 'RotaryPositionalEncoding']
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #c81216b0
 class EmbeddingFunction(Function):
@@ -107,11 +107,11 @@ def embedding(input, weight, padding_idx=None) -> Tensor:
     return EmbeddingFunction.apply(weight, ids=ids, padding_idx=padding_idx)
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #8d03d303
-def _check_positions(x, max_seq_len: int, embed_dim: int, start_pos, who: str):
-    "x as a Tensor of shape (B, T, d) or (T, d), and T, after checking d and the positions needed."
+def _check_positions(x, max_seq_len: int, embed_dim: int, start_pos, who: str, any_batch: bool = False):
+    "x as a Tensor of shape (B, T, d) or (T, d) (any_batch: (..., T, d)), and T, after checking d and the positions needed."
     if not isinstance(x, Tensor):
         x = Tensor(x)
-    if x.ndim not in (2, 3):
+    if x.ndim not in (2, 3) and not (any_batch and x.ndim > 3):
         raise ValueError(f"{who}: expected input of shape (batch, seq_len, {embed_dim}) or (seq_len, {embed_dim}), "
                          f"got shape {x.shape}")
     if x.shape[-1] != embed_dim:
@@ -193,3 +193,69 @@ class SinusoidalPositionalEncoding(Module):
 
     def extra_repr(self):
         return f"max_seq_len={self.max_seq_len}, embed_dim={self.embed_dim}"
+
+# %% ../../modules/11_embeddings/11_embeddings.ipynb #8cca0cd2
+def rotary_tables(max_seq_len: int, dim: int, base: float = 10000.0) -> tuple:
+    """(cos, sin): two float32 arrays (max_seq_len, dim // 2) of the angles pos / base^(2i/dim), pos = 0..max_seq_len-1,
+    i = 0..dim//2 - 1 (computed in float64). dim is even."""
+    ### BEGIN SOLUTION
+    pos = np.arange(max_seq_len, dtype=np.float64)[:, None]
+    angles = pos / base ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    ### END SOLUTION
+
+
+class RotaryFunction(Function):
+    "Rotate every feature pair (2i, 2i+1) of each position by that position's angle i."
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        """x (..., T, d) float array, d even; cos, sin (T, d // 2) arrays for x's T positions (they broadcast over
+        the leading dims). Returns out, x's shape and dtype: out[..., 2i] = x[..., 2i] cos - x[..., 2i+1] sin and
+        out[..., 2i+1] = x[..., 2i] sin + x[..., 2i+1] cos. Must save ctx.cos and ctx.sin, cast to x's dtype."""
+        ### BEGIN SOLUTION
+        cos, sin = cos.astype(x.dtype, copy=False), sin.astype(x.dtype, copy=False)
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        out = np.empty_like(x)
+        out[..., 0::2] = x1 * cos - x2 * sin
+        out[..., 1::2] = x1 * sin + x2 * cos
+        ctx.cos, ctx.sin = cos, sin
+        return out
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """grad (x's shape) -> gx, the rotation's transpose (a rotation by minus the angle): gx[..., 2i] =
+        g[..., 2i] cos + g[..., 2i+1] sin, gx[..., 2i+1] = g[..., 2i+1] cos - g[..., 2i] sin."""
+        ### BEGIN SOLUTION
+        g1, g2 = grad[..., 0::2], grad[..., 1::2]
+        gx = np.empty_like(grad)
+        gx[..., 0::2] = g1 * ctx.cos + g2 * ctx.sin
+        gx[..., 1::2] = g2 * ctx.cos - g1 * ctx.sin
+        return gx
+        ### END SOLUTION
+
+
+class RotaryPositionalEncoding(Module):
+    "Rotary positions (RoPE): forward(x (..., T, dim), start_pos=0) rotates position t's feature pairs by t·θ_i."
+    def __init__(self, max_seq_len: int, dim: int, base: float = 10000.0):
+        super().__init__()
+        self.max_seq_len = check_int(max_seq_len, "max_seq_len", "RotaryPositionalEncoding")
+        self.dim = check_int(dim, "dim", "RotaryPositionalEncoding")
+        if self.dim % 2:
+            raise ValueError(f"RotaryPositionalEncoding: dim must be even (features rotate in pairs), got {dim}")
+        self.base = float(base)
+        cos, sin = rotary_tables(self.max_seq_len, self.dim, self.base)
+        self.register_buffer("cos", Tensor(cos))
+        self.register_buffer("sin", Tensor(sin))
+
+    def forward(self, x, start_pos: int = 0) -> Tensor:
+        """x: a Tensor (..., T, dim), checked (T given) -> RotaryFunction.apply(x, cos=..., sin=...) with rows
+        start_pos .. start_pos+T-1 of the buffers self.cos and self.sin (their .data)."""
+        x, T = _check_positions(x, self.max_seq_len, self.dim, start_pos, "RotaryPositionalEncoding", any_batch=True)
+        ### BEGIN SOLUTION
+        rows = slice(start_pos, start_pos + T)
+        return RotaryFunction.apply(x, cos=self.cos.data[rows], sin=self.sin.data[rows])
+        ### END SOLUTION
+
+    def extra_repr(self):
+        return f"max_seq_len={self.max_seq_len}, dim={self.dim}"
