@@ -18,7 +18,8 @@ from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 # %% auto #0
 __all__ = ['DIGITS_SPLIT_SEED', 'DIGITS_N_TEST', 'Dataset', 'TensorDataset', 'Sampler', 'EpochSampler', 'SequentialSampler',
            'RandomSampler', 'WeightedRandomSampler', 'BatchSampler', 'default_collate', 'DataLoader', 'Subset',
-           'split_lengths', 'random_split', 'datasets_dir', 'stratified_split', 'load_digits', 'load_tinyshakespeare']
+           'fraction_lengths', 'split_lengths', 'random_split', 'datasets_dir', 'stratified_split', 'load_digits',
+           'load_tinyshakespeare']
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #b802336e
 class Dataset:
@@ -329,18 +330,25 @@ class Subset(Dataset):
         ### END SOLUTION
 
 
+def fraction_lengths(n: int, fractions) -> list:
+    """Part sizes (a list of ints summing to n) for `fractions` that sum to 1 (checked by the caller): [floor(n * f)
+    for each f], then the n - sum left over added one each to parts 0, 1, 2, ... in turn (PyTorch's rule)."""
+    ### BEGIN SOLUTION
+    sizes = [math.floor(n * f) for f in fractions]
+    for i in range(n - sum(sizes)):
+        sizes[i % len(sizes)] += 1
+    return sizes
+    ### END SOLUTION
+
+
 def split_lengths(n: int, lengths) -> list:
-    """The part sizes for n examples: `lengths` as ints when they are ints (checked to sum to n), or, when they are
-    fractions summing to 1, [floor(n * f) for f] with the n - sum left over added one each to parts 0, 1, 2, ... (in
-    turn). Raises ValueError "random_split: lengths ... sum to ..., not the dataset's length n" otherwise."""
+    """The part sizes for n examples: `lengths` as ints when they are ints, or fraction_lengths(n, lengths) when they
+    are fractions summing to 1. Raises ValueError "random_split: lengths ... sum to ..., not the dataset's length
+    n" when they do not add up to n."""
     if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in lengths):
         sizes = [check_int(v, "each length", "random_split", low=0) for v in lengths]
     elif math.isclose(sum(lengths), 1.0) and all(0 <= f <= 1 for f in lengths):
-        ### BEGIN SOLUTION
-        sizes = [math.floor(n * f) for f in lengths]
-        for i in range(n - sum(sizes)):
-            sizes[i % len(sizes)] += 1
-        ### END SOLUTION
+        sizes = fraction_lengths(n, lengths)
     else:
         raise ValueError(f"random_split: lengths must be counts or fractions summing to 1, got {list(lengths)}")
     if sum(sizes) != n:
