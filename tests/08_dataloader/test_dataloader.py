@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tinytorch.core.dataloader import (DIGITS_N_TEST, DIGITS_SPLIT_SEED, DataLoader, Dataset, TensorDataset,
-                                       datasets_dir, default_collate, load_digits, load_tinyshakespeare,
-                                       stratified_split)
+                                       Subset, datasets_dir, default_collate, load_digits, load_tinyshakespeare,
+                                       random_split, split_lengths, stratified_split, BatchSampler, RandomSampler,
+                                       SequentialSampler, WeightedRandomSampler)
 from tinytorch.core.tensor import Tensor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -211,10 +212,10 @@ class TestDataLoader:
 
     def test_bad_arguments(self):
         for bad in (0, -1, 1.5, "4", None, True):
-            with pytest.raises(ValueError, match=re.escape(f"batch_size must be a positive integer, got {bad!r}")):
+            with pytest.raises(ValueError, match=re.escape(f"DataLoader: batch_size must be a positive integer (>= 1), got {bad!r}")):
                 DataLoader(self.ds, batch_size=bad)
         for bad in (-1, 2.0, "x"):
-            with pytest.raises(ValueError, match=re.escape(f"seed must be a non-negative integer or None, got {bad!r}")):
+            with pytest.raises(ValueError, match=re.escape(f"DataLoader: seed must be an integer >= 0, got {bad!r}")):
                 DataLoader(self.ds, seed=bad)
         with pytest.raises(ValueError, match=re.escape("the dataset is empty (len(dataset) == 0, a TensorDataset)")):
             DataLoader(TensorDataset(np.zeros((0, 4))), batch_size=2)
@@ -283,6 +284,7 @@ class TestShakespeareAndLocation:
 
     def test_found_from_any_working_directory(self, tmp_path, monkeypatch):
         monkeypatch.delenv("TINYTORCH_DATASETS", raising=False)
+        monkeypatch.setenv("TINYTORCH_ROOT", ROOT)
         monkeypatch.chdir(tmp_path)
         assert str(datasets_dir("digits.csv.gz").resolve()) == os.path.realpath(os.path.join(ROOT, "datasets"))
         assert len(load_tinyshakespeare()) == 1_115_394
@@ -290,25 +292,130 @@ class TestShakespeareAndLocation:
     def test_environment_variable_comes_first(self, tmp_path, monkeypatch):
         (tmp_path / "tinyshakespeare.txt").write_text("To be.", encoding="utf-8")
         monkeypatch.setenv("TINYTORCH_DATASETS", str(tmp_path))
+        monkeypatch.setenv("TINYTORCH_ROOT", ROOT)
         assert datasets_dir("tinyshakespeare.txt") == tmp_path
         assert load_tinyshakespeare() == "To be."
-        assert len(load_digits()[1][0]) == 360              # digits not there: falls back to the repository
+        assert len(load_digits()[1][0]) == 360              # digits not there: the course folder's
 
-    def test_current_directory_is_the_last_resort(self, tmp_path, monkeypatch):
+    def test_root_argument_comes_before_the_environment(self, tmp_path, monkeypatch):
+        (tmp_path / "tinyshakespeare.txt").write_text("Or not.", encoding="utf-8")
+        monkeypatch.setenv("TINYTORCH_DATASETS", os.path.join(ROOT, "datasets"))
+        assert load_tinyshakespeare(root=tmp_path) == "Or not."
+        assert datasets_dir("tinyshakespeare.txt", root=str(tmp_path)) == tmp_path
+        (X, _), _ = load_digits(root=os.path.join(ROOT, "datasets"))
+        assert X.shape == (1437, 64)
+
+    def test_the_package_never_reads_the_checkout_on_its_own(self, tmp_path, monkeypatch):
+        "No root, no TINYTORCH_DATASETS, no TINYTORCH_ROOT: an error, even with ./datasets or the checkout nearby."
         monkeypatch.delenv("TINYTORCH_DATASETS", raising=False)
+        monkeypatch.delenv("TINYTORCH_ROOT", raising=False)
         (tmp_path / "datasets").mkdir()
-        (tmp_path / "datasets" / "extra.txt").write_text("x")
+        (tmp_path / "datasets" / "tinyshakespeare.txt").write_text("x")
         monkeypatch.chdir(tmp_path)
-        assert datasets_dir("extra.txt").resolve() == (tmp_path / "datasets").resolve()
+        with pytest.raises(FileNotFoundError, match="no root=, TINYTORCH_DATASETS nor TINYTORCH_ROOT"):
+            load_tinyshakespeare()
 
     def test_missing_file_lists_every_place_searched(self, tmp_path, monkeypatch):
         monkeypatch.setenv("TINYTORCH_DATASETS", str(tmp_path / "mine"))
-        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("TINYTORCH_ROOT", str(tmp_path / "course"))
         with pytest.raises(FileNotFoundError) as info:
-            datasets_dir("no_such_file.csv")
+            datasets_dir("no_such_file.csv", root=tmp_path / "given")
         msg = str(info.value)
         assert "'no_such_file.csv'" in msg
-        assert str(tmp_path / "mine") in msg
-        assert os.path.join(os.path.realpath(ROOT), "datasets") in msg
-        assert str(tmp_path / "datasets") in msg
-        assert "TINYTORCH_DATASETS" in msg
+        for place in ("given", "mine", os.path.join("course", "datasets")):
+            assert str(tmp_path / place) in msg
+        assert "TINYTORCH_DATASETS" in msg and "root=" in msg and "scripts/env.sh" in msg
+
+
+class TestSubsetAndRandomSplit:
+    def test_len_counts_batches(self):
+        ds = TensorDataset(np.arange(10.0))
+        for bs, drop, want in [(3, False, 4), (3, True, 3), (5, False, 2), (10, True, 1), (11, True, 0), (11, False, 1)]:
+            loader = DataLoader(ds, batch_size=bs, drop_last=drop)
+            assert len(loader) == want == len(list(loader))
+
+    def test_parts_partition_the_dataset(self):
+        ds = TensorDataset(np.arange(20.0), np.arange(20))
+        parts = random_split(ds, [12, 5, 3], seed=4)
+        assert [len(p) for p in parts] == [12, 5, 3] and all(isinstance(p, Subset) for p in parts)
+        got = np.concatenate([p.indices for p in parts])
+        assert sorted(got.tolist()) == list(range(20))
+        assert np.array_equal(got, np.random.default_rng(4).permutation(20))     # one permutation, cut in order
+        x, y = parts[1][2]
+        assert y.item() == parts[1].indices[2] and x.item() == float(parts[1].indices[2])
+
+    def test_fractions_like_torch(self):
+        "The sizes torch.utils.data.random_split gives for the same fractions (printed by torch 2.13)."
+        for n, fr, want in [(10, [0.5, 0.3, 0.2], [5, 3, 2]), (11, [0.5, 0.5], [6, 5]), (7, [1 / 3] * 3, [3, 2, 2]),
+                            (100, [0.9, 0.1], [90, 10]), (5, [0.1, 0.9], [1, 4])]:
+            assert split_lengths(n, fr) == want, (n, fr)
+
+    def test_generic_dataset_and_seeds(self):
+        class Squares(Dataset):
+            def __len__(self): return 6
+            def __getitem__(self, i):
+                assert isinstance(i, int)
+                return float(i), i * i
+        a = random_split(Squares(), [4, 2], seed=1)
+        b = random_split(Squares(), [4, 2], seed=1)
+        assert np.array_equal(a[0].indices, b[0].indices)
+        xs, ys = next(iter(DataLoader(a[1], batch_size=2)))
+        assert ys.data.tolist() == [int(i) ** 2 for i in a[1].indices]
+
+    def test_bad_lengths(self):
+        ds = TensorDataset(np.arange(10.0))
+        with pytest.raises(ValueError, match="sum to 9, not the dataset's length 10"):
+            random_split(ds, [5, 4])
+        with pytest.raises(ValueError, match="counts or fractions summing to 1"):
+            random_split(ds, [0.5, 0.4])
+        with pytest.raises(ValueError, match="random_split: each length must be an integer >= 0, got -1"):
+            random_split(ds, [11, -1])
+
+
+class TestSamplers:
+    def test_batch_sampler_like_torch(self):
+        "Lists of ints, as torch.utils.data.BatchSampler gives for the same arguments."
+        assert list(BatchSampler(SequentialSampler(range(10)), 3, drop_last=False)) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+        assert list(BatchSampler(SequentialSampler(range(10)), 3, drop_last=True)) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+        assert list(BatchSampler([4, 1], 5, drop_last=True)) == []
+        for n, bs, drop, want in [(10, 3, False, 4), (10, 3, True, 3), (9, 3, True, 3), (2, 5, True, 0)]:
+            assert len(BatchSampler(range(n), bs, drop)) == want
+
+    def test_random_sampler_orders(self):
+        rs = RandomSampler(range(12), seed=5)
+        epochs = [list(rs) for _ in range(3)]
+        assert all(sorted(e) == list(range(12)) for e in epochs) and epochs[0] != epochs[1]
+        assert epochs[2] == np.random.default_rng([5, 2]).permutation(12).tolist()
+        rs.set_epoch(1)
+        assert list(rs) == epochs[1]
+        with_rep = RandomSampler(range(3), replacement=True, num_samples=3000, seed=0).indices(0)
+        assert len(with_rep) == 3000 and set(with_rep.tolist()) == {0, 1, 2}
+        many = RandomSampler(range(5), num_samples=12, seed=1).indices(4)
+        assert len(many) == 12 and sorted(many[:10].tolist()) == sorted(list(range(5)) * 2)
+        assert len(RandomSampler(range(5), num_samples=12)) == 12
+
+    def test_weighted_sampler_frequencies(self):
+        w = np.array([1.0, 0.0, 2.0, 7.0])
+        idx = WeightedRandomSampler(w, 20000, seed=0).indices(0)
+        np.testing.assert_allclose(np.bincount(idx, minlength=4) / 20000, w / w.sum(), atol=0.01)
+        once = WeightedRandomSampler(w, 3, replacement=False, seed=2).indices(0)
+        assert sorted(once.tolist()) == [0, 2, 3]
+        a, b = WeightedRandomSampler(w, 50, seed=3), WeightedRandomSampler(w, 50, seed=3)
+        assert list(a) == list(b) and list(a) != list(WeightedRandomSampler(w, 50, seed=3))  # epoch 1 differs from 0
+        with pytest.raises(ValueError, match="cannot draw 4 different indices without replacement from 3"):
+            WeightedRandomSampler(w, 4, replacement=False)
+        with pytest.raises(ValueError, match="weights must be a 1-D sequence"):
+            WeightedRandomSampler([0.0, 0.0], 2)
+
+    def test_loader_with_samplers(self):
+        ds = TensorDataset(np.arange(10.0), np.arange(10))
+        got = [yb.data.tolist() for _, yb in DataLoader(ds, batch_size=4, sampler=[9, 8, 7, 1, 2])]
+        assert got == [[9, 8, 7, 1], [2]]
+        weighted = DataLoader(ds, batch_size=5, sampler=WeightedRandomSampler([0] * 5 + [1] * 5, 20, seed=0))
+        assert len(weighted) == 4 and all((yb.data >= 5).all() for _, yb in weighted)
+        assert [yb.data.tolist() for _, yb in DataLoader(ds, batch_sampler=[[0, 9], [4]])] == [[0, 9], [4]]
+        with pytest.raises(ValueError, match="batch_sampler option is mutually exclusive"):
+            DataLoader(ds, batch_size=3, batch_sampler=[[0]])
+        shuffled = DataLoader(ds, batch_size=10, shuffle=True, seed=7)
+        assert isinstance(shuffled.sampler, RandomSampler) and shuffled.sampler.seed == 7
+        np.testing.assert_array_equal(next(iter(shuffled))[1].data, np.random.default_rng([7, 0]).permutation(10))

@@ -11,6 +11,8 @@
 import subprocess
 import sys
 
+import re
+
 import numpy as np
 import pytest
 
@@ -80,11 +82,11 @@ class TestDataCore:
 
     def test_bad_input(self):
         ds = TensorDataset(np.zeros(3))
-        with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        with pytest.raises(ValueError, match=re.escape("batch_size must be a positive integer (>= 1), got 0")):
             DataLoader(ds, batch_size=0)
-        with pytest.raises(ValueError, match="batch_size must be a positive integer, got -3"):
+        with pytest.raises(ValueError, match=re.escape("batch_size must be a positive integer (>= 1), got -3")):
             DataLoader(ds, batch_size=-3)
-        with pytest.raises(ValueError, match="batch_size must be a positive integer, got 2.0"):
+        with pytest.raises(ValueError, match=re.escape("batch_size must be a positive integer (>= 1), got 2.0")):
             DataLoader(ds, batch_size=2.0)
         with pytest.raises(ValueError, match="dataset is empty"):
             DataLoader(TensorDataset(np.zeros((0, 2))))

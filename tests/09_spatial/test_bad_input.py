@@ -70,7 +70,7 @@ def test_conv_kernel_size_must_be_int_or_pair(value):
 @pytest.mark.parametrize("name,args", [("in_channels", (0, 2, 3)), ("out_channels", (2, -1, 3)),
                                        ("in_channels", (2.0, 2, 3))])
 def test_conv_channel_counts(name, args):
-    with pytest.raises(ValueError, match=re.escape(f"Conv2d: {name} must be a positive integer, got {args[0] if name == 'in_channels' else args[1]!r}")):
+    with pytest.raises(ValueError, match=re.escape(f"Conv2d: {name} must be a positive integer (>= 1), got {args[0] if name == 'in_channels' else args[1]!r}")):
         Conv2d(*args)
 
 
@@ -93,11 +93,11 @@ def test_batchnorm_bad_input():
         BatchNorm2d(2)(zeros(1, 2, 1, 1))
     bn = BatchNorm2d(2).eval()                       # a single value is fine with running statistics
     assert bn(zeros(1, 2, 1, 1)).shape == (1, 2, 1, 1)
-    with pytest.raises(ValueError, match="num_features must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=re.escape("BatchNorm2d: num_features must be a positive integer (>= 1), got 0")):
         BatchNorm2d(0)
-    with pytest.raises(ValueError, match=re.escape("momentum must be in [0, 1] or None (cumulative average), got 1.5")):
+    with pytest.raises(ValueError, match=re.escape("BatchNorm2d: momentum must be a finite number in [0, 1], got 1.5")):
         BatchNorm2d(2, momentum=1.5)
-    with pytest.raises(ValueError, match="eps must be positive, got 0"):
+    with pytest.raises(ValueError, match=re.escape("BatchNorm2d: eps must be a finite number > 0, got 0")):
         BatchNorm2d(2, eps=0)
 
 

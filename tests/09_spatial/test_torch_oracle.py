@@ -1,4 +1,4 @@
-"""Module 09 (spatial) against PyTorch: Conv2d, MaxPool2d, AvgPool2d and BatchNorm2d.
+"""Module 09 (spatial) against PyTorch: Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm2d, Flatten.
 
 Forward values and the gradient of every input (image, weight, bias) under a random cotangent
 (out.backward(G) with G random: a plain sum would give every output the same weight and hide a wrong
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from tinytorch.core.tensor import Tensor
-from tinytorch.core.spatial import AvgPool2d, BatchNorm2d, Conv2d, MaxPool2d
+from tinytorch.core.spatial import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d
 
 TOL = {np.float64: dict(rtol=1e-9, atol=1e-10), np.float32: dict(rtol=1e-4, atol=2e-5)}
 
@@ -328,3 +328,29 @@ def test_batchnorm_without_affine_matches_torch():
     close(out.data, r, np.float64)
     close(xt.grad.data, xx.grad, np.float64)
     assert list(mine.state_dict()) == list(ref.state_dict())
+
+
+@pytest.mark.parametrize("shape,size", [((2, 3, 7, 5), (3, 2)), ((1, 2, 8, 8), 1), ((2, 1, 5, 9), (4, 4)),
+                                        ((3, 6, 6), (2, 3)), ((1, 1, 4, 4), (4, None))])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adaptive_avg_pool_matches_torch(shape, size, dtype):
+    "Forward and input gradient (overlapping windows add up) against F.adaptive_avg_pool2d."
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(dtype)
+    xt = Tensor(x, requires_grad=True, dtype=dtype)
+    xr = torch.tensor(x, requires_grad=True)
+    out, ref = AdaptiveAvgPool2d(size)(xt), F.adaptive_avg_pool2d(xr, size)
+    close(out.data, ref, dtype, "forward")
+    g = rng.standard_normal(ref.shape).astype(dtype)
+    out.backward(g)
+    ref.backward(torch.tensor(g))
+    close(xt.grad.data, xr.grad, dtype, "input gradient")
+
+
+@pytest.mark.parametrize("start,end", [(1, -1), (0, 1), (-2, -1), (0, -1), (2, 2)])
+def test_flatten_matches_torch(start, end):
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    got = Flatten(start, end)(Tensor(x, dtype=np.float64))
+    want = torch.nn.Flatten(start, end)(torch.tensor(x))
+    assert got.shape == tuple(want.shape)
+    np.testing.assert_array_equal(got.data, want.numpy())

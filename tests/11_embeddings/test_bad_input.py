@@ -26,10 +26,10 @@ def test_non_integer_ids_are_an_error(emb, ids, dtype):
         emb(ids)
 
 
-@pytest.mark.parametrize("args, err, msg", [((0, 4), ValueError, "num_embeddings must be a positive integer, got 0"),
-                                            ((10, -2), ValueError, "embedding_dim must be a positive integer, got -2"),
-                                            ((10.0, 4), TypeError, "num_embeddings must be an integer, got 10.0"),
-                                            ((10, "4"), TypeError, "embedding_dim must be an integer, got '4'")])
+@pytest.mark.parametrize("args, err, msg", [((0, 4), ValueError, r"num_embeddings must be a positive integer \(>= 1\), got 0"),
+                                            ((10, -2), ValueError, r"embedding_dim must be a positive integer \(>= 1\), got -2"),
+                                            ((10.0, 4), TypeError, r"num_embeddings must be a positive integer \(>= 1\), got 10.0"),
+                                            ((10, "4"), TypeError, r"embedding_dim must be a positive integer \(>= 1\), got '4'")])
 def test_bad_sizes(args, err, msg):
     with pytest.raises(err, match=msg):
         Embedding(*args)
@@ -38,9 +38,9 @@ def test_bad_sizes(args, err, msg):
 def test_bad_padding_idx():
     with pytest.raises(ValueError, match="padding_idx 10 is out of range for 10 embeddings"):
         Embedding(10, 4, padding_idx=10)
-    with pytest.raises(ValueError, match="padding_idx -11 is out of range for 10 embeddings"):
+    with pytest.raises(ValueError, match="padding_idx must be an integer >= -10, got -11"):
         Embedding(10, 4, padding_idx=-11)
-    with pytest.raises(TypeError, match="padding_idx must be an integer or None, got 0.5"):
+    with pytest.raises(TypeError, match="padding_idx must be an integer >= -10, got 0.5"):
         Embedding(10, 4, padding_idx=0.5)
 
 
@@ -63,7 +63,7 @@ class TestPositionalLimits:
 
     @pytest.mark.parametrize("start_pos", [-1, 1.0, True])
     def test_bad_start_pos(self, cls, start_pos):
-        with pytest.raises(ValueError, match=rf"start_pos must be a non-negative integer, got {start_pos!r}"):
+        with pytest.raises(ValueError, match=rf"start_pos must be an integer >= 0, got {start_pos!r}"):
             cls(16, 8)(Tensor(np.zeros((1, 2, 8))), start_pos=start_pos)
 
     def test_wrong_embed_dim_names_both(self, cls):
@@ -77,9 +77,9 @@ class TestPositionalLimits:
             cls(16, 8)(Tensor(np.zeros(shape)))
 
     def test_bad_sizes(self, cls):
-        with pytest.raises(ValueError, match="max_seq_len must be a positive integer, got 0"):
+        with pytest.raises(ValueError, match=r"max_seq_len must be a positive integer \(>= 1\), got 0"):
             cls(0, 8)
-        with pytest.raises(TypeError, match="embed_dim must be an integer, got 8.0"):
+        with pytest.raises(TypeError, match=r"embed_dim must be a positive integer \(>= 1\), got 8.0"):
             cls(16, 8.0)
 
 

@@ -231,8 +231,10 @@ def test_dataloader_accepts_pytorchs_arguments():
     assert len(set(seen.tolist())) == 8
     dl2 = tinytorch.utils.data.DataLoader(ds, batch_size=3, collate_fn=lambda items: len(items))
     assert list(dl2) == [3, 3, 3, 1]
-    with pytest.raises(NotImplementedError, match="sampler"):
-        tinytorch.utils.data.DataLoader(ds, sampler=[0, 1])
+    picked = [b[1].data.tolist() for b in tinytorch.utils.data.DataLoader(ds, sampler=[3, 0, 1], batch_size=2)]
+    assert picked == [[3, 0], [1]]                                   # a sampler, as PyTorch's
+    with pytest.raises(ValueError, match="mutually exclusive with shuffle"):
+        tinytorch.utils.data.DataLoader(ds, sampler=[0, 1], shuffle=True)
     with pytest.raises(ValueError, match="num_workers"):
         tinytorch.utils.data.DataLoader(ds, num_workers=-1)
 

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from .autograd import Function
+from .checks import check_int, check_real
 from .tensor import Tensor
 from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Linear, Module
@@ -89,10 +89,13 @@ def _masked_softmax(scores: np.ndarray, mask_bias=None) -> np.ndarray:
 
 # %% ../../modules/12_attention/12_attention.ipynb #cc6873e3
 def _scaled_transpose(a: np.ndarray, scale: float) -> np.ndarray:
-    "A contiguous copy of a's last two axes swapped, times `scale`: the fast right operand of a matmul."
+    """a (..., m, n) float array -> a NEW C-contiguous array (..., n, m) of a's dtype holding swapaxes(a, -1, -2) *
+    scale: the fast right operand of a matmul (one pass: np.multiply into a preallocated np.empty, out=)."""
+    ### BEGIN SOLUTION
     out = np.empty(a.shape[:-2] + (a.shape[-1], a.shape[-2]), dtype=a.dtype)
     np.multiply(np.swapaxes(a, -1, -2), scale, out=out)
     return out
+    ### END SOLUTION
 
 
 class ScaledDotProductAttention(Function):
@@ -193,8 +196,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p: float = 0.0, is_
     shape = _check_qkv(q.data, k.data, v.data)
     dt = np.result_type(q.dtype, k.dtype)
     mask_bias = attention_bias(_as_mask(mask, shape), shape, is_causal, dt)
-    if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p!r}")
+    dropout_p = check_real(dropout_p, "dropout_p", "scaled_dot_product_attention", 0, 1, high_open=True)
     ### BEGIN SOLUTION
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
@@ -216,9 +218,9 @@ class SplitHeads(Function):
     @staticmethod
     def forward(ctx, x, num_heads):
         """x (B, T, D) with D = num_heads * hd -> (B, num_heads, T, hd), head h holding features h*hd:(h+1)*hd
-        (a reshape to (B, T, H, hd), then a transpose). Given: ctx.shape = x.shape."""
-        ctx.shape = x.shape                                 # what backward reshapes the gradient back to
+        (a reshape to (B, T, H, hd), then a transpose). Must save ctx.shape = x.shape (backward reshapes to it)."""
         ### BEGIN SOLUTION
+        ctx.shape = x.shape
         B, T, D = x.shape
         return x.reshape(B, T, num_heads, D // num_heads).transpose(0, 2, 1, 3)
         ### END SOLUTION
@@ -236,12 +238,13 @@ class MergeHeads(Function):
     "(B, H, T, hd) and a gate (H,) -> (B, T, H*hd), head h multiplied by gate[h]."
     @staticmethod
     def forward(ctx, x, gate):
-        """x (B, H, T, hd), gate (H,) -> (B, T, H*hd): head h multiplied by gate[h] (skip the product when
-        ctx.gate_is_one), then the inverse of split_heads. Given: B, H, T, hd, x and gate saved, ctx.gate_is_one."""
+        """x (B, H, T, hd), gate (H,) -> (B, T, H*hd): head h multiplied by gate[h] (skip the product when every
+        gate is 1), then the inverse of split_heads. Must save ctx.save_for_backward(x, gate) and ctx.gate_is_one
+        (a bool: every gate entry == 1)."""
+        ### BEGIN SOLUTION
         B, H, T, hd = x.shape
         ctx.save_for_backward(x, gate)
         ctx.gate_is_one = bool((gate == 1).all())
-        ### BEGIN SOLUTION
         y = x if ctx.gate_is_one else x * gate.astype(x.dtype, copy=False)[:, None, None]
         return y.transpose(0, 2, 1, 3).reshape(B, T, H * hd)
         ### END SOLUTION
@@ -249,11 +252,12 @@ class MergeHeads(Function):
     @staticmethod
     def backward(ctx, grad):
         """grad (B, T, H*hd) -> (gx, ggate): gx (B, H, T, hd) = the gradient reshaped to heads, times gate[h];
-        ggate (H,) in gate's dtype = sum over b, t, d of grad_h * x_h. Each None unless need_x / need_gate."""
+        ggate (H,) in gate's dtype = sum over b, t, d of grad_h * x_h. Each None unless ctx.needs_input_grad asks
+        for it (x, gate and gate_is_one as the forward saved them)."""
+        ### BEGIN SOLUTION
         x, gate = ctx.saved_tensors
         B, H, T, hd = x.shape
         need_x, need_gate = ctx.needs_input_grad
-        ### BEGIN SOLUTION
         g = grad.reshape(B, T, H, hd).transpose(0, 2, 1, 3)
         gx = (g if ctx.gate_is_one else g * gate.astype(g.dtype, copy=False)[:, None, None]) if need_x else None
         ggate = np.einsum("bhtd,bhtd->h", g, x).astype(gate.dtype) if need_gate else None
@@ -291,17 +295,14 @@ class MultiHeadAttention(Module):
     `dropout` is applied to the attention weights while training."""
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True, rng=None):
         super().__init__()
-        for name, n in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-                raise ValueError(f"MultiHeadAttention: {name} must be a positive integer, got {n!r}")
+        embed_dim = check_int(embed_dim, "embed_dim", "MultiHeadAttention")
+        num_heads = check_int(num_heads, "num_heads", "MultiHeadAttention")
         if embed_dim % num_heads:
             raise ValueError(f"MultiHeadAttention: embed_dim={embed_dim} is not divisible by "
                              f"num_heads={num_heads} (each head needs embed_dim / num_heads features)")
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"MultiHeadAttention: dropout must be in [0, 1), got {dropout!r}")
-        self.embed_dim, self.num_heads = int(embed_dim), int(num_heads)
+        self.dropout = check_real(dropout, "dropout", "MultiHeadAttention", 0, 1, high_open=True)
+        self.embed_dim, self.num_heads = embed_dim, num_heads
         self.head_dim = self.embed_dim // self.num_heads
-        self.dropout = float(dropout)
         self.rng = default_rng() if rng is None else rng
         self._build_layers(bias)
         self.store_attention = False

@@ -6,15 +6,20 @@ from __future__ import annotations
 import gzip
 import math
 import os
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
 
+from .checks import check_int
 from .tensor import Tensor
+from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 
 # %% auto #0
-__all__ = ['DIGITS_SPLIT_SEED', 'DIGITS_N_TEST', 'Dataset', 'TensorDataset', 'default_collate', 'DataLoader', 'datasets_dir',
-           'stratified_split', 'load_digits', 'load_tinyshakespeare']
+__all__ = ['DIGITS_SPLIT_SEED', 'DIGITS_N_TEST', 'Dataset', 'TensorDataset', 'Sampler', 'EpochSampler', 'SequentialSampler',
+           'RandomSampler', 'WeightedRandomSampler', 'BatchSampler', 'default_collate', 'DataLoader', 'Subset',
+           'fraction_lengths', 'split_lengths', 'random_split', 'datasets_dir', 'stratified_split', 'load_digits',
+           'load_tinyshakespeare']
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #b802336e
 class Dataset:
@@ -62,6 +67,135 @@ class TensorDataset(Dataset):
         ### END SOLUTION
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #356c9f3f
+class Sampler:
+    "Which examples, in which order (torch.utils.data.Sampler): iterating gives ints, len() counts them."
+    def __iter__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __iter__")
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must define __len__")
+
+
+def _pick_seed(seed, generator, who: str) -> int:
+    "A seed for a shuffle: `seed` (checked), else one drawn from a tinytorch Generator, else a fresh one."
+    if seed is not None:
+        return check_int(seed, "seed", who, low=0)
+    if generator is not None:
+        return int(generator.rng.integers(2**62))
+    return int(np.random.SeedSequence().entropy % 2**63)
+
+
+class EpochSampler(Sampler):
+    """A sampler whose k-th pass (epoch k) is indices(k), an int array: iterating runs the next epoch;
+    set_epoch(k) jumps to any one (as PyTorch's DistributedSampler)."""
+    epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = check_int(epoch, "epoch", type(self).__name__, low=0)
+
+    def indices(self, epoch: int) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must define indices(epoch)")
+
+    def __iter__(self):
+        order = self.indices(self.epoch)
+        self.epoch += 1
+        return iter(order.tolist())
+
+
+class SequentialSampler(EpochSampler):
+    "0, 1, ..., len(data_source) - 1, every epoch (torch.utils.data.SequentialSampler)."
+    def __init__(self, data_source):
+        self.num_samples = len(data_source)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def indices(self, epoch: int) -> np.ndarray:
+        return np.arange(self.num_samples)
+
+
+class RandomSampler(EpochSampler):
+    """A new random order every epoch (torch.utils.data.RandomSampler), repeatable: epoch k draws from
+    np.random.default_rng([seed, k]). num_samples (default len(data_source)) indices per epoch; replacement draws
+    them independently (repeats allowed), else they come from successive permutations of range(n)."""
+    def __init__(self, data_source, replacement: bool = False, num_samples=None, generator=None, *, seed=None):
+        self.n = len(data_source)
+        self.replacement = bool(replacement)
+        self.num_samples = self.n if num_samples is None else check_int(num_samples, "num_samples", "RandomSampler")
+        self.seed = _pick_seed(seed, generator, "RandomSampler")
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def indices(self, epoch: int) -> np.ndarray:
+        """Epoch `epoch`'s indices, an int array of length num_samples, from rng = np.random.default_rng([self.seed,
+        epoch]): with replacement rng.integers(0, n, num_samples); without, the first num_samples entries of
+        rng.permutation(n), rng.permutation(n), ... (as many permutations as needed, concatenated; one when
+        num_samples == n, so the order is exactly rng.permutation(n))."""
+        ### BEGIN SOLUTION
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.replacement:
+            return rng.integers(0, self.n, size=self.num_samples)
+        rounds = -(-self.num_samples // self.n)
+        return np.concatenate([rng.permutation(self.n) for _ in range(rounds)])[:self.num_samples]
+        ### END SOLUTION
+
+
+class WeightedRandomSampler(EpochSampler):
+    """num_samples indices in range(len(weights)) per epoch, index i drawn with probability weights[i] / sum(weights)
+    (torch.utils.data.WeightedRandomSampler); with replacement (the default) independently, without it never the
+    same index twice in an epoch. Epoch k draws from np.random.default_rng([seed, k])."""
+    def __init__(self, weights, num_samples: int, replacement: bool = True, generator=None, *, seed=None):
+        w = np.asarray(weights.data if isinstance(weights, Tensor) else weights, dtype=np.float64)
+        if w.ndim != 1 or not np.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+            raise ValueError(f"WeightedRandomSampler: weights must be a 1-D sequence of finite numbers >= 0, not all "
+                             f"0; got shape {w.shape}, values {w[:5].tolist()}...")
+        self.weights, self.replacement = w, bool(replacement)
+        self.num_samples = check_int(num_samples, "num_samples", "WeightedRandomSampler")
+        if not self.replacement and self.num_samples > np.count_nonzero(w):
+            raise ValueError(f"WeightedRandomSampler: cannot draw {self.num_samples} different indices without "
+                             f"replacement from {np.count_nonzero(w)} with a weight > 0")
+        self.seed = _pick_seed(seed, generator, "WeightedRandomSampler")
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def indices(self, epoch: int) -> np.ndarray:
+        """Epoch `epoch`'s num_samples indices, an int array: one rng.choice over range(len(weights)) with
+        p = weights / their sum and replace=self.replacement, rng = np.random.default_rng([self.seed, epoch])."""
+        ### BEGIN SOLUTION
+        rng = np.random.default_rng([self.seed, epoch])
+        p = self.weights / self.weights.sum()
+        return rng.choice(len(self.weights), size=self.num_samples, replace=self.replacement, p=p)
+        ### END SOLUTION
+
+
+class BatchSampler(Sampler):
+    "The indices of `sampler` in lists of batch_size (torch.utils.data.BatchSampler); drop_last drops a short last one."
+    def __init__(self, sampler, batch_size: int, drop_last: bool):
+        self.sampler, self.drop_last = sampler, bool(drop_last)
+        self.batch_size = check_int(batch_size, "batch_size", "BatchSampler")
+
+    def __iter__(self):
+        """Yield one epoch's batches: `order` (given: the sampler's indices for this pass, an int array) cut into
+        consecutive pieces of batch_size, each as a list of ints; a shorter last piece only without drop_last."""
+        order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        ### BEGIN SOLUTION
+        n, bs = len(order), self.batch_size
+        stop = n - n % bs if self.drop_last else n
+        for start in range(0, stop, bs):
+            yield order[start:start + bs].tolist()
+        ### END SOLUTION
+
+    def __len__(self) -> int:
+        """The number of batches per pass, an int: ceil(len(sampler) / batch_size), or len(sampler) // batch_size
+        with drop_last (the short last batch is dropped)."""
+        ### BEGIN SOLUTION
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        ### END SOLUTION
+
+# %% ../../modules/08_dataloader/08_dataloader.ipynb #c60a3616
 def _collate_field(items: list) -> Tensor:
     """Stack one field of several examples into a batch Tensor. Given: `arrays` (each item as a NumPy array,
     all of one shape S, checked). Returns a Tensor of shape (len(items),) + S: with the arrays' dtype when
@@ -100,65 +234,57 @@ def default_collate(samples: list):
 class DataLoader:
     """Iterate over `dataset` in batches of `batch_size` examples.
 
-    shuffle: a new random order each epoch (reproducible across runs when `seed` is given).
-    drop_last: drop the last batch when it is smaller than `batch_size`.
+    shuffle: a new random order each epoch (a RandomSampler; reproducible across runs when `seed` is given).
+    drop_last: drop the last batch when it is smaller than `batch_size`. sampler: any iterable of indices (not with
+    shuffle); batch_sampler: any iterable of index lists (not with batch_size, shuffle, sampler or drop_last).
     A TensorDataset is batched by indexing its arrays with the batch's index array (no per-example loop);
     any other Dataset is read example by example and collated.
     PyTorch's other arguments are accepted: num_workers (batches are loaded in this process whatever the
     number), pin_memory (no GPU: nothing to pin), collate_fn, generator (seeds the shuffle), timeout,
-    worker_init_fn, prefetch_factor, persistent_workers; a sampler or batch_sampler is refused clearly.
+    worker_init_fn, prefetch_factor, persistent_workers.
     """
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed=None, drop_last: bool = False, *,
+    def __init__(self, dataset, batch_size=1, shuffle: bool = False, seed=None, drop_last: bool = False, *,
                  sampler=None, batch_sampler=None, num_workers: int = 0, collate_fn=None, pin_memory: bool = False,
                  timeout: float = 0, worker_init_fn=None, multiprocessing_context=None, generator=None,
                  prefetch_factor=None, persistent_workers: bool = False, pin_memory_device: str = ""):
-        if sampler is not None or batch_sampler is not None:
-            raise NotImplementedError("DataLoader: sampler and batch_sampler are not supported in tinytorch; "
-                                      "use shuffle=True or index the dataset yourself")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
-            raise ValueError(f"DataLoader: num_workers must be a non-negative integer, got {num_workers!r}")
+        num_workers = check_int(num_workers, "num_workers", "DataLoader", low=0)
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"DataLoader: collate_fn must be callable, got {collate_fn!r}")
         self.num_workers, self.pin_memory, self.collate_fn = int(num_workers), bool(pin_memory), collate_fn
-        if seed is None and generator is not None:
-            seed = int(generator.rng.integers(2**62))
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__, got {type(dataset).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f"DataLoader: seed must be a non-negative integer or None, got {seed!r}")
-        n = len(dataset)
-        if n == 0:
+        if len(dataset) == 0:
             raise ValueError(f"DataLoader: the dataset is empty (len(dataset) == 0, a "
                              f"{type(dataset).__name__}); there is nothing to load")
-        self.dataset = dataset
-        self.batch_size = int(batch_size)
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
-        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+        if batch_sampler is not None and (batch_size != 1 or shuffle or sampler is not None or drop_last):
+            raise ValueError("DataLoader: batch_sampler option is mutually exclusive with batch_size, shuffle, "
+                             "sampler, and drop_last")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        self.dataset, self.shuffle, self.drop_last = dataset, bool(shuffle), bool(drop_last)
+        self.batch_size = None if batch_sampler is not None else check_int(batch_size, "batch_size", "DataLoader")
+        self.seed = _pick_seed(seed, generator, "DataLoader")
+        if sampler is None:
+            sampler = RandomSampler(dataset, seed=self.seed) if shuffle else SequentialSampler(dataset)
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler if batch_sampler is not None else \
+            BatchSampler(sampler, self.batch_size, self.drop_last)
         self.epoch = 0
 
     def __len__(self) -> int:
-        "The number of batches in one epoch."
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        "The number of batches in one epoch: len(batch_sampler)."
+        return len(self.batch_sampler)
 
     def set_epoch(self, epoch: int):
         "Make the next iteration use epoch `epoch`'s order."
         self.epoch = int(epoch)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """The example indices of epoch `epoch` (an int array of length n = len(dataset)), in the order they will
-        be batched: 0..n-1 without shuffle; with shuffle a permutation drawn from
-        np.random.default_rng([self.seed, epoch]) (the same seed and epoch give the same order)."""
-        n = len(self.dataset)
-        ### BEGIN SOLUTION
-        if not self.shuffle:
-            return np.arange(n)
-        rng = np.random.default_rng([self.seed, epoch])
-        return rng.permutation(n)
-        ### END SOLUTION
+        """The example indices of epoch `epoch`, in the order they will be batched: the sampler's indices(epoch)
+        (the same seed and epoch give the same order), or one pass of a sampler that has no epochs."""
+        if isinstance(self.sampler, EpochSampler):
+            return self.sampler.indices(epoch)
+        return np.fromiter(iter(self.sampler), dtype=np.int64)
 
     def _fetch(self, idx: np.ndarray):
         """The batch made of examples `idx` (an int array): for a TensorDataset a tuple with each tensor's rows idx
@@ -172,14 +298,14 @@ class DataLoader:
         ### END SOLUTION
 
     def __iter__(self):
-        "Yield the batches of one epoch: consecutive slices of `order` of batch_size (_fetch each); drop_last drops a short last one."
-        order = self.epoch_order(self.epoch)
+        """Yield the batches of one epoch: self._fetch of each index list the batch sampler gives (as an int array).
+        Given: the epoch's number is handed to the sampler (when it counts epochs) and self.epoch moves on."""
+        if isinstance(self.sampler, EpochSampler):
+            self.sampler.set_epoch(self.epoch)
         self.epoch += 1
         ### BEGIN SOLUTION
-        n, bs = len(order), self.batch_size
-        stop = n - n % bs if self.drop_last else n
-        for start in range(0, stop, bs):
-            yield self._fetch(order[start:start + bs])
+        for idx in self.batch_sampler:
+            yield self._fetch(np.asarray(idx, dtype=np.int64))
         ### END SOLUTION
 
     def __repr__(self):
@@ -187,35 +313,92 @@ class DataLoader:
                 f"shuffle={self.shuffle}, drop_last={self.drop_last}, {len(self)} batches)")
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #1e9c1f87
+class Subset(Dataset):
+    "The examples of `dataset` at `indices` (an int array), in that order: subset[i] is dataset[indices[i]]."
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        """Example `index` of the subset (an int, or an int array / slice for several): the parent's example(s) at
+        self.indices[index] (an int for an int index, so that any Dataset can answer)."""
+        ### BEGIN SOLUTION
+        picked = self.indices[index]
+        return self.dataset[int(picked)] if np.ndim(picked) == 0 else self.dataset[picked]
+        ### END SOLUTION
+
+
+def fraction_lengths(n: int, fractions) -> list:
+    """Part sizes (a list of ints summing to n) for `fractions` that sum to 1 (checked by the caller): [floor(n * f)
+    for each f], then the n - sum left over added one each to parts 0, 1, 2, ... in turn (PyTorch's rule)."""
+    ### BEGIN SOLUTION
+    sizes = [math.floor(n * f) for f in fractions]
+    for i in range(n - sum(sizes)):
+        sizes[i % len(sizes)] += 1
+    return sizes
+    ### END SOLUTION
+
+
+def split_lengths(n: int, lengths) -> list:
+    """The part sizes for n examples: `lengths` as ints when they are ints, or fraction_lengths(n, lengths) when they
+    are fractions summing to 1. Raises ValueError "random_split: lengths ... sum to ..., not the dataset's length
+    n" when they do not add up to n."""
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in lengths):
+        sizes = [check_int(v, "each length", "random_split", low=0) for v in lengths]
+    elif math.isclose(sum(lengths), 1.0) and all(0 <= f <= 1 for f in lengths):
+        sizes = fraction_lengths(n, lengths)
+    else:
+        raise ValueError(f"random_split: lengths must be counts or fractions summing to 1, got {list(lengths)}")
+    if sum(sizes) != n:
+        raise ValueError(f"random_split: lengths {list(lengths)} sum to {sum(sizes)}, not the dataset's length {n}")
+    return sizes
+
+
+def random_split(dataset, lengths, generator=None, *, seed=None) -> list:
+    """Disjoint random Subsets of `dataset` with the sizes split_lengths(len(dataset), lengths) gives, together
+    covering every example once. One permutation of range(n) is drawn from np.random.default_rng(seed) when a seed
+    is given, else from generator.rng (a tinytorch Generator), else from module 01's default_rng() (manual_seed);
+    part k takes the next sizes[k] indices of it. Given: sizes and rng. Returns a list of Subsets."""
+    sizes = split_lengths(len(dataset), lengths)
+    rng = np.random.default_rng(check_int(seed, "seed", "random_split", low=0)) if seed is not None else \
+        (generator.rng if generator is not None else default_rng())
+    ### BEGIN SOLUTION
+    order = rng.permutation(len(dataset))
+    return [Subset(dataset, order[end - size:end]) for end, size in zip(accumulate(sizes), sizes)]
+    ### END SOLUTION
+
+# %% ../../modules/08_dataloader/08_dataloader.ipynb #17e2ac0a
 DIGITS_SPLIT_SEED = 20_240_808       # fixed forever: changing it would change the test set
 DIGITS_N_TEST = 360
 
 
-def datasets_dir(filename: str | None = None) -> Path:
+def datasets_dir(filename: str | None = None, root=None) -> Path:
     """The folder holding the shipped data sets (containing `filename` if given).
 
-    Searched in order: $TINYTORCH_DATASETS, <repository root>/datasets (next to the installed package),
-    ./datasets. Raises FileNotFoundError listing every place searched."""
-    import tinytorch
-    candidates = []
-    env = os.environ.get("TINYTORCH_DATASETS")
-    if env:
-        candidates.append(Path(env).expanduser())
-    candidates.append(Path(tinytorch.__file__).resolve().parents[1] / "datasets")
-    candidates.append(Path.cwd() / "datasets")
+    Searched in order: `root` (if given), $TINYTORCH_DATASETS, $TINYTORCH_ROOT/datasets (TINYTORCH_ROOT: the
+    course folder, exported by scripts/env.sh). Nothing is inferred from where the package is installed. Raises
+    FileNotFoundError listing every place searched."""
+    candidates = [Path(root).expanduser()] if root is not None else []
+    for var, sub in (("TINYTORCH_DATASETS", ""), ("TINYTORCH_ROOT", "datasets")):
+        if os.environ.get(var):
+            candidates.append(Path(os.environ[var]).expanduser() / sub)
     for folder in candidates:
         if folder.is_dir() and (filename is None or (folder / filename).is_file()):
             return folder
     what = f"{filename!r}" if filename else "the datasets folder"
-    raise FileNotFoundError(f"cannot find {what}; searched: " + ", ".join(str(c) for c in candidates) +
-                            " (set TINYTORCH_DATASETS to the folder that holds it)")
+    searched = ", ".join(str(c) for c in candidates) or "nothing (no root=, TINYTORCH_DATASETS nor TINYTORCH_ROOT)"
+    raise FileNotFoundError(f"cannot find {what}; searched: {searched}. Pass root=<the folder>, set "
+                            f"TINYTORCH_DATASETS to the folder that holds it, or run `source scripts/env.sh` "
+                            f"in the course folder (it sets TINYTORCH_ROOT)")
 
 
 _DIGITS_CACHE = {}
 
 
-def _read_digits() -> np.ndarray:
-    path = datasets_dir("digits.csv.gz") / "digits.csv.gz"
+def _read_digits(root=None) -> np.ndarray:
+    path = datasets_dir("digits.csv.gz", root) / "digits.csv.gz"
     key = (str(path), path.stat().st_mtime_ns)
     if key not in _DIGITS_CACHE:
         with gzip.open(path, "rt") as f:
@@ -252,13 +435,17 @@ def stratified_split(labels: np.ndarray, n_test: int, seed: int) -> tuple[np.nda
     ### END SOLUTION
 
 
-def load_digits(flatten: bool = True):
+def load_digits(flatten: bool = True, root=None):
     """The 8x8 handwritten digits: `(X_train, y_train), (X_test, y_test)`.
 
     A fixed stratified split: 1437 training and 360 test examples, identical on every call.
     X: float32 in [0, 1] (pixels 0..16 divided by 16), shape (N, 64), or (N, 1, 8, 8) if flatten=False.
-    y: int64 labels 0..9."""
-    table = _read_digits()
+    y: int64 labels 0..9. root: the datasets folder (default: see datasets_dir).
+    Given: `table`, the (1797, 65) int64 rows (64 pixels, then the label). Exercise: split the rows with
+    stratified_split(labels, DIGITS_N_TEST, DIGITS_SPLIT_SEED); each part's X = its pixels as float32 divided by
+    np.float32(16.0), reshaped to (N, 64) or (N, 1, 8, 8), and y = a copy of its labels, both as Tensors."""
+    table = _read_digits(root)
+    ### BEGIN SOLUTION
     pixels, labels = table[:, :64], table[:, 64]
     train, test = stratified_split(labels, DIGITS_N_TEST, DIGITS_SPLIT_SEED)
     shape = (-1, 64) if flatten else (-1, 1, 8, 8)
@@ -266,9 +453,10 @@ def load_digits(flatten: bool = True):
         X = (pixels[idx].astype(np.float32) / np.float32(16.0)).reshape(shape)
         return Tensor(X), Tensor(labels[idx].copy())
     return part(train), part(test)
+    ### END SOLUTION
 
 
-def load_tinyshakespeare() -> str:
-    "The tiny-shakespeare text (1,115,394 characters) as one string."
-    path = datasets_dir("tinyshakespeare.txt") / "tinyshakespeare.txt"
+def load_tinyshakespeare(root=None) -> str:
+    "The tiny-shakespeare text (1,115,394 characters) as one string. root: the datasets folder (see datasets_dir)."
+    path = datasets_dir("tinyshakespeare.txt", root) / "tinyshakespeare.txt"
     return path.read_text(encoding="utf-8")

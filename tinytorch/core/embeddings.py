@@ -8,13 +8,14 @@ import math
 import numpy as np
 
 from .autograd import Function
+from .checks import check_int
 from .tensor import Tensor
 from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Module, Parameter
 
 # %% auto #0
 __all__ = ['EmbeddingFunction', 'token_ids', 'Embedding', 'embedding', 'PositionalEncoding', 'sinusoidal_table',
-           'SinusoidalPositionalEncoding']
+           'SinusoidalPositionalEncoding', 'rotary_tables', 'RotaryFunction', 'RotaryPositionalEncoding']
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #c81216b0
 class EmbeddingFunction(Function):
@@ -22,9 +23,10 @@ class EmbeddingFunction(Function):
     @staticmethod
     def forward(ctx, weight, ids, padding_idx=None):
         """weight (num_rows, d) float array; ids: an integer array of any shape (already checked to be in range).
-        Returns weight[ids], shape ids.shape + (d,). Given: ctx.ids, ctx.num_rows and ctx.padding_idx are set."""
-        ctx.ids, ctx.num_rows, ctx.padding_idx = ids, weight.shape[0], padding_idx
+        Returns weight[ids], shape ids.shape + (d,). Must save what backward needs: ctx.ids = ids, ctx.num_rows =
+        weight.shape[0] and ctx.padding_idx = padding_idx."""
         ### BEGIN SOLUTION
+        ctx.ids, ctx.num_rows, ctx.padding_idx = ids, weight.shape[0], padding_idx
         return weight[ids]
         ### END SOLUTION
 
@@ -44,14 +46,6 @@ class EmbeddingFunction(Function):
         ### END SOLUTION
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #f4027956
-def _positive_int(value, name: str, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{who}: {name} must be an integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{who}: {name} must be a positive integer, got {value}")
-    return int(value)
-
-
 def token_ids(ids, num_embeddings: int, who: str = "Embedding") -> np.ndarray:
     "`ids` (Tensor, array, list or int) as an integer array, each id checked to be in [0, num_embeddings)."
     arr = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
@@ -77,11 +71,10 @@ class Embedding(Module):
         `rng`). Exercise: self.weight = a Parameter (num_embeddings, embedding_dim), float32, drawn from N(0, 1)
         with rng.standard_normal (as torch.nn.Embedding), its row padding_idx (if any) set to zeros."""
         super().__init__()
-        self.num_embeddings = _positive_int(num_embeddings, "num_embeddings", "Embedding")
-        self.embedding_dim = _positive_int(embedding_dim, "embedding_dim", "Embedding")
+        self.num_embeddings = check_int(num_embeddings, "num_embeddings", "Embedding")
+        self.embedding_dim = check_int(embedding_dim, "embedding_dim", "Embedding")
         if padding_idx is not None:
-            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
-                raise TypeError(f"Embedding: padding_idx must be an integer or None, got {padding_idx!r}")
+            padding_idx = check_int(padding_idx, "padding_idx", "Embedding", low=-self.num_embeddings)
             if not -self.num_embeddings <= padding_idx < self.num_embeddings:
                 raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for "
                                  f"{self.num_embeddings} embeddings")
@@ -114,18 +107,17 @@ def embedding(input, weight, padding_idx=None) -> Tensor:
     return EmbeddingFunction.apply(weight, ids=ids, padding_idx=padding_idx)
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #8d03d303
-def _check_positions(x, max_seq_len: int, embed_dim: int, start_pos, who: str):
-    "x as a Tensor of shape (B, T, d) or (T, d), and T, after checking d and the positions needed."
+def _check_positions(x, max_seq_len: int, embed_dim: int, start_pos, who: str, any_batch: bool = False):
+    "x as a Tensor of shape (B, T, d) or (T, d) (any_batch: (..., T, d)), and T, after checking d and the positions needed."
     if not isinstance(x, Tensor):
         x = Tensor(x)
-    if x.ndim not in (2, 3):
+    if x.ndim not in (2, 3) and not (any_batch and x.ndim > 3):
         raise ValueError(f"{who}: expected input of shape (batch, seq_len, {embed_dim}) or (seq_len, {embed_dim}), "
                          f"got shape {x.shape}")
     if x.shape[-1] != embed_dim:
         raise ValueError(f"{who}: the input's last dimension is {x.shape[-1]} (shape {x.shape}) but embed_dim "
                          f"is {embed_dim}")
-    if isinstance(start_pos, bool) or not isinstance(start_pos, (int, np.integer)) or start_pos < 0:
-        raise ValueError(f"{who}: start_pos must be a non-negative integer, got {start_pos!r}")
+    start_pos = check_int(start_pos, "start_pos", who, low=0)
     T = x.shape[-2]
     if start_pos + T > max_seq_len:
         raise ValueError(f"{who}: a sequence of length {T} starting at position {start_pos} needs "
@@ -139,8 +131,8 @@ class PositionalEncoding(Module):
         """Checks given (self.max_seq_len, self.embed_dim, `rng`). Exercise: self.weight = a Parameter
         (max_seq_len, embed_dim), float32, drawn from N(0, init_std²): rng.standard_normal(shape) * init_std."""
         super().__init__()
-        self.max_seq_len = _positive_int(max_seq_len, "max_seq_len", "PositionalEncoding")
-        self.embed_dim = _positive_int(embed_dim, "embed_dim", "PositionalEncoding")
+        self.max_seq_len = check_int(max_seq_len, "max_seq_len", "PositionalEncoding")
+        self.embed_dim = check_int(embed_dim, "embed_dim", "PositionalEncoding")
         rng = default_rng() if rng is None else rng
         ### BEGIN SOLUTION
         self.weight = Parameter((rng.standard_normal((self.max_seq_len, self.embed_dim)) * init_std)
@@ -182,8 +174,8 @@ class SinusoidalPositionalEncoding(Module):
     "Fixed sin/cos positions (a buffer, not trained); forward(x, start_pos=0) = x + pe[start_pos:start_pos+T]."
     def __init__(self, max_seq_len: int, embed_dim: int, base: float = 10000.0):
         super().__init__()
-        self.max_seq_len = _positive_int(max_seq_len, "max_seq_len", "SinusoidalPositionalEncoding")
-        self.embed_dim = _positive_int(embed_dim, "embed_dim", "SinusoidalPositionalEncoding")
+        self.max_seq_len = check_int(max_seq_len, "max_seq_len", "SinusoidalPositionalEncoding")
+        self.embed_dim = check_int(embed_dim, "embed_dim", "SinusoidalPositionalEncoding")
         self.base = float(base)
         self.register_buffer("pe", Tensor(sinusoidal_table(self.max_seq_len, self.embed_dim, self.base)))
 
@@ -201,3 +193,69 @@ class SinusoidalPositionalEncoding(Module):
 
     def extra_repr(self):
         return f"max_seq_len={self.max_seq_len}, embed_dim={self.embed_dim}"
+
+# %% ../../modules/11_embeddings/11_embeddings.ipynb #8cca0cd2
+def rotary_tables(max_seq_len: int, dim: int, base: float = 10000.0) -> tuple:
+    """(cos, sin): two float32 arrays (max_seq_len, dim // 2) of the angles pos / base^(2i/dim), pos = 0..max_seq_len-1,
+    i = 0..dim//2 - 1 (computed in float64). dim is even."""
+    ### BEGIN SOLUTION
+    pos = np.arange(max_seq_len, dtype=np.float64)[:, None]
+    angles = pos / base ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    ### END SOLUTION
+
+
+class RotaryFunction(Function):
+    "Rotate every feature pair (2i, 2i+1) of each position by that position's angle i."
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        """x (..., T, d) float array, d even; cos, sin (T, d // 2) arrays for x's T positions (they broadcast over
+        the leading dims). Returns out, x's shape and dtype: out[..., 2i] = x[..., 2i] cos - x[..., 2i+1] sin and
+        out[..., 2i+1] = x[..., 2i] sin + x[..., 2i+1] cos. Must save ctx.cos and ctx.sin, cast to x's dtype."""
+        ### BEGIN SOLUTION
+        cos, sin = cos.astype(x.dtype, copy=False), sin.astype(x.dtype, copy=False)
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        out = np.empty_like(x)
+        out[..., 0::2] = x1 * cos - x2 * sin
+        out[..., 1::2] = x1 * sin + x2 * cos
+        ctx.cos, ctx.sin = cos, sin
+        return out
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """grad (x's shape) -> gx, the rotation's transpose (a rotation by minus the angle): gx[..., 2i] =
+        g[..., 2i] cos + g[..., 2i+1] sin, gx[..., 2i+1] = g[..., 2i+1] cos - g[..., 2i] sin."""
+        ### BEGIN SOLUTION
+        g1, g2 = grad[..., 0::2], grad[..., 1::2]
+        gx = np.empty_like(grad)
+        gx[..., 0::2] = g1 * ctx.cos + g2 * ctx.sin
+        gx[..., 1::2] = g2 * ctx.cos - g1 * ctx.sin
+        return gx
+        ### END SOLUTION
+
+
+class RotaryPositionalEncoding(Module):
+    "Rotary positions (RoPE): forward(x (..., T, dim), start_pos=0) rotates position t's feature pairs by t·θ_i."
+    def __init__(self, max_seq_len: int, dim: int, base: float = 10000.0):
+        super().__init__()
+        self.max_seq_len = check_int(max_seq_len, "max_seq_len", "RotaryPositionalEncoding")
+        self.dim = check_int(dim, "dim", "RotaryPositionalEncoding")
+        if self.dim % 2:
+            raise ValueError(f"RotaryPositionalEncoding: dim must be even (features rotate in pairs), got {dim}")
+        self.base = float(base)
+        cos, sin = rotary_tables(self.max_seq_len, self.dim, self.base)
+        self.register_buffer("cos", Tensor(cos))
+        self.register_buffer("sin", Tensor(sin))
+
+    def forward(self, x, start_pos: int = 0) -> Tensor:
+        """x: a Tensor (..., T, dim), checked (T given) -> RotaryFunction.apply(x, cos=..., sin=...) with rows
+        start_pos .. start_pos+T-1 of the buffers self.cos and self.sin (their .data)."""
+        x, T = _check_positions(x, self.max_seq_len, self.dim, start_pos, "RotaryPositionalEncoding", any_batch=True)
+        ### BEGIN SOLUTION
+        rows = slice(start_pos, start_pos + T)
+        return RotaryFunction.apply(x, cos=self.cos.data[rows], sin=self.sin.data[rows])
+        ### END SOLUTION
+
+    def extra_repr(self):
+        return f"max_seq_len={self.max_seq_len}, dim={self.dim}"

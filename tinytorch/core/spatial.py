@@ -9,6 +9,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .autograd import Function
+from .checks import check_int, check_real
 from .tensor import Tensor
 from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Module, Parameter
@@ -175,10 +176,8 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  bias: bool = True, rng=None):
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"Conv2d: {name} must be a positive integer, got {v!r}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels = check_int(in_channels, "in_channels", "Conv2d")
+        self.out_channels = check_int(out_channels, "out_channels", "Conv2d")
         self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride = _pair(stride, "stride", "Conv2d", 1)
         self.padding = _pair(padding, "padding", "Conv2d", 0)
@@ -309,29 +308,43 @@ class AvgPool2d(_Pool2d):
 
 # %% ../../modules/09_spatial/09_spatial.ipynb #9b7d2c02
 def _adaptive_bounds(n_in: int, n_out: int) -> list:
-    "PyTorch's windows: [floor(i n_in / n_out), ceil((i + 1) n_in / n_out)) for each output index i."
+    """PyTorch's adaptive windows along one axis of n_in entries: a list of n_out pairs (start, stop) of ints, window
+    i covering [floor(i * n_in / n_out), ceil((i + 1) * n_in / n_out)) (integer arithmetic; windows may overlap).
+    E.g. _adaptive_bounds(5, 3) == [(0, 2), (1, 4), (3, 5)]."""
+    ### BEGIN SOLUTION
     return [(i * n_in // n_out, -(-(i + 1) * n_in // n_out)) for i in range(n_out)]
+    ### END SOLUTION
 
 
 class AdaptiveAvgPool2dFunction(Function):
+    "Mean over PyTorch's adaptive windows: any input size (..., H, W) gives the requested (..., oh, ow)."
     @staticmethod
     def forward(ctx, x, output_size):
+        """x (..., H, W) float array; output_size (oh, ow) ints. Returns out (..., oh, ow) of x's dtype: out[..., i, j]
+        is the mean of x[..., r0:r1, c0:c1], with (r0, r1) = ctx.rows[i] and (c0, c1) = ctx.cols[j]. Given: ctx.rows =
+        _adaptive_bounds(H, oh), ctx.cols = _adaptive_bounds(W, ow), ctx.shape = x.shape (backward needs them)."""
         oh, ow = output_size
-        H, W = x.shape[-2:]
-        ctx.rows, ctx.cols, ctx.shape = _adaptive_bounds(H, oh), _adaptive_bounds(W, ow), x.shape
+        ctx.rows, ctx.cols, ctx.shape = _adaptive_bounds(x.shape[-2], oh), _adaptive_bounds(x.shape[-1], ow), x.shape
+        ### BEGIN SOLUTION
         out = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
         for i, (r0, r1) in enumerate(ctx.rows):
             for j, (c0, c1) in enumerate(ctx.cols):
                 out[..., i, j] = x[..., r0:r1, c0:c1].mean(axis=(-2, -1))
         return out
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (..., oh, ow) -> gx of shape ctx.shape and grad's dtype: zero, plus for every output (i, j) the value
+        grad[..., i, j] / (size of its window) added to every element of that window (windows may overlap: add, never
+        assign)."""
+        ### BEGIN SOLUTION
         g = np.zeros(ctx.shape, dtype=grad.dtype)
         for i, (r0, r1) in enumerate(ctx.rows):
             for j, (c0, c1) in enumerate(ctx.cols):
                 g[..., r0:r1, c0:c1] += grad[..., i, j, None, None] / ((r1 - r0) * (c1 - c0))
         return g
+        ### END SOLUTION
 
 
 class AdaptiveAvgPool2d(Module):
@@ -433,13 +446,10 @@ class BatchNorm2d(Module):
     "Batch normalisation over (N, H, W) per channel, with running statistics, as torch.nn.BatchNorm2d."
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features <= 0:
-            raise ValueError(f"BatchNorm2d: num_features must be a positive integer, got {num_features!r}")
-        if not eps > 0:
-            raise ValueError(f"BatchNorm2d: eps must be positive, got {eps!r}")
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm2d: momentum must be in [0, 1] or None (cumulative average), got {momentum!r}")
-        self.num_features, self.eps, self.momentum, self.affine = int(num_features), float(eps), momentum, affine
+        self.num_features = check_int(num_features, "num_features", "BatchNorm2d")
+        self.eps = check_real(eps, "eps", "BatchNorm2d", low=0, low_open=True)
+        self.momentum = check_real(momentum, "momentum", "BatchNorm2d", 0, 1, allow_none=True)   # None: cumulative
+        self.affine = affine
         self.weight = Parameter(np.ones(num_features, dtype=np.float32)) if affine else None
         self.bias = Parameter(np.zeros(num_features, dtype=np.float32)) if affine else None
         self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=np.float32)))
@@ -482,13 +492,18 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: a Tensor of any shape (given: converted). Returns x.reshape(...) with dims start_dim..end_dim (both
+        included; negative ones count from the end, modulo max(x.ndim, 1)) merged into one. When start_dim comes after
+        end_dim: ValueError "Flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}"."""
         if not isinstance(x, Tensor):
             x = Tensor(x)
+        ### BEGIN SOLUTION
         nd = max(x.ndim, 1)
         start, end = self.start_dim % nd, self.end_dim % nd
         if start > end:
             raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for shape {x.shape}")
         return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
+        ### END SOLUTION
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

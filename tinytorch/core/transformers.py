@@ -4,22 +4,26 @@
 from __future__ import annotations
 
 import math
-import numbers
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .autograd import Function, no_grad
+from .checks import check_choice, check_int, check_real
 from .tensor import Tensor
 from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Dropout, Linear, Module, Parameter
-from .activations import GELU
+from .activations import GELU, eval_mode
+from .losses import cross_entropy
 from .embeddings import Embedding, PositionalEncoding
 from .attention import MultiHeadAttention
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'GPT2_ACTIVATIONS', 'LayerNormFunction', 'LayerNorm', 'make_activation', 'MLP', 'TransformerBlock',
-           'create_causal_mask', 'padding_positions', 'attention_mask_4d', 'GPT', 'sample_next_token',
-           'check_generation_args', 'as_prompt_batch', 'generate', 'gpt2_config', 'gpt2_state_dict', 'load_gpt2']
+__all__ = ['ACTIVATIONS', 'IGNORE_INDEX', 'GPT2_ACTIVATIONS', 'LayerNormFunction', 'LayerNorm', 'make_activation', 'MLP',
+           'TransformerBlock', 'create_causal_mask', 'padding_positions', 'attention_mask_4d', 'GPTConfig', 'GPT',
+           'next_token_targets', 'lm_loss', 'perplexity', 'top_k_filter', 'top_p_filter', 'sample_from_logits',
+           'sample_next_token', 'check_generation_args', 'as_prompt_batch', 'generate', 'beam_step', 'beam_search',
+           'gpt2_config', 'gpt2_state_dict', 'load_gpt2']
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #51133e63
 class LayerNormFunction(Function):
@@ -28,13 +32,14 @@ class LayerNormFunction(Function):
     def forward(ctx, x, weight=None, bias=None, eps=1e-5, ndim=1):
         """x: a float array whose last `ndim` axes (n features, given as `x2` (rows, n)) are normalised; weight,
         bias: arrays of those axes' shape, or None. Returns out, x's shape: xhat * weight + bias with
-        xhat = (x - mean) / sqrt(var + eps) per row (biased variance). Given: n, x2, inv_n (n values 1/n: a mean
-        is x2 @ inv_n). Must save ctx.save_for_backward(xhat, rstd, weight) (xhat (rows, n), rstd (rows,) =
-        1/sqrt(var + eps)) and ctx.shape = x.shape, ctx.inv_n = inv_n, ctx.has_bias = bias is not None."""
+        xhat = (x - mean) / sqrt(var + eps) per row (biased variance). Work on x2 = x as (rows, n), n = the product
+        of the last ndim sizes, with inv_n = n values 1/n in x's dtype (a row mean is x2 @ inv_n, through BLAS).
+        Must save ctx.save_for_backward(xhat, rstd, weight) (xhat (rows, n), rstd (rows,) = 1/sqrt(var + eps)) and
+        ctx.shape = x.shape, ctx.inv_n = inv_n, ctx.has_bias = bias is not None."""
+        ### BEGIN SOLUTION
         n = math.prod(x.shape[x.ndim - ndim:])
         x2 = x.reshape(-1, n)                                   # (rows, features)
         inv_n = np.full(n, 1.0 / n, dtype=x.dtype)
-        ### BEGIN SOLUTION
         xc = x2 - (x2 @ inv_n)[:, None]                         # subtract each row's mean
         var = np.einsum("ij,ij->i", xc, xc) / x.dtype.type(n)   # biased variance per row
         rstd = 1.0 / np.sqrt(var + x.dtype.type(eps))
@@ -53,13 +58,14 @@ class LayerNormFunction(Function):
         """grad (x's shape) -> (gx,) without a weight; (gx, gw) with a weight and no bias; (gx, gw, gb) with both.
         gw = sum over rows of grad * xhat, gb = sum over rows of grad (each None unless needed: needs[1],
         needs[-1]); gx = rstd * (dx̂ - mean(dx̂) - xhat * mean(dx̂ * xhat)) per row, dx̂ = grad * weight, reshaped
-        to ctx.shape (None unless needs[0]). Given: xhat, rstd, weight, inv_n, g2 = grad as (rows, n), ones."""
+        to ctx.shape (None unless needs[0]), needs = ctx.needs_input_grad. From ctx: xhat, rstd, weight (saved),
+        inv_n; work on g2 = grad as (rows, n); sums over rows as products with a vector of ones (BLAS)."""
+        ### BEGIN SOLUTION
         xhat, rstd, weight = ctx.saved_tensors
         inv_n, needs = ctx.inv_n, ctx.needs_input_grad
         g2 = grad.reshape(xhat.shape)
         ones = np.ones(g2.shape[0], dtype=g2.dtype)            # sums over rows, as a product
         gx = gw = gb = None
-        ### BEGIN SOLUTION
         tmp = g2 * xhat                                         # one scratch array, reused below
         if weight is not None and needs[1]:
             gw = (ones @ tmp).reshape(weight.shape)
@@ -83,17 +89,19 @@ class LayerNormFunction(Function):
 class LayerNorm(Module):
     "y = (x - mean) / sqrt(var + eps) * weight + bias over the last dims (torch.nn.LayerNorm's names and defaults)."
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True):
+        """Checks given (self.normalized_shape, a tuple of positive ints; self.eps). Exercise: self.weight = a Parameter
+        of ones and self.bias = a Parameter of zeros, both of shape normalized_shape and float32 (the identity map at
+        the start); weight and bias are None without elementwise_affine, bias alone is None when bias=False."""
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
-        if not shape or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0 for n in shape):
-            raise ValueError(f"LayerNorm: normalized_shape must be a positive integer or a tuple of them, "
-                             f"got {normalized_shape!r}")
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"LayerNorm: eps must be > 0, got {eps!r}")
-        self.normalized_shape = tuple(int(n) for n in shape)
-        self.eps = float(eps)
+        if not shape:
+            raise ValueError("LayerNorm: normalized_shape must be a positive integer or a non-empty tuple of them, got ()")
+        self.normalized_shape = tuple(check_int(n, "normalized_shape", "LayerNorm") for n in shape)
+        self.eps = check_real(eps, "eps", "LayerNorm", low=0, low_open=True)
+        ### BEGIN SOLUTION
         self.weight = Parameter(np.ones(self.normalized_shape, dtype=np.float32)) if elementwise_affine else None
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype=np.float32)) if elementwise_affine and bias else None
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         """x: a Tensor whose last dims are normalized_shape (checked, given) -> LayerNormFunction.apply(x, then
@@ -121,21 +129,25 @@ def make_activation(activation):
         activation = "gelu_tanh"
     if isinstance(activation, Module):
         return activation
-    if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; known: {', '.join(map(repr, ACTIVATIONS))} or a Module")
-    return ACTIVATIONS[activation]()
+    return ACTIVATIONS[check_choice(activation, tuple(ACTIVATIONS), "activation", "make_activation")]()
 
 
 class MLP(Module):
     "fc1: Linear(D, hidden) -> activation (GELU, tanh form) -> fc2: Linear(hidden, D) -> dropout."
     def __init__(self, embed_dim: int, hidden_dim: int | None = None, dropout: float = 0.0, activation=None,
                  rng=None, bias: bool = True):
+        """Exercise. Create, in this order (a seeded rng then draws the reference weights): self.fc1 =
+        Linear(embed_dim, hidden_dim, bias=bias, rng=rng) with hidden_dim defaulting to 4 * embed_dim; self.act =
+        make_activation(activation); self.fc2 = Linear(hidden_dim, embed_dim, bias=bias, rng=rng); self.dropout =
+        Dropout(dropout, rng=rng). Returns None."""
         super().__init__()
+        ### BEGIN SOLUTION
         hidden_dim = 4 * embed_dim if hidden_dim is None else hidden_dim
         self.fc1 = Linear(embed_dim, hidden_dim, bias=bias, rng=rng)
         self.act = make_activation(activation)
         self.fc2 = Linear(hidden_dim, embed_dim, bias=bias, rng=rng)
         self.dropout = Dropout(dropout, rng=rng)
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         """x: a Tensor (..., embed_dim) -> dropout(fc2(act(fc1(x)))), same shape."""
@@ -149,13 +161,19 @@ class TransformerBlock(Module):
     attention projections and the MLP) and the MLP's `activation` (see make_activation)."""
     def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float = 4, dropout: float = 0.0, rng=None,
                  layer_norm_eps: float = 1e-5, bias: bool = True, activation=None):
+        """Exercise. Create, in this order: self.ln1 = LayerNorm(embed_dim, eps=layer_norm_eps); self.attn =
+        MultiHeadAttention(embed_dim, num_heads, dropout=dropout, bias=bias, rng=rng); self.ln2 (as ln1); self.mlp =
+        MLP(embed_dim, round(mlp_ratio * embed_dim) as an int, dropout=dropout, activation=activation, rng=rng,
+        bias=bias); self.resid_dropout = Dropout(dropout, rng=rng). Returns None."""
         super().__init__()
+        ### BEGIN SOLUTION
         self.ln1 = LayerNorm(embed_dim, eps=layer_norm_eps)
         self.attn = MultiHeadAttention(embed_dim, num_heads, dropout=dropout, bias=bias, rng=rng)
         self.ln2 = LayerNorm(embed_dim, eps=layer_norm_eps)
         self.mlp = MLP(embed_dim, int(round(mlp_ratio * embed_dim)), dropout=dropout, activation=activation,
                        rng=rng, bias=bias)
         self.resid_dropout = Dropout(dropout, rng=rng)
+        ### END SOLUTION
 
     def forward(self, x: Tensor, mask=None, kv_hook=None) -> Tensor:
         """Exercise. x: a Tensor (B, T, embed_dim); mask and kv_hook are passed on to self.attn. Returns a Tensor
@@ -169,31 +187,31 @@ class TransformerBlock(Module):
 # %% ../../modules/13_transformers/13_transformers.ipynb #0906986d
 def create_causal_mask(T: int) -> Tensor:
     "The (T, T) boolean causal mask: True (may attend) on and below the diagonal."
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T <= 0:
-        raise ValueError(f"create_causal_mask: T must be a positive integer, got {T!r}")
+    T = check_int(T, "T", "create_causal_mask")
     ### BEGIN SOLUTION
     return Tensor(np.tril(np.ones((T, T), dtype=bool)))
     ### END SOLUTION
 
 
-def _positive_int(owner: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def padding_positions(attention_mask: np.ndarray) -> np.ndarray:
-    "Positions that skip padding: 0, 1, 2, ... counted over the real tokens of each row (padding gets 0)."
+    """Positions that skip padding. attention_mask: (B, T) ints, 1 = real token, 0 = padding (on either side).
+    Returns (B, T) ints: at each real token, the number of real tokens before it in its row (0, 1, 2, ...); padding
+    gets 0 (np.cumsum along the row, minus one, floored at 0). E.g. [0, 0, 1, 1, 1] -> [0, 0, 0, 1, 2]."""
+    ### BEGIN SOLUTION
     return np.maximum(np.cumsum(attention_mask, axis=1) - 1, 0)
+    ### END SOLUTION
 
 
 def attention_mask_4d(attention_mask, T: int) -> np.ndarray:
-    """The causal mask combined with a (B, T) padding mask (1 = real token): (B, 1, T, T) booleans, True where
-    a query may attend a key. No query ever attends a padded key."""
+    """The causal mask combined with a padding mask. attention_mask: (B, T) of 0/1, 1 = real token (checked, given
+    as the int array `am`). Returns (B, 1, T, T) booleans: [b, 0, t, s] is True when query t may attend key s, that
+    is s <= t and key s of row b is a real token. No query ever attends a padded key."""
     am = _as_ids(attention_mask)
     if am.ndim != 2 or am.shape[1] != T or not np.isin(am, (0, 1)).all():
         raise ValueError(f"attention_mask must be a (B, {T}) array of 0/1 (1 = real token), got shape {am.shape}")
+    ### BEGIN SOLUTION
     return np.tril(np.ones((T, T), dtype=bool))[None, None] & (am[:, None, None, :] != 0)
+    ### END SOLUTION
 
 
 def _as_ids(ids) -> np.ndarray:
@@ -206,46 +224,65 @@ def _as_ids(ids) -> np.ndarray:
     return a
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #89858838
+@dataclass
+class GPTConfig:
+    "A GPT's sizes and options (checked when made). GPT(config), or GPT(**asdict(config)) alike."
+    vocab_size: int
+    embed_dim: int
+    num_layers: int
+    num_heads: int
+    max_seq_len: int
+    dropout: float = 0.0
+    tie_weights: bool = True
+    mlp_ratio: float = 4
+    layer_norm_eps: float = field(default=1e-5, kw_only=True)       # keyword-only, as in GPT's old signature
+    bias: bool = field(default=True, kw_only=True)
+    activation: str = field(default="gelu_tanh", kw_only=True)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "embed_dim", "num_layers", "num_heads", "max_seq_len"):
+            setattr(self, name, check_int(getattr(self, name), name, "GPT"))
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"GPT: embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        self.dropout = check_real(self.dropout, "dropout", "GPT", 0, 1, high_open=True)
+        self.layer_norm_eps = check_real(self.layer_norm_eps, "layer_norm_eps", "GPT", low=0, low_open=True)
+        check_real(self.mlp_ratio, "mlp_ratio", "GPT", low=0, low_open=True)
+        self.tie_weights, self.bias = bool(self.tie_weights), bool(self.bias)
+        make_activation(self.activation)                # a clear error for an unknown name, before building
+
+
 class GPT(Module):
     """A decoder-only transformer language model.
 
     forward(ids (B, T)) -> logits (B, T, vocab_size). Sub-modules: token_embedding (Embedding),
     position_embedding (learned PositionalEncoding), drop, blocks (list of TransformerBlock), ln_f,
     lm_head (Linear(embed_dim, vocab_size, bias=False), its weight the token embedding's when tie_weights)."""
-    def __init__(self, vocab_size: int, embed_dim: int, num_layers: int, num_heads: int, max_seq_len: int,
-                 dropout: float = 0.0, tie_weights: bool = True, mlp_ratio: float = 4, seed=None, *,
-                 layer_norm_eps: float = 1e-5, bias: bool = True, activation: str = "gelu_tanh"):
-        """The checks and the config are given. Exercise: create, with rng (given, seeded), token_embedding =
-        Embedding(vocab_size, embed_dim), position_embedding = PositionalEncoding(max_seq_len, embed_dim),
-        drop = Dropout(dropout), blocks = a list of num_layers TransformerBlock(embed_dim, num_heads,
-        mlp_ratio=..., dropout=..., layer_norm_eps=..., bias=..., activation=...), ln_f =
-        LayerNorm(embed_dim, eps=layer_norm_eps), lm_head = Linear(embed_dim, vocab_size, bias=False), and with
-        tie_weights make lm_head.weight the token embedding's weight (the same Parameter). Pass rng to every
-        layer that draws weights. The given self._init_weights(rng) then initialises them all."""
+    def __init__(self, *args, seed=None, **kwargs):
+        """GPT(config) with a GPTConfig, or GPT(vocab_size, embed_dim, num_layers, num_heads, max_seq_len, dropout=0.0,
+        tie_weights=True, mlp_ratio=4, *, layer_norm_eps=1e-5, bias=True, activation="gelu_tanh"), GPTConfig's
+        fields; `seed` seeds the weights. Given: `c`, the checked GPTConfig, and `rng`. Exercise: create, with c's
+        fields, token_embedding = Embedding(vocab_size, embed_dim), position_embedding =
+        PositionalEncoding(max_seq_len, embed_dim), drop = Dropout(dropout), blocks = a list of num_layers
+        TransformerBlock(embed_dim, num_heads, mlp_ratio=..., dropout=..., layer_norm_eps=..., bias=...,
+        activation=...), ln_f = LayerNorm(embed_dim, eps=layer_norm_eps), lm_head = Linear(embed_dim, vocab_size,
+        bias=False), and with tie_weights make lm_head.weight the token embedding's weight (the same Parameter).
+        Pass rng to every layer that draws weights. The given self._init_weights(rng) then initialises them all."""
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("num_layers", num_layers),
-                            ("num_heads", num_heads), ("max_seq_len", max_seq_len)):
-            _positive_int("GPT", name, value)
-        if embed_dim % num_heads:
-            raise ValueError(f"GPT: embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
-        self.config = dict(vocab_size=int(vocab_size), embed_dim=int(embed_dim), num_layers=int(num_layers),
-                           num_heads=int(num_heads), max_seq_len=int(max_seq_len), dropout=float(dropout),
-                           tie_weights=bool(tie_weights), mlp_ratio=mlp_ratio, layer_norm_eps=float(layer_norm_eps),
-                           bias=bool(bias), activation=activation)
-        make_activation(activation)                     # a clear error for an unknown name, before building
-        self.vocab_size, self.embed_dim, self.max_seq_len = int(vocab_size), int(embed_dim), int(max_seq_len)
-        self.num_layers, self.num_heads = int(num_layers), int(num_heads)
+        c = args[0] if len(args) == 1 and isinstance(args[0], GPTConfig) and not kwargs else GPTConfig(*args, **kwargs)
+        self.config = asdict(c)
+        self.vocab_size, self.embed_dim, self.max_seq_len = c.vocab_size, c.embed_dim, c.max_seq_len
+        self.num_layers, self.num_heads = c.num_layers, c.num_heads
         rng = np.random.default_rng(seed)
         ### BEGIN SOLUTION
-        self.token_embedding = Embedding(vocab_size, embed_dim, rng=rng)
-        self.position_embedding = PositionalEncoding(max_seq_len, embed_dim, rng=rng)
-        self.drop = Dropout(dropout, rng=rng)
-        self.blocks = [TransformerBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, dropout=dropout, rng=rng,
-                                        layer_norm_eps=layer_norm_eps, bias=bias, activation=activation)
-                       for _ in range(num_layers)]
-        self.ln_f = LayerNorm(embed_dim, eps=layer_norm_eps)
-        self.lm_head = Linear(embed_dim, vocab_size, bias=False, rng=rng)
-        if tie_weights:
+        self.token_embedding = Embedding(c.vocab_size, c.embed_dim, rng=rng)
+        self.position_embedding = PositionalEncoding(c.max_seq_len, c.embed_dim, rng=rng)
+        self.drop = Dropout(c.dropout, rng=rng)
+        self.blocks = [TransformerBlock(c.embed_dim, c.num_heads, mlp_ratio=c.mlp_ratio, dropout=c.dropout, rng=rng,
+                                        layer_norm_eps=c.layer_norm_eps, bias=c.bias, activation=c.activation)
+                       for _ in range(c.num_layers)]
+        self.ln_f = LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
+        self.lm_head = Linear(c.embed_dim, c.vocab_size, bias=False, rng=rng)
+        if c.tie_weights:
             self.lm_head.weight = self.token_embedding.weight
         ### END SOLUTION
         self._init_weights(rng)
@@ -298,34 +335,48 @@ class GPT(Module):
         return self.lm_head(self.ln_f(x))
         ### END SOLUTION
 
-    def forward(self, ids, attention_mask=None) -> Tensor:
-        """ids (B, T) int -> logits (B, T, vocab_size). `attention_mask` (B, T), 1 = real token, 0 = padding (as
-        encode_batch gives, padded on either side): padded keys are never attended and positions count real
-        tokens only. Given: x = the embedded ids (B, T, D) and `mask`, the causal mask create_causal_mask(T)
-        or, with an attention_mask, the (B, 1, T, T) causal-and-not-padding mask. Exercise: run x through
-        every block of self.blocks with mask=mask, then return self.unembed(x)."""
+    def param_groups(self, weight_decay: float) -> list:
+        """nanoGPT's parameter groups for AdamW: [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay,
+        "weight_decay": 0.0}], decay = the parameters with 2 or more dimensions (weight matrices and embeddings: the
+        tied matrix once), no_decay = the others (biases, LayerNorm weights), each list in self.parameters() order."""
+        ### BEGIN SOLUTION
+        params = list(self.parameters())
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        ### END SOLUTION
+
+    def hidden(self, ids, attention_mask=None) -> Tensor:
+        """ids (B, T) int -> the last block's output (B, T, D). Without attention_mask: x = self.embed(ids) and mask =
+        create_causal_mask(T). With a (B, T) 0/1 attention_mask (1 = real token; padding on either side, as
+        encode_batch gives), as an int array am = _as_ids(attention_mask): mask = attention_mask_4d(am, T) (first, so
+        a bad mask is reported before the ids) and x = self.embed(ids, positions=padding_positions(am)). Then x runs
+        through every block of self.blocks with mask=mask."""
+        ### BEGIN SOLUTION
         if attention_mask is None:
             x = self.embed(ids)
             mask = create_causal_mask(x.shape[1])
         else:
-            ids = _as_ids(ids)
-            mask = attention_mask_4d(attention_mask, ids.shape[-1] if ids.ndim == 2 else -1)
-            x = self.embed(ids, positions=padding_positions(_as_ids(attention_mask)))
-        ### BEGIN SOLUTION
+            ids, am = _as_ids(ids), _as_ids(attention_mask)
+            mask = attention_mask_4d(am, ids.shape[-1] if ids.ndim == 2 else -1)
+            x = self.embed(ids, positions=padding_positions(am))
         for block in self.blocks:
             x = block(x, mask=mask)
-        return self.unembed(x)
+        return x
         ### END SOLUTION
 
+    def forward(self, ids, attention_mask=None) -> Tensor:
+        """ids (B, T) int -> logits (B, T, vocab_size): unembed(hidden(ids, attention_mask)). With a (B, T)
+        attention_mask (1 = real token, 0 = padding) padded keys are never attended and positions count real
+        tokens only."""
+        return self.unembed(self.hidden(ids, attention_mask))
+
     def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 seed=None, attention_mask=None):
-        """Continue `prompt_ids` by `max_new_tokens` sampled tokens (see `sample_next_token`); `seed` makes it
-        repeatable; temperature 0 or top_k=1 is greedy. The context is cropped to the last max_seq_len tokens.
-        Returns prompt + continuation in the prompt's form (section 5). attention_mask: a (B, T) 0/1 mask of a
-        LEFT-padded batch of prompts (encode_batch(..., padding_side="left")), so every row continues from its
-        last column."""
+                 seed=None, attention_mask=None, *, top_p: float | None = None):
+        """Continue `prompt_ids` by `max_new_tokens` sampled tokens: generate(self, ...) of section 5 (temperature,
+        top_k, top_p, a seed; a LEFT-padded batch with its attention_mask)."""
         return generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
-                        attention_mask=attention_mask)
+                        attention_mask=attention_mask, top_p=top_p)
 
     @classmethod
     def from_pretrained(cls, directory, dropout: float = 0.0) -> "GPT":
@@ -336,40 +387,114 @@ class GPT(Module):
     def extra_repr(self):
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
 
-# %% ../../modules/13_transformers/13_transformers.ipynb #c8fa8f69
-def sample_next_token(logits, temperature: float = 1.0, top_k: int | None = None, rng=None) -> np.ndarray:
-    """One token id per row of `logits` (B, V): greedy when temperature == 0 or top_k == 1, otherwise sampled
-    from softmax(logits / temperature) restricted to the top_k largest (by inverse CDF, one uniform draw
-    from `rng` per row). Returns an int64 array (B,)."""
-    z = np.asarray(logits.data if isinstance(logits, Tensor) else logits, dtype=np.float64)
-    if z.ndim != 2:
-        raise ValueError(f"sample_next_token: expected logits of shape (B, V), got shape {z.shape}")
-    V = z.shape[-1]
+# %% ../../modules/13_transformers/13_transformers.ipynb #e966569e
+IGNORE_INDEX = -100          # CrossEntropyLoss's default ignore_index: the target of a padded position
+
+
+def next_token_targets(ids: np.ndarray, attention_mask=None) -> tuple:
+    """(inputs, targets) of the language-modelling task: ids (B, T) ints with T >= 2; attention_mask None or (B, T)
+    0/1 (1 = real token). inputs = ids[:, :-1]; targets = a new int64 copy of ids[:, 1:] in which every target whose
+    own mask or whose input's mask is 0 is IGNORE_INDEX (-100). Both (B, T - 1)."""
     ### BEGIN SOLUTION
-    if temperature == 0 or top_k == 1:
-        return z.argmax(axis=-1).astype(np.int64)
-    z = z / temperature
-    if top_k is not None and top_k < V:
-        kth = np.partition(z, V - top_k, axis=-1)[:, V - top_k, None]     # the k-th largest per row
-        z = np.where(z < kth, -np.inf, z)
-    z -= z.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    cdf = np.cumsum(p, axis=-1)
-    rng = default_rng() if rng is None else rng
-    u = rng.random((z.shape[0], 1)) * cdf[:, -1:]                         # uniform in [0, total)
+    inputs, targets = ids[:, :-1], ids[:, 1:].astype(np.int64, copy=True)
+    if attention_mask is not None:
+        targets[(attention_mask[:, :-1] == 0) | (attention_mask[:, 1:] == 0)] = IGNORE_INDEX
+    return inputs, targets
+    ### END SOLUTION
+
+
+def lm_loss(model: GPT, ids, attention_mask=None) -> Tensor:
+    """The mean next-token cross-entropy of `model` on `ids` (B, T), T >= 2 (checked; given as int arrays `ids` and
+    `am`, am None without a mask): next_token_targets(ids, am); logits = model(inputs, attention_mask=am[:, :-1] or
+    None), flattened to (B * (T - 1), V); cross_entropy (module 04) against the flattened targets, padded ones
+    ignored. Returns a 0-d Tensor that backpropagates into the model."""
+    ids = _as_ids(ids)
+    if ids.ndim != 2 or ids.shape[1] < 2:
+        raise ValueError(f"lm_loss: expected token ids of shape (B, T) with T >= 2, got shape {ids.shape}")
+    am = None if attention_mask is None else _as_ids(attention_mask)
+    ### BEGIN SOLUTION
+    inputs, targets = next_token_targets(ids, am)
+    logits = model(inputs, attention_mask=None if am is None else am[:, :-1])
+    return cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    ### END SOLUTION
+
+
+def perplexity(model: GPT, ids, attention_mask=None) -> float:
+    "exp(lm_loss(model, ids, attention_mask)) as a float, computed inside `with eval_mode(model), no_grad():`."
+    ### BEGIN SOLUTION
+    with eval_mode(model), no_grad():
+        return math.exp(lm_loss(model, ids, attention_mask).item())
+    ### END SOLUTION
+
+# %% ../../modules/13_transformers/13_transformers.ipynb #c8fa8f69
+def top_k_filter(z: np.ndarray, k) -> np.ndarray:
+    """z: float64 logits (B, V); k: None or an int >= 1. Returns z unchanged when k is None or k >= V, else a new
+    (B, V) array in which every entry smaller than its row's k-th largest value is -inf (entries equal to it stay,
+    so ties at the k-th place are kept). np.partition finds the k-th largest without a full sort."""
+    ### BEGIN SOLUTION
+    V = z.shape[-1]
+    if k is None or k >= V:
+        return z
+    kth = np.partition(z, V - k, axis=-1)[:, V - k, None]              # the k-th largest per row
+    return np.where(z < kth, -np.inf, z)
+    ### END SOLUTION
+
+
+def top_p_filter(z: np.ndarray, p) -> np.ndarray:
+    """z: float64 logits (B, V) (-inf allowed, at least one finite per row); p: None or a float in (0, 1]. Returns
+    z unchanged when p is None, else a new (B, V) array keeping, per row, the nucleus: with the tokens ranked by
+    probability softmax(z), highest first (ties: lower index first, a stable sort of -z), a token is kept when the
+    total probability of the tokens ranked above it is < p; every other entry is -inf. The likeliest token is
+    always kept."""
+    ### BEGIN SOLUTION
+    if p is None:
+        return z
+    order = np.argsort(-z, axis=-1, kind="stable")
+    ranked = np.take_along_axis(z, order, axis=-1)
+    probs = np.exp(ranked - ranked[:, :1])
+    probs /= probs.sum(axis=-1, keepdims=True)
+    before = np.cumsum(probs, axis=-1) - probs                          # probability ranked above each token
+    keep = np.empty(z.shape, dtype=bool)
+    np.put_along_axis(keep, order, before < p, axis=-1)
+    return np.where(keep, z, -np.inf)
+    ### END SOLUTION
+
+
+def sample_from_logits(z: np.ndarray, rng) -> np.ndarray:
+    """One index per row of z, float64 logits (B, V) (-inf = never), drawn from softmax(z) by inverse CDF: subtract
+    each row's max, exponentiate, cumulative sums `cdf`; draw u = rng.random((B, 1)) * the row total (one uniform
+    per row, in [0, total)); pick the first index whose cdf is > u. Returns an int64 array (B,)."""
+    ### BEGIN SOLUTION
+    z = z - z.max(axis=-1, keepdims=True)
+    cdf = np.cumsum(np.exp(z), axis=-1)
+    u = rng.random((z.shape[0], 1)) * cdf[:, -1:]                       # uniform in [0, total)
     return (cdf <= u).sum(axis=-1).astype(np.int64)                     # the first index with cdf > u
     ### END SOLUTION
 
 
-def check_generation_args(max_new_tokens, temperature, top_k) -> None:
-    "Clear errors for bad generation settings."
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-        raise ValueError(f"generate: max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature >= 0 \
-            or not math.isfinite(temperature):
-        raise ValueError(f"generate: temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-        raise ValueError(f"generate: top_k must be None or an integer >= 1, got {top_k!r}")
+def sample_next_token(logits, temperature: float = 1.0, top_k: int | None = None, rng=None,
+                      top_p: float | None = None) -> np.ndarray:
+    """One token id per row of `logits` (B, V): greedy (argmax, int64) when temperature == 0 or top_k == 1;
+    otherwise z = logits (given, as float64 `z`) / temperature, then top_k_filter(z, top_k), then
+    top_p_filter(z, top_p), then sample_from_logits(z, rng) with rng = default_rng() (module 01's generator)
+    when none is given. Returns an int64 array (B,)."""
+    z = np.asarray(logits.data if isinstance(logits, Tensor) else logits, dtype=np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"sample_next_token: expected logits of shape (B, V), got shape {z.shape}")
+    ### BEGIN SOLUTION
+    if temperature == 0 or top_k == 1:
+        return z.argmax(axis=-1).astype(np.int64)
+    z = top_p_filter(top_k_filter(z / temperature, top_k), top_p)
+    return sample_from_logits(z, default_rng() if rng is None else rng)
+    ### END SOLUTION
+
+
+def check_generation_args(max_new_tokens, temperature, top_k, top_p=None) -> None:
+    "Clear errors for bad generation settings (temperature 0 = greedy; top_k, top_p: None = no limit)."
+    check_int(max_new_tokens, "max_new_tokens", "generate", low=0)
+    check_real(temperature, "temperature", "generate", low=0)
+    check_int(top_k, "top_k", "generate", allow_none=True)
+    check_real(top_p, "top_p", "generate", 0, 1, low_open=True, allow_none=True)
 
 
 def as_prompt_batch(prompt_ids):
@@ -392,29 +517,13 @@ def as_prompt_batch(prompt_ids):
 # %% ../../modules/13_transformers/13_transformers.ipynb #22477665
 def _last_logits(model: GPT, ids: np.ndarray, attention_mask=None) -> np.ndarray:
     """Logits (B, V), a float array, at the last position of `ids` (int (B, T)): crop ids (and a given (B, T)
-    attention_mask) to the last model.max_seq_len tokens; the last block's output x (B, T, D) is, without an
-    attention_mask, embed then every block with the causal mask, and with one _hidden(model, ids, mask)
-    (given below); unembed only the last position (x[:, -1:]) before taking .data[:, -1]."""
+    attention_mask) to the last model.max_seq_len tokens; x = model.hidden(ids, mask) (B, T, D); unembed only the
+    last position (x[:, -1:]) before taking .data[:, -1]."""
     ### BEGIN SOLUTION
-    ids = ids[:, -model.max_seq_len:]
-    if attention_mask is not None:
-        x = _hidden(model, ids, attention_mask[:, -model.max_seq_len:])
-    else:
-        x = model.embed(ids)
-        mask = create_causal_mask(ids.shape[1])
-        for block in model.blocks:
-            x = block(x, mask=mask)
+    L = model.max_seq_len
+    x = model.hidden(ids[:, -L:], None if attention_mask is None else attention_mask[:, -L:])
     return model.unembed(x[:, -1:]).data[:, -1]
     ### END SOLUTION
-
-
-def _hidden(model: GPT, ids: np.ndarray, attention_mask: np.ndarray) -> Tensor:
-    "The last block's output for a padded batch (see GPT.forward)."
-    x = model.embed(ids, positions=padding_positions(attention_mask))
-    mask = attention_mask_4d(attention_mask, ids.shape[1])
-    for block in model.blocks:
-        x = block(x, mask=mask)
-    return x
 
 
 def _check_left_padded(attention_mask, shape) -> np.ndarray:
@@ -430,32 +539,66 @@ def _check_left_padded(attention_mask, shape) -> np.ndarray:
 
 
 def generate(model: GPT, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-             seed=None, attention_mask=None):
+             seed=None, attention_mask=None, *, top_p: float | None = None):
     """GPT.generate: autoregressive sampling (each step runs the whole context, cropped to max_seq_len).
-    The exercise (in eval mode, under no_grad) appends max_new_tokens columns to `ids` (int64 (B, T), given):
-    per step, the last position's logits (_last_logits(model, ids, am), (B, V)), one token per row from
-    sample_next_token(logits, temperature, top_k, rng), concatenated to ids; with a left-padded batch `am`
-    (the checked (B, T) attention_mask, given, else None) grows by a column of ones each step, so new tokens
-    are attended. The given code returns restore(ids)."""
-    check_generation_args(max_new_tokens, temperature, top_k)
+    The exercise: rng = np.random.default_rng(seed); then, inside module 02's `with eval_mode(model), no_grad():`
+    (eval_mode restores every submodule's own mode afterwards, also on an error), append max_new_tokens columns to
+    `ids` (int64 (B, T), given): per step, the last position's logits
+    (_last_logits(model, ids, am), (B, V)), one token per row from sample_next_token(logits, temperature, top_k,
+    rng, top_p=top_p), concatenated to ids; with a left-padded batch `am` (the checked (B, T) attention_mask,
+    given, else None) grows by a column of ones each step, so new tokens are attended. The given code returns
+    restore(ids)."""
+    check_generation_args(max_new_tokens, temperature, top_k, top_p)
     ids, restore = as_prompt_batch(prompt_ids)
     am = None if attention_mask is None else _check_left_padded(attention_mask, ids.shape)
+    ### BEGIN SOLUTION
     rng = np.random.default_rng(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            ### BEGIN SOLUTION
-            for _ in range(max_new_tokens):
-                logits = _last_logits(model, ids, am)
-                if am is not None:
-                    am = np.concatenate([am, np.ones((am.shape[0], 1), dtype=am.dtype)], axis=1)
-                nxt = sample_next_token(logits, temperature, top_k, rng)
-                ids = np.concatenate([ids, nxt[:, None]], axis=1)
-            ### END SOLUTION
-    finally:
-        model.train(was_training)
+    with eval_mode(model), no_grad():
+        for _ in range(max_new_tokens):
+            logits = _last_logits(model, ids, am)
+            if am is not None:
+                am = np.concatenate([am, np.ones((am.shape[0], 1), dtype=am.dtype)], axis=1)
+            nxt = sample_next_token(logits, temperature, top_k, rng, top_p=top_p)
+            ids = np.concatenate([ids, nxt[:, None]], axis=1)
+    ### END SOLUTION
     return restore(ids)
+
+# %% ../../modules/13_transformers/13_transformers.ipynb #93d56762
+def beam_step(scores: np.ndarray, log_probs: np.ndarray, num_beams: int) -> tuple:
+    """scores: (K,) float64, the summed log-probabilities of K beams; log_probs: (K, V) float64, each beam's next-token
+    log-probabilities. Returns (beam, token, total): three arrays of the min(num_beams, K*V) best candidates by
+    total = scores[beam] + log_probs[beam, token], best first; ties go to the lower flat index beam*V + token (a
+    stable argsort of -total over the flattened (K*V,) candidates)."""
+    ### BEGIN SOLUTION
+    total = (scores[:, None] + log_probs).ravel()
+    best = np.argsort(-total, kind="stable")[:num_beams]
+    beam, token = np.divmod(best, log_probs.shape[1])
+    return beam, token, total[best]
+    ### END SOLUTION
+
+
+def beam_search(model: GPT, prompt_ids, max_new_tokens: int, num_beams: int = 4):
+    """Continue ONE prompt ((T,) or (1, T) ids) by max_new_tokens tokens, keeping the num_beams most probable
+    continuations; returns the best, prompt included, in the prompt's form (restore, given with `ids`). Exercise,
+    inside `with eval_mode(model), no_grad():`: start with beams = ids (one beam) and scores = [0.0]; per step, the
+    log-softmax (float64) of _last_logits(model, beams) (K, V), beam_step(scores, that, num_beams), and the new
+    beams = the chosen parents' rows of beams with their tokens appended. Return restore(beams[:1])."""
+    check_int(max_new_tokens, "max_new_tokens", "beam_search", low=0)
+    num_beams = check_int(num_beams, "num_beams", "beam_search")
+    ids, restore = as_prompt_batch(prompt_ids)
+    if ids.shape[0] != 1:
+        raise ValueError(f"beam_search: give one prompt, (T,) or (1, T), got a batch of {ids.shape[0]}")
+    ### BEGIN SOLUTION
+    beams, scores = ids, np.zeros(1)
+    with eval_mode(model), no_grad():
+        for _ in range(max_new_tokens):
+            z = _last_logits(model, beams).astype(np.float64)
+            z -= z.max(axis=1, keepdims=True)
+            log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            beam, token, scores = beam_step(scores, log_probs, num_beams)
+            beams = np.concatenate([beams[beam], token[:, None]], axis=1)
+    return restore(beams[:1])
+    ### END SOLUTION
 
 # %% ../../modules/13_transformers/13_transformers.ipynb #724fe36e
 GPT2_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
