@@ -153,6 +153,15 @@ def test_every_notebook_ends_by_naming_tito_module_complete(module, path):
     assert numbers == [module.nn], f"{path.name}: the last cell names {numbers}, expected ['{module.nn}']"
 
 
+@pytest.mark.parametrize("module,path", NOTEBOOKS, ids=[p.stem for _, p in NOTEBOOKS])
+def test_every_notebook_opens_on_its_title_with_no_empty_cell(module, path):
+    cs = cells(path)
+    empty = [i for i, c in enumerate(cs) if not source(c).strip()]
+    assert not empty, f"{path.name}: empty cells at {empty} (a student opens the notebook on one)"
+    assert cs[0]["cell_type"] == "markdown" and source(cs[0]).lstrip().startswith("# "), \
+        f"{path.name}: the first cell is not the chapter's title"
+
+
 # ---------------------------------------------------------------------------------------------
 # the exported plotting helpers: return a Figure, leave pyplot alone
 # ---------------------------------------------------------------------------------------------
