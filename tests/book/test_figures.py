@@ -160,6 +160,9 @@ def test_every_notebook_opens_on_its_title_with_no_empty_cell(module, path):
     assert not empty, f"{path.name}: empty cells at {empty} (a student opens the notebook on one)"
     assert cs[0]["cell_type"] == "markdown" and source(cs[0]).lstrip().startswith("# "), \
         f"{path.name}: the first cell is not the chapter's title"
+    # the book highlights code by the kernelspec's language; without it every code cell is a warning
+    assert json.loads(path.read_text())["metadata"].get("kernelspec", {}).get("language") == "python", \
+        f"{path.name}: no python kernelspec in the notebook's metadata"
 
 
 # ---------------------------------------------------------------------------------------------
