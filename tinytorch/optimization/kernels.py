@@ -117,6 +117,7 @@ class Kernel:
         return f"<kernel {self.name} of {self.kernels.who}>"
 
 
+
 # %% ../../modules/16_quantization/16_quantization_kernels.ipynb #5cf3fa64
 def index_dtype(n: int) -> np.dtype:
     """The dtype of indices that go up to `n` (the largest column index): the smallest unsigned integer that
@@ -139,6 +140,7 @@ def csr_bytes(shape, nnz: int, dtype=np.float32, scales: int = 0) -> int:
     cols = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     per_value = np.dtype(dtype).itemsize + index_dtype(max(cols - 1, 0)).itemsize
     return int(nnz * per_value + (rows + 1) * offset_dtype(nnz).itemsize + 4 * scales)
+
 
 
 # %% ../../modules/16_quantization/16_quantization_kernels.ipynb #705890e7
@@ -313,16 +315,30 @@ class CSRMatrix:
                 f"{self.data.dtype}/{self.indices.dtype}/{self.indptr.dtype}{scale}, {self.nbytes} bytes)")
 
 
+
 # %% ../../modules/16_quantization/16_quantization_kernels.ipynb #920c23c5
 def _np_int8_matmul(x, w, x_zero_point, out):
+    """The NumPy reference of `_int8_matmul_loops` (and its fallback without Numba): x int8 (M, K), w int8 (N, K),
+    x_zero_point an integer; writes out[i, j] = sum_k (x[i, k] - x_zero_point) * w[j, k] into the int32 (M, N)
+    array `out` in place (returns nothing). Widen to int32 BEFORE subtracting and multiplying: int8
+    arithmetic wraps around (-128 - 1 is 127 in int8)."""
+    ### BEGIN SOLUTION
     out[...] = (x.astype(np.int32) - x_zero_point) @ w.astype(np.int32).T
+    ### END SOLUTION
 
 
 def _np_int8_csr_matmul(indptr, indices, values, xs, x_zero_point, out):
+    """The NumPy reference of `_int8_csr_matmul_loops` (and its fallback without Numba): a CSR int8 matrix
+    (indptr (N + 1,), indices (nnz,), values int8 (nnz,)) of N rows and xs.shape[1] columns, times each int8
+    matrix xs[b] (K, M) shifted by x_zero_point; writes the int32 (B, N, M) products into `out` in place (returns
+    nothing). Row r owns values[indptr[r]:indptr[r + 1]], in the columns indices[...]; rows may be empty.
+    Widen to int32 before any arithmetic."""
+    ### BEGIN SOLUTION
     rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr.astype(np.int64)))
     dense = np.zeros((len(indptr) - 1, xs.shape[1]), dtype=np.int32)
     dense[rows, indices.astype(np.int64)] = values
     out[...] = np.matmul(dense, xs.astype(np.int32) - x_zero_point)
+    ### END SOLUTION
 
 
 INT8_KERNELS = KernelSet("the int8 kernels", fallbacks={"_int8_matmul_loops": _np_int8_matmul,
@@ -464,4 +480,5 @@ class QuantizedCSR(CSRMatrix):
         INT8_KERNELS.compiled()._int8_csr_matmul_loops(self.indptr.astype(np.int64), self.indices, self.data, xs,
                                                        np.int16(_check_zero_point(x_zero_point)), out)
         return out if xt.ndim == 3 else out[0]
+
 

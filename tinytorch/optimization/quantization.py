@@ -176,7 +176,12 @@ def channel_range(a: np.ndarray, axis) -> tuple:
 def quantize_tensor(x, bits: int = 8, symmetric: bool = True, per_channel: bool = False, axis: int = 0,
                     dtype="int8") -> QuantizedTensor:
     """Quantize `x` (Tensor or array) to `bits`-bit integers in `dtype` storage ('int8' or 'uint8'), with one
-    scale/zero point for the whole tensor or, with per_channel=True, one per slice along `axis`."""
+    scale/zero point for the whole tensor or, with per_channel=True, one per slice along `axis`.
+    Exercise (given: the checks, `a` the finite array, `storage`, `qmin`, `qmax`, and `axis`: None per-tensor, else
+    the channel axis in [0, a.ndim)): the range of `a` (`channel_range`), its (scale, zero_point)
+    (`compute_qparams` with bits, symmetric and storage.name), the integers (`quantize_array`, with the per-channel
+    parameters broadcast along `axis` by `_along`); return QuantizedTensor(q, scale, zero_point, bits=bits,
+    symmetric=symmetric, axis=axis)."""
     bits = _check_bits(bits)
     storage = _storage_dtype(dtype)
     a = _finite_array(x, "quantize_tensor")
@@ -189,10 +194,12 @@ def quantize_tensor(x, bits: int = 8, symmetric: bool = True, per_channel: bool 
         axis = axis % a.ndim
     else:
         axis = None
+    ### BEGIN SOLUTION
     lo, hi = channel_range(a, axis)
     scale, zero_point = compute_qparams(lo, hi, bits, symmetric, storage.name)
     q = quantize_array(a, _along(scale, a.ndim, axis), _along(zero_point, a.ndim, axis), qmin, qmax, storage)
     return QuantizedTensor(q, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis)
+    ### END SOLUTION
 
 
 def dequantize(q: QuantizedTensor) -> Tensor:

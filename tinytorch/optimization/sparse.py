@@ -178,9 +178,14 @@ def _transposed(x2: np.ndarray, k) -> np.ndarray:
 
 def csr_linear_forward(indptr, indices, data, x2: np.ndarray):
     """`x2 @ W.T` for W (out, in) in CSR and x2 (N, in). Returns `(y, xt)`: y (N, out) — a transposed
-    view of a row-major (out, N) array when N > 1 — and the row-major (in, N) input the kernel read."""
+    view of a row-major (out, N) array when N > 1 — and the row-major (in, N) input the kernel read.
+    Exercise (given: `k = kernels()`, `n_out`): with one row (N == 1) call `k.matvec` on that row as a
+    contiguous vector into `np.empty(n_out, data.dtype)` and return `(y.reshape(1, n_out), x.reshape(-1, 1))`;
+    otherwise get the row-major (in, N) input with `_transposed(x2, k)`, call `k.matmat` into
+    `np.empty((n_out, N), data.dtype)` and return `(yt.T, xt)`. Outputs have data's dtype."""
     k = kernels()
     n_out = indptr.shape[0] - 1
+    ### BEGIN SOLUTION
     if x2.shape[0] == 1:
         x = np.ascontiguousarray(x2[0])
         y = k.matvec(indptr, indices, data, x, np.empty(n_out, dtype=data.dtype))
@@ -188,6 +193,7 @@ def csr_linear_forward(indptr, indices, data, x2: np.ndarray):
     xt = _transposed(x2, k)
     yt = k.matmat(indptr, indices, data, xt, np.empty((n_out, x2.shape[0]), dtype=data.dtype))
     return yt.T, xt
+    ### END SOLUTION
 
 
 _all_ = ["CSRMatrix", "index_dtype", "offset_dtype", "prange"]   # re-exported from module 16: old import paths work
@@ -257,6 +263,13 @@ class SparseLinearFunction(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """Gradients of y = x @ W.T + b. Exercise (given: `xt` (in, N) and `data` (nnz,) saved by forward,
+        `pattern`, `needs` (ctx.needs_input_grad), `g2` (N, out) in data's dtype, `n` = N, `k = kernels()`,
+        `gt` (out, N) row-major): return `(gx, gv, gb)`, None where `needs` is False (gb also when there
+        is no bias, len(needs) == 2). gx = g2 @ W, shape ctx.x_shape: W.T in CSR is
+        `pattern.transposed()` -> (indptr_t, indices_t, perm) with values data[perm]; use k.matvec when
+        n == 1 (on gt as a vector), else k.matmat on gt, then transpose. gv (nnz,): k.values_grad(indptr,
+        indices, gt, xt, out) -- only the stored values get a gradient. gb (out,): g2 summed over rows."""
         xt, data = ctx.saved_tensors
         pattern, needs = ctx.pattern, ctx.needs_input_grad
         n_out = pattern.indptr.shape[0] - 1
@@ -264,6 +277,7 @@ class SparseLinearFunction(Function):
         n = g2.shape[0]
         k = kernels()
         gt = np.ascontiguousarray(g2).reshape(-1, 1) if n == 1 else _transposed(g2, k)   # (out, N)
+        ### BEGIN SOLUTION
         gx = gv = gb = None
         if needs[0]:                                   # dx.T = W.T @ g.T, through the transposed pattern
             indptr_t, indices_t, perm = pattern.transposed()
@@ -278,6 +292,7 @@ class SparseLinearFunction(Function):
         if len(needs) > 2 and needs[2]:
             gb = g2.sum(axis=0)
         return gx, gv, gb
+        ### END SOLUTION
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #d8d5cbc0
 class SparseLinear(Module):
