@@ -201,3 +201,23 @@ def test_the_numpy_references_and_the_compiled_kernels_compute_the_exact_int32_p
             out = np.full((2, 7, 5), -1, np.int32)
             f(indptr.astype(np.int64), indices, values, xs, np.int16(z), out)
             np.testing.assert_array_equal(out, want_csr, err_msg=f"{f.__name__}, zero point {z}")
+
+
+@pytest.mark.parametrize("shape, density", [((7, 5), 0.4), ((1, 9), 0.5), ((6, 1), 0.5), ((4, 300), 0.1),
+                                            ((3, 4), 0.0)])
+def test_the_transpose_is_a_csr_matrix_of_the_transposed_dense_matrix(shape, density):
+    rng = np.random.default_rng(sum(shape))
+    w = np.where(rng.random(shape) < density, rng.standard_normal(shape), 0).astype(np.float32)
+    w[0] = 0                                                        # an empty row: an empty column of the transpose
+    c = CSRMatrix.from_dense(w)
+    indptr_t, indices_t, perm = c.transpose_pattern()
+    assert indptr_t.dtype == offset_dtype(c.nnz) and perm.dtype == offset_dtype(c.nnz)
+    assert indices_t.dtype == index_dtype(shape[0] - 1) and len(indptr_t) == shape[1] + 1
+    t = c.transpose()
+    t.check()                                                       # a valid CSR matrix, columns ascending per row
+    assert t.shape == shape[::-1]
+    np.testing.assert_array_equal(t.to_dense(), w.T)
+    want = CSRMatrix.from_dense(w.T)                                 # the same arrays as building it from w.T
+    np.testing.assert_array_equal(t.indptr, want.indptr)
+    np.testing.assert_array_equal(t.indices, want.indices)
+    np.testing.assert_array_equal(t.data, want.data)

@@ -264,8 +264,13 @@ class CSRMatrix:
 
     def transpose_pattern(self):
         """The pattern of the transpose, built once: `(indptr_t, indices_t, perm)` such that the CSR
-        matrix `(data[perm], indices_t, indptr_t)` of shape (cols, rows) is this matrix transposed."""
+        matrix `(data[perm], indices_t, indptr_t)` of shape (cols, rows) is this matrix transposed.
+        Exercise (given: rows, cols): perm (nnz,) orders the stored values by column, rows ascending within a
+        column (a stable sort of `indices`); indices_t = the row of each value in that order, as
+        index_dtype(rows - 1) (0 for an empty shape); indptr_t (cols + 1,) of offset_dtype(nnz): column c's
+        values are perm[indptr_t[c]:indptr_t[c + 1]] (a count per column, cumulated); perm as offset_dtype(nnz)."""
         rows, cols = self.shape
+        ### BEGIN SOLUTION
         perm = np.argsort(self.indices, kind="stable")     # by column; rows stay ascending (stable)
         row_of = np.repeat(np.arange(rows), np.diff(self.indptr.astype(np.int64)))
         indices_t = row_of[perm].astype(index_dtype(max(rows - 1, 0)))
@@ -273,6 +278,7 @@ class CSRMatrix:
         indptr_t = np.zeros(cols + 1, dtype=offset_dtype(self.nnz))
         np.cumsum(counts, out=indptr_t[1:])
         return indptr_t, indices_t, perm.astype(offset_dtype(self.nnz))
+        ### END SOLUTION
 
     def transpose(self) -> "CSRMatrix":
         "This matrix transposed, in CSR form (a per-row scale cannot follow its rows into columns: dequantize first)."

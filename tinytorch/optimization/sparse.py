@@ -26,9 +26,9 @@ from .kernels import CSRMatrix, KernelSet, index_dtype, offset_dtype, prange   #
 # %% auto #0
 __all__ = ['KERNELS', 'jit_kernel', 'CROSSOVER_ENV', 'SAFETY', 'DENSITIES', 'transpose_into', 'row_times_dense', 'matmat',
            'row_dot', 'matvec', 'kernels', 'use_parallel', 'csr_linear_forward', 'row_values_grad', 'values_grad',
-           'SparseLinearFunction', 'SparseLinear', 'machine_key', 'shape_class', 'measure_crossover',
-           'SparseCalibration', 'calibrate', 'crossover_density', 'choose_format', 'sparse_plan', 'to_sparse',
-           'CSRMatrix', 'index_dtype', 'offset_dtype', 'prange']
+           'SparseLinearFunction', 'SparseLinear', 'machine_key', 'shape_class', 'break_even_density',
+           'measure_crossover', 'SparseCalibration', 'calibrate', 'crossover_density', 'choose_format', 'sparse_plan',
+           'to_sparse', 'CSRMatrix', 'index_dtype', 'offset_dtype', 'prange']
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #18bfe18a
 KERNELS = KernelSet("the sparse kernels")   # module 16's one way of compiling and caching Numba kernels
@@ -250,7 +250,13 @@ class SparseLinearFunction(Function):
     "y = x @ W.T + b for W in CSR; gradients for x, the stored values of W, and b."
     @staticmethod
     def forward(ctx, x, values, bias=None, pattern=None):
+        """x (..., in) float; values (nnz,) the stored weights; bias (out,) or None; pattern: the layer's
+        `_Pattern` (`.indptr`, `.indices`). Returns y (..., out) = x @ W.T + bias. Exercise (given: n_in):
+        compute in dtype = np.result_type(x.dtype, values.dtype, np.float32) (no copy when already so); x as
+        rows x2 (N, n_in); y, xt = csr_linear_forward(indptr, indices, data, x2); add the bias; save
+        (xt, data) with ctx.save_for_backward, and ctx.pattern, ctx.x_shape for the backward."""
         n_in = pattern.layer.in_features
+        ### BEGIN SOLUTION
         dtype = np.result_type(x.dtype, values.dtype, np.float32)
         x2 = x.reshape(-1, n_in).astype(dtype, copy=False)
         data = values.astype(dtype, copy=False)
@@ -260,6 +266,7 @@ class SparseLinearFunction(Function):
         ctx.save_for_backward(xt, data)
         ctx.pattern, ctx.x_shape = pattern, x.shape
         return y.reshape(*x.shape[:-1], y.shape[-1])
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
@@ -441,6 +448,25 @@ def _time_pair(f_dense, f_sparse, repeats: int) -> tuple:
     return best[0], best[1]
 
 
+def break_even_density(ratios) -> float:
+    """ratios: (density, t_sparse / t_dense) pairs, densities ascending in (0, 1], ratios >= 0 (below 1:
+    sparse wins). Returns the density where sparse stops winning: 0.0 if it loses at the lowest density;
+    the highest density if it never loses; else, between the last winning point (d_lo, r_lo) of the scan
+    from the lowest density and the next (d_hi, r_hi), the density where the ratio reaches 1, interpolating
+    log(ratio) linearly in log(density) (d_lo when r_lo is 0). A win after the first loss is ignored."""
+    ### BEGIN SOLUTION
+    crossover = 0.0 if ratios[0][1] > 1.0 else ratios[-1][0]
+    for (d_lo, r_lo), (d_hi, r_hi) in zip(ratios, ratios[1:]):
+        if r_lo > 1.0:
+            break
+        if r_hi > 1.0:                                         # the break-even lies between the two
+            f = -math.log(r_lo) / (math.log(r_hi) - math.log(r_lo)) if r_lo > 0 else 0.0
+            crossover = math.exp(math.log(d_lo) + f * (math.log(d_hi) - math.log(d_lo)))
+            break
+    return crossover
+    ### END SOLUTION
+
+
 def measure_crossover(in_features: int, out_features: int, batch: int, densities=DENSITIES,
                       repeats: int = 7, seed: int = 0) -> dict:
     """Time dense `x @ W.T` against the sparse forward on random patterns at each density; return the
@@ -462,15 +488,7 @@ def measure_crossover(in_features: int, out_features: int, batch: int, densities
         f_sparse = lambda: csr_linear_forward(c.indptr, c.indices, c.data, x)
         t_dense, t_sparse = _time_pair(f_dense, f_sparse, repeats)
         points.append((d, t_dense, t_sparse))
-    ratios = sorted((d, ts / td) for d, td, ts in points)      # sparse / dense, densities ascending
-    crossover = 0.0 if ratios[0][1] > 1.0 else ratios[-1][0]
-    for (d_lo, r_lo), (d_hi, r_hi) in zip(ratios, ratios[1:]):
-        if r_lo > 1.0:
-            break
-        if r_hi > 1.0:                                         # the break-even lies between the two
-            f = -math.log(r_lo) / (math.log(r_hi) - math.log(r_lo)) if r_lo > 0 else 0.0
-            crossover = math.exp(math.log(d_lo) + f * (math.log(d_hi) - math.log(d_lo)))
-            break
+    crossover = break_even_density(sorted((d, ts / td) for d, td, ts in points))
     return {"density": float(crossover), "batch": batch, "in_features": in_features,
             "out_features": out_features,
             "points": [{"density": d, "dense_s": td, "sparse_s": ts} for d, td, ts in points]}
