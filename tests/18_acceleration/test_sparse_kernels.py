@@ -219,3 +219,13 @@ def test_the_sparse_kernels_use_module_16s_one_csr_and_one_kernel_set():
     assert CSRMatrix is k16.CSRMatrix and index_dtype is k16.index_dtype and offset_dtype is k16.offset_dtype
     assert isinstance(sparse.KERNELS, k16.KernelSet) and isinstance(sparse.matmat, k16.Kernel)
     assert set(vars(kernels().compiled)) >= {"matmat", "matmat_parallel", "matvec", "values_grad", "row_dot"}
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 16), (5, 17), (33, 40), (2, 0)])
+def test_the_blocked_transpose_is_a_transpose_for_any_width(shape):
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) - 7.5
+    k = kernels().compiled
+    for f in (k.transpose_into, k.transpose_into_parallel):
+        out = np.full(shape[::-1], np.nan, np.float32)
+        np.testing.assert_array_equal(f(x, out), x.T)
+        np.testing.assert_array_equal(out, x.T)                   # written in place

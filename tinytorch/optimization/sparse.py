@@ -37,7 +37,11 @@ jit_kernel = KERNELS.kernel                  # @jit_kernel(parallel_variant=...,
 
 @jit_kernel(parallel_variant=True)
 def transpose_into(x, out):
-    "out[k, b] = x[b, k], 16 columns at a time so that both the reads and the writes stay in cache."
+    """out[k, b] = x[b, k] for x (B, K) and out (K, B) of one dtype; returns out. Exercise: work in blocks of 16
+    columns of x (the last block may be shorter), one block per `prange` step (the parallel variant gives each
+    thread its own blocks: each writes only its own rows of out), and inside a block go down the rows b of x:
+    the 16 reads of a row are contiguous and the 16 rows of out written stay in cache."""
+    ### BEGIN SOLUTION
     nb, nk = x.shape
     for blk in prange((nk + 15) // 16):
         k0 = blk * 16
@@ -46,6 +50,7 @@ def transpose_into(x, out):
             for k in range(k0, k1):
                 out[k, b] = x[b, k]
     return out
+    ### END SOLUTION
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #f1e6ac52
 @jit_kernel(fastmath={"contract"})
