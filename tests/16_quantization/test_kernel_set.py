@@ -175,3 +175,49 @@ def test_import_reads_no_environment_imports_no_numba_writes_nothing_and_use_rew
     assert r["env_read"] == [] and not r["numba_after_import"] and r["numba_after_use"], r
     assert r["changed"] == [] and r["added"] == [], r                     # compiling and running rewrote no global
     assert os.listdir(home) == [] and os.listdir(work) == []              # only Numba's cache (its own folder)
+
+
+def test_the_numpy_references_and_the_compiled_kernels_compute_the_exact_int32_products():
+    """The NumPy references (the fallbacks without Numba) and the compiled loops give the same exact int32
+    products as int64 arithmetic, at the int8 extremes (where int8 arithmetic would wrap), for empty rows and
+    for a stack of matrices."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, (5, 40), dtype=np.int8)
+    x[0] = -128
+    w = rng.integers(-127, 128, (7, 40), dtype=np.int8)
+    w[1] = 127
+    w[3] = 0                                                        # an empty row of the CSR matrix
+    w[rng.random(w.shape) < 0.5] = 0
+    for z in (0, 1, -128, 127):
+        want = (x.astype(np.int64) - z) @ w.astype(np.int64).T
+        for f in (K._np_int8_matmul, K._int8_matmul_loops):
+            out = np.full((5, 7), -1, np.int32)
+            f(x, w, np.int16(z), out)
+            np.testing.assert_array_equal(out, want, err_msg=f"{f.__name__}, zero point {z}")
+        values, indices, indptr = K.csr_arrays(w)
+        xs = np.ascontiguousarray(np.stack([x.T, x[::-1].T]))       # (2, K, M): two matrices
+        want_csr = np.stack([w.astype(np.int64) @ (m.astype(np.int64) - z) for m in xs])
+        for f in (K._np_int8_csr_matmul, K._int8_csr_matmul_loops):
+            out = np.full((2, 7, 5), -1, np.int32)
+            f(indptr.astype(np.int64), indices, values, xs, np.int16(z), out)
+            np.testing.assert_array_equal(out, want_csr, err_msg=f"{f.__name__}, zero point {z}")
+
+
+@pytest.mark.parametrize("shape, density", [((7, 5), 0.4), ((1, 9), 0.5), ((6, 1), 0.5), ((4, 300), 0.1),
+                                            ((3, 4), 0.0)])
+def test_the_transpose_is_a_csr_matrix_of_the_transposed_dense_matrix(shape, density):
+    rng = np.random.default_rng(sum(shape))
+    w = np.where(rng.random(shape) < density, rng.standard_normal(shape), 0).astype(np.float32)
+    w[0] = 0                                                        # an empty row: an empty column of the transpose
+    c = CSRMatrix.from_dense(w)
+    indptr_t, indices_t, perm = c.transpose_pattern()
+    assert indptr_t.dtype == offset_dtype(c.nnz) and perm.dtype == offset_dtype(c.nnz)
+    assert indices_t.dtype == index_dtype(shape[0] - 1) and len(indptr_t) == shape[1] + 1
+    t = c.transpose()
+    t.check()                                                       # a valid CSR matrix, columns ascending per row
+    assert t.shape == shape[::-1]
+    np.testing.assert_array_equal(t.to_dense(), w.T)
+    want = CSRMatrix.from_dense(w.T)                                 # the same arrays as building it from w.T
+    np.testing.assert_array_equal(t.indptr, want.indptr)
+    np.testing.assert_array_equal(t.indices, want.indices)
+    np.testing.assert_array_equal(t.data, want.data)

@@ -203,3 +203,12 @@ def test_import_and_use_leave_the_module_globals_and_write_nothing(tmp_path):
     assert not r["numba_after_import"] and r["numba_after_use"]     # Numba is imported on first use only
     assert r["env_read"] == []                                      # importing reads no environment variable
     assert os.listdir(home) == [] and os.listdir(work) == []      # only Numba's own cache (its folder) was written
+
+
+def test_break_even_density_interpolates_in_log_log_and_stops_at_the_first_loss():
+    assert sparse.break_even_density([(0.1, 0.5), (0.4, 2.0)]) == pytest.approx(0.2)   # log-midpoint of 0.1, 0.4
+    assert sparse.break_even_density([(0.1, 0.0), (0.4, 2.0)]) == pytest.approx(0.1)    # a free sparse run
+    assert sparse.break_even_density([(0.1, 0.9), (0.5, 0.99)]) == 0.5                  # never loses
+    assert sparse.break_even_density([(0.1, 1.5), (0.5, 0.5)]) == 0.0                   # loses first
+    assert sparse.break_even_density([(0.1, 0.5), (0.2, 0.5), (0.4, 2.0), (0.8, 0.1)]) == pytest.approx(
+        math.exp(math.log(0.2) + 0.5 * (math.log(0.4) - math.log(0.2))))              # the late "win" is ignored

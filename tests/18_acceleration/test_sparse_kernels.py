@@ -219,3 +219,40 @@ def test_the_sparse_kernels_use_module_16s_one_csr_and_one_kernel_set():
     assert CSRMatrix is k16.CSRMatrix and index_dtype is k16.index_dtype and offset_dtype is k16.offset_dtype
     assert isinstance(sparse.KERNELS, k16.KernelSet) and isinstance(sparse.matmat, k16.Kernel)
     assert set(vars(kernels().compiled)) >= {"matmat", "matmat_parallel", "matvec", "values_grad", "row_dot"}
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 16), (5, 17), (33, 40), (2, 0)])
+def test_the_blocked_transpose_is_a_transpose_for_any_width(shape):
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) - 7.5
+    k = kernels().compiled
+    for f in (k.transpose_into, k.transpose_into_parallel):
+        out = np.full(shape[::-1], np.nan, np.float32)
+        np.testing.assert_array_equal(f(x, out), x.T)
+        np.testing.assert_array_equal(out, x.T)                   # written in place
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+@pytest.mark.parametrize("shape", [(1, 9), (7, 9), (2, 3, 9)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_sparse_layer_forward_and_backward_are_the_dense_formulas(dtype, tol, shape, bias):
+    """y = x W^T + b; dL/dx = G W, dL/d values = (G^T x) at the stored entries, dL/db = G summed over rows, with a
+    random cotangent G (without PyTorch: the student's copy runs this test too)."""
+    from tinytorch.core.tensor import Tensor
+    from tinytorch.optimization.sparse import SparseLinear
+    rng = np.random.default_rng(5)
+    w = random_sparse(rng, 12, 9, 0.3, empty_rows=(4,)).astype(dtype)
+    b = rng.standard_normal(12).astype(dtype)
+    layer = SparseLinear(w, b if bias else None)
+    x = rng.standard_normal(shape).astype(dtype)
+    G = rng.standard_normal(shape[:-1] + (12,)).astype(dtype)
+    xt = Tensor(x, requires_grad=True, dtype=dtype)
+    y = layer(xt)
+    assert y.shape == shape[:-1] + (12,) and y.dtype == dtype
+    np.testing.assert_allclose(y.data, x @ w.T + (b if bias else 0), rtol=tol, atol=tol)
+    y.backward(G)
+    x2, g2 = x.reshape(-1, 9), G.reshape(-1, 12)
+    np.testing.assert_allclose(xt.grad.data, (g2 @ w).reshape(shape), rtol=tol, atol=tol)
+    rows = np.repeat(np.arange(12), np.diff(layer.indptr.data))
+    np.testing.assert_allclose(layer.values.grad.data, (g2.T @ x2)[rows, layer.indices.data], rtol=tol, atol=tol)
+    if bias:
+        np.testing.assert_allclose(layer.bias.grad.data, g2.sum(axis=0), rtol=tol, atol=tol)

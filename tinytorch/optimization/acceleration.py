@@ -161,18 +161,24 @@ def gelu_fused_kernel(x, bias, out):
 
 @KERNELS.kernel(fastmath={"contract"})
 def gelu_fused_grad_kernel(x, bias, grad, out):
-    "out = grad * d gelu_tanh(v)/dv at v = x + bias, in one pass."
+    """out = grad * d gelu_tanh(v)/dv at v = x + bias, in one pass. x, grad, out: (rows, cols) of one float
+    dtype; bias (cols,). Exercise (given: T, the constants c0, c1, half, one, three in out's dtype, and the rows
+    xr, gr, orow): for each column j, v = xr[j] + bias[j], t = _tanh_rational(c0 * (v + c1 v^3)) as in the
+    forward, and the derivative of 0.5 v (1 + t): 0.5 (1 + t) + 0.5 v (1 - t^2) c0 (1 + 3 c1 v^2);
+    orow[j] = gr[j] times it. Returns out."""
     T = out.dtype.type
     c0, c1, half, one, three = T(_GELU_C0), T(_GELU_C1), T(0.5), T(1.0), T(3.0)
     for i in range(x.shape[0]):
         xr = x[i]
         gr = grad[i]
         orow = out[i]
+        ### BEGIN SOLUTION
         for j in range(x.shape[1]):
             v = xr[j] + bias[j]
             t = _tanh_rational(c0 * (v + c1 * v * v * v))
             d = half * (one + t) + half * v * (one - t * t) * c0 * (one + three * c1 * v * v)
             orow[j] = gr[j] * d
+        ### END SOLUTION
     return out
 
 

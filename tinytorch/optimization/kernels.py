@@ -117,6 +117,7 @@ class Kernel:
         return f"<kernel {self.name} of {self.kernels.who}>"
 
 
+
 # %% ../../modules/16_quantization/16_quantization_kernels.ipynb #5cf3fa64
 def index_dtype(n: int) -> np.dtype:
     """The dtype of indices that go up to `n` (the largest column index): the smallest unsigned integer that
@@ -139,6 +140,7 @@ def csr_bytes(shape, nnz: int, dtype=np.float32, scales: int = 0) -> int:
     cols = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     per_value = np.dtype(dtype).itemsize + index_dtype(max(cols - 1, 0)).itemsize
     return int(nnz * per_value + (rows + 1) * offset_dtype(nnz).itemsize + 4 * scales)
+
 
 
 # %% ../../modules/16_quantization/16_quantization_kernels.ipynb #705890e7
@@ -262,8 +264,13 @@ class CSRMatrix:
 
     def transpose_pattern(self):
         """The pattern of the transpose, built once: `(indptr_t, indices_t, perm)` such that the CSR
-        matrix `(data[perm], indices_t, indptr_t)` of shape (cols, rows) is this matrix transposed."""
+        matrix `(data[perm], indices_t, indptr_t)` of shape (cols, rows) is this matrix transposed.
+        Exercise (given: rows, cols): perm (nnz,) orders the stored values by column, rows ascending within a
+        column (a stable sort of `indices`); indices_t = the row of each value in that order, as
+        index_dtype(rows - 1) (0 for an empty shape); indptr_t (cols + 1,) of offset_dtype(nnz): column c's
+        values are perm[indptr_t[c]:indptr_t[c + 1]] (a count per column, cumulated); perm as offset_dtype(nnz)."""
         rows, cols = self.shape
+        ### BEGIN SOLUTION
         perm = np.argsort(self.indices, kind="stable")     # by column; rows stay ascending (stable)
         row_of = np.repeat(np.arange(rows), np.diff(self.indptr.astype(np.int64)))
         indices_t = row_of[perm].astype(index_dtype(max(rows - 1, 0)))
@@ -271,6 +278,7 @@ class CSRMatrix:
         indptr_t = np.zeros(cols + 1, dtype=offset_dtype(self.nnz))
         np.cumsum(counts, out=indptr_t[1:])
         return indptr_t, indices_t, perm.astype(offset_dtype(self.nnz))
+        ### END SOLUTION
 
     def transpose(self) -> "CSRMatrix":
         "This matrix transposed, in CSR form (a per-row scale cannot follow its rows into columns: dequantize first)."
@@ -313,16 +321,30 @@ class CSRMatrix:
                 f"{self.data.dtype}/{self.indices.dtype}/{self.indptr.dtype}{scale}, {self.nbytes} bytes)")
 
 
+
 # %% ../../modules/16_quantization/16_quantization_kernels.ipynb #920c23c5
 def _np_int8_matmul(x, w, x_zero_point, out):
+    """The NumPy reference of `_int8_matmul_loops` (and its fallback without Numba): x int8 (M, K), w int8 (N, K),
+    x_zero_point an integer; writes out[i, j] = sum_k (x[i, k] - x_zero_point) * w[j, k] into the int32 (M, N)
+    array `out` in place (returns nothing). Widen to int32 BEFORE subtracting and multiplying: int8
+    arithmetic wraps around (-128 - 1 is 127 in int8)."""
+    ### BEGIN SOLUTION
     out[...] = (x.astype(np.int32) - x_zero_point) @ w.astype(np.int32).T
+    ### END SOLUTION
 
 
 def _np_int8_csr_matmul(indptr, indices, values, xs, x_zero_point, out):
+    """The NumPy reference of `_int8_csr_matmul_loops` (and its fallback without Numba): a CSR int8 matrix
+    (indptr (N + 1,), indices (nnz,), values int8 (nnz,)) of N rows and xs.shape[1] columns, times each int8
+    matrix xs[b] (K, M) shifted by x_zero_point; writes the int32 (B, N, M) products into `out` in place (returns
+    nothing). Row r owns values[indptr[r]:indptr[r + 1]], in the columns indices[...]; rows may be empty.
+    Widen to int32 before any arithmetic."""
+    ### BEGIN SOLUTION
     rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr.astype(np.int64)))
     dense = np.zeros((len(indptr) - 1, xs.shape[1]), dtype=np.int32)
     dense[rows, indices.astype(np.int64)] = values
     out[...] = np.matmul(dense, xs.astype(np.int32) - x_zero_point)
+    ### END SOLUTION
 
 
 INT8_KERNELS = KernelSet("the int8 kernels", fallbacks={"_int8_matmul_loops": _np_int8_matmul,
@@ -464,4 +486,5 @@ class QuantizedCSR(CSRMatrix):
         INT8_KERNELS.compiled()._int8_csr_matmul_loops(self.indptr.astype(np.int64), self.indices, self.data, xs,
                                                        np.int16(_check_zero_point(x_zero_point)), out)
         return out if xt.ndim == 3 else out[0]
+
 

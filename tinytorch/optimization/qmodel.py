@@ -284,12 +284,18 @@ class _QATBase(Module):
         return self.layer
 
     def _fq_input(self, x: Tensor) -> Tensor:
+        """x: the float input Tensor. Returns it fake-quantized (a Tensor of x's shape, differentiable) with asymmetric
+        `self.act_bits`-bit parameters: in training mode the observer first observes x; the parameters are
+        self.input_qparams() (what the observer learned), or, before any observed batch, compute_qparams of this
+        batch's min and max (asymmetric)."""
+        ### BEGIN SOLUTION
         if self.training:
             self.observer.observe(x)
         qp = self.input_qparams()
         if qp is None:                                             # eval before any training: this batch's range
             qp = compute_qparams(float(x.data.min()), float(x.data.max()), self.act_bits, symmetric=False)
         return fake_quantize(x, qp[0], qp[1], bits=self.act_bits, symmetric=False)
+        ### END SOLUTION
 
     def _fq_weight(self) -> Tensor:
         """The weight as the int8 layer will see it, differentiable: fake_quantize(self.weight, ...) with symmetric

@@ -176,7 +176,12 @@ def channel_range(a: np.ndarray, axis) -> tuple:
 def quantize_tensor(x, bits: int = 8, symmetric: bool = True, per_channel: bool = False, axis: int = 0,
                     dtype="int8") -> QuantizedTensor:
     """Quantize `x` (Tensor or array) to `bits`-bit integers in `dtype` storage ('int8' or 'uint8'), with one
-    scale/zero point for the whole tensor or, with per_channel=True, one per slice along `axis`."""
+    scale/zero point for the whole tensor or, with per_channel=True, one per slice along `axis`.
+    Exercise (given: the checks, `a` the finite array, `storage`, `qmin`, `qmax`, and `axis`: None per-tensor, else
+    the channel axis in [0, a.ndim)): the range of `a` (`channel_range`), its (scale, zero_point)
+    (`compute_qparams` with bits, symmetric and storage.name), the integers (`quantize_array`, with the per-channel
+    parameters broadcast along `axis` by `_along`); return QuantizedTensor(q, scale, zero_point, bits=bits,
+    symmetric=symmetric, axis=axis)."""
     bits = _check_bits(bits)
     storage = _storage_dtype(dtype)
     a = _finite_array(x, "quantize_tensor")
@@ -189,10 +194,12 @@ def quantize_tensor(x, bits: int = 8, symmetric: bool = True, per_channel: bool 
         axis = axis % a.ndim
     else:
         axis = None
+    ### BEGIN SOLUTION
     lo, hi = channel_range(a, axis)
     scale, zero_point = compute_qparams(lo, hi, bits, symmetric, storage.name)
     q = quantize_array(a, _along(scale, a.ndim, axis), _along(zero_point, a.ndim, axis), qmin, qmax, storage)
     return QuantizedTensor(q, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis)
+    ### END SOLUTION
 
 
 def dequantize(q: QuantizedTensor) -> Tensor:
@@ -516,11 +523,17 @@ class QuantizedConv2d(_QuantizedBase):
         ### END SOLUTION
 
     def forward(self, x) -> Tensor:
+        """x: a float Tensor (N, C, H, W), checked. Returns a float32 Tensor (N, out_channels, oh, ow). Exercise
+        (given: n, and the int8 columns from self._quantized_columns -> s_x, z_x, cols (N, K, L), (oh, ow)): the
+        int32 products of the int8 weight (O, K) with each image's columns, (O, L) per image; back to float32 with
+        self._rescale (which takes rows of O values: (M, O)). Sparse weights: self.weight_csr.matmul_t(cols, z_x)
+        -> (N, O, L). Dense: one self._int_matmul over all N·L columns as rows (N·L, K) -> (N·L, O)."""
         x = _as_float_input(x, "QuantizedConv2d")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"QuantizedConv2d: expected input (N, {self.in_channels}, H, W), got shape {x.shape}")
         n = x.shape[0]
         s_x, z_x, cols, (oh, ow) = self._quantized_columns(x.data)
+        ### BEGIN SOLUTION
         k, l = cols.shape[1], cols.shape[2]
         if self.sparse:                                        # per image: W (O, K) @ cols[n] (K, L), no copies
             acc = self.weight_csr.matmul_t(cols, z_x)          # (N, O, L)
@@ -530,6 +543,7 @@ class QuantizedConv2d(_QuantizedBase):
         y = self._rescale(acc, s_x)
         return Tensor(np.ascontiguousarray(y.reshape(n, l, self.out_channels).transpose(0, 2, 1))
                       .reshape(n, self.out_channels, oh, ow))
+        ### END SOLUTION
 
     def flops(self, input_shape, output_shape) -> int:
         n, _, oh, ow = output_shape

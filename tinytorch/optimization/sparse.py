@@ -26,9 +26,9 @@ from .kernels import CSRMatrix, KernelSet, index_dtype, offset_dtype, prange   #
 # %% auto #0
 __all__ = ['KERNELS', 'jit_kernel', 'CROSSOVER_ENV', 'SAFETY', 'DENSITIES', 'transpose_into', 'row_times_dense', 'matmat',
            'row_dot', 'matvec', 'kernels', 'use_parallel', 'csr_linear_forward', 'row_values_grad', 'values_grad',
-           'SparseLinearFunction', 'SparseLinear', 'machine_key', 'shape_class', 'measure_crossover',
-           'SparseCalibration', 'calibrate', 'crossover_density', 'choose_format', 'sparse_plan', 'to_sparse',
-           'CSRMatrix', 'index_dtype', 'offset_dtype', 'prange']
+           'SparseLinearFunction', 'SparseLinear', 'machine_key', 'shape_class', 'break_even_density',
+           'measure_crossover', 'SparseCalibration', 'calibrate', 'crossover_density', 'choose_format', 'sparse_plan',
+           'to_sparse', 'CSRMatrix', 'index_dtype', 'offset_dtype', 'prange']
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #18bfe18a
 KERNELS = KernelSet("the sparse kernels")   # module 16's one way of compiling and caching Numba kernels
@@ -37,7 +37,11 @@ jit_kernel = KERNELS.kernel                  # @jit_kernel(parallel_variant=...,
 
 @jit_kernel(parallel_variant=True)
 def transpose_into(x, out):
-    "out[k, b] = x[b, k], 16 columns at a time so that both the reads and the writes stay in cache."
+    """out[k, b] = x[b, k] for x (B, K) and out (K, B) of one dtype; returns out. Exercise: work in blocks of 16
+    columns of x (the last block may be shorter), one block per `prange` step (the parallel variant gives each
+    thread its own blocks: each writes only its own rows of out), and inside a block go down the rows b of x:
+    the 16 reads of a row are contiguous and the 16 rows of out written stay in cache."""
+    ### BEGIN SOLUTION
     nb, nk = x.shape
     for blk in prange((nk + 15) // 16):
         k0 = blk * 16
@@ -46,6 +50,7 @@ def transpose_into(x, out):
             for k in range(k0, k1):
                 out[k, b] = x[b, k]
     return out
+    ### END SOLUTION
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #f1e6ac52
 @jit_kernel(fastmath={"contract"})
@@ -178,9 +183,14 @@ def _transposed(x2: np.ndarray, k) -> np.ndarray:
 
 def csr_linear_forward(indptr, indices, data, x2: np.ndarray):
     """`x2 @ W.T` for W (out, in) in CSR and x2 (N, in). Returns `(y, xt)`: y (N, out) — a transposed
-    view of a row-major (out, N) array when N > 1 — and the row-major (in, N) input the kernel read."""
+    view of a row-major (out, N) array when N > 1 — and the row-major (in, N) input the kernel read.
+    Exercise (given: `k = kernels()`, `n_out`): with one row (N == 1) call `k.matvec` on that row as a
+    contiguous vector into `np.empty(n_out, data.dtype)` and return `(y.reshape(1, n_out), x.reshape(-1, 1))`;
+    otherwise get the row-major (in, N) input with `_transposed(x2, k)`, call `k.matmat` into
+    `np.empty((n_out, N), data.dtype)` and return `(yt.T, xt)`. Outputs have data's dtype."""
     k = kernels()
     n_out = indptr.shape[0] - 1
+    ### BEGIN SOLUTION
     if x2.shape[0] == 1:
         x = np.ascontiguousarray(x2[0])
         y = k.matvec(indptr, indices, data, x, np.empty(n_out, dtype=data.dtype))
@@ -188,6 +198,7 @@ def csr_linear_forward(indptr, indices, data, x2: np.ndarray):
     xt = _transposed(x2, k)
     yt = k.matmat(indptr, indices, data, xt, np.empty((n_out, x2.shape[0]), dtype=data.dtype))
     return yt.T, xt
+    ### END SOLUTION
 
 
 _all_ = ["CSRMatrix", "index_dtype", "offset_dtype", "prange"]   # re-exported from module 16: old import paths work
@@ -244,7 +255,13 @@ class SparseLinearFunction(Function):
     "y = x @ W.T + b for W in CSR; gradients for x, the stored values of W, and b."
     @staticmethod
     def forward(ctx, x, values, bias=None, pattern=None):
+        """x (..., in) float; values (nnz,) the stored weights; bias (out,) or None; pattern: the layer's
+        `_Pattern` (`.indptr`, `.indices`). Returns y (..., out) = x @ W.T + bias. Exercise (given: n_in):
+        compute in dtype = np.result_type(x.dtype, values.dtype, np.float32) (no copy when already so); x as
+        rows x2 (N, n_in); y, xt = csr_linear_forward(indptr, indices, data, x2); add the bias; save
+        (xt, data) with ctx.save_for_backward, and ctx.pattern, ctx.x_shape for the backward."""
         n_in = pattern.layer.in_features
+        ### BEGIN SOLUTION
         dtype = np.result_type(x.dtype, values.dtype, np.float32)
         x2 = x.reshape(-1, n_in).astype(dtype, copy=False)
         data = values.astype(dtype, copy=False)
@@ -254,9 +271,17 @@ class SparseLinearFunction(Function):
         ctx.save_for_backward(xt, data)
         ctx.pattern, ctx.x_shape = pattern, x.shape
         return y.reshape(*x.shape[:-1], y.shape[-1])
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Gradients of y = x @ W.T + b. Exercise (given: `xt` (in, N) and `data` (nnz,) saved by forward,
+        `pattern`, `needs` (ctx.needs_input_grad), `g2` (N, out) in data's dtype, `n` = N, `k = kernels()`,
+        `gt` (out, N) row-major): return `(gx, gv, gb)`, None where `needs` is False (gb also when there
+        is no bias, len(needs) == 2). gx = g2 @ W, shape ctx.x_shape: W.T in CSR is
+        `pattern.transposed()` -> (indptr_t, indices_t, perm) with values data[perm]; use k.matvec when
+        n == 1 (on gt as a vector), else k.matmat on gt, then transpose. gv (nnz,): k.values_grad(indptr,
+        indices, gt, xt, out) -- only the stored values get a gradient. gb (out,): g2 summed over rows."""
         xt, data = ctx.saved_tensors
         pattern, needs = ctx.pattern, ctx.needs_input_grad
         n_out = pattern.indptr.shape[0] - 1
@@ -264,6 +289,7 @@ class SparseLinearFunction(Function):
         n = g2.shape[0]
         k = kernels()
         gt = np.ascontiguousarray(g2).reshape(-1, 1) if n == 1 else _transposed(g2, k)   # (out, N)
+        ### BEGIN SOLUTION
         gx = gv = gb = None
         if needs[0]:                                   # dx.T = W.T @ g.T, through the transposed pattern
             indptr_t, indices_t, perm = pattern.transposed()
@@ -278,6 +304,7 @@ class SparseLinearFunction(Function):
         if len(needs) > 2 and needs[2]:
             gb = g2.sum(axis=0)
         return gx, gv, gb
+        ### END SOLUTION
 
 # %% ../../modules/18_acceleration/18_acceleration_sparse.ipynb #d8d5cbc0
 class SparseLinear(Module):
@@ -426,6 +453,25 @@ def _time_pair(f_dense, f_sparse, repeats: int) -> tuple:
     return best[0], best[1]
 
 
+def break_even_density(ratios) -> float:
+    """ratios: (density, t_sparse / t_dense) pairs, densities ascending in (0, 1], ratios >= 0 (below 1:
+    sparse wins). Returns the density where sparse stops winning: 0.0 if it loses at the lowest density;
+    the highest density if it never loses; else, between the last winning point (d_lo, r_lo) of the scan
+    from the lowest density and the next (d_hi, r_hi), the density where the ratio reaches 1, interpolating
+    log(ratio) linearly in log(density) (d_lo when r_lo is 0). A win after the first loss is ignored."""
+    ### BEGIN SOLUTION
+    crossover = 0.0 if ratios[0][1] > 1.0 else ratios[-1][0]
+    for (d_lo, r_lo), (d_hi, r_hi) in zip(ratios, ratios[1:]):
+        if r_lo > 1.0:
+            break
+        if r_hi > 1.0:                                         # the break-even lies between the two
+            f = -math.log(r_lo) / (math.log(r_hi) - math.log(r_lo)) if r_lo > 0 else 0.0
+            crossover = math.exp(math.log(d_lo) + f * (math.log(d_hi) - math.log(d_lo)))
+            break
+    return crossover
+    ### END SOLUTION
+
+
 def measure_crossover(in_features: int, out_features: int, batch: int, densities=DENSITIES,
                       repeats: int = 7, seed: int = 0) -> dict:
     """Time dense `x @ W.T` against the sparse forward on random patterns at each density; return the
@@ -447,15 +493,7 @@ def measure_crossover(in_features: int, out_features: int, batch: int, densities
         f_sparse = lambda: csr_linear_forward(c.indptr, c.indices, c.data, x)
         t_dense, t_sparse = _time_pair(f_dense, f_sparse, repeats)
         points.append((d, t_dense, t_sparse))
-    ratios = sorted((d, ts / td) for d, td, ts in points)      # sparse / dense, densities ascending
-    crossover = 0.0 if ratios[0][1] > 1.0 else ratios[-1][0]
-    for (d_lo, r_lo), (d_hi, r_hi) in zip(ratios, ratios[1:]):
-        if r_lo > 1.0:
-            break
-        if r_hi > 1.0:                                         # the break-even lies between the two
-            f = -math.log(r_lo) / (math.log(r_hi) - math.log(r_lo)) if r_lo > 0 else 0.0
-            crossover = math.exp(math.log(d_lo) + f * (math.log(d_hi) - math.log(d_lo)))
-            break
+    crossover = break_even_density(sorted((d, ts / td) for d, td, ts in points))
     return {"density": float(crossover), "batch": batch, "in_features": in_features,
             "out_features": out_features,
             "points": [{"density": d, "dense_s": td, "sparse_s": ts} for d, td, ts in points]}
