@@ -65,15 +65,32 @@ def add_cell(nb: dict, source: str) -> dict:
     return nb
 
 
+_STRIPPED: dict = {}
+
+
 def stripped(folder: str) -> dict:
-    m = MANIFEST.by_folder(folder)
-    return strip_notebook(read_notebook(m.notebook), m.folder, f"module {m.nn}").notebook
+    """The release version of the module's main notebook (the same object on every call, so that
+    ``student`` knows to strip the module's other notebooks too)."""
+    if folder not in _STRIPPED:
+        m = MANIFEST.by_folder(folder)
+        _STRIPPED[folder] = strip_notebook(read_notebook(m.notebook), m.folder, f"module {m.nn}").notebook
+    return _STRIPPED[folder]
+
+
+def copy_other_notebook(folder: str, other: Path, dst: Path, release: bool) -> None:
+    "One of the module's other notebooks: the reference's, or its release version (stubs) when `release`."
+    if release:
+        m = MANIFEST.by_folder(folder)
+        write_notebook(strip_notebook(read_notebook(other), other.stem, f"module {m.nn}").notebook, dst)
+    else:
+        shutil.copy(other, dst)
 
 
 def student(subs: Path, name: str, changes: dict) -> Path:
     """A submission of modules 01-03: the reference notebooks, with ``changes[folder]`` = a
     notebook dict, raw text, or None (no notebook) for the module's main notebook; its other
-    notebooks (given code, no exercises) are the reference's, unless the module is missing."""
+    notebooks (sections, some with exercises) are the reference's, or their release versions when
+    the main notebook is the release version (``stripped``), and absent when the module is missing."""
     for folder in MODULES:
         dst = subs / name / "modules" / folder / f"{folder}.ipynb"
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +102,8 @@ def student(subs: Path, name: str, changes: dict) -> Path:
             dst.write_text(changes[folder])
         if changes.get(folder, "") is not None:       # the module's other notebooks (e.g. 01's given kit)
             for other in MANIFEST.by_folder(folder).notebooks[1:]:
-                shutil.copy(other, dst.parent / other.name)
+                copy_other_notebook(folder, other, dst.parent / other.name,
+                                    release=changes.get(folder) is _STRIPPED.get(folder, ()))
     return subs / name
 
 

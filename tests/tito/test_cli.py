@@ -146,9 +146,9 @@ def project(tmp_path):
         shutil.copy(ROOT / f, proj / f)
     # this project's module 01 is one notebook (the real one also has the notebooks of its PyTorch kit)
     manifest = proj / "modules/manifest.toml"
-    text = re.sub(r'(folder = "01_tensor"\ntitle = [^\n]*\n)exports = [^\n]*\n(notebooks = [^\n]*\n)?',
+    text = re.sub(r'(folder = "01_tensor"\ntitle = [^\n]*\n)exports = [^\n]*\n(notebooks = [^\n]*\n)?(kit = [^\n]*\n)?',
                   r'\1exports = ["tinytorch.core.tensor"]\n', manifest.read_text())
-    assert 'notebooks = ["01_tensor"' not in text
+    assert 'notebooks = ["01_tensor"' not in text and 'kit = ["01_tensor' not in text
     manifest.write_text(text)
     dirty = _cell("t = Tensor([1.0])\nt.data", "c3")
     dirty.update(execution_count=7, metadata={"scrolled": True},
