@@ -11,7 +11,7 @@ __getattr__, __dir__ = lazy_face("tinytorch.nn.functional", {
     "tinytorch.core.losses": "log_softmax cross_entropy nll_loss mse_loss binary_cross_entropy l1_loss huber_loss smooth_l1_loss binary_cross_entropy_with_logits kl_div",
     "tinytorch.core.layers": "linear dropout",
     "tinytorch.core.spatial": "conv2d max_pool2d avg_pool2d adaptive_avg_pool2d",
-    "tinytorch.core.embeddings": "embedding",
+    "tinytorch.core.embeddings": "embedding embedding_bag",
     "tinytorch.core.attention": "scaled_dot_product_attention",
     "tinytorch.core.tensor_ops": "pad one_hot",
 })
