@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import math
 import os
+from bisect import bisect_right
+from collections.abc import Mapping
 from itertools import accumulate
 from pathlib import Path
 
@@ -18,8 +20,8 @@ from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 # %% auto #0
 __all__ = ['DIGITS_SPLIT_SEED', 'DIGITS_N_TEST', 'Dataset', 'TensorDataset', 'Sampler', 'EpochSampler', 'SequentialSampler',
            'RandomSampler', 'WeightedRandomSampler', 'BatchSampler', 'default_collate', 'DataLoader', 'Subset',
-           'fraction_lengths', 'split_lengths', 'random_split', 'datasets_dir', 'stratified_split', 'load_digits',
-           'load_tinyshakespeare']
+           'ConcatDataset', 'fraction_lengths', 'split_lengths', 'random_split', 'datasets_dir', 'stratified_split',
+           'load_digits', 'load_tinyshakespeare']
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #b802336e
 class Dataset:
@@ -29,6 +31,10 @@ class Dataset:
 
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
+
+    def __add__(self, other) -> "ConcatDataset":
+        "ds1 + ds2: their examples one after the other (a ConcatDataset, as PyTorch's)."
+        return ConcatDataset([self, other])
 
 
 def _as_tensor(x) -> Tensor:
@@ -212,21 +218,43 @@ def _collate_field(items: list) -> Tensor:
     ### END SOLUTION
 
 
-def default_collate(samples: list):
-    """A list of examples -> one batch: for examples that are tuples/lists of n fields (checked), a tuple of n
-    Tensors, field k stacked over the examples with _collate_field; for single-field examples, one Tensor."""
+def _check_same_structure(samples: list) -> None:
+    """ValueError unless the examples share the first one's structure: all Mappings with its keys, or all
+    tuples/lists of its length (anything else is checked when stacked)."""
     first = samples[0]
-    if isinstance(first, (tuple, list)):
+    if isinstance(first, Mapping):
+        for s in samples:
+            if not isinstance(s, Mapping) or set(s) != set(first):
+                got = sorted(map(str, s)) if isinstance(s, Mapping) else type(s).__name__
+                raise ValueError(f"DataLoader: every example must have the same keys; the first has "
+                                 f"{sorted(map(str, first))}, another has {got}")
+    elif isinstance(first, (tuple, list)):
         n = len(first)
         for s in samples:
             if not isinstance(s, (tuple, list)) or len(s) != n:
                 raise ValueError(f"DataLoader: every example must have the same number of fields; the first "
                                  f"has {n}, another is {type(s).__name__} of length "
                                  f"{len(s) if isinstance(s, (tuple, list)) else 1}")
-        ### BEGIN SOLUTION
-        return tuple(_collate_field([s[k] for s in samples]) for k in range(n))
-        ### END SOLUTION
+
+
+def default_collate(samples: list):
+    """A list of examples -> one batch, recursively, as torch.utils.data.default_collate. Given: the examples
+    checked to share the first one's structure. Exercise, by the first example's type: a Mapping (dict) -> a
+    dict {key: default_collate of that key's values}; a str or bytes -> the list of the examples; a namedtuple
+    -> the same namedtuple type, a tuple -> a tuple, a list -> a list, whose field k is default_collate of
+    field k over the examples; anything else (Tensor, array, number) -> _collate_field(samples), one Tensor."""
+    _check_same_structure(samples)
+    first = samples[0]
     ### BEGIN SOLUTION
+    if isinstance(first, Mapping):
+        return {key: default_collate([s[key] for s in samples]) for key in first}
+    if isinstance(first, (str, bytes)):
+        return list(samples)
+    if isinstance(first, (tuple, list)):
+        fields = [default_collate([s[k] for s in samples]) for k in range(len(first))]
+        if isinstance(first, tuple) and hasattr(first, "_fields"):
+            return type(first)(*fields)
+        return tuple(fields) if isinstance(first, tuple) else fields
     return _collate_field(samples)
     ### END SOLUTION
 
@@ -327,6 +355,35 @@ class Subset(Dataset):
         ### BEGIN SOLUTION
         picked = self.indices[index]
         return self.dataset[int(picked)] if np.ndim(picked) == 0 else self.dataset[picked]
+        ### END SOLUTION
+
+
+class ConcatDataset(Dataset):
+    "torch.utils.data.ConcatDataset: the examples of several datasets one after another (also `ds1 + ds2`)."
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+        for k, d in enumerate(self.datasets):
+            if not hasattr(d, "__len__") or not hasattr(d, "__getitem__"):
+                raise TypeError(f"ConcatDataset: dataset {k} ({type(d).__name__}) has no __len__ / __getitem__")
+        self.cumulative_sizes = list(accumulate(len(d) for d in self.datasets))
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, index):
+        """index: an int in [-len(self), len(self)) (checked). Exercise: a negative index counts from the end;
+        the example comes from dataset k = bisect_right(self.cumulative_sizes, index) (the first whose cumulative
+        size exceeds index), at position index − cumulative_sizes[k − 1] (index itself for k = 0)."""
+        index = check_int(index, "index", "ConcatDataset", low=-len(self))
+        if index >= len(self):
+            raise IndexError(f"ConcatDataset: index {index} is out of range for {len(self)} examples")
+        ### BEGIN SOLUTION
+        if index < 0:
+            index += len(self)
+        k = bisect_right(self.cumulative_sizes, index)
+        return self.datasets[k][index - (self.cumulative_sizes[k - 1] if k else 0)]
         ### END SOLUTION
 
 
