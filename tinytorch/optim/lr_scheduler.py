@@ -8,4 +8,5 @@ from .. import lazy_face
 
 __getattr__, __dir__ = lazy_face("tinytorch.optim.lr_scheduler", {
     "tinytorch.core.training": "LRScheduler _LRScheduler=LRScheduler StepLR CosineAnnealingLR ExponentialLR MultiStepLR LinearLR LambdaLR",
+    "tinytorch.core.callbacks": "ReduceLROnPlateau",
 })
