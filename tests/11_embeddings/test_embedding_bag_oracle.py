@@ -63,3 +63,16 @@ def test_faces():
     ids, off = np.array([1, 5, 2, 2, 0]), np.array([0, 2])
     np.testing.assert_allclose(bag(ids, off).data, ref(torch.tensor(ids), torch.tensor(off)).detach().numpy(), rtol=1e-6)
     assert TF.embedding_bag is embedding_bag
+
+
+@pytest.mark.parametrize("norm_type", (2.0, 1.0, 3.0))
+def test_max_norm_matches_torch(norm_type):
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((8, 5)) * 2
+    ids = np.array([[1, 3, 3], [7, 1, 0]])
+    wt = torch.tensor(w.copy())
+    theirs = F.embedding(torch.tensor(ids), wt, max_norm=1.5, norm_type=norm_type)
+    ours_w = Tensor(w.copy(), dtype=np.float64)
+    ours = TF.embedding(ids, ours_w, max_norm=1.5, norm_type=norm_type)
+    np.testing.assert_allclose(ours_w.data, wt.numpy(), rtol=1e-12, atol=1e-12)   # the same rows renormalised
+    np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-12, atol=1e-12)

@@ -8,15 +8,15 @@ import math
 import numpy as np
 
 from .autograd import Function
-from .checks import check_choice, check_int
+from .checks import check_choice, check_int, check_real
 from .tensor import Tensor
 from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Module, Parameter
 
 # %% auto #0
-__all__ = ['EmbeddingFunction', 'token_ids', 'Embedding', 'embedding', 'EmbeddingBagFunction', 'embedding_bag', 'EmbeddingBag',
-           'PositionalEncoding', 'sinusoidal_table', 'SinusoidalPositionalEncoding', 'rotary_tables', 'RotaryFunction',
-           'RotaryPositionalEncoding']
+__all__ = ['EmbeddingFunction', 'token_ids', 'renorm_rows', 'Embedding', 'embedding', 'EmbeddingBagFunction', 'embedding_bag',
+           'EmbeddingBag', 'PositionalEncoding', 'sinusoidal_table', 'SinusoidalPositionalEncoding', 'rotary_tables',
+           'RotaryFunction', 'RotaryPositionalEncoding']
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #c81216b0
 class EmbeddingFunction(Function):
@@ -65,11 +65,31 @@ def token_ids(ids, num_embeddings: int, who: str = "Embedding") -> np.ndarray:
     return arr
 
 
+def renorm_rows(weight: np.ndarray, ids: np.ndarray, max_norm: float, norm_type: float = 2.0) -> None:
+    """torch's embedding_renorm_ (max_norm): each distinct row of `weight` (num_rows, d) read by `ids` (an int
+    array, in range) whose norm_type-norm (np.linalg.norm(..., ord=norm_type, axis=1)) is above max_norm is
+    scaled, in place, by max_norm / (norm + 1e-7). Rows not read, or not above, stay as they are. Not recorded
+    for autograd (PyTorch renormalises under no_grad too). Returns None."""
+    ### BEGIN SOLUTION
+    rows = np.unique(ids)
+    norms = np.linalg.norm(weight[rows], ord=norm_type, axis=1)
+    big = norms > max_norm
+    weight[rows[big]] *= (max_norm / (norms[big] + 1e-7))[:, None].astype(weight.dtype)
+    ### END SOLUTION
+
+
+def _check_max_norm(max_norm, norm_type, who: str) -> tuple:
+    "(max_norm or None, norm_type) checked: max_norm a finite number > 0 (or None), norm_type > 0."
+    return (check_real(max_norm, "max_norm", who, 0, low_open=True, allow_none=True),
+            check_real(norm_type, "norm_type", who, 0, low_open=True))
+
+
 class Embedding(Module):
     "A learned table of shape (num_embeddings, embedding_dim); forward(ids) -> weight[ids], shape ids.shape + (embedding_dim,)."
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, rng=None):
-        """Checks given (self.num_embeddings, self.embedding_dim, self.padding_idx: None or an index in range, and
-        `rng`). Exercise: self.weight = a Parameter (num_embeddings, embedding_dim), float32, drawn from N(0, 1)
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, max_norm=None,
+                 norm_type: float = 2.0, rng=None):
+        """Checks given (self.num_embeddings, self.embedding_dim, self.padding_idx: None or an index in range,
+        self.max_norm, self.norm_type, and `rng`). Exercise: self.weight = a Parameter (num_embeddings, embedding_dim), float32, drawn from N(0, 1)
         with rng.standard_normal (as torch.nn.Embedding), its row padding_idx (if any) set to zeros."""
         super().__init__()
         self.num_embeddings = check_int(num_embeddings, "num_embeddings", "Embedding")
@@ -81,6 +101,7 @@ class Embedding(Module):
                                  f"{self.num_embeddings} embeddings")
             padding_idx = int(padding_idx) % self.num_embeddings
         self.padding_idx = padding_idx
+        self.max_norm, self.norm_type = _check_max_norm(max_norm, norm_type, "Embedding")
         rng = default_rng() if rng is None else rng
         ### BEGIN SOLUTION
         self.weight = Parameter(rng.standard_normal((self.num_embeddings, self.embedding_dim), dtype=np.float32))
@@ -89,22 +110,29 @@ class Embedding(Module):
         ### END SOLUTION
 
     def forward(self, ids) -> Tensor:
-        "ids (any shape, ints) -> Tensor ids.shape + (embedding_dim,): token_ids checks them, EmbeddingFunction looks up."
+        """ids (any shape, ints) -> Tensor ids.shape + (embedding_dim,): token_ids checks them; with self.max_norm
+        set, renorm_rows rescales the rows read (in self.weight.data) first; EmbeddingFunction looks up."""
         ### BEGIN SOLUTION
         arr = token_ids(ids, self.num_embeddings)
+        if self.max_norm is not None:
+            renorm_rows(self.weight.data, arr, self.max_norm, self.norm_type)
         return EmbeddingFunction.apply(self.weight, ids=arr, padding_idx=self.padding_idx)
         ### END SOLUTION
 
     def extra_repr(self):
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
-        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+        norm = f", max_norm={self.max_norm}" if self.max_norm is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}{norm}"
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #b1e0d302
-def embedding(input, weight, padding_idx=None) -> Tensor:
-    "torch.nn.functional.embedding: rows of `weight` (num_embeddings, dim) at the ids `input`."
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float = 2.0) -> Tensor:
+    "torch.nn.functional.embedding: rows of `weight` (num_embeddings, dim) at the ids `input` (max_norm: renorm_rows)."
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
     ids = token_ids(input, weight.shape[0], "embedding")
+    max_norm, norm_type = _check_max_norm(max_norm, norm_type, "embedding")
+    if max_norm is not None:
+        renorm_rows(weight.data, ids, max_norm, norm_type)
     return EmbeddingFunction.apply(weight, ids=ids, padding_idx=padding_idx)
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #d3063736
@@ -209,7 +237,7 @@ class EmbeddingBag(Embedding):
     "torch.nn.EmbeddingBag: an Embedding table whose forward(input, offsets, per_sample_weights) reduces each bag."
     def __init__(self, num_embeddings: int, embedding_dim: int, mode: str = "mean", include_last_offset: bool = False,
                  padding_idx: int | None = None, rng=None):
-        super().__init__(num_embeddings, embedding_dim, padding_idx, rng)
+        super().__init__(num_embeddings, embedding_dim, padding_idx, rng=rng)
         self.mode = check_choice(mode, ("sum", "mean", "max"), "mode", "EmbeddingBag")
         self.include_last_offset = bool(include_last_offset)
 
