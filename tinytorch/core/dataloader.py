@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import check_int
-from .tensor import Tensor
+from .checks import check_choice, check_int
+from .tensor import Function, Tensor
 from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 
 # %% auto #0
 __all__ = ['DIGITS_SPLIT_SEED', 'DIGITS_N_TEST', 'Dataset', 'TensorDataset', 'Sampler', 'EpochSampler', 'SequentialSampler',
            'RandomSampler', 'WeightedRandomSampler', 'BatchSampler', 'default_collate', 'DataLoader', 'Subset',
-           'ConcatDataset', 'fraction_lengths', 'split_lengths', 'random_split', 'datasets_dir', 'stratified_split',
-           'load_digits', 'load_tinyshakespeare']
+           'ConcatDataset', 'fraction_lengths', 'split_lengths', 'random_split', 'PadSequenceFunction', 'pad_sequence',
+           'datasets_dir', 'stratified_split', 'load_digits', 'load_tinyshakespeare']
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #b802336e
 class Dataset:
@@ -425,6 +425,51 @@ def random_split(dataset, lengths, generator=None, *, seed=None) -> list:
     order = rng.permutation(len(dataset))
     return [Subset(dataset, order[end - size:end]) for end, size in zip(accumulate(sizes), sizes)]
     ### END SOLUTION
+
+# %% ../../modules/08_dataloader/08_dataloader.ipynb #c797e141
+class PadSequenceFunction(Function):
+    "out[i, :L_i] = seqs[i] (or the last L_i positions with left padding), padding_value elsewhere."
+    @staticmethod
+    def forward(ctx, *seqs, batch_first=False, padding_value=0.0, left=False):
+        """seqs: B >= 1 arrays of shapes (L_i, *S), one trailing shape S (checked). Returns out of shape
+        (B, L_max, *S) if batch_first else (L_max, B, *S), in seqs[0]'s dtype, L_max = max L_i: padding_value
+        everywhere except sequence i at positions [0, L_i) (right padding) or [L_max − L_i, L_max) (left).
+        Saves ctx.lengths (a list of the L_i), ctx.max_len, ctx.batch_first, ctx.left."""
+        ### BEGIN SOLUTION
+        lengths = [len(s) for s in seqs]
+        max_len = max(lengths)
+        out = np.full((len(seqs), max_len) + seqs[0].shape[1:], padding_value, dtype=seqs[0].dtype)
+        for i, s in enumerate(seqs):
+            start = max_len - len(s) if left else 0
+            out[i, start:start + len(s)] = s
+        ctx.lengths, ctx.max_len, ctx.batch_first, ctx.left = lengths, max_len, batch_first, left
+        return out if batch_first else np.swapaxes(out, 0, 1)
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """grad of out's shape -> a tuple with one gradient per sequence, shape (L_i, *S): the slice of grad
+        (made batch-first when it is not) that sequence i was written to."""
+        ### BEGIN SOLUTION
+        g = grad if ctx.batch_first else np.swapaxes(grad, 0, 1)
+        starts = [ctx.max_len - n if ctx.left else 0 for n in ctx.lengths]
+        return tuple(g[i, s:s + n] for i, (s, n) in enumerate(zip(starts, ctx.lengths)))
+        ### END SOLUTION
+
+
+def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.0,
+                 padding_side: str = "right") -> Tensor:
+    "torch.nn.utils.rnn.pad_sequence: a list of (L_i, *S) Tensors/arrays -> one padded Tensor (see PadSequenceFunction)."
+    seqs = [_as_tensor(s) for s in sequences]
+    if not seqs:
+        raise ValueError("pad_sequence: received an empty list of sequences")
+    check_choice(padding_side, ("right", "left"), "padding_side", "pad_sequence")
+    shapes = [s.shape for s in seqs]
+    if any(len(sh) == 0 for sh in shapes) or len({sh[1:] for sh in shapes}) != 1:
+        raise ValueError(f"pad_sequence: sequences must be (length, ...) arrays with one trailing shape, got "
+                         f"shapes {shapes}")
+    return PadSequenceFunction.apply(*seqs, batch_first=bool(batch_first), padding_value=padding_value,
+                                     left=padding_side == "left")
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #17e2ac0a
 DIGITS_SPLIT_SEED = 20_240_808       # fixed forever: changing it would change the test set
