@@ -77,3 +77,24 @@ def test_bad_input_names_the_value(call, words):
     with pytest.raises(ValueError) as e:
         call()
     assert words in str(e.value)
+
+
+def test_gaussian_nll():
+    from tinytorch.core.losses import GaussianNLLFunction, GaussianNLLLoss, gaussian_nll_loss
+    rng = np.random.default_rng(3)
+    x, t, v = rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), rng.uniform(0.5, 2, (4, 3))
+    per = 0.5 * (np.log(v) + (x - t) ** 2 / v)
+    assert np.allclose(GaussianNLLLoss(reduction="none")(Tensor(x), t, v).data, per, rtol=1e-5)
+    assert np.isclose(gaussian_nll_loss(Tensor(x), t, v, full=True).item(), per.mean() + 0.5 * np.log(2 * np.pi), rtol=1e-5)
+    row = rng.uniform(0.5, 2, 4)                                    # one variance per row
+    assert np.allclose(gaussian_nll_loss(Tensor(x), t, row, reduction="none").data,
+                       0.5 * (np.log(row)[:, None] + (x - t) ** 2 / row[:, None]), rtol=1e-5)
+    clamped = gaussian_nll_loss(Tensor([0.0]), Tensor([0.0]), Tensor([0.0]), eps=1e-2).item()
+    assert np.isclose(clamped, 0.5 * np.log(1e-2), rtol=1e-5)
+    for reduction in ("mean", "sum", "none"):
+        assert check_backward(GaussianNLLFunction, x, t, v, reduction=reduction)
+        assert check_backward(GaussianNLLFunction, x, t, row[:, None], reduction=reduction, full=True)
+    with pytest.raises(ValueError, match="negative"):
+        gaussian_nll_loss(Tensor(x), t, -v)
+    with pytest.raises(ValueError, match="incorrect size"):
+        gaussian_nll_loss(Tensor(x), t, np.ones((3, 3)))

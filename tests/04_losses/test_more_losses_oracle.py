@@ -117,3 +117,25 @@ def test_faces_match_torch_classes():
     assert np.isclose(TF.huber_loss(_T(x), _T(t), delta=2.0).item(),
                       F.huber_loss(torch.tensor(x), torch.tensor(t), delta=2.0).item(), rtol=1e-10)
     assert tnn.BCEWithLogitsLoss(pos_weight=np.ones(4)).state_dict().keys() == {"pos_weight"}
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("var_shape", ((5, 3), (5, 1), (5,)))
+@pytest.mark.parametrize("full", (False, True))
+def test_gaussian_nll(reduction, var_shape, full):
+    from tinytorch.core.losses import gaussian_nll_loss
+    rng, x, t, up = _inputs(6)
+    var = rng.uniform(0.2, 2.0, var_shape)
+    var.flat[0] = 1e-9                                            # clamped at eps, gradient passed through
+    u = up if reduction == "none" else np.asarray(up[0, 0])
+    xt, tt, vt = _torch(x, t, var)
+    theirs = F.gaussian_nll_loss(xt, tt, vt, full=full, eps=1e-4, reduction=reduction)
+    xo, to, vo = _T(x), _T(t), _T(var)
+    ours = gaussian_nll_loss(xo, to, vo, full, 1e-4, reduction)
+    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
+    theirs.backward(torch.from_numpy(u.reshape(theirs.shape)))
+    fn = ours.grad_fn                                             # the loss's backward on its recorded context
+    assert type(fn).__name__ == "GaussianNLLFunction"
+    grads = type(fn).backward(fn, u.reshape(ours.shape))
+    for g, th in zip(grads, (xt, tt, vt)):
+        np.testing.assert_allclose(np.reshape(g, th.shape), th.grad.numpy(), rtol=1e-9, atol=1e-12)

@@ -3,6 +3,8 @@
 # %% ../../modules/04_losses/04_losses.ipynb #4ea2ba8a
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .tensor import Function, Tensor
@@ -15,7 +17,8 @@ __all__ = ['LogSoftmaxFunction', 'log_softmax', 'CrossEntropyFunction', 'CrossEn
            'BCEFunction', 'BinaryCrossEntropyLoss', 'NLLFunction', 'nll_loss', 'cross_entropy', 'mse_loss',
            'binary_cross_entropy', 'LogSoftmax', 'NLLLoss', 'L1Function', 'HuberFunction', 'BCEWithLogitsFunction',
            'KLDivFunction', 'l1_loss', 'huber_loss', 'smooth_l1_loss', 'binary_cross_entropy_with_logits', 'kl_div',
-           'L1Loss', 'HuberLoss', 'SmoothL1Loss', 'BCEWithLogitsLoss', 'KLDivLoss']
+           'L1Loss', 'HuberLoss', 'SmoothL1Loss', 'BCEWithLogitsLoss', 'KLDivLoss', 'GaussianNLLFunction',
+           'gaussian_nll_loss', 'GaussianNLLLoss']
 
 # %% ../../modules/04_losses/04_losses.ipynb #c0c2b733
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -638,3 +641,63 @@ class KLDivLoss(Module):
 
     def forward(self, input, target) -> Tensor:
         return kl_div(input, target, self.reduction, self.log_target)
+
+
+class GaussianNLLFunction(Function):
+    @staticmethod
+    def forward(ctx, x, t, var, full=False, eps=1e-6, reduction="mean"):
+        """x: predicted means, a float array; t: targets of x's shape; var: predicted variances, of x's shape
+        or of x's shape with the last dimension 1 (checked, >= 0). With v = max(var, eps) (clamped, as
+        PyTorch) and d = x − t, the loss of each element is ½(log v + d²/v), plus ½·log(2π) when full.
+        Returns _reduce_array(those losses, reduction, d.size) in x's dtype. Saves (d, v), ctx.reduction."""
+        ### BEGIN SOLUTION
+        v = np.maximum(var, eps)
+        d = x - t
+        per = 0.5 * (np.log(v) + d * d / v)
+        if full:
+            per = per + 0.5 * math.log(2 * math.pi)
+        ctx.save_for_backward(d, v)
+        ctx.reduction = reduction
+        return _reduce_array(per.astype(x.dtype, copy=False), reduction, d.size)
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Reads (d, v), ctx.reduction. With s = _grad_scale(grad, ctx.reduction, d.size): returns (g_x, g_t,
+        g_var), g_x = d/v·s, g_t = −g_x, g_var = ½(1/v − d²/v²)·s summed over the last dimension (keepdims) when
+        v's last dimension is 1 and d's is not (the clamp passes the gradient through, as PyTorch's)."""
+        ### BEGIN SOLUTION
+        d, v = ctx.saved_tensors
+        s = _grad_scale(grad, ctx.reduction, d.size)
+        gx = d / v * s
+        gv = 0.5 * (1.0 / v - d * d / (v * v)) * s
+        if v.shape != d.shape:
+            gv = gv.sum(axis=-1, keepdims=True)
+        return gx, -gx, gv
+        ### END SOLUTION
+
+
+def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6, reduction: str = "mean") -> Tensor:
+    "torch.nn.functional.gaussian_nll_loss: the negative log-likelihood of `target` under N(input, var)."
+    who = "gaussian_nll_loss"
+    check_choice(reduction, _REDUCTIONS, "reduction", who)
+    eps = check_real(eps, "eps", who, 0, low_open=True)
+    x, t = _pair(who, input, target)
+    v = var if isinstance(var, Tensor) else Tensor(var, dtype=x.dtype)
+    if v.shape != x.shape and v.shape == x.shape[:-1]:
+        v = v.reshape(v.shape + (1,))                      # one variance per row (homoscedastic)
+    if v.shape != x.shape and not (v.shape[:-1] == x.shape[:-1] and v.shape[-1:] == (1,)):
+        raise ValueError(f"{who}: var is of incorrect size {v.shape} for the input shape {x.shape}")
+    if (v.data < 0).any():
+        raise ValueError(f"{who}: var has negative entry/entries, e.g. {v.data[v.data < 0][0]}")
+    return GaussianNLLFunction.apply(x, t, v, full=bool(full), eps=eps, reduction=reduction)
+
+
+class GaussianNLLLoss(_ElementwiseLoss):
+    "torch.nn.GaussianNLLLoss(full, eps, reduction): forward(input, target, var)."
+    def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean"):
+        super().__init__(reduction)
+        self.full, self.eps = bool(full), check_real(eps, "eps", "GaussianNLLLoss", 0, low_open=True)
+
+    def forward(self, input, target, var) -> Tensor:
+        return gaussian_nll_loss(input, target, var, self.full, self.eps, self.reduction)
