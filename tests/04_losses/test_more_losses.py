@@ -98,3 +98,24 @@ def test_gaussian_nll():
         gaussian_nll_loss(Tensor(x), t, -v)
     with pytest.raises(ValueError, match="incorrect size"):
         gaussian_nll_loss(Tensor(x), t, np.ones((3, 3)))
+
+
+def test_triplet_margin():
+    from tinytorch.core.losses import TripletMarginFunction, TripletMarginLoss, triplet_margin_loss
+    a = np.array([[0.0, 0.0], [0.0, 0.0]])
+    pos = np.array([[1.0, 0.0], [3.0, 0.0]])
+    neg = np.array([[0.0, 2.0], [0.0, 1.0]])
+    per = triplet_margin_loss(Tensor(a), pos, neg, margin=0.5, eps=0.0, reduction="none").data
+    assert np.allclose(per, [0.0, 2.5])                       # max(1 − 2 + .5, 0), max(3 − 1 + .5, 0)
+    line = [Tensor([[0.0, 0.0]]), [[1.0, 0.0]], [[2.0, 0.0]]]     # d(a, p) = 1, d(a, n) = 2, d(p, n) = 1
+    assert np.isclose(triplet_margin_loss(*line, margin=0.5, eps=0.0).item(), 0.0)
+    assert np.isclose(triplet_margin_loss(*line, margin=0.5, eps=0.0, swap=True).item(), 0.5)   # the closer negative
+    assert np.isclose(TripletMarginLoss(margin=1.0, p=1.0)(Tensor([0.0, 0.0]), [1.0, 1.0], [3.0, 0.0]).item(),
+                      max(2.0 - 3.0 + 1.0, 0.0) + 4e-6, atol=1e-5)          # one unbatched triplet, L1 distances
+    rng = np.random.default_rng(5)
+    x, y, z = rng.standard_normal((3, 6, 4))
+    for kw in (dict(margin=2.0), dict(margin=2.0, p=1.0, swap=True, reduction="none"),
+               dict(margin=3.0, p=3.0, swap=True, reduction="sum")):
+        assert check_backward(TripletMarginFunction, x, y, z, **kw)
+    with pytest.raises(ValueError, match="margin"):
+        triplet_margin_loss(Tensor(x), y, z, margin=0.0)

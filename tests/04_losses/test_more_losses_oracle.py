@@ -139,3 +139,22 @@ def test_gaussian_nll(reduction, var_shape, full):
     grads = type(fn).backward(fn, u.reshape(ours.shape))
     for g, th in zip(grads, (xt, tt, vt)):
         np.testing.assert_allclose(np.reshape(g, th.shape), th.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p, swap, margin", [(2.0, False, 1.0), (1.0, True, 2.0), (3.0, True, 0.5), (2.0, True, 3.0)])
+def test_triplet_margin(reduction, p, swap, margin):
+    from tinytorch.core.losses import triplet_margin_loss
+    rng = np.random.default_rng(8)
+    a, pos, neg = rng.standard_normal((3, 7, 5))
+    neg[:2] = a[:2] + 10.0                                          # two easy triplets: loss 0, no gradient
+    up = rng.standard_normal(7) if reduction == "none" else np.asarray(rng.standard_normal())
+    at, pt, nt = _torch(a, pos, neg)
+    theirs = F.triplet_margin_loss(at, pt, nt, margin=margin, p=p, swap=swap, reduction=reduction)
+    ours = triplet_margin_loss(_T(a), _T(pos), _T(neg), margin, p, 1e-6, swap, reduction)
+    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
+    theirs.backward(torch.from_numpy(up))
+    fn = ours.grad_fn
+    for g, th in zip(type(fn).backward(fn, up), (at, pt, nt)):
+        np.testing.assert_allclose(g, th.grad.numpy(), rtol=1e-9, atol=1e-12)
+    assert not fn.active[:2].any() and fn.active[2:].any()

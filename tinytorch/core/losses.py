@@ -18,7 +18,7 @@ __all__ = ['LogSoftmaxFunction', 'log_softmax', 'CrossEntropyFunction', 'CrossEn
            'binary_cross_entropy', 'LogSoftmax', 'NLLLoss', 'L1Function', 'HuberFunction', 'BCEWithLogitsFunction',
            'KLDivFunction', 'l1_loss', 'huber_loss', 'smooth_l1_loss', 'binary_cross_entropy_with_logits', 'kl_div',
            'L1Loss', 'HuberLoss', 'SmoothL1Loss', 'BCEWithLogitsLoss', 'KLDivLoss', 'GaussianNLLFunction',
-           'gaussian_nll_loss', 'GaussianNLLLoss']
+           'gaussian_nll_loss', 'GaussianNLLLoss', 'TripletMarginFunction', 'triplet_margin_loss', 'TripletMarginLoss']
 
 # %% ../../modules/04_losses/04_losses.ipynb #c0c2b733
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -701,3 +701,74 @@ class GaussianNLLLoss(_ElementwiseLoss):
 
     def forward(self, input, target, var) -> Tensor:
         return gaussian_nll_loss(input, target, var, self.full, self.eps, self.reduction)
+
+
+def _p_norm_rows(v: np.ndarray, p: float) -> tuple:
+    "(‖v_i‖_p per row, shape (N,); the gradient of each row's norm, sign(v)·|v|^(p−1) / ‖v‖^(p−1), shape (N, D))."
+    norm = np.sum(np.abs(v) ** p, axis=1) ** (1.0 / p)
+    safe = np.where(norm > 0, norm, 1.0)[:, None]
+    return norm, np.sign(v) * np.abs(v) ** (p - 1) / safe ** (p - 1)
+
+
+class TripletMarginFunction(Function):
+    @staticmethod
+    def forward(ctx, a, pos, neg, margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean"):
+        """a, pos, neg: (N, D) float arrays (anchors, positives, negatives; checked). With the distances
+        d(x, y) = ‖x − y + eps‖_p per row (_p_norm_rows gives them and their gradients), d_neg = d(a, neg), or
+        min(d(a, neg), d(pos, neg)) when swap, the loss of row i is max(d(a, pos) − d_neg + margin, 0).
+        Returns _reduce_array(those losses, reduction, N) in a's dtype. Saves ctx.g_ap (the gradient of
+        d(a, pos) w.r.t. a − pos + eps), ctx.g_neg (that of d_neg w.r.t. its own difference), ctx.swapped
+        ((N,) bools: d_neg was d(pos, neg)), ctx.active ((N,) bools: loss > 0) and ctx.reduction."""
+        ### BEGIN SOLUTION
+        d_ap, ctx.g_ap = _p_norm_rows(a - pos + eps, p)
+        d_an, g_an = _p_norm_rows(a - neg + eps, p)
+        swapped = np.zeros(len(a), dtype=bool)
+        if swap:
+            d_pn, g_pn = _p_norm_rows(pos - neg + eps, p)
+            swapped = d_pn < d_an
+            d_an, g_an = np.where(swapped, d_pn, d_an), np.where(swapped[:, None], g_pn, g_an)
+        per = np.maximum(d_ap - d_an + margin, 0.0)
+        ctx.g_neg, ctx.swapped, ctx.active, ctx.reduction = g_an, swapped, per > 0, reduction
+        return _reduce_array(per.astype(a.dtype, copy=False), reduction, len(a))
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Reads ctx.g_ap, ctx.g_neg, ctx.swapped, ctx.active, ctx.reduction. With s = _grad_scale(grad,
+        ctx.reduction, N) (a number, or one per row) times active (as a column): returns (g_a, g_pos, g_neg),
+        where d(a, pos) contributes +g_ap·s to a and −g_ap·s to pos, and −d_neg contributes −g_neg·s to a (or,
+        for swapped rows, to pos) and +g_neg·s to neg."""
+        ### BEGIN SOLUTION
+        n = len(ctx.active)
+        s = (np.broadcast_to(_grad_scale(grad, ctx.reduction, n), (n,)) * ctx.active)[:, None]
+        g_ap, g_neg, sw = ctx.g_ap * s, ctx.g_neg * s, ctx.swapped[:, None]
+        g_a = g_ap - np.where(sw, 0.0, g_neg)
+        g_pos = -g_ap - np.where(sw, g_neg, 0.0)
+        return g_a, g_pos, g_neg
+        ### END SOLUTION
+
+
+def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6,
+                        swap: bool = False, reduction: str = "mean") -> Tensor:
+    "torch.nn.functional.triplet_margin_loss: anchors closer to their positives than to their negatives by margin."
+    who = "triplet_margin_loss"
+    check_choice(reduction, _REDUCTIONS, "reduction", who)
+    margin, p = check_real(margin, "margin", who, 0, low_open=True), check_real(p, "p", who, 0, low_open=True)
+    a, pos = _pair(who, anchor, positive)
+    neg = _pair(who, anchor, negative)[1]
+    if a.ndim not in (1, 2):
+        raise ValueError(f"{who}: expected (N, D) or (D,) inputs, got shape {a.shape}")
+    rows = [x.reshape((1, -1)) if a.ndim == 1 else x for x in (a, pos, neg)]
+    out = TripletMarginFunction.apply(*rows, margin=margin, p=p, eps=eps, swap=bool(swap), reduction=reduction)
+    return out.reshape(()) if a.ndim == 1 and reduction == "none" else out
+
+
+class TripletMarginLoss(_ElementwiseLoss):
+    "torch.nn.TripletMarginLoss(margin, p, eps, swap, reduction): forward(anchor, positive, negative)."
+    def __init__(self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6, swap: bool = False,
+                 reduction: str = "mean"):
+        super().__init__(reduction)
+        self.margin, self.p, self.eps, self.swap = margin, p, eps, bool(swap)
+
+    def forward(self, anchor, positive, negative) -> Tensor:
+        return triplet_margin_loss(anchor, positive, negative, self.margin, self.p, self.eps, self.swap, self.reduction)
