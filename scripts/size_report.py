@@ -34,6 +34,9 @@ ALLOWED = {
     ("tinytorch/core/attention.py", "scaled_dot_product_attention", "params"):
         "torch.nn.functional.scaled_dot_product_attention's signature (attn_mask, dropout_p, is_causal, "
         "scale, enable_gqa)",
+    ("tinytorch/core/callbacks.py", "ReduceLROnPlateau.__init__", "params"):
+        "torch.optim.lr_scheduler.ReduceLROnPlateau's signature (mode, factor, patience, threshold, "
+        "threshold_mode, cooldown, min_lr, eps), plus the keyword-only monitor of its Trainer callback",
 }
 
 

@@ -3,15 +3,17 @@
 # %% ../../modules/07_training/07_training_callbacks.ipynb #3c8cab98
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 
 from .checks import check_choice, check_int, check_real
-from .training import Callback
+from .optimizers import Optimizer
+from .training import Callback, LRScheduler
 
 # %% auto #0
-__all__ = ['PeriodicEval', 'SkipNonFinite', 'DivergenceStop']
+__all__ = ['PeriodicEval', 'SkipNonFinite', 'DivergenceStop', 'ReduceLROnPlateau']
 
 # %% ../../modules/07_training/07_training_callbacks.ipynb #7dff9bc9
 class PeriodicEval(Callback):
@@ -133,3 +135,69 @@ class DivergenceStop(Callback):
         warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
         trainer.should_stop = True
         ### END SOLUTION
+
+# %% ../../modules/07_training/07_training_callbacks.ipynb #ea7247a7
+class ReduceLROnPlateau(LRScheduler, Callback):
+    "torch.optim.lr_scheduler.ReduceLROnPlateau; as a Trainer callback it steps on logs[monitor] at each epoch's end."
+    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr=0.0, eps: float = 1e-8,
+                 *, monitor: str = "val_loss"):
+        who = "ReduceLROnPlateau"
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{who}: expected an Optimizer, got {type(optimizer).__name__}")
+        self.factor = check_real(factor, "factor", who, 0, 1, high_open=True)
+        mins = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * len(optimizer.param_groups)
+        if len(mins) != len(optimizer.param_groups):
+            raise ValueError(f"{who}: expected {len(optimizer.param_groups)} min_lrs, got {len(mins)}")
+        self.optimizer, self.min_lrs = optimizer, [check_real(m, "min_lr", who, 0) for m in mins]
+        self.mode, self.threshold_mode = check_choice(mode, ("min", "max"), "mode", who), \
+            check_choice(threshold_mode, ("rel", "abs"), "threshold_mode", who)
+        self.patience, self.cooldown = check_int(patience, "patience", who, 0), check_int(cooldown, "cooldown", who, 0)
+        self.threshold, self.eps = check_real(threshold, "threshold", who, 0), check_real(eps, "eps", who, 0)
+        self.monitor = monitor
+        self.best, self.num_bad_epochs, self.cooldown_counter, self.last_epoch = \
+            (math.inf if mode == "min" else -math.inf), 0, 0, 0
+        self._last_lr = [float(g["lr"]) for g in optimizer.param_groups]
+
+    def is_better(self, a: float, best: float) -> bool:
+        """True when `a` beats `best` by the threshold: mode "min": a < best·(1 − threshold) ("rel") or
+        a < best − threshold ("abs"); mode "max": a > best·(1 + threshold) ("rel") or a > best + threshold ("abs")."""
+        ### BEGIN SOLUTION
+        if self.mode == "min":
+            return a < (best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
+        return a > (best * (1.0 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold)
+        ### END SOLUTION
+
+    def step(self, metrics=None) -> None:
+        """One epoch's value `metrics` (a number; None raises TypeError "... needs the monitored value ...").
+        Exercise, PyTorch's rule: last_epoch += 1; if is_better(value, best): best = value, num_bad_epochs = 0, else
+        num_bad_epochs += 1; if cooldown_counter > 0: cooldown_counter −= 1 and num_bad_epochs = 0; if
+        num_bad_epochs > patience: each group's lr becomes max(lr·factor, its min_lr) (only when that lowers it
+        by more than eps), cooldown_counter = cooldown, num_bad_epochs = 0. Then self._last_lr = the groups' lrs."""
+        if metrics is None:
+            raise TypeError("ReduceLROnPlateau.step needs the monitored value (e.g. the validation loss); give the "
+                            "scheduler to the Trainer's callbacks=[...], not scheduler=")
+        value = float(metrics.item() if hasattr(metrics, "item") else metrics)
+        ### BEGIN SOLUTION
+        self.last_epoch += 1
+        if self.is_better(value, self.best):
+            self.best, self.num_bad_epochs = value, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            for group, low in zip(self.optimizer.param_groups, self.min_lrs):
+                new = max(float(group["lr"]) * self.factor, low)
+                if float(group["lr"]) - new > self.eps:
+                    group["lr"] = new
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+        ### END SOLUTION
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict) -> None:
+        if self.monitor not in logs:
+            raise ValueError(f"ReduceLROnPlateau monitors {self.monitor!r}, which is not in the history "
+                             f"(keys: {sorted(logs)})")
+        self.step(logs[self.monitor])

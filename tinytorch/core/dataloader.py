@@ -6,20 +6,22 @@ from __future__ import annotations
 import gzip
 import math
 import os
+from bisect import bisect_right
+from collections.abc import Mapping
 from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
 
-from .checks import check_int
-from .tensor import Tensor
+from .checks import check_choice, check_int
+from .tensor import Function, Tensor
 from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 
 # %% auto #0
 __all__ = ['DIGITS_SPLIT_SEED', 'DIGITS_N_TEST', 'Dataset', 'TensorDataset', 'Sampler', 'EpochSampler', 'SequentialSampler',
            'RandomSampler', 'WeightedRandomSampler', 'BatchSampler', 'default_collate', 'DataLoader', 'Subset',
-           'fraction_lengths', 'split_lengths', 'random_split', 'datasets_dir', 'stratified_split', 'load_digits',
-           'load_tinyshakespeare']
+           'ConcatDataset', 'fraction_lengths', 'split_lengths', 'random_split', 'PadSequenceFunction', 'pad_sequence',
+           'datasets_dir', 'stratified_split', 'load_digits', 'load_tinyshakespeare']
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #b802336e
 class Dataset:
@@ -29,6 +31,10 @@ class Dataset:
 
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
+
+    def __add__(self, other) -> "ConcatDataset":
+        "ds1 + ds2: their examples one after the other (a ConcatDataset, as PyTorch's)."
+        return ConcatDataset([self, other])
 
 
 def _as_tensor(x) -> Tensor:
@@ -212,21 +218,43 @@ def _collate_field(items: list) -> Tensor:
     ### END SOLUTION
 
 
-def default_collate(samples: list):
-    """A list of examples -> one batch: for examples that are tuples/lists of n fields (checked), a tuple of n
-    Tensors, field k stacked over the examples with _collate_field; for single-field examples, one Tensor."""
+def _check_same_structure(samples: list) -> None:
+    """ValueError unless the examples share the first one's structure: all Mappings with its keys, or all
+    tuples/lists of its length (anything else is checked when stacked)."""
     first = samples[0]
-    if isinstance(first, (tuple, list)):
+    if isinstance(first, Mapping):
+        for s in samples:
+            if not isinstance(s, Mapping) or set(s) != set(first):
+                got = sorted(map(str, s)) if isinstance(s, Mapping) else type(s).__name__
+                raise ValueError(f"DataLoader: every example must have the same keys; the first has "
+                                 f"{sorted(map(str, first))}, another has {got}")
+    elif isinstance(first, (tuple, list)):
         n = len(first)
         for s in samples:
             if not isinstance(s, (tuple, list)) or len(s) != n:
                 raise ValueError(f"DataLoader: every example must have the same number of fields; the first "
                                  f"has {n}, another is {type(s).__name__} of length "
                                  f"{len(s) if isinstance(s, (tuple, list)) else 1}")
-        ### BEGIN SOLUTION
-        return tuple(_collate_field([s[k] for s in samples]) for k in range(n))
-        ### END SOLUTION
+
+
+def default_collate(samples: list):
+    """A list of examples -> one batch, recursively, as torch.utils.data.default_collate. Given: the examples
+    checked to share the first one's structure. Exercise, by the first example's type: a Mapping (dict) -> a
+    dict {key: default_collate of that key's values}; a str or bytes -> the list of the examples; a namedtuple
+    -> the same namedtuple type, a tuple -> a tuple, a list -> a list, whose field k is default_collate of
+    field k over the examples; anything else (Tensor, array, number) -> _collate_field(samples), one Tensor."""
+    _check_same_structure(samples)
+    first = samples[0]
     ### BEGIN SOLUTION
+    if isinstance(first, Mapping):
+        return {key: default_collate([s[key] for s in samples]) for key in first}
+    if isinstance(first, (str, bytes)):
+        return list(samples)
+    if isinstance(first, (tuple, list)):
+        fields = [default_collate([s[k] for s in samples]) for k in range(len(first))]
+        if isinstance(first, tuple) and hasattr(first, "_fields"):
+            return type(first)(*fields)
+        return tuple(fields) if isinstance(first, tuple) else fields
     return _collate_field(samples)
     ### END SOLUTION
 
@@ -330,6 +358,35 @@ class Subset(Dataset):
         ### END SOLUTION
 
 
+class ConcatDataset(Dataset):
+    "torch.utils.data.ConcatDataset: the examples of several datasets one after another (also `ds1 + ds2`)."
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+        for k, d in enumerate(self.datasets):
+            if not hasattr(d, "__len__") or not hasattr(d, "__getitem__"):
+                raise TypeError(f"ConcatDataset: dataset {k} ({type(d).__name__}) has no __len__ / __getitem__")
+        self.cumulative_sizes = list(accumulate(len(d) for d in self.datasets))
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, index):
+        """index: an int in [-len(self), len(self)) (checked). Exercise: a negative index counts from the end;
+        the example comes from dataset k = bisect_right(self.cumulative_sizes, index) (the first whose cumulative
+        size exceeds index), at position index − cumulative_sizes[k − 1] (index itself for k = 0)."""
+        index = check_int(index, "index", "ConcatDataset", low=-len(self))
+        if index >= len(self):
+            raise IndexError(f"ConcatDataset: index {index} is out of range for {len(self)} examples")
+        ### BEGIN SOLUTION
+        if index < 0:
+            index += len(self)
+        k = bisect_right(self.cumulative_sizes, index)
+        return self.datasets[k][index - (self.cumulative_sizes[k - 1] if k else 0)]
+        ### END SOLUTION
+
+
 def fraction_lengths(n: int, fractions) -> list:
     """Part sizes (a list of ints summing to n) for `fractions` that sum to 1 (checked by the caller): [floor(n * f)
     for each f], then the n - sum left over added one each to parts 0, 1, 2, ... in turn (PyTorch's rule)."""
@@ -368,6 +425,51 @@ def random_split(dataset, lengths, generator=None, *, seed=None) -> list:
     order = rng.permutation(len(dataset))
     return [Subset(dataset, order[end - size:end]) for end, size in zip(accumulate(sizes), sizes)]
     ### END SOLUTION
+
+# %% ../../modules/08_dataloader/08_dataloader.ipynb #c797e141
+class PadSequenceFunction(Function):
+    "out[i, :L_i] = seqs[i] (or the last L_i positions with left padding), padding_value elsewhere."
+    @staticmethod
+    def forward(ctx, *seqs, batch_first=False, padding_value=0.0, left=False):
+        """seqs: B >= 1 arrays of shapes (L_i, *S), one trailing shape S (checked). Returns out of shape
+        (B, L_max, *S) if batch_first else (L_max, B, *S), in seqs[0]'s dtype, L_max = max L_i: padding_value
+        everywhere except sequence i at positions [0, L_i) (right padding) or [L_max − L_i, L_max) (left).
+        Saves ctx.lengths (a list of the L_i), ctx.max_len, ctx.batch_first, ctx.left."""
+        ### BEGIN SOLUTION
+        lengths = [len(s) for s in seqs]
+        max_len = max(lengths)
+        out = np.full((len(seqs), max_len) + seqs[0].shape[1:], padding_value, dtype=seqs[0].dtype)
+        for i, s in enumerate(seqs):
+            start = max_len - len(s) if left else 0
+            out[i, start:start + len(s)] = s
+        ctx.lengths, ctx.max_len, ctx.batch_first, ctx.left = lengths, max_len, batch_first, left
+        return out if batch_first else np.swapaxes(out, 0, 1)
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """grad of out's shape -> a tuple with one gradient per sequence, shape (L_i, *S): the slice of grad
+        (made batch-first when it is not) that sequence i was written to."""
+        ### BEGIN SOLUTION
+        g = grad if ctx.batch_first else np.swapaxes(grad, 0, 1)
+        starts = [ctx.max_len - n if ctx.left else 0 for n in ctx.lengths]
+        return tuple(g[i, s:s + n] for i, (s, n) in enumerate(zip(starts, ctx.lengths)))
+        ### END SOLUTION
+
+
+def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.0,
+                 padding_side: str = "right") -> Tensor:
+    "torch.nn.utils.rnn.pad_sequence: a list of (L_i, *S) Tensors/arrays -> one padded Tensor (see PadSequenceFunction)."
+    seqs = [_as_tensor(s) for s in sequences]
+    if not seqs:
+        raise ValueError("pad_sequence: received an empty list of sequences")
+    check_choice(padding_side, ("right", "left"), "padding_side", "pad_sequence")
+    shapes = [s.shape for s in seqs]
+    if any(len(sh) == 0 for sh in shapes) or len({sh[1:] for sh in shapes}) != 1:
+        raise ValueError(f"pad_sequence: sequences must be (length, ...) arrays with one trailing shape, got "
+                         f"shapes {shapes}")
+    return PadSequenceFunction.apply(*seqs, batch_first=bool(batch_first), padding_value=padding_value,
+                                     left=padding_side == "left")
 
 # %% ../../modules/08_dataloader/08_dataloader.ipynb #17e2ac0a
 DIGITS_SPLIT_SEED = 20_240_808       # fixed forever: changing it would change the test set

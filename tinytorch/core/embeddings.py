@@ -8,14 +8,15 @@ import math
 import numpy as np
 
 from .autograd import Function
-from .checks import check_int
+from .checks import check_choice, check_int, check_real
 from .tensor import Tensor
 from .tensor_kit import default_rng      # seeded by manual_seed, as torch's
 from .layers import Module, Parameter
 
 # %% auto #0
-__all__ = ['EmbeddingFunction', 'token_ids', 'Embedding', 'embedding', 'PositionalEncoding', 'sinusoidal_table',
-           'SinusoidalPositionalEncoding', 'rotary_tables', 'RotaryFunction', 'RotaryPositionalEncoding']
+__all__ = ['EmbeddingFunction', 'token_ids', 'renorm_rows', 'Embedding', 'embedding', 'EmbeddingBagFunction', 'embedding_bag',
+           'EmbeddingBag', 'PositionalEncoding', 'sinusoidal_table', 'SinusoidalPositionalEncoding', 'rotary_tables',
+           'RotaryFunction', 'RotaryPositionalEncoding']
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #c81216b0
 class EmbeddingFunction(Function):
@@ -64,11 +65,31 @@ def token_ids(ids, num_embeddings: int, who: str = "Embedding") -> np.ndarray:
     return arr
 
 
+def renorm_rows(weight: np.ndarray, ids: np.ndarray, max_norm: float, norm_type: float = 2.0) -> None:
+    """torch's embedding_renorm_ (max_norm): each distinct row of `weight` (num_rows, d) read by `ids` (an int
+    array, in range) whose norm_type-norm (np.linalg.norm(..., ord=norm_type, axis=1)) is above max_norm is
+    scaled, in place, by max_norm / (norm + 1e-7). Rows not read, or not above, stay as they are. Not recorded
+    for autograd (PyTorch renormalises under no_grad too). Returns None."""
+    ### BEGIN SOLUTION
+    rows = np.unique(ids)
+    norms = np.linalg.norm(weight[rows], ord=norm_type, axis=1)
+    big = norms > max_norm
+    weight[rows[big]] *= (max_norm / (norms[big] + 1e-7))[:, None].astype(weight.dtype)
+    ### END SOLUTION
+
+
+def _check_max_norm(max_norm, norm_type, who: str) -> tuple:
+    "(max_norm or None, norm_type) checked: max_norm a finite number > 0 (or None), norm_type > 0."
+    return (check_real(max_norm, "max_norm", who, 0, low_open=True, allow_none=True),
+            check_real(norm_type, "norm_type", who, 0, low_open=True))
+
+
 class Embedding(Module):
     "A learned table of shape (num_embeddings, embedding_dim); forward(ids) -> weight[ids], shape ids.shape + (embedding_dim,)."
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, rng=None):
-        """Checks given (self.num_embeddings, self.embedding_dim, self.padding_idx: None or an index in range, and
-        `rng`). Exercise: self.weight = a Parameter (num_embeddings, embedding_dim), float32, drawn from N(0, 1)
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, max_norm=None,
+                 norm_type: float = 2.0, rng=None):
+        """Checks given (self.num_embeddings, self.embedding_dim, self.padding_idx: None or an index in range,
+        self.max_norm, self.norm_type, and `rng`). Exercise: self.weight = a Parameter (num_embeddings, embedding_dim), float32, drawn from N(0, 1)
         with rng.standard_normal (as torch.nn.Embedding), its row padding_idx (if any) set to zeros."""
         super().__init__()
         self.num_embeddings = check_int(num_embeddings, "num_embeddings", "Embedding")
@@ -80,6 +101,7 @@ class Embedding(Module):
                                  f"{self.num_embeddings} embeddings")
             padding_idx = int(padding_idx) % self.num_embeddings
         self.padding_idx = padding_idx
+        self.max_norm, self.norm_type = _check_max_norm(max_norm, norm_type, "Embedding")
         rng = default_rng() if rng is None else rng
         ### BEGIN SOLUTION
         self.weight = Parameter(rng.standard_normal((self.num_embeddings, self.embedding_dim), dtype=np.float32))
@@ -88,23 +110,143 @@ class Embedding(Module):
         ### END SOLUTION
 
     def forward(self, ids) -> Tensor:
-        "ids (any shape, ints) -> Tensor ids.shape + (embedding_dim,): token_ids checks them, EmbeddingFunction looks up."
+        """ids (any shape, ints) -> Tensor ids.shape + (embedding_dim,): token_ids checks them; with self.max_norm
+        set, renorm_rows rescales the rows read (in self.weight.data) first; EmbeddingFunction looks up."""
         ### BEGIN SOLUTION
         arr = token_ids(ids, self.num_embeddings)
+        if self.max_norm is not None:
+            renorm_rows(self.weight.data, arr, self.max_norm, self.norm_type)
         return EmbeddingFunction.apply(self.weight, ids=arr, padding_idx=self.padding_idx)
         ### END SOLUTION
 
     def extra_repr(self):
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
-        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+        norm = f", max_norm={self.max_norm}" if self.max_norm is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}{norm}"
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #b1e0d302
-def embedding(input, weight, padding_idx=None) -> Tensor:
-    "torch.nn.functional.embedding: rows of `weight` (num_embeddings, dim) at the ids `input`."
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float = 2.0) -> Tensor:
+    "torch.nn.functional.embedding: rows of `weight` (num_embeddings, dim) at the ids `input` (max_norm: renorm_rows)."
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
     ids = token_ids(input, weight.shape[0], "embedding")
+    max_norm, norm_type = _check_max_norm(max_norm, norm_type, "embedding")
+    if max_norm is not None:
+        renorm_rows(weight.data, ids, max_norm, norm_type)
     return EmbeddingFunction.apply(weight, ids=ids, padding_idx=padding_idx)
+
+# %% ../../modules/11_embeddings/11_embeddings.ipynb #d3063736
+class EmbeddingBagFunction(Function):
+    "out[b] = reduce over i with bags[i] = b of weight[ids[i]] (· per_sample_weights[i]); 'sum', 'mean' or 'max'."
+    @staticmethod
+    def forward(ctx, weight, *psw, ids, bags, num_bags, mode="mean"):
+        """weight (num_rows, d) float array; psw: nothing, or one (n,) array of per-sample weights (mode "sum"
+        only, checked); ids, bags: (n,) int arrays, ids[i] in range and bags[i] in 0..num_bags-1
+        (nondecreasing); mode "sum", "mean" or "max". Returns out (num_bags, d) in weight's dtype: the sum of
+        the rows weight[ids[i]] (times psw[i]) of each bag, that sum / the bag's count for "mean", the
+        elementwise max for "max"; zeros for an empty bag. Saves ctx.ids, ctx.bags, ctx.mode,
+        ctx.count = np.bincount(bags, minlength=num_bags), (weight, *psw) with save_for_backward, and for
+        "max" ctx.arg (num_bags, d) ints: the first i of the bag holding each maximum (n for an empty bag)."""
+        ### BEGIN SOLUTION
+        n, d = len(ids), weight.shape[1]
+        rows = weight[ids] * psw[0][:, None] if psw else weight[ids]
+        count = np.bincount(bags, minlength=num_bags)
+        if mode == "max":
+            out = np.full((num_bags, d), -np.inf, dtype=weight.dtype)
+            np.maximum.at(out, bags, rows)
+            out[count == 0] = 0
+            arg = np.full((num_bags, d), n)
+            np.minimum.at(arg, bags, np.where(rows == out[bags], np.arange(n)[:, None], n))
+            ctx.arg = arg
+        else:
+            out = np.zeros((num_bags, d), dtype=weight.dtype)
+            np.add.at(out, bags, rows)
+            if mode == "mean":
+                out /= np.maximum(count, 1)[:, None]
+        ctx.ids, ctx.bags, ctx.mode, ctx.count = ids, bags, mode, count
+        ctx.save_for_backward(weight, *psw)
+        return out
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """grad (num_bags, d) -> g_weight (num_rows, d) in grad's dtype, and with psw also g_psw (n,):
+        "max": grad[b, k] added to g_weight[ids[ctx.arg[b, k]], k] for every non-empty bag b;
+        "sum"/"mean": with gb = grad (divided by each bag's max(count, 1) for "mean"), gb[bags[i]] (· psw[i])
+        added to g_weight[ids[i]] (np.add.at: an id read twice gets both), and g_psw[i] = gb[bags[i]] ·
+        weight[ids[i]]. Returns g_weight, or (g_weight, g_psw)."""
+        ### BEGIN SOLUTION
+        weight, *psw = ctx.saved_tensors
+        g = np.zeros(weight.shape, dtype=grad.dtype)
+        if ctx.mode == "max":
+            b, k = np.nonzero(ctx.arg < len(ctx.ids))
+            np.add.at(g, (ctx.ids[ctx.arg[b, k]], k), grad[b, k])
+            return g
+        gb = grad / np.maximum(ctx.count, 1)[:, None] if ctx.mode == "mean" else grad
+        per_row = gb[ctx.bags]
+        np.add.at(g, ctx.ids, per_row * psw[0][:, None] if psw else per_row)
+        if not psw:
+            return g
+        return g, (per_row * weight[ctx.ids]).sum(axis=1).astype(grad.dtype, copy=False)
+        ### END SOLUTION
+
+# %% ../../modules/11_embeddings/11_embeddings.ipynb #6d76c051
+def _bag_ids(input, offsets, include_last_offset: bool, num_embeddings: int, who: str) -> tuple:
+    """(ids, bags, num_bags): the ids read (flat, checked by token_ids), the bag of each, the number of bags.
+    A (B, N) input is B bags of N ids (offsets must be None); a 1-D input needs offsets (B,) [or (B+1,) with
+    include_last_offset], starting at 0, nondecreasing, at most len(input)."""
+    arr = token_ids(input, num_embeddings, who)
+    if arr.ndim == 2:
+        if offsets is not None:
+            raise ValueError(f"{who}: offsets must be None for a 2-D input (one bag per row), got {offsets!r}")
+        return arr.reshape(-1), np.repeat(np.arange(arr.shape[0]), arr.shape[1]), arr.shape[0]
+    if arr.ndim != 1 or offsets is None:
+        raise ValueError(f"{who}: input must be 2-D (bags, ids), or 1-D with offsets; got shape {arr.shape} "
+                         f"and offsets {offsets!r}")
+    off = np.asarray(offsets.data if isinstance(offsets, Tensor) else offsets)
+    if off.ndim != 1 or off.dtype.kind not in "iu" or len(off) < 1 + include_last_offset or off[0] != 0 \
+            or (np.diff(off) < 0).any() or off[-1] > len(arr):
+        raise ValueError(f"{who}: offsets must be a 1-D integer array starting at 0, nondecreasing, at most "
+                         f"len(input) = {len(arr)}; got {off.tolist()}")
+    ends = off[1:] if include_last_offset else np.append(off[1:], len(arr))
+    starts = off[:len(ends)]
+    return arr[:ends[-1]] if len(ends) else arr[:0], np.repeat(np.arange(len(ends)), ends - starts), len(ends)
+
+
+def embedding_bag(input, weight, offsets=None, mode: str = "mean", per_sample_weights=None,
+                  include_last_offset: bool = False, padding_idx=None) -> Tensor:
+    "torch.nn.functional.embedding_bag (keywords as torch's): one reduced vector per bag, (num_bags, dim)."
+    who = "embedding_bag"
+    check_choice(mode, ("sum", "mean", "max"), "mode", who)
+    if weight.ndim != 2:
+        raise ValueError(f"{who}: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
+    ids, bags, num_bags = _bag_ids(input, offsets, bool(include_last_offset), weight.shape[0], who)
+    keep = np.ones(len(ids), bool) if padding_idx is None else ids != padding_idx % weight.shape[0]
+    psw = ()
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise ValueError(f"{who}: per_sample_weights is only supported for mode='sum', got mode={mode!r}")
+        w = per_sample_weights if isinstance(per_sample_weights, Tensor) else Tensor(per_sample_weights)
+        if w.shape != np.shape(input.data if isinstance(input, Tensor) else input):
+            raise ValueError(f"{who}: per_sample_weights of shape {w.shape} must have the input's shape")
+        psw = (w.reshape(-1)[np.nonzero(keep)[0]],)
+    return EmbeddingBagFunction.apply(weight, *psw, ids=ids[keep], bags=bags[keep], num_bags=num_bags, mode=mode)
+
+
+class EmbeddingBag(Embedding):
+    "torch.nn.EmbeddingBag: an Embedding table whose forward(input, offsets, per_sample_weights) reduces each bag."
+    def __init__(self, num_embeddings: int, embedding_dim: int, mode: str = "mean", include_last_offset: bool = False,
+                 padding_idx: int | None = None, rng=None):
+        super().__init__(num_embeddings, embedding_dim, padding_idx, rng=rng)
+        self.mode = check_choice(mode, ("sum", "mean", "max"), "mode", "EmbeddingBag")
+        self.include_last_offset = bool(include_last_offset)
+
+    def forward(self, input, offsets=None, per_sample_weights=None) -> Tensor:
+        return embedding_bag(input, self.weight, offsets, self.mode, per_sample_weights, self.include_last_offset,
+                             self.padding_idx)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, mode={self.mode!r}"
 
 # %% ../../modules/11_embeddings/11_embeddings.ipynb #8d03d303
 def _check_positions(x, max_seq_len: int, embed_dim: int, start_pos, who: str, any_batch: bool = False):

@@ -3,17 +3,22 @@
 # %% ../../modules/04_losses/04_losses.ipynb #4ea2ba8a
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .tensor import Function, Tensor
 from .tensor_kit import require_float
 from .activations import Module
-from .checks import check_choice, check_fraction
+from .checks import check_choice, check_fraction, check_real
 
 # %% auto #0
 __all__ = ['LogSoftmaxFunction', 'log_softmax', 'CrossEntropyFunction', 'CrossEntropyLoss', 'MSEFunction', 'MSELoss',
            'BCEFunction', 'BinaryCrossEntropyLoss', 'NLLFunction', 'nll_loss', 'cross_entropy', 'mse_loss',
-           'binary_cross_entropy', 'LogSoftmax', 'NLLLoss']
+           'binary_cross_entropy', 'LogSoftmax', 'NLLLoss', 'L1Function', 'HuberFunction', 'BCEWithLogitsFunction',
+           'KLDivFunction', 'l1_loss', 'huber_loss', 'smooth_l1_loss', 'binary_cross_entropy_with_logits', 'kl_div',
+           'L1Loss', 'HuberLoss', 'SmoothL1Loss', 'BCEWithLogitsLoss', 'KLDivLoss', 'GaussianNLLFunction',
+           'gaussian_nll_loss', 'GaussianNLLLoss', 'TripletMarginFunction', 'triplet_margin_loss', 'TripletMarginLoss']
 
 # %% ../../modules/04_losses/04_losses.ipynb #c0c2b733
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -398,3 +403,372 @@ class NLLLoss(_WeightedLoss):
 
     def forward(self, input, target) -> Tensor:
         return nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
+
+# %% ../../modules/04_losses/04_losses.ipynb #974ed291
+def _pair(who: str, input, target) -> tuple:
+    "input, target as float Tensors of one shape (target cast to input's dtype); ValueError naming both shapes."
+    x = input if isinstance(input, Tensor) else Tensor(input)
+    t = target if isinstance(target, Tensor) else Tensor(target, dtype=x.dtype)
+    require_float(x, who)
+    if x.shape != t.shape:
+        raise ValueError(f"{who}: input shape {x.shape} and target shape {t.shape} differ")
+    return x, t
+
+
+class L1Function(Function):
+    @staticmethod
+    def forward(ctx, pred, target, reduction="mean"):
+        """pred, target: float arrays of one shape; reduction: "mean", "sum" or "none". Returns
+        _reduce_array(|pred − target|, reduction, n), n = the number of elements. Saves (sign,) with
+        sign = np.sign(pred − target), and ctx.reduction."""
+        ### BEGIN SOLUTION
+        diff = pred - target
+        ctx.save_for_backward(np.sign(diff))
+        ctx.reduction = reduction
+        return _reduce_array(np.abs(diff), reduction, diff.size)
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Reads (sign,), ctx.reduction. Returns (g, −g), g = sign·_grad_scale(grad, ctx.reduction, sign.size)
+        (0 where pred = target, as PyTorch)."""
+        ### BEGIN SOLUTION
+        (sign,) = ctx.saved_tensors
+        g = sign * _grad_scale(grad, ctx.reduction, sign.size)
+        return g, -g
+        ### END SOLUTION
+
+
+class HuberFunction(Function):
+    @staticmethod
+    def forward(ctx, pred, target, delta=1.0, reduction="mean"):
+        """pred, target: float arrays of one shape; delta: δ > 0 (already checked); reduction: "mean", "sum"
+        or "none". With d = pred − target, the loss of each element is ½d² where |d| ≤ δ and δ(|d| − ½δ)
+        elsewhere. Returns _reduce_array(those losses, reduction, d.size). Saves (d,), ctx.delta, ctx.reduction."""
+        ### BEGIN SOLUTION
+        d = pred - target
+        a = np.abs(d)
+        per = np.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+        ctx.save_for_backward(d)
+        ctx.delta, ctx.reduction = delta, reduction
+        return _reduce_array(per.astype(d.dtype, copy=False), reduction, d.size)
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Reads (d,), ctx.delta, ctx.reduction. Returns (g, −g), g = clip(d, −δ, δ)·_grad_scale(grad,
+        ctx.reduction, d.size)."""
+        ### BEGIN SOLUTION
+        (d,) = ctx.saved_tensors
+        g = np.clip(d, -ctx.delta, ctx.delta) * _grad_scale(grad, ctx.reduction, d.size)
+        return g, -g
+        ### END SOLUTION
+
+
+class BCEWithLogitsFunction(Function):
+    @staticmethod
+    def forward(ctx, x, t, reduction="mean", weight=None, pos_weight=None):
+        """x: logits, a float array; t: targets in [0, 1] of x's shape; weight, pos_weight: None or arrays
+        broadcastable to x (pos_weight along the last dimension, one per class), turned below into w, pw of
+        x's shape and dtype (ones when None). With l = 1 + (pw − 1)·t and sp = softplus(−x) =
+        np.logaddexp(0, −x), the loss of each element is w·((1 − t)·x + l·sp). Returns _reduce_array(those
+        losses, reduction, x.size) in x's dtype, never forming sigmoid(x) (finite at x = ±1e4).
+        Saves (x, t, sp, pw, w) and ctx.reduction."""
+        t = t.astype(x.dtype, copy=False)
+        w, pw = (np.ones_like(x) if a is None else np.broadcast_to(a, x.shape).astype(x.dtype) for a in (weight, pos_weight))
+        ### BEGIN SOLUTION
+        sp = np.logaddexp(0.0, -x)
+        per = w * ((1.0 - t) * x + (1.0 + (pw - 1.0) * t) * sp)
+        ctx.save_for_backward(x, t, sp, pw, w)
+        ctx.reduction = reduction
+        return _reduce_array(per.astype(x.dtype, copy=False), reduction, x.size)
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Reads (x, t, sp, pw, w), ctx.reduction. With s = _grad_scale(grad, ctx.reduction, x.size),
+        l = 1 + (pw − 1)·t and σ(−x) = 1 − exp(−sp) (= −np.expm1(−sp)): returns (g_x, g_t) in x's dtype,
+        g_x = w·((1 − t) − l·σ(−x))·s and g_t = w·(−x + (pw − 1)·sp)·s."""
+        ### BEGIN SOLUTION
+        x, t, sp, pw, w = ctx.saved_tensors
+        s = _grad_scale(grad, ctx.reduction, x.size)
+        gx = w * ((1.0 - t) + (1.0 + (pw - 1.0) * t) * np.expm1(-sp)) * s
+        gt = w * (-x + (pw - 1.0) * sp) * s
+        return gx.astype(x.dtype, copy=False), gt.astype(x.dtype, copy=False)
+        ### END SOLUTION
+
+
+class KLDivFunction(Function):
+    @staticmethod
+    def forward(ctx, x, t, reduction="mean", log_target=False):
+        """x: log-probabilities, a float array; t: the target of x's shape, probabilities (log-probabilities
+        when log_target); reduction: "mean", "sum", "none" or "batchmean". The loss of each element is
+        t·(log t − x), 0 where t = 0 (exp(t)·(t − x) when log_target). Returns _reduce_array(those losses,
+        r, count) in x's dtype, where "batchmean" is r = "mean" with count = x.shape[0] (1 for a 0-d x) and
+        the others count = x.size. Saves (x, t), ctx.log_target, ctx.reduction (the r used), ctx.count."""
+        t = t.astype(x.dtype, copy=False)
+        ### BEGIN SOLUTION
+        if log_target:
+            per = np.exp(t) * (t - x)
+        else:
+            per = np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)), 0.0) - t * x
+        batch = reduction == "batchmean"
+        ctx.count = (x.shape[0] if x.ndim else 1) if batch else x.size
+        ctx.reduction, ctx.log_target = ("mean" if batch else reduction), log_target
+        ctx.save_for_backward(x, t)
+        return _reduce_array(per.astype(x.dtype, copy=False), ctx.reduction, ctx.count)
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Reads (x, t), ctx.log_target, ctx.reduction, ctx.count. With s = _grad_scale(grad, ctx.reduction,
+        ctx.count), returns (g_x, g_t) in x's dtype: g_x = −t·s, g_t = (log t + 1 − x)·s (t > 0); with
+        log_target g_x = −exp(t)·s, g_t = exp(t)·(t − x + 1)·s."""
+        ### BEGIN SOLUTION
+        x, t = ctx.saved_tensors
+        s = _grad_scale(grad, ctx.reduction, ctx.count)
+        if ctx.log_target:
+            e = np.exp(t)
+            gx, gt = -e * s, e * (t - x + 1.0) * s
+        else:
+            with np.errstate(divide="ignore"):
+                gx, gt = -t * s, (np.log(t) + 1.0 - x) * s
+        return gx.astype(x.dtype, copy=False), gt.astype(x.dtype, copy=False)
+        ### END SOLUTION
+
+# %% ../../modules/04_losses/04_losses.ipynb #debbe38a
+def l1_loss(input, target, reduction: str = "mean") -> Tensor:
+    "torch.nn.functional.l1_loss: mean absolute error."
+    check_choice(reduction, _REDUCTIONS, "reduction", "l1_loss")
+    return L1Function.apply(*_pair("l1_loss", input, target), reduction=reduction)
+
+
+def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    "torch.nn.functional.huber_loss: ½d² inside |d| ≤ delta, linear outside."
+    check_choice(reduction, _REDUCTIONS, "reduction", "huber_loss")
+    delta = check_real(delta, "delta", "huber_loss", low=0, low_open=True)
+    return HuberFunction.apply(*_pair("huber_loss", input, target), delta=delta, reduction=reduction)
+
+
+def smooth_l1_loss(input, target, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    "torch.nn.functional.smooth_l1_loss: huber_loss(delta=beta) / beta, and l1_loss at beta = 0."
+    beta = check_real(beta, "beta", "smooth_l1_loss", low=0)
+    if beta == 0:
+        return l1_loss(input, target, reduction)
+    return huber_loss(input, target, reduction, beta) / beta
+
+
+def _weight_array(who: str, name: str, value, x: Tensor):
+    "None, or `value` as an array of x's dtype that broadcasts to x's shape (ValueError naming both shapes)."
+    if value is None:
+        return None
+    a = np.asarray(value.data if isinstance(value, Tensor) else value, dtype=x.data.dtype)
+    try:
+        np.broadcast_shapes(a.shape, x.shape)
+    except ValueError:
+        raise ValueError(f"{who}: {name} of shape {a.shape} does not broadcast to the input shape {x.shape}") from None
+    return a
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str = "mean", pos_weight=None) -> Tensor:
+    "torch.nn.functional.binary_cross_entropy_with_logits: sigmoid + binary cross-entropy, stable for any logit."
+    who = "binary_cross_entropy_with_logits"
+    check_choice(reduction, _REDUCTIONS, "reduction", who)
+    x, t = _pair(who, input, target)
+    return BCEWithLogitsFunction.apply(x, t, reduction=reduction, weight=_weight_array(who, "weight", weight, x),
+                                       pos_weight=_weight_array(who, "pos_weight", pos_weight, x))
+
+
+def kl_div(input, target, reduction: str = "mean", log_target: bool = False) -> Tensor:
+    "torch.nn.functional.kl_div: KL(target ‖ exp(input)) from log-probabilities `input`."
+    check_choice(reduction, _REDUCTIONS + ("batchmean",), "reduction", "kl_div")
+    return KLDivFunction.apply(*_pair("kl_div", input, target), reduction=reduction, log_target=bool(log_target))
+
+
+class _ElementwiseLoss(Module):
+    "What L1Loss, HuberLoss, SmoothL1Loss and BCEWithLogitsLoss keep: the reduction, checked in their name."
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = check_choice(reduction, _REDUCTIONS, "reduction", type(self).__name__)
+
+
+class L1Loss(_ElementwiseLoss):
+    "torch.nn.L1Loss."
+    def forward(self, input, target) -> Tensor:
+        return l1_loss(input, target, self.reduction)
+
+
+class HuberLoss(_ElementwiseLoss):
+    "torch.nn.HuberLoss(reduction, delta)."
+    def __init__(self, reduction: str = "mean", delta: float = 1.0):
+        super().__init__(reduction)
+        self.delta = check_real(delta, "delta", "HuberLoss", low=0, low_open=True)
+
+    def forward(self, input, target) -> Tensor:
+        return huber_loss(input, target, self.reduction, self.delta)
+
+
+class SmoothL1Loss(_ElementwiseLoss):
+    "torch.nn.SmoothL1Loss(reduction, beta)."
+    def __init__(self, reduction: str = "mean", beta: float = 1.0):
+        super().__init__(reduction)
+        self.beta = check_real(beta, "beta", "SmoothL1Loss", low=0)
+
+    def forward(self, input, target) -> Tensor:
+        return smooth_l1_loss(input, target, self.reduction, self.beta)
+
+
+class BCEWithLogitsLoss(_ElementwiseLoss):
+    "torch.nn.BCEWithLogitsLoss(weight, reduction, pos_weight)."
+    def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
+        super().__init__(reduction)
+        for name, value in (("weight", weight), ("pos_weight", pos_weight)):   # buffers, as PyTorch's
+            if value is None:
+                setattr(self, name, None)
+            else:
+                self.register_buffer(name, value if isinstance(value, Tensor) else Tensor(value))
+
+    def forward(self, input, target) -> Tensor:
+        return binary_cross_entropy_with_logits(input, target, self.weight, self.reduction, self.pos_weight)
+
+
+class KLDivLoss(Module):
+    "torch.nn.KLDivLoss(reduction, log_target): input holds log-probabilities."
+    def __init__(self, reduction: str = "mean", log_target: bool = False):
+        super().__init__()
+        self.reduction = check_choice(reduction, _REDUCTIONS + ("batchmean",), "reduction", "KLDivLoss")
+        self.log_target = bool(log_target)
+
+    def forward(self, input, target) -> Tensor:
+        return kl_div(input, target, self.reduction, self.log_target)
+
+
+class GaussianNLLFunction(Function):
+    @staticmethod
+    def forward(ctx, x, t, var, full=False, eps=1e-6, reduction="mean"):
+        """x: predicted means, a float array; t: targets of x's shape; var: predicted variances, of x's shape
+        or of x's shape with the last dimension 1 (checked, >= 0). With v = max(var, eps) (clamped, as
+        PyTorch) and d = x − t, the loss of each element is ½(log v + d²/v), plus ½·log(2π) when full.
+        Returns _reduce_array(those losses, reduction, d.size) in x's dtype. Saves (d, v), ctx.reduction."""
+        ### BEGIN SOLUTION
+        v = np.maximum(var, eps)
+        d = x - t
+        per = 0.5 * (np.log(v) + d * d / v)
+        if full:
+            per = per + 0.5 * math.log(2 * math.pi)
+        ctx.save_for_backward(d, v)
+        ctx.reduction = reduction
+        return _reduce_array(per.astype(x.dtype, copy=False), reduction, d.size)
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Reads (d, v), ctx.reduction. With s = _grad_scale(grad, ctx.reduction, d.size): returns (g_x, g_t,
+        g_var), g_x = d/v·s, g_t = −g_x, g_var = ½(1/v − d²/v²)·s summed over the last dimension (keepdims) when
+        v's last dimension is 1 and d's is not (the clamp passes the gradient through, as PyTorch's)."""
+        ### BEGIN SOLUTION
+        d, v = ctx.saved_tensors
+        s = _grad_scale(grad, ctx.reduction, d.size)
+        gx = d / v * s
+        gv = 0.5 * (1.0 / v - d * d / (v * v)) * s
+        if v.shape != d.shape:
+            gv = gv.sum(axis=-1, keepdims=True)
+        return gx, -gx, gv
+        ### END SOLUTION
+
+
+def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6, reduction: str = "mean") -> Tensor:
+    "torch.nn.functional.gaussian_nll_loss: the negative log-likelihood of `target` under N(input, var)."
+    who = "gaussian_nll_loss"
+    check_choice(reduction, _REDUCTIONS, "reduction", who)
+    eps = check_real(eps, "eps", who, 0, low_open=True)
+    x, t = _pair(who, input, target)
+    v = var if isinstance(var, Tensor) else Tensor(var, dtype=x.dtype)
+    if v.shape != x.shape and v.shape == x.shape[:-1]:
+        v = v.reshape(v.shape + (1,))                      # one variance per row (homoscedastic)
+    if v.shape != x.shape and not (v.shape[:-1] == x.shape[:-1] and v.shape[-1:] == (1,)):
+        raise ValueError(f"{who}: var is of incorrect size {v.shape} for the input shape {x.shape}")
+    if (v.data < 0).any():
+        raise ValueError(f"{who}: var has negative entry/entries, e.g. {v.data[v.data < 0][0]}")
+    return GaussianNLLFunction.apply(x, t, v, full=bool(full), eps=eps, reduction=reduction)
+
+
+class GaussianNLLLoss(_ElementwiseLoss):
+    "torch.nn.GaussianNLLLoss(full, eps, reduction): forward(input, target, var)."
+    def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean"):
+        super().__init__(reduction)
+        self.full, self.eps = bool(full), check_real(eps, "eps", "GaussianNLLLoss", 0, low_open=True)
+
+    def forward(self, input, target, var) -> Tensor:
+        return gaussian_nll_loss(input, target, var, self.full, self.eps, self.reduction)
+
+
+def _p_norm_rows(v: np.ndarray, p: float) -> tuple:
+    "(‖v_i‖_p per row, shape (N,); the gradient of each row's norm, sign(v)·|v|^(p−1) / ‖v‖^(p−1), shape (N, D))."
+    norm = np.sum(np.abs(v) ** p, axis=1) ** (1.0 / p)
+    safe = np.where(norm > 0, norm, 1.0)[:, None]
+    return norm, np.sign(v) * np.abs(v) ** (p - 1) / safe ** (p - 1)
+
+
+class TripletMarginFunction(Function):
+    @staticmethod
+    def forward(ctx, a, pos, neg, margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean"):
+        """a, pos, neg: (N, D) float arrays (anchors, positives, negatives; checked). With the distances
+        d(x, y) = ‖x − y + eps‖_p per row (_p_norm_rows gives them and their gradients), d_neg = d(a, neg), or
+        min(d(a, neg), d(pos, neg)) when swap, the loss of row i is max(d(a, pos) − d_neg + margin, 0).
+        Returns _reduce_array(those losses, reduction, N) in a's dtype. Saves ctx.g_ap (the gradient of
+        d(a, pos) w.r.t. a − pos + eps), ctx.g_neg (that of d_neg w.r.t. its own difference), ctx.swapped
+        ((N,) bools: d_neg was d(pos, neg)), ctx.active ((N,) bools: loss > 0) and ctx.reduction."""
+        ### BEGIN SOLUTION
+        d_ap, ctx.g_ap = _p_norm_rows(a - pos + eps, p)
+        d_an, g_an = _p_norm_rows(a - neg + eps, p)
+        swapped = np.zeros(len(a), dtype=bool)
+        if swap:
+            d_pn, g_pn = _p_norm_rows(pos - neg + eps, p)
+            swapped = d_pn < d_an
+            d_an, g_an = np.where(swapped, d_pn, d_an), np.where(swapped[:, None], g_pn, g_an)
+        per = np.maximum(d_ap - d_an + margin, 0.0)
+        ctx.g_neg, ctx.swapped, ctx.active, ctx.reduction = g_an, swapped, per > 0, reduction
+        return _reduce_array(per.astype(a.dtype, copy=False), reduction, len(a))
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Reads ctx.g_ap, ctx.g_neg, ctx.swapped, ctx.active, ctx.reduction. With s = _grad_scale(grad,
+        ctx.reduction, N) (a number, or one per row) times active (as a column): returns (g_a, g_pos, g_neg),
+        where d(a, pos) contributes +g_ap·s to a and −g_ap·s to pos, and −d_neg contributes −g_neg·s to a (or,
+        for swapped rows, to pos) and +g_neg·s to neg."""
+        ### BEGIN SOLUTION
+        n = len(ctx.active)
+        s = (np.broadcast_to(_grad_scale(grad, ctx.reduction, n), (n,)) * ctx.active)[:, None]
+        g_ap, g_neg, sw = ctx.g_ap * s, ctx.g_neg * s, ctx.swapped[:, None]
+        g_a = g_ap - np.where(sw, 0.0, g_neg)
+        g_pos = -g_ap - np.where(sw, g_neg, 0.0)
+        return g_a, g_pos, g_neg
+        ### END SOLUTION
+
+
+def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6,
+                        swap: bool = False, reduction: str = "mean") -> Tensor:
+    "torch.nn.functional.triplet_margin_loss: anchors closer to their positives than to their negatives by margin."
+    who = "triplet_margin_loss"
+    check_choice(reduction, _REDUCTIONS, "reduction", who)
+    margin, p = check_real(margin, "margin", who, 0, low_open=True), check_real(p, "p", who, 0, low_open=True)
+    a, pos = _pair(who, anchor, positive)
+    neg = _pair(who, anchor, negative)[1]
+    if a.ndim not in (1, 2):
+        raise ValueError(f"{who}: expected (N, D) or (D,) inputs, got shape {a.shape}")
+    rows = [x.reshape((1, -1)) if a.ndim == 1 else x for x in (a, pos, neg)]
+    out = TripletMarginFunction.apply(*rows, margin=margin, p=p, eps=eps, swap=bool(swap), reduction=reduction)
+    return out.reshape(()) if a.ndim == 1 and reduction == "none" else out
+
+
+class TripletMarginLoss(_ElementwiseLoss):
+    "torch.nn.TripletMarginLoss(margin, p, eps, swap, reduction): forward(anchor, positive, negative)."
+    def __init__(self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6, swap: bool = False,
+                 reduction: str = "mean"):
+        super().__init__(reduction)
+        self.margin, self.p, self.eps, self.swap = margin, p, eps, bool(swap)
+
+    def forward(self, anchor, positive, negative) -> Tensor:
+        return triplet_margin_loss(anchor, positive, negative, self.margin, self.p, self.eps, self.swap, self.reduction)

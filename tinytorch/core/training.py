@@ -23,8 +23,9 @@ from .tensor import Tensor
 
 # %% auto #0
 __all__ = ['HOOKS', 'clip_grad_norm', 'LRScheduler', 'StepLR', 'CosineAnnealingLR', 'LinearWarmup', 'WarmupCosine',
-           'ExponentialLR', 'MultiStepLR', 'LinearLR', 'LambdaLR', 'Callback', 'LambdaCallback', 'EarlyStopping',
-           'accuracy', 'NonFiniteLossError', 'Trainer', 'save_checkpoint', 'load_checkpoint']
+           'ExponentialLR', 'MultiStepLR', 'LinearLR', 'LambdaLR', 'CosineAnnealingWarmRestarts', 'Callback',
+           'LambdaCallback', 'EarlyStopping', 'accuracy', 'NonFiniteLossError', 'Trainer', 'save_checkpoint',
+           'load_checkpoint']
 
 # %% ../../modules/07_training/07_training.ipynb #01e4e4ce
 def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
@@ -286,6 +287,29 @@ class LambdaLR(LRScheduler):
             return super()._prepare_load(state_dict)
         finally:
             self.lr_lambdas = fns
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """SGDR (torch's CosineAnnealingWarmRestarts): cosine from the base rate to eta_min over T_0 epochs, then a
+    restart at the base rate, each new period T_mult times longer than the last."""
+    def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0, last_epoch: int = -1):
+        self.T_0 = check_int(T_0, "T_0", "CosineAnnealingWarmRestarts")
+        self.T_mult = check_int(T_mult, "T_mult", "CosineAnnealingWarmRestarts")
+        self.eta_min = check_real(eta_min, "eta_min", "CosineAnnealingWarmRestarts", 0)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        """A list, one float per group: eta_min + (base - eta_min) * (1 + cos(pi * t / T_i)) / 2, where the periods
+        are T_0, T_0·T_mult, T_0·T_mult², ... and t is last_epoch minus the lengths of the periods already
+        finished (whole integers, no logarithm: subtract period after period while t >= T_i)."""
+        ### BEGIN SOLUTION
+        t, period = self.last_epoch, self.T_0
+        while t >= period:
+            t -= period
+            period *= self.T_mult
+        cos = (1 + math.cos(math.pi * t / period)) / 2
+        return [self.eta_min + (base - self.eta_min) * cos for base in self.base_lrs]
+        ### END SOLUTION
 
 # %% ../../modules/07_training/07_training.ipynb #353be4a2
 HOOKS = ("on_fit_start", "on_epoch_start", "on_after_backward", "on_before_optimizer_step", "on_step_end",

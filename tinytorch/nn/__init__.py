@@ -9,8 +9,8 @@ from .. import lazy_face
 __getattr__, __dir__ = lazy_face("tinytorch.nn", {
     "tinytorch.core.activations": "Module Parameter ModuleList ModuleDict ReLU Sigmoid Tanh GELU Softmax LeakyReLU SiLU Identity",
     "tinytorch.core.layers": "Linear Sequential Dropout",
-    "tinytorch.core.losses": "MSELoss CrossEntropyLoss NLLLoss LogSoftmax BCELoss=BinaryCrossEntropyLoss BinaryCrossEntropyLoss",
+    "tinytorch.core.losses": "MSELoss CrossEntropyLoss NLLLoss LogSoftmax BCELoss=BinaryCrossEntropyLoss BinaryCrossEntropyLoss L1Loss HuberLoss SmoothL1Loss BCEWithLogitsLoss KLDivLoss GaussianNLLLoss TripletMarginLoss",
     "tinytorch.core.spatial": "Conv2d MaxPool2d AvgPool2d AdaptiveAvgPool2d BatchNorm2d Flatten",
-    "tinytorch.core.embeddings": "Embedding",
+    "tinytorch.core.embeddings": "Embedding EmbeddingBag",
     "tinytorch.core.transformers": "LayerNorm",
 }, submodules=('functional', 'init', 'utils'))

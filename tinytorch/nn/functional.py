@@ -8,10 +8,10 @@ from .. import lazy_face
 
 __getattr__, __dir__ = lazy_face("tinytorch.nn.functional", {
     "tinytorch.core.activations": "relu sigmoid tanh gelu softmax leaky_relu silu",
-    "tinytorch.core.losses": "log_softmax cross_entropy nll_loss mse_loss binary_cross_entropy",
+    "tinytorch.core.losses": "log_softmax cross_entropy nll_loss mse_loss binary_cross_entropy l1_loss huber_loss smooth_l1_loss binary_cross_entropy_with_logits kl_div gaussian_nll_loss triplet_margin_loss",
     "tinytorch.core.layers": "linear dropout",
     "tinytorch.core.spatial": "conv2d max_pool2d avg_pool2d adaptive_avg_pool2d",
-    "tinytorch.core.embeddings": "embedding",
+    "tinytorch.core.embeddings": "embedding embedding_bag",
     "tinytorch.core.attention": "scaled_dot_product_attention",
     "tinytorch.core.tensor_ops": "pad one_hot",
 })

@@ -7,5 +7,6 @@ __all__ = []
 from .. import lazy_face
 
 __getattr__, __dir__ = lazy_face("tinytorch.optim.lr_scheduler", {
-    "tinytorch.core.training": "LRScheduler _LRScheduler=LRScheduler StepLR CosineAnnealingLR ExponentialLR MultiStepLR LinearLR LambdaLR",
+    "tinytorch.core.training": "LRScheduler _LRScheduler=LRScheduler StepLR CosineAnnealingLR ExponentialLR MultiStepLR LinearLR LambdaLR CosineAnnealingWarmRestarts",
+    "tinytorch.core.callbacks": "ReduceLROnPlateau",
 })

@@ -7,6 +7,6 @@ __all__ = []
 from .. import lazy_face
 
 __getattr__, __dir__ = lazy_face("tinytorch.utils.data", {
-    "tinytorch.core.dataloader": "Dataset TensorDataset DataLoader default_collate Subset random_split Sampler "
+    "tinytorch.core.dataloader": "Dataset TensorDataset ConcatDataset DataLoader default_collate Subset random_split Sampler "
                                  "SequentialSampler RandomSampler WeightedRandomSampler BatchSampler",
 })
