@@ -10,6 +10,14 @@ COMMANDS.append("bench")         # tito/commands/bench.py: benchmarks/run_all.py
 COMMANDS.append("experiment")    # tito/commands/experiment.py: module 20's pruning experiment on a TinyGPT
 
 
+def add_command(sub, name: str, help: str, doc: str):
+    """The parser of one (sub)command: `help` in the command list, and the text of `doc` (the
+    command module's docstring) after its first paragraph as the description, line breaks kept."""
+    import argparse
+    return sub.add_parser(name, help=help, description=doc.split("\n\n", 1)[1],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_module_selection(parser, what: str) -> None:
     """The shared `NN [NN ...] | --all` arguments."""
     parser.add_argument("modules", nargs="*", metavar="NN",

@@ -13,15 +13,13 @@ missed), 2 for bad arguments. SciPy and PyTorch are needed for their comparisons
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
+from . import add_command
 
 
 def register(sub):
-    p = sub.add_parser("bench", help="run the benchmarks/ suite and print one table (and JSON)",
-                       description=__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "bench", "run the benchmarks/ suite and print one table (and JSON)", __doc__)
     p.add_argument("--quick", action="store_true", help="a short run: fewer rounds, shorter training")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON here "
                                                   "(default benchmarks/results/bench.json)")

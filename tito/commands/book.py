@@ -27,18 +27,14 @@ Fails (exit 1) when jupyter-book or MathJax is missing, the build reports an err
 
 from __future__ import annotations
 
-import argparse
+from . import add_command
 
 
 def register(sub):
-    p = sub.add_parser("book", help="build the course book (Jupyter Book) from the notebooks",
-                       description=__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "book", "build the course book (Jupyter Book) from the notebooks", __doc__)
     bsub = p.add_subparsers(dest="book_command", metavar="ACTION")
     bsub.required = True
-    b = bsub.add_parser("build", help="stage and build the book into DIR/_build/html",
-                        description=__doc__.split("\n\n", 1)[1],
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    b = add_command(bsub, "build", "stage and build the book into DIR/_build/html", __doc__)
     b.add_argument("--with-solutions", action="store_true",
                    help="the instructor version: keep the solution blocks")
     b.add_argument("--out", metavar="DIR",

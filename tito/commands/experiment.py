@@ -18,14 +18,12 @@ Exit code: 0, 2 for a bad argument.
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from . import add_command
 
 
 def register(sub):
-    p = sub.add_parser("experiment", help="prune (and regrow) the attention heads of a small GPT, measured at every stage",
-                       description=__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "experiment", "prune (and regrow) the attention heads of a small GPT, measured at every stage", __doc__)
     p.add_argument("--model", default="tinygpt-4x4", help="a TinyGPT preset (default tinygpt-4x4; see --list-models)")
     p.add_argument("--strategy", default="gradient", help="head importance: random, magnitude, entropy, gradient")
     p.add_argument("--pruning-percent", type=float, default=0.3, metavar="F",

@@ -21,13 +21,11 @@ import sys
 from pathlib import Path
 
 from ..errors import TitoError
-from . import add_module_selection, selected_modules
+from . import add_command, add_module_selection, selected_modules
 
 
 def register(sub):
-    p = sub.add_parser("export", help="export module notebooks into the package (nbdev)",
-                       description=__doc__.split("\n\n", 1)[1],
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p = add_command(sub, "export", "export module notebooks into the package (nbdev)", __doc__)
     add_module_selection(p, "export")
     p.add_argument("--lib-path", metavar="DIR",
                    help="package directory to write (default: lib_path of settings.ini)")

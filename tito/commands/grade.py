@@ -29,19 +29,17 @@ Without bwrap, tito grade refuses (exit 2) unless --allow-weak-sandbox is given.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
 from ..errors import TitoError
+from . import add_command
 
 
 def register(sub):
-    p = sub.add_parser("grade", help="grade student submissions with the checkpoints",
-                       description=__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "grade", "grade student submissions with the checkpoints", __doc__)
     p.add_argument("submissions", metavar="SUBMISSIONS_DIR",
                    help="folder with one sub-folder per student")
     p.add_argument("--out", metavar="DIR", default="gradebook",

@@ -13,17 +13,15 @@ Results and plots go to ``--out DIR`` (default ``milestones/results/``, which gi
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import subprocess
 import sys
 from pathlib import Path
+from . import add_command
 
 
 def register(sub):
-    p = sub.add_parser("milestone", help="list or run the historical milestones",
-                       description=__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "milestone", "list or run the historical milestones", __doc__)
     msub = p.add_subparsers(dest="milestone_cmd", metavar="{list,run}")
     msub.required = True
     msub.add_parser("list", help="list the milestones")

@@ -21,9 +21,10 @@ Exit code 0 when every test passed, 1 otherwise.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+from . import add_command
 
 
 def register(sub):
@@ -31,10 +32,8 @@ def register(sub):
                        description="Commands for the module you are working on.")
     msub = p.add_subparsers(dest="module_command", metavar="ACTION")
     msub.required = True
-    c = msub.add_parser("complete", help="export your notebook and run the module's checkpoint "
-                                         "and progressive tests against your package",
-                        description=__doc__.split("\n\n", 1)[1],
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    c = add_command(msub, "complete", "export your notebook and run the module's checkpoint "
+                                      "and progressive tests against your package", __doc__)
     c.add_argument("module", metavar="NN", help="module number, e.g. 3 or 03")
     c.add_argument("--timeout", type=float, default=900, metavar="S",
                    help="stop the tests after S seconds (default 900)")
@@ -42,10 +41,8 @@ def register(sub):
                    help="also show pytest's own output")
     c.set_defaults(func=run_complete)
     from ..studentcheck import __doc__ as check_doc
-    k = msub.add_parser("check", help="check the whole course: notebooks export, package "
-                                      "imports, tests pass or wait for exercises still to do",
-                        description=check_doc.split("\n\n", 1)[1],
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    k = add_command(msub, "check", "check the whole course: notebooks export, package "
+                                   "imports, tests pass or wait for exercises still to do", check_doc)
     k.add_argument("modules", nargs="*", metavar="NN", help="modules to test (default: all)")
     k.add_argument("--all", action="store_true", help="every module (the default)")
     k.add_argument("--timeout", type=float, default=1800, metavar="S",

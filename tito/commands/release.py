@@ -22,15 +22,13 @@ its first exercise stub (or finishes, when it has none) and at no other error.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from . import add_command
 
 
 def register(sub):
-    p = sub.add_parser("release", help="write the student copy (solutions replaced by stubs)",
-                       description=__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "release", "write the student copy (solutions replaced by stubs)", __doc__)
     p.add_argument("out", metavar="OUT", help="directory to write the student copy into")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty OUT (replacing a previous release there)")

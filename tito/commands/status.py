@@ -17,16 +17,14 @@ Exits 0, or 1 when a notebook has such an error (2 if the manifest itself is bro
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from . import add_command
 
 
 def register(sub):
-    p = sub.add_parser("status", help="show every module's notebook, export and test state",
-                       description=__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "status", "show every module's notebook, export and test state", __doc__)
     p.add_argument("--lib-path", metavar="DIR",
                    help="package directory to compare (default: lib_path of settings.ini)")
     p.add_argument("--authorship", action="store_true",

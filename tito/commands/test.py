@@ -15,17 +15,14 @@ from anywhere else fails. So the two commands agree on whether a module is compl
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from . import add_module_selection, selected_modules
+from . import add_command, add_module_selection, selected_modules
 
 
 def register(sub):
-    p = sub.add_parser("test", help="run module tests and checkpoints (pytest)",
-                       description=__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "test", "run module tests and checkpoints (pytest)", __doc__)
     add_module_selection(p, "test")
     p.add_argument("--lib-path", metavar="DIR",
                    help="test this package directory instead of the project's own tinytorch/")
