@@ -21,8 +21,8 @@ from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Linear
 from tinytorch.core.tensor import Tensor
 from tinytorch.measurement import benchmarking as bm
-from tinytorch.measurement.benchmarking import (Benchmark, compare, median, pin_threads, pinned_threads, quantile,
-                                                 ratio_summary, summarize, thread_state)
+from tinytorch.measurement.benchmarking import (Benchmark, bootstrap_ci, compare, median, pin_threads,
+                                                 pinned_threads, quantile, ratio_summary, summarize, thread_state)
 
 
 class Clock:
@@ -80,6 +80,39 @@ class TestBenchmarkingCore:
             quantile([1, 2], 1.5)
         with pytest.raises(ValueError, match="same number .* got 2 and 3"):
             ratio_summary([1, 2], [1, 2, 3])
+
+    def test_the_one_median_and_quantile_are_module_14s(self):
+        from tinytorch.measurement import profiling
+        assert median is profiling.median and quantile is profiling.quantile
+
+    def test_summarize_is_the_five_number_summary(self):
+        s = summarize([4.0, 1.0, 3.0, 2.0, 100.0])
+        assert s == {"n": 5, "min": 1.0, "q1": 2.0, "median": 3.0, "q3": 4.0, "max": 100.0, "iqr": 2.0,
+                     "spread": 2.0 / 3.0}
+        assert summarize([0.0, 0.0])["spread"] == float("inf")
+
+    @pytest.mark.parametrize("n, level, resamples, seed", [(15, 0.95, 1000, 0), (4, 0.5, 200, 7), (1, 0.9, 50, 3)])
+    def test_bootstrap_ci_is_the_percentile_interval_of_resampled_medians(self, n, level, resamples, seed):
+        xs = np.random.default_rng(n).lognormal(0.0, 0.3, n)
+        idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+        meds = np.median(xs[idx], axis=1)
+        ref = np.quantile(meds, [(1 - level) / 2, (1 + level) / 2])
+        low, high = bootstrap_ci(xs, level=level, resamples=resamples, seed=seed)
+        assert np.allclose((low, high), ref, rtol=1e-12) and low <= high
+        assert bootstrap_ci([3.0] * 5) == (3.0, 3.0)
+        with pytest.raises(ValueError, match="bootstrap_ci: no values"):
+            bootstrap_ci([])
+        with pytest.raises(ValueError, match="level must be a finite number"):
+            bootstrap_ci([1.0, 2.0], level=1.0)
+
+    def test_ratio_summary_carries_the_interval_of_the_median_ratio(self):
+        base = [1.0, 1.2, 0.9, 1.1, 1.0, 1.3, 0.95]
+        times = [2.0 * b * f for b, f in zip(base, [1.0, 1.1, 0.9, 1.05, 0.97, 1.2, 1.0])]
+        r = ratio_summary(times, base)
+        ratios = [t / b for t, b in zip(times, base)]
+        assert r["median"] == float(np.median(ratios))
+        assert (r["ci_low"], r["ci_high"]) == bootstrap_ci(ratios)
+        assert r["ci_low"] <= r["median"] <= r["ci_high"] and r["ci_low"] < r["ci_high"]
 
     def test_rounds_rotate_the_order_and_warm_up_is_not_timed(self):
         clock = Clock()
