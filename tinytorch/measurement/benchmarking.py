@@ -174,14 +174,14 @@ class BenchmarkResult:
         head = (f"{self.name}  ({self.settings['repeats']} rounds, warm-up {self.settings['warmup']}, "
                 f"threads {self.settings['threads']}, timer {self.settings['timer']})")
         lines = [head, f"  {'case':<36} {'median':>12} {'q1 - q3':>23} {'spread':>7} {'x calls':>8}   "
-                       f"{'vs ' + self.baseline:<}"]
+                       f"{'vs ' + self.baseline + ' (median [q1 - q3], interval of the median)':<}"]
         for c in self.cases:
             s = c.summary
             if c.baseline:
                 rel = "baseline"
             else:
                 r = c.ratio
-                rel = f"{r['median']:.3f}x  [{r['q1']:.3f} - {r['q3']:.3f}]"
+                rel = f"{r['median']:.3f}x  [{r['q1']:.3f} - {r['q3']:.3f}]  95% CI {r['ci_low']:.3f} - {r['ci_high']:.3f}"
             lines.append(f"  {c.name:<36} {s['median'] * scale:9.3f} {unit:<2} "
                          f"{s['q1'] * scale:10.3f} - {s['q3'] * scale:10.3f} {s['spread']:7.1%} {c.number:8d}   {rel}")
         return "\n".join(lines)
@@ -297,21 +297,38 @@ class Benchmark:
         return times
         ### END SOLUTION
 
+    def _measure(self) -> tuple:
+        """The protocol of one run (threads already pinned): warm up — call every fn of self.cases (a list of
+        (name, fn)) self.warmup times, untimed; calibrate — numbers = {name: self._calibrate(fn)}; measure —
+        times = self._rounds(numbers). Returns (numbers, times), two dicts keyed by case name."""
+        ### BEGIN SOLUTION
+        for _ in range(self.warmup):
+            for _, fn in self.cases:
+                fn()
+        numbers = {name: self._calibrate(fn) for name, fn in self.cases}
+        return numbers, self._rounds(numbers)
+        ### END SOLUTION
+
+    def _case_results(self, numbers: dict, times: dict) -> list:
+        """One CaseResult per case of self.cases, in order: CaseResult(name, times[name], numbers[name],
+        summarize(times[name]), ratio, baseline) where baseline = (name == self.baseline) and ratio is None for
+        the baseline, else ratio_summary(times[name], times[self.baseline]) — per-round ratios, since round r of
+        every case was measured within seconds of round r of the baseline."""
+        ### BEGIN SOLUTION
+        base = times[self.baseline]
+        return [CaseResult(name, times[name], numbers[name], summarize(times[name]),
+                           None if name == self.baseline else ratio_summary(times[name], base),
+                           name == self.baseline) for name, _ in self.cases]
+        ### END SOLUTION
+
     def run(self) -> BenchmarkResult:
         "Measure every case; returns a BenchmarkResult."
         if not self.cases:
             raise ValueError(f"Benchmark {self.name!r}: no cases; add some with .add(name, fn)")
         ctx = pinned_threads(self.threads) if self.threads is not None else contextlib.nullcontext(None)
         with ctx as report:
-            for _ in range(self.warmup):
-                for _, fn in self.cases:
-                    fn()
-            numbers = {name: self._calibrate(fn) for name, fn in self.cases}
-            times = self._rounds(numbers)
-        base = times[self.baseline]
-        cases = [CaseResult(name, times[name], numbers[name], summarize(times[name]),
-                            None if name == self.baseline else ratio_summary(times[name], base),
-                            name == self.baseline) for name, _ in self.cases]
+            numbers, times = self._measure()
+        cases = self._case_results(numbers, times)
         settings = {"repeats": self.repeats, "warmup": self.warmup, "min_time": self.min_time,
                     "threads": self.threads, "timer": getattr(self.timer, "__name__", type(self.timer).__name__)}
         return BenchmarkResult(self.name, cases, self.baseline, settings,
