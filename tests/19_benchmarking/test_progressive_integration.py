@@ -140,7 +140,7 @@ class TestBenchmarkingCore:
         text = res.table()
         assert "report" in text and "base" in text and "0.500x" in text and "ms" in text
         assert "95% CI 0.500 - 0.500" in text                           # no noise: the interval is a point
-        assert res["other"].ratio["ci_low"] == res["other"].ratio["ci_high"] == 0.5
+        assert res["other"].ratio["ci_low"] == pytest.approx(0.5) == res["other"].ratio["ci_high"]
         path = tmp_path / "r.json"
         res.to_json(path)
         data = json.loads(path.read_text())
