@@ -181,7 +181,12 @@ class LayerRecord:
     _counting: bool = field(default=True, repr=False)
 
     def record(self, args, kwargs, out, seconds: float) -> None:
-        "Add one call: its time always; its shapes, FLOPs and output bytes during the first forward pass."
+        """Add one call (args/kwargs the layer received, out what it returned, seconds it took): its time always,
+        into self._now; and while self._counting (the first forward pass) also: calls += 1; on the first call
+        input_shapes = [_shape_of(a) for a in args] and output_shape = _shape_of(out) (a tuple of shapes when
+        out is a tuple or list); (flops, self.flop_rule) = flops_of_call(...) and self.flops += flops — None
+        (not counted) once any call is None; activation_bytes += _nbytes_of(out)."""
+        ### BEGIN SOLUTION
         self._now += seconds
         if not self._counting:
             return
@@ -193,6 +198,7 @@ class LayerRecord:
         flops, self.flop_rule = flops_of_call(self.module, args, kwargs, out)
         self.flops = None if (flops is None or self.flops is None) else self.flops + flops
         self.activation_bytes += _nbytes_of(out)
+        ### END SOLUTION
 
     @property
     def params(self) -> int:
@@ -213,7 +219,10 @@ class LayerRecord:
 
 
 def _targets(model: Module) -> list:
-    "(name, module, leaf) for the modules to watch: leaves, plus attention modules and modules with flops()."
+    """(name, module, leaf) for the modules to watch, in model.named_modules() order: every leaf (a module with
+    no children, leaf=True), plus every MultiHeadAttention and every module with a callable `flops` method
+    (leaf=False when they have children). name: the dotted name, or the class name for the root ("")."""
+    ### BEGIN SOLUTION
     out = []
     for name, m in model.named_modules():
         leaf = next(m.children(), None) is None
@@ -221,6 +230,7 @@ def _targets(model: Module) -> list:
         if leaf or own_rule:
             out.append((name or type(m).__name__, m, leaf))
     return out
+    ### END SOLUTION
 
 
 def _wrap(original, rec: LayerRecord):
