@@ -373,7 +373,13 @@ def generate_batch(model: GPT, tokenizer: Tokenizer, prompts, max_new_tokens: in
                    top_k: int | None = None, seed=None) -> list:
     """One text per prompt, in order, all sampled together as one batch: the prompts are padded on the LEFT and
     the padding masked (GPT.generate's attention_mask), so each continues from its own last token; greedy
-    (temperature 0) gives each prompt exactly the text it gets alone."""
+    (temperature 0) gives each prompt exactly the text it gets alone.
+
+    The exercise gets `encoded`, one non-empty list of token ids per prompt (at most model.max_seq_len each).
+    Pad them on the left into ids (B, T) int64 and mask (B, T) (1 = real token) with module 08's
+    pad_sequences(encoded, pad, padding_side="left"), pad = tokenizer.pad_token_id or 0 when it is None (masked,
+    its value never matters); out = model.generate(ids, max_new_tokens, temperature=..., top_k=..., seed=...,
+    attention_mask=mask) (B, T + max_new_tokens); return [prompt + tokenizer.decode(row[T:])] per prompt."""
     if isinstance(prompts, str):
         raise TypeError("generate_batch: expected a list of prompts, got a single str; use generate_text")
     prompts = [_check_prompt(p, "generate_batch") for p in prompts]
@@ -382,11 +388,13 @@ def generate_batch(model: GPT, tokenizer: Tokenizer, prompts, max_new_tokens: in
     encoded = [tokenizer.encode(p)[-model.max_seq_len:] for p in prompts]
     if any(not ids for ids in encoded):
         raise ValueError("generate_batch: a prompt encodes to no tokens")
+    ### BEGIN SOLUTION
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0     # masked: its value never matters
     ids, mask = pad_sequences(encoded, pad, padding_side="left")
     out = model.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed, attention_mask=mask)
     T = ids.shape[1]
     return [p + tokenizer.decode(row[T:]) for p, row in zip(prompts, np.asarray(out))]
+    ### END SOLUTION
 
 
 def interactive_session(model: GPT, tokenizer: Tokenizer, input_stream=None, output_stream=None,

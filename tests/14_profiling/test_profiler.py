@@ -12,7 +12,7 @@ from tinytorch.core.layers import Linear, Module, Sequential
 from tinytorch.core.spatial import Conv2d
 from tinytorch.core.tensor import Tensor
 from tinytorch.measurement.profiling import (LatencyResult, Profiler, count_parameters, flops_of_call,
-                                              trace_forward)
+                                              forward_bytes, median, quantile, trace_forward)
 
 
 def test_only_the_instances_of_this_model_are_wrapped():
@@ -111,6 +111,37 @@ def test_latency_result_statistics():
     assert r.median == 0.003 and r.min == 0.001 and r.max == 0.100 and r.repeats == 5
     assert r.iqr == pytest.approx(0.004 - 0.002)
     assert "median 3.000 ms" in str(r)
+
+
+def test_median_and_quantile_are_numpys_definitions():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 8, 33):
+        xs = rng.standard_normal(n)
+        assert median(xs) == pytest.approx(float(np.median(xs)), abs=1e-15)
+        for q in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0):
+            assert quantile(xs, q) == pytest.approx(float(np.quantile(xs, q)), rel=1e-12, abs=1e-15)
+    assert median([4, 1, 3, 2]) == 2.5 and quantile([10, 0, 20], 0.25) == 5.0
+    with pytest.raises(ValueError, match="median: no values"):
+        median([])
+    with pytest.raises(ValueError, match="quantile: no values"):
+        quantile([], 0.5)
+    with pytest.raises(ValueError, match="q must be a finite number in"):
+        quantile([1.0, 2.0], 1.5)
+
+
+def test_forward_bytes_measures_the_peak_and_what_the_graph_keeps():
+    import tracemalloc
+    model = Sequential(Linear(256, 512, rng=np.random.default_rng(0)), ReLU())
+    x = Tensor(np.ones((64, 256), dtype=np.float32))
+    peak, retained = forward_bytes(model, (x,), {}, retain=True)
+    out_bytes = 64 * 512 * 4
+    assert out_bytes <= peak < 20 * out_bytes            # at least the Linear's output existed at once
+    assert retained >= out_bytes                          # the graph keeps the activations for backward
+    assert forward_bytes(model, (x,), {}, retain=False)[1] is None
+    assert not tracemalloc.is_tracing()                   # it stopped the tracing it started
+    model.train()
+    forward_bytes(model, (x,), {})
+    assert model.training                                 # modes restored
 
 
 def test_a_failing_forward_pass_leaves_nothing_behind():

@@ -21,8 +21,8 @@ from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Linear
 from tinytorch.core.tensor import Tensor
 from tinytorch.measurement import benchmarking as bm
-from tinytorch.measurement.benchmarking import (Benchmark, compare, median, pin_threads, pinned_threads, quantile,
-                                                 ratio_summary, summarize, thread_state)
+from tinytorch.measurement.benchmarking import (Benchmark, bootstrap_ci, compare, median, pin_threads,
+                                                 pinned_threads, quantile, ratio_summary, summarize, thread_state)
 
 
 class Clock:
@@ -81,6 +81,39 @@ class TestBenchmarkingCore:
         with pytest.raises(ValueError, match="same number .* got 2 and 3"):
             ratio_summary([1, 2], [1, 2, 3])
 
+    def test_the_one_median_and_quantile_are_module_14s(self):
+        from tinytorch.measurement import profiling
+        assert median is profiling.median and quantile is profiling.quantile
+
+    def test_summarize_is_the_five_number_summary(self):
+        s = summarize([4.0, 1.0, 3.0, 2.0, 100.0])
+        assert s == {"n": 5, "min": 1.0, "q1": 2.0, "median": 3.0, "q3": 4.0, "max": 100.0, "iqr": 2.0,
+                     "spread": 2.0 / 3.0}
+        assert summarize([0.0, 0.0])["spread"] == float("inf")
+
+    @pytest.mark.parametrize("n, level, resamples, seed", [(15, 0.95, 1000, 0), (4, 0.5, 200, 7), (1, 0.9, 50, 3)])
+    def test_bootstrap_ci_is_the_percentile_interval_of_resampled_medians(self, n, level, resamples, seed):
+        xs = np.random.default_rng(n).lognormal(0.0, 0.3, n)
+        idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+        meds = np.median(xs[idx], axis=1)
+        ref = np.quantile(meds, [(1 - level) / 2, (1 + level) / 2])
+        low, high = bootstrap_ci(xs, level=level, resamples=resamples, seed=seed)
+        assert np.allclose((low, high), ref, rtol=1e-12) and low <= high
+        assert bootstrap_ci([3.0] * 5) == (3.0, 3.0)
+        with pytest.raises(ValueError, match="bootstrap_ci: no values"):
+            bootstrap_ci([])
+        with pytest.raises(ValueError, match="level must be a finite number"):
+            bootstrap_ci([1.0, 2.0], level=1.0)
+
+    def test_ratio_summary_carries_the_interval_of_the_median_ratio(self):
+        base = [1.0, 1.2, 0.9, 1.1, 1.0, 1.3, 0.95]
+        times = [2.0 * b * f for b, f in zip(base, [1.0, 1.1, 0.9, 1.05, 0.97, 1.2, 1.0])]
+        r = ratio_summary(times, base)
+        ratios = [t / b for t, b in zip(times, base)]
+        assert r["median"] == float(np.median(ratios))
+        assert (r["ci_low"], r["ci_high"]) == bootstrap_ci(ratios)
+        assert r["ci_low"] <= r["median"] <= r["ci_high"] and r["ci_low"] < r["ci_high"]
+
     def test_rounds_rotate_the_order_and_warm_up_is_not_timed(self):
         clock = Clock()
         res = Benchmark("rot", repeats=3, warmup=1, min_time=1.0, threads=None, timer=clock) \
@@ -106,6 +139,8 @@ class TestBenchmarkingCore:
             .add("base", clock.costing("base", 0.002)).add("other", clock.costing("other", 0.001)).run()
         text = res.table()
         assert "report" in text and "base" in text and "0.500x" in text and "ms" in text
+        assert "95% CI 0.500 - 0.500" in text                           # no noise: the interval is a point
+        assert res["other"].ratio["ci_low"] == pytest.approx(0.5) == res["other"].ratio["ci_high"]
         path = tmp_path / "r.json"
         res.to_json(path)
         data = json.loads(path.read_text())

@@ -16,43 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.checks import check_choice, check_fraction, check_int, check_real   # module 01
+from ..core.checks import check_choice, check_int, check_real   # module 01
 from ..core.training import write_text_atomic   # module 07: the one atomic writer
+from .profiling import median, quantile   # module 14: the one median and quantile
 
 # %% auto #0
-__all__ = ['THREAD_ENV_VARS', 'quantile', 'median', 'summarize', 'thread_state', 'pin_threads', 'pinned_threads', 'CaseResult',
+__all__ = ['THREAD_ENV_VARS', 'summarize', 'bootstrap_ci', 'thread_state', 'pin_threads', 'pinned_threads', 'CaseResult',
            'BenchmarkResult', 'machine_info', 'ratio_summary', 'Benchmark', 'compare']
 
 # %% ../../modules/19_benchmarking/19_benchmarking.ipynb #86ff4aab
-def quantile(xs, q: float) -> float:
-    "The q-quantile (0 <= q <= 1) of the values xs, interpolating linearly between sorted values (NumPy's default)."
-    values = sorted(float(x) for x in xs)
-    if not values:
-        raise ValueError("quantile: no values")
-    q = check_fraction(q, "q", "quantile")
-    ### BEGIN SOLUTION
-    pos = q * (len(values) - 1)
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, len(values) - 1)
-    frac = pos - lo
-    return values[lo] + (values[hi] - values[lo]) * frac
-    ### END SOLUTION
-
-
-def median(xs) -> float:
-    "The middle value of xs (the mean of the two middle ones for an even count)."
-    values = sorted(float(x) for x in xs)
-    if not values:
-        raise ValueError("median: no values")
-    ### BEGIN SOLUTION
-    n = len(values)
-    mid = n // 2
-    return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
-    ### END SOLUTION
-
-
 def summarize(xs) -> dict:
-    "n, min, q1, median, q3, max, iqr and the relative spread iqr / median of a list of measurements."
+    """n, min, q1, median, q3, max, iqr and the relative spread iqr / median of a list of measurements: a dict
+    with those keys (n an int, the others floats; q1/q3 the 0.25/0.75 quantiles, spread = iqr / median, or inf
+    when the median is 0). The exercise gets `values`, a non-empty list of floats; use quantile and median."""
     values = [float(x) for x in xs]
     if not values:
         raise ValueError("summarize: no values")
@@ -60,6 +36,28 @@ def summarize(xs) -> dict:
     q1, med, q3 = quantile(values, 0.25), median(values), quantile(values, 0.75)
     return {"n": len(values), "min": min(values), "q1": q1, "median": med, "q3": q3, "max": max(values),
             "iqr": q3 - q1, "spread": (q3 - q1) / med if med else math.inf}
+    ### END SOLUTION
+
+
+def bootstrap_ci(xs, level: float = 0.95, resamples: int = 1000, seed: int = 0) -> tuple:
+    """A percentile-bootstrap confidence interval (low, high), two floats, for the median of the values xs.
+
+    With `values` (a non-empty list of n floats): rng = np.random.default_rng(seed); idx = rng.integers(0, n,
+    size=(resamples, n)) — one row of n indices drawn with replacement per resample; m[r] = median of the
+    values at row r's indices (module 14's `median`); low = quantile(m, (1 - level) / 2), high = quantile(m,
+    (1 + level) / 2). Errors: no values -> ValueError "bootstrap_ci: no values"; level outside (0, 1),
+    resamples < 1 or seed < 0 -> module 01's check errors naming the value."""
+    values = [float(x) for x in xs]
+    if not values:
+        raise ValueError("bootstrap_ci: no values")
+    level = check_real(level, "level", "bootstrap_ci", 0, 1, low_open=True, high_open=True)
+    resamples = check_int(resamples, "resamples", "bootstrap_ci")
+    seed = check_int(seed, "seed", "bootstrap_ci", 0)
+    ### BEGIN SOLUTION
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(resamples, len(values)))
+    medians = [median([values[i] for i in row]) for row in idx]
+    return quantile(medians, (1 - level) / 2), quantile(medians, (1 + level) / 2)
     ### END SOLUTION
 
 # %% ../../modules/19_benchmarking/19_benchmarking.ipynb #c429e741
@@ -176,14 +174,14 @@ class BenchmarkResult:
         head = (f"{self.name}  ({self.settings['repeats']} rounds, warm-up {self.settings['warmup']}, "
                 f"threads {self.settings['threads']}, timer {self.settings['timer']})")
         lines = [head, f"  {'case':<36} {'median':>12} {'q1 - q3':>23} {'spread':>7} {'x calls':>8}   "
-                       f"{'vs ' + self.baseline:<}"]
+                       f"{'vs ' + self.baseline + ' (median [q1 - q3], interval of the median)':<}"]
         for c in self.cases:
             s = c.summary
             if c.baseline:
                 rel = "baseline"
             else:
                 r = c.ratio
-                rel = f"{r['median']:.3f}x  [{r['q1']:.3f} - {r['q3']:.3f}]"
+                rel = f"{r['median']:.3f}x  [{r['q1']:.3f} - {r['q3']:.3f}]  95% CI {r['ci_low']:.3f} - {r['ci_high']:.3f}"
             lines.append(f"  {c.name:<36} {s['median'] * scale:9.3f} {unit:<2} "
                          f"{s['q1'] * scale:10.3f} - {s['q3'] * scale:10.3f} {s['spread']:7.1%} {c.number:8d}   {rel}")
         return "\n".join(lines)
@@ -223,11 +221,15 @@ def machine_info() -> dict:
 
 
 def ratio_summary(times, base_times) -> dict:
-    "The summary of the per-round ratios times[r] / base_times[r] (the rounds were measured side by side)."
+    """The summary of the per-round ratios times[r] / base_times[r] (the rounds were measured side by side):
+    summarize's dict of the ratios plus ci_low and ci_high, bootstrap_ci of the ratios (default level 95%,
+    1000 resamples, seed 0): the interval of the median ratio."""
     if len(times) != len(base_times) or not times:
         raise ValueError(f"ratio_summary: need the same number (> 0) of rounds, got {len(times)} and {len(base_times)}")
     ### BEGIN SOLUTION
-    return summarize([t / b for t, b in zip(times, base_times)])
+    ratios = [t / b for t, b in zip(times, base_times)]
+    low, high = bootstrap_ci(ratios)
+    return dict(summarize(ratios), ci_low=low, ci_high=high)
     ### END SOLUTION
 
 
@@ -295,21 +297,38 @@ class Benchmark:
         return times
         ### END SOLUTION
 
+    def _measure(self) -> tuple:
+        """The protocol of one run (threads already pinned): warm up — call every fn of self.cases (a list of
+        (name, fn)) self.warmup times, untimed; calibrate — numbers = {name: self._calibrate(fn)}; measure —
+        times = self._rounds(numbers). Returns (numbers, times), two dicts keyed by case name."""
+        ### BEGIN SOLUTION
+        for _ in range(self.warmup):
+            for _, fn in self.cases:
+                fn()
+        numbers = {name: self._calibrate(fn) for name, fn in self.cases}
+        return numbers, self._rounds(numbers)
+        ### END SOLUTION
+
+    def _case_results(self, numbers: dict, times: dict) -> list:
+        """One CaseResult per case of self.cases, in order: CaseResult(name, times[name], numbers[name],
+        summarize(times[name]), ratio, baseline) where baseline = (name == self.baseline) and ratio is None for
+        the baseline, else ratio_summary(times[name], times[self.baseline]) — per-round ratios, since round r of
+        every case was measured within seconds of round r of the baseline."""
+        ### BEGIN SOLUTION
+        base = times[self.baseline]
+        return [CaseResult(name, times[name], numbers[name], summarize(times[name]),
+                           None if name == self.baseline else ratio_summary(times[name], base),
+                           name == self.baseline) for name, _ in self.cases]
+        ### END SOLUTION
+
     def run(self) -> BenchmarkResult:
         "Measure every case; returns a BenchmarkResult."
         if not self.cases:
             raise ValueError(f"Benchmark {self.name!r}: no cases; add some with .add(name, fn)")
         ctx = pinned_threads(self.threads) if self.threads is not None else contextlib.nullcontext(None)
         with ctx as report:
-            for _ in range(self.warmup):
-                for _, fn in self.cases:
-                    fn()
-            numbers = {name: self._calibrate(fn) for name, fn in self.cases}
-            times = self._rounds(numbers)
-        base = times[self.baseline]
-        cases = [CaseResult(name, times[name], numbers[name], summarize(times[name]),
-                            None if name == self.baseline else ratio_summary(times[name], base),
-                            name == self.baseline) for name, _ in self.cases]
+            numbers, times = self._measure()
+        cases = self._case_results(numbers, times)
         settings = {"repeats": self.repeats, "warmup": self.warmup, "min_time": self.min_time,
                     "threads": self.threads, "timer": getattr(self.timer, "__name__", type(self.timer).__name__)}
         return BenchmarkResult(self.name, cases, self.baseline, settings,

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.autograd import no_grad
 from ..core.tensor import Tensor
-from ..core.checks import check_int
+from ..core.checks import check_fraction, check_int
 from ..core.layers import Dropout, Linear, Module, Sequential
 from ..core.activations import GELU, ReLU, Sigmoid, Softmax, Tanh, eval_mode
 from ..core.spatial import AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d, conv_output_size
@@ -26,8 +26,8 @@ from ..core.transformers import LayerNorm
 
 # %% auto #0
 __all__ = ['FLOP_RULES', 'count_parameters', 'linear_flops', 'conv2d_flops', 'attention_flops', 'flops_of_call', 'LayerRecord',
-           'trace_forward', 'activation_bytes', 'measure_memory', 'openblas_handles', 'blas_threads',
-           'set_blas_threads', 'LatencyResult', 'measure_latency', 'ProfileReport', 'Profiler']
+           'trace_forward', 'forward_bytes', 'activation_bytes', 'measure_memory', 'openblas_handles', 'blas_threads',
+           'set_blas_threads', 'quantile', 'median', 'LatencyResult', 'measure_latency', 'ProfileReport', 'Profiler']
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #70c84112
 def count_parameters(model: Module) -> dict:
@@ -142,7 +142,15 @@ FLOP_RULES = [(Linear, _linear_rule), (Conv2d, _conv_rule), (MultiHeadAttention,
 
 def flops_of_call(module: Module, args: tuple, kwargs: dict, out):
     """(FLOPs, rule) of one call of `module`: the module's own `flops(input_shape, output_shape)` method if
-    it has one, else the rule for its type, else (0, ...) for elementwise layers, else (None, "no rule")."""
+    it has one, else the rule for its type, else (0, ...) for elementwise layers, else (None, "no rule").
+
+    `args`/`kwargs`: what the call received (args[0] the input Tensor); `out`: what it returned. In order:
+    1. a callable `module.flops` wins: (int(module.flops(input shape or None, output shape)), "<Type>.flops"),
+       the shapes as tuples from _shape_of;
+    2. the first (cls, rule) of FLOP_RULES with isinstance(module, cls): return rule(module, args, kwargs, out);
+    3. an instance of _NO_MATMUL: (0, "elementwise (no matrix product)");
+    4. anything else: (None, "not counted: no FLOP rule for <Type>") — never a guess."""
+    ### BEGIN SOLUTION
     own = getattr(module, "flops", None)
     if callable(own):
         return int(own(_shape_of(args[0]) if args else None, _shape_of(out))), f"{type(module).__name__}.flops"
@@ -152,6 +160,7 @@ def flops_of_call(module: Module, args: tuple, kwargs: dict, out):
     if isinstance(module, _NO_MATMUL):
         return 0, "elementwise (no matrix product)"
     return None, f"not counted: no FLOP rule for {type(module).__name__}"
+    ### END SOLUTION
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #82ac1f8c
 @dataclass
@@ -172,7 +181,12 @@ class LayerRecord:
     _counting: bool = field(default=True, repr=False)
 
     def record(self, args, kwargs, out, seconds: float) -> None:
-        "Add one call: its time always; its shapes, FLOPs and output bytes during the first forward pass."
+        """Add one call (args/kwargs the layer received, out what it returned, seconds it took): its time always,
+        into self._now; and while self._counting (the first forward pass) also: calls += 1; on the first call
+        input_shapes = [_shape_of(a) for a in args] and output_shape = _shape_of(out) (a tuple of shapes when
+        out is a tuple or list); (flops, self.flop_rule) = flops_of_call(...) and self.flops += flops — None
+        (not counted) once any call is None; activation_bytes += _nbytes_of(out)."""
+        ### BEGIN SOLUTION
         self._now += seconds
         if not self._counting:
             return
@@ -184,6 +198,7 @@ class LayerRecord:
         flops, self.flop_rule = flops_of_call(self.module, args, kwargs, out)
         self.flops = None if (flops is None or self.flops is None) else self.flops + flops
         self.activation_bytes += _nbytes_of(out)
+        ### END SOLUTION
 
     @property
     def params(self) -> int:
@@ -200,11 +215,14 @@ class LayerRecord:
     @property
     def time(self) -> float | None:
         "Median seconds this layer took per forward pass (None before any timed pass)."
-        return float(np.median(self.times)) if self.times else None
+        return median(self.times) if self.times else None
 
 
 def _targets(model: Module) -> list:
-    "(name, module, leaf) for the modules to watch: leaves, plus attention modules and modules with flops()."
+    """(name, module, leaf) for the modules to watch, in model.named_modules() order: every leaf (a module with
+    no children, leaf=True), plus every MultiHeadAttention and every module with a callable `flops` method
+    (leaf=False when they have children). name: the dotted name, or the class name for the root ("")."""
+    ### BEGIN SOLUTION
     out = []
     for name, m in model.named_modules():
         leaf = next(m.children(), None) is None
@@ -212,6 +230,7 @@ def _targets(model: Module) -> list:
         if leaf or own_rule:
             out.append((name or type(m).__name__, m, leaf))
     return out
+    ### END SOLUTION
 
 
 def _wrap(original, rec: LayerRecord):
@@ -230,13 +249,26 @@ def _wrap(original, rec: LayerRecord):
 
 def trace_forward(model: Module, *inputs, repeats: int = 1, **kwargs):
     """Run `model(*inputs, **kwargs)` `repeats` times in eval mode under no_grad (modes restored after),
-    watching every leaf layer (and every attention module). Returns (records, output of the last pass). Each watched instance gets a temporary
-    `forward` attribute that is removed again in a `finally` block: no class is modified."""
+    watching every leaf layer (and every attention module). Returns (records, output of the last pass). Each
+    watched instance gets a temporary `forward` attribute that is removed again in a `finally` block: no class
+    is modified.
+
+    The exercise (model checked, repeats a checked int, already in eval mode):
+    1. for each (name, m, leaf) of _targets(model): append rec = LayerRecord(name=name, kind=type(m).__name__,
+       module=m, leaf=leaf) to `records`; append (m, had, previous) to `installed`, where `had` says whether m
+       already had its own instance `forward` (in vars(m)) and `previous` is that attribute (or None); then set
+       m.forward = _wrap(m.forward, rec);
+    2. under no_grad, run out = model(*inputs, **kwargs) `repeats` times; before pass r set rec._now = 0.0 and
+       rec._counting = (r == 0) on every record, after it append rec._now to rec.times;
+    3. in a `finally` (also when a forward pass raises), walk `installed` in reverse: put `previous` back when
+       `had`, else `del m.forward` (the class's method shows again).
+    Returns (records, out) with out the last pass's output."""
     if not isinstance(model, Module):
         raise TypeError(f"trace_forward: expected a Module, got {type(model).__name__}")
     repeats = check_int(repeats, "repeats", "trace_forward")
     records, installed = [], []
     with eval_mode(model):                              # inference: no dropout, no batch-norm updates
+        ### BEGIN SOLUTION
         try:
             for name, m, leaf in _targets(model):
                 rec = LayerRecord(name=name, kind=type(m).__name__, module=m, leaf=leaf)
@@ -258,9 +290,45 @@ def trace_forward(model: Module, *inputs, repeats: int = 1, **kwargs):
                     m.forward = previous
                 else:
                     del m.forward                       # the class's method is visible again
-    return records, out
+        return records, out
+        ### END SOLUTION
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #e46ca9e0
+def forward_bytes(model: Module, inputs: tuple, kwargs: dict, retain: bool = True) -> tuple:
+    """Measured bytes of forward passes of `model(*inputs, **kwargs)`, in eval mode (modes restored after):
+    (peak, retained), two ints (retained None when `retain` is False).
+
+    - peak: start tracemalloc if it is not already tracing, tracemalloc.reset_peak(), note the current traced
+      bytes, run one pass under no_grad, and take (peak traced bytes) - (bytes at the start);
+      delete that output;
+    - retained (only when `retain`): note the current traced bytes, run one pass with gradients on (the graph
+      keeps what backward needs) and take (current traced bytes) - (bytes before it), then delete the output;
+    - stop tracemalloc in a `finally` if this function started it (a caller's tracing is left running)."""
+    ### BEGIN SOLUTION
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        with eval_mode(model):
+            tracemalloc.reset_peak()
+            start = tracemalloc.get_traced_memory()[0]
+            with no_grad():
+                out = model(*inputs, **kwargs)
+            peak = tracemalloc.get_traced_memory()[1] - start
+            del out
+            retained = None
+            if retain:
+                start = tracemalloc.get_traced_memory()[0]
+                out = model(*inputs, **kwargs)                # gradients on: the graph holds the activations
+                retained = int(tracemalloc.get_traced_memory()[0] - start)
+                del out
+        return int(peak), retained
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    ### END SOLUTION
+
+
 def activation_bytes(records: list) -> int:
     """The bytes of every leaf layer's output in one traced forward pass: the sum of r.activation_bytes over
     the LayerRecords r (from trace_forward) with r.leaf True (a container's output is its last child's)."""
@@ -277,26 +345,7 @@ def measure_memory(model: Module, *inputs, **kwargs) -> dict:
     counts = count_parameters(model)
     records, _ = trace_forward(model, *inputs, **kwargs)
     activation = activation_bytes(records)
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start()
-    try:
-        with eval_mode(model):
-            tracemalloc.reset_peak()
-            start = tracemalloc.get_traced_memory()[0]
-            with no_grad():
-                out = model(*inputs, **kwargs)
-            peak = tracemalloc.get_traced_memory()[1] - start
-            del out
-            retained = None
-            if counts["trainable"]:
-                start = tracemalloc.get_traced_memory()[0]
-                out = model(*inputs, **kwargs)                # gradients on: the graph holds the activations
-                retained = tracemalloc.get_traced_memory()[0] - start
-                del out
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
+    peak, retained = forward_bytes(model, inputs, kwargs, retain=bool(counts["trainable"]))
     return {"parameter_bytes": counts["bytes"], "buffer_bytes": counts["buffer_bytes"],
             "input_bytes": sum(_nbytes_of(x) for x in inputs), "activation_bytes": int(activation),
             "peak_forward_bytes": int(peak), "retained_for_backward_bytes": retained}
@@ -342,6 +391,37 @@ def set_blas_threads(n: int) -> None:
         put(int(n))
 
 # %% ../../modules/14_profiling/14_profiling.ipynb #72b90718
+def quantile(xs, q: float) -> float:
+    """The q-quantile (0 <= q <= 1) of the values xs (any iterable of real numbers), interpolating linearly
+    between sorted values (NumPy's default): with the n values sorted, the value at position q·(n - 1),
+    between two neighbours on the straight line. A float. No values: ValueError "quantile: no values"; q
+    outside [0, 1]: module 01's check_fraction error. (The exercise gets `values`, sorted floats, and `q`.)"""
+    values = sorted(float(x) for x in xs)
+    if not values:
+        raise ValueError("quantile: no values")
+    q = check_fraction(q, "q", "quantile")
+    ### BEGIN SOLUTION
+    pos = q * (len(values) - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(values) - 1)
+    frac = pos - lo
+    return values[lo] + (values[hi] - values[lo]) * frac
+    ### END SOLUTION
+
+
+def median(xs) -> float:
+    """The middle value of xs (the mean of the two middle ones for an even count), a float. No values:
+    ValueError "median: no values". (The exercise gets `values`, sorted floats.)"""
+    values = sorted(float(x) for x in xs)
+    if not values:
+        raise ValueError("median: no values")
+    ### BEGIN SOLUTION
+    n = len(values)
+    mid = n // 2
+    return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
+    ### END SOLUTION
+
+# %% ../../modules/14_profiling/14_profiling.ipynb #0c633180
 @dataclass
 class LatencyResult:
     "Seconds per call of `repeats` timed calls (after `warmup` untimed ones); `median` is the headline."
@@ -351,7 +431,7 @@ class LatencyResult:
     @property
     def repeats(self) -> int: return len(self.times)
     @property
-    def median(self) -> float: return float(np.median(self.times))
+    def median(self) -> float: return median(self.times)
     @property
     def mean(self) -> float: return float(np.mean(self.times))
     @property
@@ -362,8 +442,7 @@ class LatencyResult:
     @property
     def iqr(self) -> float:
         "Interquartile range: the spread of the middle half of the times."
-        q1, q3 = np.percentile(self.times, [25, 75])
-        return float(q3 - q1)
+        return quantile(self.times, 0.75) - quantile(self.times, 0.25)
 
     def to_dict(self) -> dict:
         return {"median_s": self.median, "mean_s": self.mean, "min_s": self.min, "max_s": self.max,
