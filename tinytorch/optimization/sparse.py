@@ -22,6 +22,7 @@ from .pruning import keep_masks_in_optimizers      # module 17
 from ..core.training import write_json_atomic                   # module 07: the one atomic writer
 from ..measurement.profiling import blas_threads   # module 14
 from .kernels import CSRMatrix, KernelSet, index_dtype, offset_dtype, prange   # module 16
+from .qmodel import _replace_modules   # module 16: replacing layers in a model tree
 
 # %% auto #0
 __all__ = ['KERNELS', 'jit_kernel', 'CROSSOVER_ENV', 'SAFETY', 'DENSITIES', 'transpose_into', 'row_times_dense', 'matmat',
@@ -624,34 +625,10 @@ def sparse_plan(model: Module, batch_size: int = 64, mode: str = "auto", calibra
     return plan
 
 
-def _replace_children(module: Module, convert: dict, seen: set) -> None:
-    if id(module) in seen:
-        return
-    seen.add(id(module))
-    for name, value in list(vars(module).items()):
-        if isinstance(value, Module):
-            if id(value) in convert:
-                object.__setattr__(module, name, convert[id(value)])
-            else:
-                _replace_children(value, convert, seen)
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
-            new = [convert.get(id(v), v) for v in value]
-            for v in new:
-                if not isinstance(v, SparseLinear):
-                    _replace_children(v, convert, seen)
-            if isinstance(value, list):
-                value[:] = new
-            else:
-                object.__setattr__(module, name, type(value)(new))
-
-
 def to_sparse(model: Module, batch_size: int = 64, mode: str = "auto", calibration=None) -> Module:
     """Replace the pruned Linear layers of `model` (in place) by SparseLinear where that is faster for
     `batch_size` (mode='auto', from `calibration` or $TINYTORCH_SPARSE_CROSSOVER) or wherever they are pruned (mode='always'). Returns the model; a Linear
     given directly is returned converted (or unchanged)."""
     plan = sparse_plan(model, batch_size, mode, calibration)
     convert = {id(p["layer"]): SparseLinear.from_linear(p["layer"]) for p in plan if p["format"] == "sparse"}
-    if id(model) in convert:
-        return convert[id(model)]
-    _replace_children(model, convert, set())
-    return model
+    return _replace_modules(model, lambda m: convert.get(id(m)))     # module 16's one tree surgery
