@@ -133,7 +133,13 @@ def _as_mask(mask, shape: tuple, who: str) -> np.ndarray:
 
 def reapply_masks(optimizer, args=(), kwargs=None) -> None:
     """The optimizer step post-hook that keeps pruned weights pruned: for each parameter of `optimizer` with
-    a `mask` (0/False = pruned), multiply the weight and every state buffer of its shape by the mask."""
+    a `mask` (0/False = pruned), multiply the weight and every state buffer of its shape by the mask.
+    Exercise: for every parameter p of every group in optimizer.param_groups whose `p.mask` is not None (a
+    boolean or 0/1 array of p's shape, or a Tensor holding one), multiply in place `p.data` and every NumPy
+    array in `optimizer.state.get(p, {})` whose shape is p's shape (momentum_buffer, exp_avg, exp_avg_sq) by
+    the mask. A mask that does not broadcast raises ValueError naming the optimizer, "does not broadcast" and
+    both shapes. Returns None."""
+    ### BEGIN SOLUTION
     for group in optimizer.param_groups:
         for p in group["params"]:
             mask = getattr(p, "mask", None)
@@ -148,6 +154,7 @@ def reapply_masks(optimizer, args=(), kwargs=None) -> None:
             except ValueError as e:
                 raise ValueError(f"{type(optimizer).__name__}: the mask of shape {np.shape(mask)} does not "
                                  f"broadcast to its parameter of shape {p.data.shape} ({e})") from e
+    ### END SOLUTION
 
 
 _MASK_HOOK: list = []                   # the handle of the registered hook, once registered
@@ -340,10 +347,17 @@ def _prunable_or_error(model: Module, who: str) -> list:
 def magnitude_prune(model: Module, sparsity, scope: str = "global") -> dict:
     """Unstructured pruning in place: zero the `sparsity` fraction of the still-unpruned prunable weights with
     the smallest |w| — ranked across all layers (scope="global") or within each ("layer") — and keep them
-    zero through training (masks). Returns {weight name: its sparsity afterwards}."""
+    zero through training (masks). Returns {weight name: its sparsity afterwards}.
+    Given: s (the sparsity, a float in [0, 1]), scope ("global" or "layer"), weights (the PrunableWeight list:
+    .name, .param, .owners). Exercise: scores are |w| of each weight; the candidates are the entries its
+    current mask (`getattr(param, "mask", None)`) keeps; build the new masks with global_masks (one ranking)
+    or unstructured_mask (one per weight), who="magnitude_prune"; attach each mask with attach_mask(param,
+    mask, owners) unless the weight had no mask and nothing of it is pruned; return {name:
+    measure_sparsity(param)} in the order of `weights`."""
     s = check_fraction(sparsity, "sparsity", "magnitude_prune")
     check_choice(scope, SCOPES, "scope", "magnitude_prune")
     weights = _prunable_or_error(model, "magnitude_prune")
+    ### BEGIN SOLUTION
     scores = [np.abs(w.param.data) for w in weights]
     defaults = [getattr(w.param, "mask", None) for w in weights]
     if scope == "global":
@@ -356,6 +370,7 @@ def magnitude_prune(model: Module, sparsity, scope: str = "global") -> dict:
             attach_mask(w.param, m, w.owners)
         result[w.name] = measure_sparsity(w.param)
     return result
+    ### END SOLUTION
 
 
 SCHEDULES = ("equal", "cubic")
@@ -364,14 +379,19 @@ SCHEDULES = ("equal", "cubic")
 def sparsity_schedule(final_sparsity, steps: int, kind: str = "equal") -> list:
     """Per-step amounts (fractions of what remains) for gradual pruning to `final_sparsity` in `steps` steps:
     "equal" removes the same fraction each step; "cubic" follows Zhu & Gupta (2017), total sparsity
-    s_i = final (1 - (1 - i/steps)^3): big cuts first, while many redundant weights remain, small ones last."""
+    s_i = final (1 - (1 - i/steps)^3): big cuts first, while many redundant weights remain, small ones last.
+    Given: f (final sparsity, float in [0, 1]), steps (int >= 1), kind. Exercise: return a list of `steps`
+    floats a_i, each the fraction of the *remaining* weights step i prunes, so that prod(1 - a_i) = 1 - f
+    ("equal": all a_i the same; "cubic": step i takes total sparsity from s_(i-1) to s_i, a_i = 0 once s = 1)."""
     f = check_fraction(final_sparsity, "final_sparsity", "sparsity_schedule")
     steps = check_int(steps, "steps", "sparsity_schedule")
     check_choice(kind, SCHEDULES, "schedule", "sparsity_schedule")
+    ### BEGIN SOLUTION
     if kind == "equal":
         return [1.0 - (1.0 - f) ** (1.0 / steps)] * int(steps)
     totals = [f * (1.0 - (1.0 - i / steps) ** 3) for i in range(int(steps) + 1)]
     return [(b - a) / (1.0 - a) if a < 1.0 else 0.0 for a, b in zip(totals[:-1], totals[1:])]
+    ### END SOLUTION
 
 # %% ../../modules/17_compression/17_compression.ipynb #80c4aa12
 def _norm_order(n, who: str):
@@ -422,7 +442,11 @@ def head_norms(mha: MultiHeadAttention, n=2) -> np.ndarray:
 def structured_mask(weight, amount, n=2, dim: int = 0, default_mask=None, importance_scores=None,
                     who: str = "structured_mask") -> np.ndarray:
     """A 0/1 mask that prunes the `amount` slices along `dim` with the smallest Ln norm, among the slices that
-    `default_mask` has not already removed entirely (ties by position)."""
+    `default_mask` has not already removed entirely (ties by position).
+    Given: w (the weight array), scores (what the norms are taken of, w's shape), d (the axis, an int),
+    mask (the starting float32 0/1 mask, w's shape, a fresh copy). Exercise: the alive slices along d are
+    those where mask is not all zero; k = num_to_prune(amount, number alive, who); set mask to 0 on the k
+    alive slices with the smallest unit_norms(scores, n, d) (stable sort: ties by position); return mask."""
     w = np.asarray(weight.data if isinstance(weight, Tensor) else weight)
     scores = w if importance_scores is None else np.asarray(getattr(importance_scores, "data", importance_scores))
     if scores.shape != w.shape:
@@ -431,6 +455,7 @@ def structured_mask(weight, amount, n=2, dim: int = 0, default_mask=None, import
         raise ValueError(f"{who}: structured pruning needs a weight of 2 or more dimensions, got shape {w.shape}")
     d = _axis(dim, w.ndim, who)
     mask = _start_mask(w.shape, default_mask)
+    ### BEGIN SOLUTION
     other = tuple(i for i in range(w.ndim) if i != d)
     alive = np.flatnonzero(mask.sum(axis=other) != 0)
     k = num_to_prune(amount, alive.size, who)
@@ -440,6 +465,7 @@ def structured_mask(weight, amount, n=2, dim: int = 0, default_mask=None, import
         index[d] = alive[np.argsort(norms, kind="stable")[:k]]
         mask[tuple(index)] = 0
     return mask
+    ### END SOLUTION
 
 
 def head_slices(mha: MultiHeadAttention, h: int) -> list:
@@ -564,6 +590,47 @@ def _structured_targets(module: Module, layers) -> list:
     return [(names.get(id(t)) or type(t).__name__, t) for t in targets]
 
 
+def _prune_heads_of(layer: MultiHeadAttention, r: float, n: float, strategy: str) -> list:
+    """Prune the fraction `r` of the heads of `layer` still alive (layer.head_mask != 0), the least important first.
+    Given: r (float in [0, 1]), n (the norm order, float), strategy (a key of HEAD_IMPORTANCE).
+    Exercise: alive = heads with head_mask != 0; k = num_to_prune(r, len(alive), "structured_prune"); the scores
+    are HEAD_IMPORTANCE[strategy](layer) (pass n=n for "magnitude"), float64 of shape (num_heads,), taken at the
+    alive heads; switch off the k lowest (stable sort) with mask_heads and return its result ([] when k == 0)."""
+    ### BEGIN SOLUTION
+    alive = np.flatnonzero(layer.head_mask.data != 0)
+    k = num_to_prune(r, alive.size, "structured_prune")
+    if not k:
+        return []
+    kwargs = {"n": n} if strategy == "magnitude" else {}
+    scores = np.asarray(HEAD_IMPORTANCE[strategy](layer, **kwargs), dtype=np.float64)[alive]
+    return mask_heads(layer, alive[np.argsort(scores, kind="stable")[:k]])
+    ### END SOLUTION
+
+
+def _prune_units_of(layer, r: float, n: float, include_bias: bool, owners: dict) -> list:
+    """Prune the fraction `r` of the output units (rows / filters) of a Linear or Conv2d still alive, smallest Ln norm
+    first, under masks. Given: r (float in [0, 1]), n (norm order), include_bias, owners (param_owners of the model).
+    Exercise: a unit was alive if the weight's current mask (or no mask) keeps some entry of its row; build the mask
+    with structured_mask(weight.data, r, n, 0, current mask, who="structured_prune"); the newly dead units are those
+    alive before whose row the new mask zeroes entirely. If there are any: attach_mask the weight (owners from
+    `owners`, default [(layer, "weight")]) and, with include_bias and a bias, a bias mask False at the dead units.
+    Returns the dead unit indices as a sorted list of ints."""
+    ### BEGIN SOLUTION
+    w = layer.weight
+    before = getattr(w, "mask", None)
+    was_alive = np.ones(w.shape[0], bool) if before is None else before.reshape(w.shape[0], -1).any(axis=1)
+    m = structured_mask(w.data, r, n, 0, before, who="structured_prune")
+    dead = np.flatnonzero(was_alive & ~m.reshape(w.shape[0], -1).any(axis=1))
+    if dead.size:
+        attach_mask(w, m, owners.get(id(w), [(layer, "weight")]))
+        if include_bias and layer.bias is not None:
+            bm = np.ones(layer.bias.shape, dtype=bool)
+            bm[dead] = False
+            attach_mask(layer.bias, bm, owners.get(id(layer.bias), [(layer, "bias")]))
+    return dead.tolist()
+    ### END SOLUTION
+
+
 def structured_prune(module: Module, prune_ratio, n=2, layers=None, include_bias: bool = True,
                      strategy: str = "magnitude") -> dict:
     """Remove whole units in place: rows of a Linear (neurons), filters of a Conv2d, heads of a
@@ -583,24 +650,9 @@ def structured_prune(module: Module, prune_ratio, n=2, layers=None, include_bias
     report = {}
     for name, layer in targets:
         if isinstance(layer, MultiHeadAttention):
-            alive = np.flatnonzero(layer.head_mask.data != 0)
-            k = num_to_prune(r, alive.size, "structured_prune")
-            kwargs = {"n": n} if strategy == "magnitude" else {}
-            scores = np.asarray(HEAD_IMPORTANCE[strategy](layer, **kwargs), dtype=np.float64)[alive]
-            report[name] = mask_heads(layer, alive[np.argsort(scores, kind="stable")[:k]]) if k else []
-            continue
-        w = layer.weight
-        before = getattr(w, "mask", None)
-        was_alive = np.ones(w.shape[0], bool) if before is None else before.reshape(w.shape[0], -1).any(axis=1)
-        m = structured_mask(w.data, r, n, 0, before, who="structured_prune")
-        dead = np.flatnonzero(was_alive & ~m.reshape(w.shape[0], -1).any(axis=1))
-        if dead.size:
-            attach_mask(w, m, owners.get(id(w), [(layer, "weight")]))
-            if include_bias and layer.bias is not None:
-                bm = np.ones(layer.bias.shape, dtype=bool)
-                bm[dead] = False
-                attach_mask(layer.bias, bm, owners.get(id(layer.bias), [(layer, "bias")]))
-        report[name] = dead.tolist()
+            report[name] = _prune_heads_of(layer, r, n, strategy)
+        else:
+            report[name] = _prune_units_of(layer, r, n, include_bias, owners)
     return report
 
 # %% ../../modules/17_compression/17_compression.ipynb #c0031d5a
@@ -628,14 +680,30 @@ def _unit_outputs_constant(producer: Linear, between: list) -> np.ndarray:
 
 
 def _consumer_columns(producer, between, consumer, units: np.ndarray) -> np.ndarray:
+    """The input columns of `consumer` that read the producer's `units` (sorted int array), as an int array in order.
+    For Linear -> Linear (and for a Conv2d consumer, whose input channels are the units) they are the units
+    themselves; for Conv2d -> Flatten -> Linear each channel u is read by the hw = in_features // out_channels
+    consecutive columns u*hw .. u*hw + hw - 1 (Flatten keeps channel-major order)."""
+    ### BEGIN SOLUTION
     if isinstance(consumer, Linear) and isinstance(producer, Conv2d):
         hw = consumer.in_features // producer.out_channels
         return (units[:, None] * hw + np.arange(hw)).reshape(-1)
     return units
+    ### END SOLUTION
 
 
 def _removable_units(producer, between, consumer):
-    "(keep, fold): the units to keep, and each unit's constant output to fold into the consumer's bias (or None)."
+    """(keep, fold): the units of `producer` to keep, and each unit's constant output to fold into the consumer's bias.
+    Given: producer (Linear or Conv2d with U output units), between (the modules between, e.g. [ReLU()]), consumer
+    (Linear or Conv2d reading those U units; a Linear after Conv2d -> Flatten reads U blocks of H*W columns).
+    Exercise: a unit is removable when nothing reads it (its consumer columns, or input channel, are all zero), or
+    when its weights are all zero and its output is a constant that can go: for a Linear producer the constant is
+    _unit_outputs_constant(producer, between) (shape (U,), float64) and it can be folded when it is 0 or the consumer
+    has a bias; for a Conv2d producer only when its bias is 0 (or no bias) and every module between is in
+    _ZERO_PRESERVING. keep = indices (int64, sorted) of the other units, [0] if none is left. fold = None for a
+    Conv2d producer; for a Linear, a float64 (U,) array: the constant of each removed foldable unit that something
+    reads, 0 elsewhere (0 at every kept unit)."""
+    ### BEGIN SOLUTION
     units = producer.weight.shape[0]
     w_dead = ~producer.weight.data.reshape(units, -1).any(axis=1)
     cw = consumer.weight.data
@@ -663,9 +731,17 @@ def _removable_units(producer, between, consumer):
     if fold is not None:
         fold[keep] = 0.0                                # a kept unit still computes its own output
     return keep, fold
+    ### END SOLUTION
 
 
 def _compact_pair(producer, between, consumer, keep: np.ndarray, fold) -> None:
+    """Cut `producer` down to its units `keep` and `consumer` down to the columns that read them, in place.
+    Given: keep (sorted int array, from _removable_units), fold (None, or a float64 array (U,) of the constants of
+    removed units). Exercise: first add consumer.weight @ fold to consumer.bias (in the bias dtype) when fold has a
+    nonzero entry; then _slice_param the producer's weight (rows keep) and bias, the consumer's weight (columns
+    _consumer_columns(...)), and update producer.out_features / out_channels and consumer.in_features /
+    in_channels to the new sizes. Returns None."""
+    ### BEGIN SOLUTION
     if fold is not None and fold.any():
         consumer.bias.data += (consumer.weight.data.astype(np.float64) @ fold).astype(consumer.bias.data.dtype)
     cols = _consumer_columns(producer, between, consumer, keep)
@@ -681,17 +757,27 @@ def _compact_pair(producer, between, consumer, keep: np.ndarray, fold) -> None:
         consumer.in_features = int(cols.size)
     else:
         consumer.in_channels = int(keep.size)
+    ### END SOLUTION
+
+
+def _heads_to_keep(mha: MultiHeadAttention) -> np.ndarray:
+    """The heads of `mha` that still contribute: sorted int64 indices of the heads whose head_mask entry is not 0
+    and whose out_proj columns (out_proj.weight[:, h*hd:(h+1)*hd]) are not all zero; [0] when none is left
+    (head 0 stays, switched off by its head_mask)."""
+    H, hd = mha.num_heads, mha.head_dim
+    ### BEGIN SOLUTION
+    ow = mha.out_proj.weight.data
+    dead = (mha.head_mask.data == 0) | ~ow.reshape(ow.shape[0], H, hd).any(axis=(0, 2))
+    keep = np.flatnonzero(~dead)
+    return keep if keep.size else np.array([0])
+    ### END SOLUTION
 
 
 def _compact_heads(mha: MultiHeadAttention):
     H, hd = mha.num_heads, mha.head_dim
-    ow = mha.out_proj.weight.data
-    dead = (mha.head_mask.data == 0) | ~ow.reshape(ow.shape[0], H, hd).any(axis=(0, 2))
-    keep = np.flatnonzero(~dead)
+    keep = _heads_to_keep(mha)
     if keep.size == H:
         return None
-    if keep.size == 0:
-        keep = np.array([0])                             # head 0 stays, switched off by its head_mask
     ids = _head_ids(mha)
     rows = (keep[:, None] * hd + np.arange(hd)).reshape(-1)
     for proj in (mha.q_proj, mha.k_proj, mha.v_proj):

@@ -1,0 +1,147 @@
+"""Module 17's exercises, each checked on a case small enough to work by hand: the masks of magnitude and
+structured pruning, global ranking, the gradual schedule, the optimizer hook, compaction's index selection,
+the low-rank factorisation and the distillation loss. Student test: NumPy and tinytorch only."""
+import math
+
+import numpy as np
+import pytest
+
+from tinytorch.core.attention import MultiHeadAttention
+from tinytorch.core.activations import ReLU, Sigmoid
+from tinytorch.core.layers import Linear, Parameter, Sequential
+from tinytorch.core.optimizers import SGD
+from tinytorch.core.spatial import Conv2d, Flatten
+from tinytorch.core.tensor import Tensor
+from tinytorch.optimization import pruning as P
+
+
+def _linear(w, b=None):
+    w = np.asarray(w, dtype=np.float32)
+    lin = Linear(w.shape[1], w.shape[0], bias=b is not None)
+    lin.weight.data[...] = w
+    if b is not None:
+        lin.bias.data[...] = np.asarray(b, dtype=np.float32)
+    return lin
+
+
+def test_magnitude_prune_global_and_per_layer_by_hand():
+    a = _linear([[0.1, 2.0], [3.0, 0.2]])
+    b = _linear([[0.05, 0.3], [4.0, 5.0]])
+    net = Sequential(a, ReLU(), b)
+    out = P.magnitude_prune(net, 0.5)                       # 4 of 8 weights: 0.05, 0.1, 0.2, 0.3
+    assert out == {"0.weight": 0.5, "2.weight": 0.5}
+    assert (a.weight.mask == [[False, True], [True, False]]).all()
+    assert (b.weight.mask == [[False, False], [True, True]]).all()
+    out = P.magnitude_prune(net, 0.5, scope="layer")         # half of what remains in each: 2.0 and 4.0 go
+    assert out == {"0.weight": 0.75, "2.weight": 0.75}
+    assert a.weight.data[1, 0] == 3.0 and a.weight.data[0, 1] == 0.0 and b.weight.data[1, 1] == 5.0
+
+
+def test_magnitude_prune_without_pruning_attaches_no_mask_and_keeps_shared_weights_one():
+    a = _linear([[1.0, 2.0], [3.0, 4.0]])
+    b = Linear(2, 2)
+    b.weight = a.weight
+    net = Sequential(a, b)
+    assert P.magnitude_prune(net, 0.0) == {"0.weight": 0.0} and not P.is_pruned(net)
+    P.magnitude_prune(net, 0.25)
+    assert b.weight is a.weight and a.weight.data[0, 0] == 0 and a.weight_mask.data is b.weight_mask.data
+
+
+def test_sparsity_schedules_multiply_to_the_final_sparsity():
+    eq = P.sparsity_schedule(0.75, 2, "equal")
+    assert len(eq) == 2 and all(abs(x - 0.5) < 1e-12 for x in eq)
+    cubic = P.sparsity_schedule(0.9, 3, "cubic")
+    totals = [0.9 * (1 - (1 - i / 3) ** 3) for i in range(4)]
+    want = [(t1 - t0) / (1 - t0) for t0, t1 in zip(totals[:-1], totals[1:])]
+    assert np.allclose(cubic, want) and cubic[0] > cubic[-1]
+    assert abs(1 - np.prod([1 - x for x in cubic]) - 0.9) < 1e-12
+    assert P.sparsity_schedule(1.0, 2, "cubic")[-1] == 1.0
+
+
+def test_reapply_masks_zeroes_weight_and_state_of_masked_parameters_only():
+    w = Parameter(np.ones((2, 3), np.float32))
+    free = Parameter(np.ones(3, np.float32))
+    opt = SGD([w, free], lr=0.1, momentum=0.9)
+    w.mask = np.array([[True, False, True], [False, True, True]])
+    opt.state[w] = {"momentum_buffer": np.full((2, 3), 2.0, np.float32), "step": 3}
+    P.reapply_masks(opt)
+    assert (w.data == w.mask).all() and (opt.state[w]["momentum_buffer"] == 2.0 * w.mask).all()
+    assert opt.state[w]["step"] == 3 and (free.data == 1).all()
+    w.mask = np.ones((3, 2), bool)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        P.reapply_masks(opt)
+
+
+def test_structured_mask_prunes_the_smallest_alive_slices():
+    w = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, -2.0], [1.0, 1.0]])     # L2 norms 5, 1, 2, 1.41
+    m = P.structured_mask(w, 0.5)
+    assert (m == [[1, 1], [0, 0], [1, 1], [0, 0]]).all() and m.dtype == np.float32
+    m2 = P.structured_mask(w, 1, default_mask=m)                        # one of the two alive: row 2
+    assert (m2.sum(axis=1) == [2, 0, 0, 0]).all()
+    cols = P.structured_mask(w, 1, n=1, dim=1)                          # L1 of columns: 5, 7
+    assert (cols == [[0, 1]] * 4).all()
+    assert (P.structured_mask(np.ones((3, 2)), 2) == [[0, 0], [0, 0], [1, 1]]).all()    # ties by position
+
+
+def test_structured_prune_units_and_bias_of_a_linear():
+    a = _linear([[3.0, 4.0], [1.0, 0.0], [0.0, -2.0], [1.0, 1.0]], b=[1, 2, 3, 4])
+    net = Sequential(a, ReLU(), Linear(4, 2))
+    rep = P.structured_prune(net, 0.5)
+    assert rep == {"0": [1, 3]}
+    assert (a.weight.data[[1, 3]] == 0).all() and (a.bias.data == [1, 0, 3, 0]).all()
+    assert P.structured_prune(net, 0.5) == {"0": [2]}                   # half of the two alive
+    assert P.structured_prune(net, 0.0) == {"0": []}
+
+
+def test_structured_prune_heads_by_their_norm():
+    mha = MultiHeadAttention(8, 4, rng=np.random.default_rng(0))
+    for h, scale in enumerate([3.0, 0.1, 2.0, 0.2]):
+        for proj in (mha.q_proj, mha.k_proj, mha.v_proj):
+            proj.weight.data[2 * h:2 * h + 2] *= scale
+        mha.out_proj.weight.data[:, 2 * h:2 * h + 2] *= scale
+    assert P.structured_prune(mha, 0.5) == {"MultiHeadAttention": [1, 3]}
+    assert (mha.head_mask.data == [1, 0, 1, 0]).all()
+    assert P.structured_prune(mha, 0.5) == {"MultiHeadAttention": [2]}
+
+
+def test_removable_units_dead_unused_and_folded():
+    prod = _linear([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0], [3.0, 1.0]], b=[0.5, 0.0, 2.0, 0.1])
+    cons = _linear([[1.0, 1.0, 1.0, 0.0], [2.0, 0.0, -1.0, 0.0]], b=[0.0, 0.0])
+    keep, fold = P._removable_units(prod, [ReLU()], cons)
+    assert keep.tolist() == [0] and fold.tolist() == [0.0, 0.0, 2.0, 0.0]   # unit 3 unused, 1 and 2 constant
+    sig = [Sigmoid()]
+    keep, fold = P._removable_units(prod, sig, _linear(cons.weight.data))      # no consumer bias: cannot fold 0.5
+    assert keep.tolist() == [0, 1, 2]
+    conv = Conv2d(1, 3, 1)
+    conv.weight.data[...] = np.array([1.0, 0.0, 2.0], np.float32).reshape(3, 1, 1, 1)
+    conv.bias.data[...] = [0.0, 0.0, 1.0]
+    lin = Linear(12, 2)
+    keep, fold = P._removable_units(conv, [ReLU(), Flatten()], lin)
+    assert keep.tolist() == [0, 2] and fold is None
+
+
+def test_consumer_columns_and_compact_pair():
+    conv, lin = Conv2d(1, 3, 1), Linear(12, 2)
+    cols = P._consumer_columns(conv, [Flatten()], lin, np.array([0, 2]))
+    assert cols.tolist() == [0, 1, 2, 3, 8, 9, 10, 11]
+    prod = _linear([[1.0, 2.0], [0.0, 0.0], [3.0, 1.0]], b=[0.5, 2.0, 0.1])
+    cons = _linear([[1.0, 1.0, 1.0], [2.0, -1.0, 0.0]], b=[0.0, 1.0])
+    x = Tensor(np.array([[0.3, -0.7], [1.0, 2.0]], np.float32))
+    before = cons(ReLU()(prod(x))).data
+    P._compact_pair(prod, [ReLU()], cons, np.array([0, 2]), np.array([0.0, 2.0, 0.0]))
+    assert prod.weight.shape == (2, 2) and prod.out_features == 2 and prod.bias.data.tolist() == pytest.approx([0.5, 0.1])
+    assert cons.weight.shape == (2, 2) and cons.in_features == 2 and cons.bias.data.tolist() == [2.0, -1.0]
+    assert np.allclose(cons(ReLU()(prod(x))).data, before)
+
+
+def test_heads_to_keep_and_compact_attention():
+    mha = MultiHeadAttention(8, 4, rng=np.random.default_rng(1))
+    mha.head_mask.data[1] = 0
+    mha.out_proj.weight.data[:, 6:8] = 0                                   # head 3 writes nothing
+    assert P._heads_to_keep(mha).tolist() == [0, 2]
+    x = Tensor(np.random.default_rng(2).standard_normal((1, 3, 8)).astype(np.float32))
+    y = mha(x).data
+    P.compact(mha)
+    assert mha.num_heads == 2 and mha.head_ids == [0, 2] and np.allclose(mha(x).data, y, atol=1e-6)
+    mha.head_mask.data[:] = 0
+    assert P._heads_to_keep(mha).tolist() == [0]
