@@ -145,3 +145,42 @@ def test_heads_to_keep_and_compact_attention():
     assert mha.num_heads == 2 and mha.head_ids == [0, 2] and np.allclose(mha(x).data, y, atol=1e-6)
     mha.head_mask.data[:] = 0
     assert P._heads_to_keep(mha).tolist() == [0]
+
+
+def test_low_rank_factors_error_and_energy_rank():
+    from tinytorch.optimization.distillation import low_rank_approximate
+    W = np.diag([4.0, 3.0, 0.0]).astype(np.float32)[:, :2]               # singular values 4, 3
+    A, B, err = low_rank_approximate(W, rank=1)
+    assert A.shape == (3, 1) and B.shape == (1, 2) and A.dtype == np.float32
+    assert np.allclose(A @ B, [[4, 0], [0, 0], [0, 0]]) and abs(err - 3 / 5) < 1e-12
+    assert low_rank_approximate(W, energy=0.64).left.shape == (3, 1)      # 16/25 = 0.64 is enough
+    assert low_rank_approximate(W, energy=0.65).left.shape == (3, 2)
+    A, B, err = low_rank_approximate(np.arange(6).reshape(2, 3), rank=2)  # integers: float32 factors
+    assert A.dtype == np.float32 and err < 1e-12 and np.allclose(A @ B, np.arange(6).reshape(2, 3), atol=1e-5)
+    assert low_rank_approximate(np.zeros((2, 2)), energy=0.5).error == 0.0
+
+
+def test_distillation_loss_value_and_gradient_by_hand():
+    from tinytorch.optimization.distillation import KnowledgeDistillation
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((4, 3))
+    t = rng.standard_normal((4, 3))
+    y = np.array([0, 2, 1, 2])
+    T, alpha = 2.0, 0.6
+    kd = KnowledgeDistillation(Linear(1, 1), Linear(1, 1), temperature=T, alpha=alpha)
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    pt, ps, p1 = softmax(t / T), softmax(s / T), softmax(s)
+    kl = (pt * (np.log(pt) - np.log(ps))).sum(axis=1).mean()
+    ce = -np.log(p1[np.arange(4), y]).mean()
+    st = Tensor(s, requires_grad=True, dtype=np.float64)
+    loss = kd.distillation_loss(st, t, y)
+    assert loss.shape == () and abs(loss.item() - (alpha * T * T * kl + (1 - alpha) * ce)) < 1e-7
+    loss.backward()
+    onehot = np.eye(3)[y]
+    want = alpha * T * (ps - pt) / 4 + (1 - alpha) * (p1 - onehot) / 4
+    assert np.allclose(st.grad.data, want, atol=1e-7)
+    only_kd = KnowledgeDistillation(Linear(1, 1), Linear(1, 1), temperature=T, alpha=1.0)
+    assert abs(only_kd.distillation_loss(Tensor(s, dtype=np.float64), t).item() - T * T * kl) < 1e-7

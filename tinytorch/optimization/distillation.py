@@ -37,7 +37,11 @@ class LowRank(NamedTuple):
 
 def low_rank_approximate(weight, rank: int | None = None, energy: float | None = None) -> LowRank:
     """The truncated SVD of a 2-D weight (array, Tensor or Linear): factors (m, r) and (r, n) and the relative
-    Frobenius reconstruction error. Give `rank`, or `energy` (the fraction of Σs² to keep; smallest rank that does)."""
+    Frobenius reconstruction error. Give `rank`, or `energy` (the fraction of Σs² to keep; smallest rank that does).
+    Given: W (m, n) finite, and either r (int in [1, min(m, n)]) or e (float in [0, 1]) with r None.
+    Exercise: U, s, Vt = the thin SVD of W in float64; with e, r = the smallest rank whose Σ_{i<r} s_i² / Σ s_i²
+    reaches e (all of them if Σ s² = 0), at least 1; error = sqrt(Σ_{i>=r} s_i²) / sqrt(Σ s_i²) (0.0 for W = 0).
+    Returns LowRank(U_r * s_r, Vt_r, error), the factors in W's float dtype (float32 for an integer W)."""
     if isinstance(weight, Linear):
         weight = weight.weight
     W = np.asarray(weight.data if isinstance(weight, Tensor) else weight)
@@ -46,15 +50,18 @@ def low_rank_approximate(weight, rank: int | None = None, energy: float | None =
     if not np.isfinite(W).all():
         raise ValueError("low_rank_approximate: the weight holds NaN or infinite values")
     full = min(W.shape)
-    U, s, Vt = np.linalg.svd(W.astype(np.float64), full_matrices=False)
     if (rank is None) == (energy is None):
         raise ValueError(f"low_rank_approximate: give exactly one of rank= or energy= (got rank={rank!r}, energy={energy!r})")
+    r = e = None
     if rank is not None:
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= full:
             raise ValueError(f"low_rank_approximate: rank must be an integer in [1, {full}] for shape {W.shape}, got {rank!r}")
         r = int(rank)
     else:
         e = check_fraction(energy, "energy", "low_rank_approximate")
+    ### BEGIN SOLUTION
+    U, s, Vt = np.linalg.svd(W.astype(np.float64), full_matrices=False)
+    if r is None:
         total = float((s ** 2).sum())
         r = full if total == 0 else int(np.searchsorted(np.cumsum(s ** 2) / total, e - 1e-12) + 1)
         r = min(max(r, 1), full)
@@ -62,6 +69,7 @@ def low_rank_approximate(weight, rank: int | None = None, energy: float | None =
     err = math.sqrt(float((s[r:] ** 2).sum())) / norm if norm > 0 else 0.0
     dt = W.dtype if W.dtype.kind == "f" else np.float32
     return LowRank((U[:, :r] * s[:r]).astype(dt), Vt[:r].astype(dt), err)
+    ### END SOLUTION
 
 
 def low_rank_linear(linear: Linear, rank: int | None = None, energy: float | None = None) -> Sequential:

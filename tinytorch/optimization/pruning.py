@@ -132,13 +132,10 @@ def _as_mask(mask, shape: tuple, who: str) -> np.ndarray:
 
 
 def reapply_masks(optimizer, args=(), kwargs=None) -> None:
-    """The optimizer step post-hook that keeps pruned weights pruned: for each parameter of `optimizer` with
-    a `mask` (0/False = pruned), multiply the weight and every state buffer of its shape by the mask.
-    Exercise: for every parameter p of every group in optimizer.param_groups whose `p.mask` is not None (a
-    boolean or 0/1 array of p's shape, or a Tensor holding one), multiply in place `p.data` and every NumPy
-    array in `optimizer.state.get(p, {})` whose shape is p's shape (momentum_buffer, exp_avg, exp_avg_sq) by
-    the mask. A mask that does not broadcast raises ValueError naming the optimizer, "does not broadcast" and
-    both shapes. Returns None."""
+    """The optimizer step post-hook that keeps pruned weights pruned. For each p in optimizer.param_groups whose
+    `p.mask` is not None (bool or 0/1 array of p's shape, or a Tensor of one), multiply in place p.data and every
+    array of p's shape in optimizer.state.get(p, {}) (momentum_buffer, exp_avg, ...) by the mask. Returns None;
+    a mask that does not broadcast: ValueError naming the optimizer, "does not broadcast" and both shapes."""
     ### BEGIN SOLUTION
     for group in optimizer.param_groups:
         for p in group["params"]:
@@ -345,15 +342,11 @@ def _prunable_or_error(model: Module, who: str) -> list:
 
 
 def magnitude_prune(model: Module, sparsity, scope: str = "global") -> dict:
-    """Unstructured pruning in place: zero the `sparsity` fraction of the still-unpruned prunable weights with
-    the smallest |w| — ranked across all layers (scope="global") or within each ("layer") — and keep them
-    zero through training (masks). Returns {weight name: its sparsity afterwards}.
-    Given: s (the sparsity, a float in [0, 1]), scope ("global" or "layer"), weights (the PrunableWeight list:
-    .name, .param, .owners). Exercise: scores are |w| of each weight; the candidates are the entries its
-    current mask (`getattr(param, "mask", None)`) keeps; build the new masks with global_masks (one ranking)
-    or unstructured_mask (one per weight), who="magnitude_prune"; attach each mask with attach_mask(param,
-    mask, owners) unless the weight had no mask and nothing of it is pruned; return {name:
-    measure_sparsity(param)} in the order of `weights`."""
+    """Zero the `sparsity` fraction of the unpruned prunable weights with the smallest |w|, in place and under
+    masks, ranked across layers (scope="global", global_masks) or within each ("layer", unstructured_mask).
+    Given: s (float in [0, 1]), weights (PrunableWeight: .name, .param, .owners). Candidates: the entries the
+    current `param.mask` (or None) keeps; attach_mask(param, mask, owners) unless the weight had no mask and
+    loses nothing. Returns {name: measure_sparsity(param)} in the order of `weights`."""
     s = check_fraction(sparsity, "sparsity", "magnitude_prune")
     check_choice(scope, SCOPES, "scope", "magnitude_prune")
     weights = _prunable_or_error(model, "magnitude_prune")
@@ -377,12 +370,9 @@ SCHEDULES = ("equal", "cubic")
 
 
 def sparsity_schedule(final_sparsity, steps: int, kind: str = "equal") -> list:
-    """Per-step amounts (fractions of what remains) for gradual pruning to `final_sparsity` in `steps` steps:
-    "equal" removes the same fraction each step; "cubic" follows Zhu & Gupta (2017), total sparsity
-    s_i = final (1 - (1 - i/steps)^3): big cuts first, while many redundant weights remain, small ones last.
-    Given: f (final sparsity, float in [0, 1]), steps (int >= 1), kind. Exercise: return a list of `steps`
-    floats a_i, each the fraction of the *remaining* weights step i prunes, so that prod(1 - a_i) = 1 - f
-    ("equal": all a_i the same; "cubic": step i takes total sparsity from s_(i-1) to s_i, a_i = 0 once s = 1)."""
+    """`steps` floats a_i, the fraction of what remains that step i prunes, with prod(1 - a_i) = 1 - final_sparsity:
+    "equal" the same a_i each step; "cubic" (Zhu & Gupta 2017) takes the total sparsity from s_(i-1) to
+    s_i = final (1 - (1 - i/steps)^3), big cuts first, a_i = 0 once s = 1. Given: f, steps (int >= 1), kind."""
     f = check_fraction(final_sparsity, "final_sparsity", "sparsity_schedule")
     steps = check_int(steps, "steps", "sparsity_schedule")
     check_choice(kind, SCHEDULES, "schedule", "sparsity_schedule")
@@ -441,12 +431,10 @@ def head_norms(mha: MultiHeadAttention, n=2) -> np.ndarray:
 # %% ../../modules/17_compression/17_compression.ipynb #32f97021
 def structured_mask(weight, amount, n=2, dim: int = 0, default_mask=None, importance_scores=None,
                     who: str = "structured_mask") -> np.ndarray:
-    """A 0/1 mask that prunes the `amount` slices along `dim` with the smallest Ln norm, among the slices that
-    `default_mask` has not already removed entirely (ties by position).
-    Given: w (the weight array), scores (what the norms are taken of, w's shape), d (the axis, an int),
-    mask (the starting float32 0/1 mask, w's shape, a fresh copy). Exercise: the alive slices along d are
-    those where mask is not all zero; k = num_to_prune(amount, number alive, who); set mask to 0 on the k
-    alive slices with the smallest unit_norms(scores, n, d) (stable sort: ties by position); return mask."""
+    """A 0/1 mask pruning the `amount` slices along `dim` with the smallest Ln norm among those still alive.
+    Given: scores (w's shape), d (the axis), mask (a fresh float32 copy of default_mask or ones). Alive slices: mask
+    not all zero there; k = num_to_prune(amount, #alive, who); zero the k alive slices with the smallest
+    unit_norms(scores, n, d) (stable sort: ties by position). Returns mask."""
     w = np.asarray(weight.data if isinstance(weight, Tensor) else weight)
     scores = w if importance_scores is None else np.asarray(getattr(importance_scores, "data", importance_scores))
     if scores.shape != w.shape:
@@ -591,11 +579,9 @@ def _structured_targets(module: Module, layers) -> list:
 
 
 def _prune_heads_of(layer: MultiHeadAttention, r: float, n: float, strategy: str) -> list:
-    """Prune the fraction `r` of the heads of `layer` still alive (layer.head_mask != 0), the least important first.
-    Given: r (float in [0, 1]), n (the norm order, float), strategy (a key of HEAD_IMPORTANCE).
-    Exercise: alive = heads with head_mask != 0; k = num_to_prune(r, len(alive), "structured_prune"); the scores
-    are HEAD_IMPORTANCE[strategy](layer) (pass n=n for "magnitude"), float64 of shape (num_heads,), taken at the
-    alive heads; switch off the k lowest (stable sort) with mask_heads and return its result ([] when k == 0)."""
+    """Switch off the fraction `r` (float) of the alive heads (head_mask != 0) of `layer`, least important first:
+    k = num_to_prune(r, #alive, "structured_prune"); scores HEAD_IMPORTANCE[strategy](layer) (n=n for "magnitude"),
+    shape (num_heads,), at the alive heads; the k lowest (stable sort) go to mask_heads. Returns its list ([] if k=0)."""
     ### BEGIN SOLUTION
     alive = np.flatnonzero(layer.head_mask.data != 0)
     k = num_to_prune(r, alive.size, "structured_prune")
@@ -608,13 +594,10 @@ def _prune_heads_of(layer: MultiHeadAttention, r: float, n: float, strategy: str
 
 
 def _prune_units_of(layer, r: float, n: float, include_bias: bool, owners: dict) -> list:
-    """Prune the fraction `r` of the output units (rows / filters) of a Linear or Conv2d still alive, smallest Ln norm
-    first, under masks. Given: r (float in [0, 1]), n (norm order), include_bias, owners (param_owners of the model).
-    Exercise: a unit was alive if the weight's current mask (or no mask) keeps some entry of its row; build the mask
-    with structured_mask(weight.data, r, n, 0, current mask, who="structured_prune"); the newly dead units are those
-    alive before whose row the new mask zeroes entirely. If there are any: attach_mask the weight (owners from
-    `owners`, default [(layer, "weight")]) and, with include_bias and a bias, a bias mask False at the dead units.
-    Returns the dead unit indices as a sorted list of ints."""
+    """Prune the fraction `r` of the alive output units (rows/filters) of a Linear or Conv2d: structured_mask(w.data,
+    r, n, 0, current mask, who="structured_prune"); newly dead = alive before (no mask, or a kept entry in the row)
+    and all zero now. If any: attach_mask the weight (owners.get(id(w), [(layer, "weight")])) and, with include_bias
+    and a bias, a bias mask False at them. Returns the newly dead unit indices, a sorted list of ints."""
     ### BEGIN SOLUTION
     w = layer.weight
     before = getattr(w, "mask", None)
@@ -680,10 +663,8 @@ def _unit_outputs_constant(producer: Linear, between: list) -> np.ndarray:
 
 
 def _consumer_columns(producer, between, consumer, units: np.ndarray) -> np.ndarray:
-    """The input columns of `consumer` that read the producer's `units` (sorted int array), as an int array in order.
-    For Linear -> Linear (and for a Conv2d consumer, whose input channels are the units) they are the units
-    themselves; for Conv2d -> Flatten -> Linear each channel u is read by the hw = in_features // out_channels
-    consecutive columns u*hw .. u*hw + hw - 1 (Flatten keeps channel-major order)."""
+    """The input columns of `consumer` reading the producer's `units` (sorted ints): the units themselves, except for
+    Conv2d -> Flatten -> Linear, where channel u is read by columns u*hw .. u*hw + hw - 1, hw = in_features // channels."""
     ### BEGIN SOLUTION
     if isinstance(consumer, Linear) and isinstance(producer, Conv2d):
         hw = consumer.in_features // producer.out_channels
@@ -693,16 +674,12 @@ def _consumer_columns(producer, between, consumer, units: np.ndarray) -> np.ndar
 
 
 def _removable_units(producer, between, consumer):
-    """(keep, fold): the units of `producer` to keep, and each unit's constant output to fold into the consumer's bias.
-    Given: producer (Linear or Conv2d with U output units), between (the modules between, e.g. [ReLU()]), consumer
-    (Linear or Conv2d reading those U units; a Linear after Conv2d -> Flatten reads U blocks of H*W columns).
-    Exercise: a unit is removable when nothing reads it (its consumer columns, or input channel, are all zero), or
-    when its weights are all zero and its output is a constant that can go: for a Linear producer the constant is
-    _unit_outputs_constant(producer, between) (shape (U,), float64) and it can be folded when it is 0 or the consumer
-    has a bias; for a Conv2d producer only when its bias is 0 (or no bias) and every module between is in
-    _ZERO_PRESERVING. keep = indices (int64, sorted) of the other units, [0] if none is left. fold = None for a
-    Conv2d producer; for a Linear, a float64 (U,) array: the constant of each removed foldable unit that something
-    reads, 0 elsewhere (0 at every kept unit)."""
+    """(keep, fold) for a producer of U units read by `consumer` (after Conv2d -> Flatten: U blocks of H*W columns).
+    Removable: units nothing reads (all-zero consumer columns / input channel), or with all-zero weights whose output
+    is a constant that can go: Linear producer, _unit_outputs_constant(producer, between) (float64 (U,)) is 0 or the
+    consumer has a bias; Conv2d, bias 0 (or none) and every module between in _ZERO_PRESERVING. keep: sorted int
+    indices of the rest ([0] if none). fold: None for a Conv2d; for a Linear, float64 (U,), the constant of each
+    removed foldable unit that is read, 0 elsewhere."""
     ### BEGIN SOLUTION
     units = producer.weight.shape[0]
     w_dead = ~producer.weight.data.reshape(units, -1).any(axis=1)
@@ -735,12 +712,9 @@ def _removable_units(producer, between, consumer):
 
 
 def _compact_pair(producer, between, consumer, keep: np.ndarray, fold) -> None:
-    """Cut `producer` down to its units `keep` and `consumer` down to the columns that read them, in place.
-    Given: keep (sorted int array, from _removable_units), fold (None, or a float64 array (U,) of the constants of
-    removed units). Exercise: first add consumer.weight @ fold to consumer.bias (in the bias dtype) when fold has a
-    nonzero entry; then _slice_param the producer's weight (rows keep) and bias, the consumer's weight (columns
-    _consumer_columns(...)), and update producer.out_features / out_channels and consumer.in_features /
-    in_channels to the new sizes. Returns None."""
+    """In place: add consumer.weight @ fold to consumer.bias when fold (None or float64 (U,)) has a nonzero; then
+    _slice_param producer weight/bias to rows `keep` and consumer weight to _consumer_columns(...), and set
+    out_features / out_channels and in_features / in_channels to the new sizes. Returns None."""
     ### BEGIN SOLUTION
     if fold is not None and fold.any():
         consumer.bias.data += (consumer.weight.data.astype(np.float64) @ fold).astype(consumer.bias.data.dtype)
