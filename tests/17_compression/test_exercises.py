@@ -184,3 +184,45 @@ def test_distillation_loss_value_and_gradient_by_hand():
     assert np.allclose(st.grad.data, want, atol=1e-7)
     only_kd = KnowledgeDistillation(Linear(1, 1), Linear(1, 1), temperature=T, alpha=1.0)
     assert abs(only_kd.distillation_loss(Tensor(s, dtype=np.float64), t).item() - T * T * kl) < 1e-7
+
+
+def test_evaluate_counts_only_real_targets():
+    from tinytorch.optimization.distillation import IGNORE_INDEX, evaluate
+    lin = _linear([[1.0, 0.0], [0.0, 1.0]], b=[0.0, 0.0])                # logits = x
+    x = np.array([[2.0, 1.0], [0.0, 3.0], [5.0, 0.0]], np.float32)
+    y = np.array([0, 0, IGNORE_INDEX])
+    out = evaluate(lin, (Tensor(x), y))
+    p = np.exp(x[:2]) / np.exp(x[:2]).sum(axis=1, keepdims=True)
+    assert out["accuracy"] == 0.5 and abs(out["loss"] - (-np.log(p[[0, 1], [0, 0]]).mean())) < 1e-5
+    both = evaluate(lin, [(Tensor(x[:1]), y[:1]), (Tensor(x[1:]), y[1:])])  # per target, not per batch
+    assert both["accuracy"] == 0.5 and abs(both["loss"] - out["loss"]) < 1e-5
+    with pytest.raises(ValueError, match="yielded no batches"):
+        evaluate(lin, (Tensor(x[2:]), y[2:]))
+
+
+def test_model_bytes_takes_csr_only_where_smaller():
+    from tinytorch.optimization.compression import csr_nbytes, model_bytes
+    lin = Linear(64, 32)
+    dense = lin.weight.data.nbytes + lin.bias.data.nbytes
+    assert model_bytes(lin) == {"dense": dense, "sparse": dense}
+    lin.weight.data[:, 1:] = 0                                           # one nonzero per row
+    assert model_bytes(lin) == {"dense": dense, "sparse": csr_nbytes(lin.weight) + lin.bias.data.nbytes}
+    assert csr_nbytes(lin.weight) < lin.weight.data.nbytes
+
+
+def test_prune_and_fine_tune_walks_the_schedule_then_fine_tunes():
+    from tinytorch.optimization import compression as C
+    rng = np.random.default_rng(0)
+    net = Sequential(Linear(6, 8, rng=rng), ReLU(), Linear(8, 3, rng=rng))
+    X = Tensor(rng.standard_normal((32, 6)).astype(np.float32))
+    y = rng.integers(0, 3, 32)
+    data = [(X, y)]
+    cfg = C.CompressionConfig(sparsity=0.75, steps=2, epochs_per_step=1, fine_tune_epochs=2, quantize=False,
+                              structured_ratio=0.25)
+    stages = C._prune_and_fine_tune(net, data, data, C.CrossEntropyLoss(), cfg)
+    assert [s["stage"] for s in stages] == ["pruned", "fine-tuned"]
+    assert len(stages[1]["train_loss"]) == 2 and "accuracy" in stages[0]
+    assert P.measure_sparsity(net, weights_only=True) >= 0.75 - 1e-9
+    assert (net.layers[0].weight.data.reshape(8, -1).any(axis=1) == 0).sum() >= 2   # 2 of 8 neurons removed
+    cfg = C.CompressionConfig(sparsity=0.5, steps=1, fine_tune_epochs=0, quantize=False)
+    assert [s["stage"] for s in C._prune_and_fine_tune(net, data, None, C.CrossEntropyLoss(), cfg)] == ["pruned"]

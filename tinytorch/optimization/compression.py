@@ -35,12 +35,15 @@ def csr_nbytes(array) -> int:
 
 def model_bytes(model: Module) -> dict:
     """{'dense': bytes of every unique parameter as stored, 'sparse': the same with each prunable weight in CSR
-    when that is smaller}."""
+    when that is smaller}. Each unique parameter counts once (model.parameters()); a prunable weight
+    (prunable_weights) costs min(its .nbytes, csr_nbytes(it)) in 'sparse'. Both values are ints."""
+    ### BEGIN SOLUTION
     dense = sum(p.data.nbytes for p in model.parameters())
     saved = 0
     for w in prunable_weights(model):
         saved += max(0, w.param.data.nbytes - csr_nbytes(w.param))
     return {"dense": int(dense), "sparse": int(dense - saved)}
+    ### END SOLUTION
 
 
 def _count(model: Module) -> tuple:
@@ -131,7 +134,15 @@ def _compression_config(config, options: dict) -> CompressionConfig:
 
 def _prune_and_fine_tune(model: Module, train_data, val_data, loss_fn, cfg: CompressionConfig) -> list:
     """Gradual magnitude pruning with retraining between the steps, optional structured pruning, then
-    fine-tuning: one optimizer and one cosine schedule over all the retraining. Returns the stage rows."""
+    fine-tuning: one optimizer and one cosine schedule over all the retraining. Returns the stage rows.
+    Given: cfg (sparsity, steps, schedule, scope, epochs_per_step, retrain_dropout, structured_ratio,
+    fine_tune_epochs), retrain(epochs) (fine-tunes, returns the losses), dropouts [(Dropout, its p)], t (start time).
+    Exercise: for each amount of sparsity_schedule(cfg.sparsity, cfg.steps, cfg.schedule): magnitude_prune(model,
+    amount, cfg.scope); with cfg.retrain_dropout set each dropout's p to p0 * sqrt(weight density); retrain
+    cfg.epochs_per_step epochs between steps (not after the last). Then structured_prune(model,
+    cfg.structured_ratio) if it is > 0; a stage row _stage("pruned", model, val_data, loss_fn, seconds); and, if
+    cfg.fine_tune_epochs > 0, retrain that long and add _stage("fine-tuned", ..., seconds, train_loss=losses).
+    Returns [pruned row] or [pruned row, fine-tuned row]; the dropout rates are restored after (given)."""
     t = time.perf_counter()
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     cosine = CosineAnnealingLR(opt, T_max=max(cfg.epochs_per_step * (cfg.steps - 1) + cfg.fine_tune_epochs, 1))
@@ -146,6 +157,7 @@ def _prune_and_fine_tune(model: Module, train_data, val_data, loss_fn, cfg: Comp
 
     stages = []
     try:
+        ### BEGIN SOLUTION
         for i, amount in enumerate(sparsity_schedule(cfg.sparsity, cfg.steps, cfg.schedule)):
             magnitude_prune(model, amount, cfg.scope)
             if cfg.retrain_dropout:
@@ -161,6 +173,7 @@ def _prune_and_fine_tune(model: Module, train_data, val_data, loss_fn, cfg: Comp
             t = time.perf_counter()
             losses = retrain(cfg.fine_tune_epochs)
             stages.append(_stage("fine-tuned", model, val_data, loss_fn, time.perf_counter() - t, train_loss=losses))
+        ### END SOLUTION
     finally:
         for d, p0 in dropouts:
             d.p = p0

@@ -348,8 +348,14 @@ def _counted(ya: np.ndarray) -> np.ndarray:
 
 def evaluate(model: Module, data, loss_fn=None) -> dict:
     """Mean loss and accuracy over batches (see training_batches: (x, y) pairs, (x, y, valid) triples, padded
-    dicts from encode_batch), per counted target (padding left out), in eval mode under no_grad (modes restored)."""
+    dicts from encode_batch), per counted target (padding left out), in eval mode under no_grad (modes restored).
+    Exercise: in eval_mode(model) and no_grad(), for each (x, y, am) of training_batches(data), out, ya =
+    _flat_pair(model_forward(model, x, am), y) (out (N, C) logits, ya (N,) targets); the counted targets are
+    _counted(ya); batches with none are skipped; add loss_fn(out, ya) * n to the loss sum and the counted
+    targets where argmax(out) == ya to the correct count. Returns {"accuracy": correct / n total, "loss": loss sum
+    / n total}; no counted target at all: ValueError "evaluate: the data yielded no batches"."""
     loss_fn = loss_fn or CrossEntropyLoss()
+    ### BEGIN SOLUTION
     total = correct = 0
     loss_sum = 0.0
     with eval_mode(model), no_grad():
@@ -365,6 +371,7 @@ def evaluate(model: Module, data, loss_fn=None) -> dict:
     if total == 0:
         raise ValueError("evaluate: the data yielded no batches (or only padding)")
     return {"accuracy": correct / total, "loss": loss_sum / total}
+    ### END SOLUTION
 
 
 class FineTuneHistory(list):
