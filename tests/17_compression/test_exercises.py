@@ -226,3 +226,23 @@ def test_prune_and_fine_tune_walks_the_schedule_then_fine_tunes():
     assert (net.layers[0].weight.data.reshape(8, -1).any(axis=1) == 0).sum() >= 2   # 2 of 8 neurons removed
     cfg = C.CompressionConfig(sparsity=0.5, steps=1, fine_tune_epochs=0, quantize=False)
     assert [s["stage"] for s in C._prune_and_fine_tune(net, data, None, C.CrossEntropyLoss(), cfg)] == ["pruned"]
+
+
+def test_expand_heads_undoes_a_physical_prune():
+    from tinytorch.optimization.heads import _expand_heads
+    mha = MultiHeadAttention(8, 4, rng=np.random.default_rng(3))
+    x = Tensor(np.random.default_rng(4).standard_normal((2, 3, 8)).astype(np.float32))
+    P.mask_heads(mha, [1, 3])
+    y = mha(x).data
+    P.compact(mha)
+    assert mha.num_heads == 2
+    _expand_heads(mha)
+    assert mha.num_heads == 4 and "head_ids" not in vars(mha)
+    assert mha.q_proj.weight.shape == (8, 8) and mha.v_proj.bias.shape == (8,) and mha.out_proj.weight.shape == (8, 8)
+    assert mha.q_proj.out_features == 8 and mha.out_proj.in_features == 8
+    assert mha.head_mask.data.tolist() == [1, 0, 1, 0]
+    rows = np.r_[2:4, 6:8]
+    assert (mha.k_proj.weight.data[rows] == 0).all() and not mha.k_proj.weight.mask[rows].any()
+    assert mha.k_proj.weight.mask[np.r_[0:2, 4:6]].all() and not mha.out_proj.weight.mask[:, rows].any()
+    assert mha.q_proj.weight_mask.data is mha.q_proj.weight.mask
+    assert np.allclose(mha(x).data, y, atol=1e-6)

@@ -295,12 +295,19 @@ def prune_heads(model: Module, heads, strategy: str = "magnitude", data=None, *,
 
 # %% ../../modules/17_compression/17_compression_heads.ipynb #c1cbf9f4
 def _expand_heads(mha: MultiHeadAttention) -> None:
-    "Undo a physical prune: every head the layer was built with is present again (removed ones zero and off)."
+    """Undo a physical prune: every head the layer was built with is present again (removed ones zero and off).
+    Given: ids (int array, the original numbers of the heads present), H0 (heads as built), hd (head_dim), rows (the
+    rows the present heads take in the full layout), full = H0 * hd. Exercise: q/k/v weights and biases (axis 0) and
+    out_proj.weight (axis 1) become new Parameters of size `full` on that axis, the old values at `rows`, zeros
+    elsewhere, each with a boolean mask (True at `rows` or the old mask there, False elsewhere) set as `.mask` and
+    registered with _register_mask_buffer; out_features / in_features = full; head_mask becomes a buffer of H0
+    gates (the old ones at ids, 0 elsewhere); num_heads = H0. (`head_ids` is deleted after, given.)"""
     ids, H0, hd = _head_ids(mha), _layer_width(mha), mha.head_dim
     if len(ids) == H0:
         return
     rows = (ids[:, None] * hd + np.arange(hd)).reshape(-1)
     full = H0 * hd
+    ### BEGIN SOLUTION
 
     def widen(module, attr, axis):
         old = getattr(module, attr)
@@ -328,6 +335,7 @@ def _expand_heads(mha: MultiHeadAttention) -> None:
     gate[ids] = mha.head_mask.data
     mha.register_buffer("head_mask", Tensor(gate, dtype=gate.dtype))
     mha.num_heads = H0
+    ### END SOLUTION
     del mha.head_ids
 
 
