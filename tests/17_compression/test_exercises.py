@@ -246,3 +246,30 @@ def test_expand_heads_undoes_a_physical_prune():
     assert mha.k_proj.weight.mask[np.r_[0:2, 4:6]].all() and not mha.out_proj.weight.mask[:, rows].any()
     assert mha.q_proj.weight_mask.data is mha.q_proj.weight.mask
     assert np.allclose(mha(x).data, y, atol=1e-6)
+
+
+def test_teacher_logits_are_constants_from_eval_mode_and_the_step_uses_them():
+    from tinytorch.core.layers import Dropout
+    from tinytorch.optimization.distillation import KnowledgeDistillation, _DistillTrainer
+    rng = np.random.default_rng(1)
+    teacher = Sequential(Linear(4, 3, rng=rng), Dropout(0.9))
+    student = Linear(4, 3, rng=rng)
+    kd = KnowledgeDistillation(teacher, student, temperature=2.0, alpha=1.0)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    t = kd.teacher_logits(Tensor(x))
+    want = teacher.layers[0](Tensor(x)).data
+    assert np.allclose(t.data, want) and not t.requires_grad and t.grad_fn is None   # dropout off: eval mode
+    assert teacher.training                                                      # its mode restored
+    t.data[...] = 0
+    assert np.allclose(kd.teacher_logits(Tensor(x)).data, want)                  # a copy, not the model's array
+    loss, out, n = _DistillTrainer(kd, SGD(student.parameters(), lr=0.1)).compute_loss(x, None)
+    assert n == 1 and np.allclose(out.data, student(Tensor(x)).data)
+    assert abs(loss.item() - kd.distillation_loss(out, want).item()) < 1e-6
+
+
+def test_input_attention_mask_marks_real_inputs():
+    from tinytorch.optimization.distillation import input_attention_mask
+    valid = np.array([[True, True, False, False], [False, False, True, True]])
+    assert input_attention_mask(valid).tolist() == [[1, 1, 1, 0], [0, 0, 1, 1]]
+    assert input_attention_mask(valid).dtype == np.int64
+    assert input_attention_mask(np.ones((2, 3), bool)) is None

@@ -112,10 +112,13 @@ class KnowledgeDistillation:
         self.ce = CrossEntropyLoss()
 
     def teacher_logits(self, x) -> Tensor:
-        "The teacher's logits for x: eval mode (restored after), under no_grad, as a constant Tensor."
+        """The teacher's logits for x: run in eval_mode(self.teacher) (its modes restored after) and under no_grad(),
+        returned as a new Tensor holding a copy of the output array (same dtype), with no graph behind it."""
+        ### BEGIN SOLUTION
         with eval_mode(self.teacher), no_grad():
             out = self.teacher(x)
         return Tensor(np.array(out.data, copy=True), dtype=out.data.dtype)
+        ### END SOLUTION
 
     def distillation_loss(self, student_logits, teacher_logits, labels=None) -> Tensor:
         """The scalar loss above; it backpropagates into the student's logits (never the teacher's).
@@ -177,12 +180,16 @@ class _DistillTrainer(Trainer):
 
     def compute_loss(self, x, y) -> tuple:
         """(loss, student logits, n): the distillation loss of the student's logits against the teacher's (and
-        the labels y, which may be None when alpha == 1); n = the number of labels (1 without labels)."""
+        the labels y, which may be None when alpha == 1); n = the number of labels (1 without labels).
+        x may be an array: wrap it in a Tensor; the teacher's logits come from self.kd.teacher_logits, the student's
+        from self.model(x), the loss from self.kd.distillation_loss(student, teacher, y)."""
+        ### BEGIN SOLUTION
         x = x if isinstance(x, Tensor) else Tensor(x)
         teacher = self.kd.teacher_logits(x)
         out = self.model(x)
         n = len(np.asarray(getattr(y, "data", y)).reshape(-1)) if y is not None else 1
         return self.kd.distillation_loss(out, teacher, y), out, n
+        ### END SOLUTION
 
 
 def _batches(data):
@@ -309,10 +316,13 @@ def lm_triple(batch, i: int = 0) -> tuple:
 
 def input_attention_mask(valid: np.ndarray):
     """The (B, T) 0/1 attention mask of the inputs of an (x, y, valid) batch: an input is real when its target
-    is (valid) or when it is the target of the position before. None when nothing is padded."""
+    is (valid) or when it is the target of the position before. None when nothing is padded.
+    valid: (B, T) booleans. Returns None or an int64 (B, T) array of 0/1."""
+    ### BEGIN SOLUTION
     real = np.asarray(valid, dtype=bool).copy()
     real[:, 1:] |= real[:, :-1].copy()
     return None if real.all() else real.astype(np.int64)
+    ### END SOLUTION
 
 
 def model_forward(model: Module, x, attention_mask=None) -> Tensor:

@@ -290,15 +290,15 @@ def _start_mask(shape: tuple, default_mask, dtype=np.float32) -> np.ndarray:
 def unstructured_mask(scores, amount, default_mask=None, who: str = "unstructured_mask") -> np.ndarray:
     """A 0/1 mask pruning the `amount` lowest-scoring entries among those `default_mask` keeps (all, if
     None). Ties go by position (stable sort), so the count is exact and the result deterministic.
-    Given: `mask` (the starting mask, scores' shape), `flat` (a view of it), `alive` (flat positions still
-    kept) and `k` (how many of them to prune). Exercise: set flat to 0 at the k alive positions with the
-    lowest scores (np.argsort(..., kind="stable")) and return mask."""
+    Given: s (the scores as an array). Exercise: start from _start_mask(s.shape, default_mask) (a fresh float32
+    0/1 copy, or ones); the candidates are its nonzero entries; k = num_to_prune(amount, #candidates, who);
+    set to 0 the k candidates with the lowest scores (np.argsort(..., kind="stable")); return the mask."""
     s = np.asarray(scores.data if isinstance(scores, Tensor) else scores)
+    ### BEGIN SOLUTION
     mask = _start_mask(s.shape, default_mask)
     flat = mask.reshape(-1)                                # a view: mask is contiguous
     alive = np.flatnonzero(flat)                           # candidates, in position order
     k = num_to_prune(amount, alive.size, who)
-    ### BEGIN SOLUTION
     if k:
         order = np.argsort(s.reshape(-1)[alive], kind="stable")
         flat[alive[order[:k]]] = 0
