@@ -9,6 +9,7 @@ import pytest
 from tinytorch.core.attention import MultiHeadAttention
 from tinytorch.core.activations import ReLU, Sigmoid
 from tinytorch.core.layers import Linear, Parameter, Sequential
+from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD
 from tinytorch.core.spatial import Conv2d, Flatten
 from tinytorch.core.tensor import Tensor
@@ -273,3 +274,47 @@ def test_input_attention_mask_marks_real_inputs():
     assert input_attention_mask(valid).tolist() == [[1, 1, 1, 0], [0, 0, 1, 1]]
     assert input_attention_mask(valid).dtype == np.int64
     assert input_attention_mask(np.ones((2, 3), bool)) is None
+
+
+def test_head_alive_numbers_heads_as_built():
+    from tinytorch.optimization.heads import head_alive, pruned_heads
+    net = Sequential(MultiHeadAttention(8, 4, rng=np.random.default_rng(0)), MultiHeadAttention(8, 2, rng=np.random.default_rng(1)))
+    assert head_alive(net).tolist() == [[True] * 4, [True, True, False, False]]
+    P.mask_heads(net.layers[0], [1, 2])
+    P.compact(net.layers[0])                                            # heads 0 and 3 remain, as 0 and 1
+    P.mask_heads(net.layers[0], [1])                                    # original head 3
+    net.layers[1].head_mask.data[0] = 0
+    assert head_alive(net).tolist() == [[True, False, False, False], [False, True, False, False]]
+    assert pruned_heads(net) == [(0, 1), (0, 2), (0, 3), (1, 0)]
+
+
+def test_fine_tune_warm_up_and_padded_targets():
+    from tinytorch.optimization.distillation import IGNORE_INDEX, _FineTuneTrainer, fine_tune
+    rng = np.random.default_rng(2)
+    lin = Linear(3, 2, rng=rng)
+    x = Tensor(rng.standard_normal((4, 3)).astype(np.float32))
+    seen = []
+    hist = fine_tune(lin, [(x, np.array([0, 1, 0, 1]))] * 4, 1, optimizer=SGD(lin.parameters(), lr=0.5),
+                     warmup_steps=4, on_step=lambda step, loss, lr: seen.append(lr))
+    assert seen == pytest.approx([0.125, 0.25, 0.375, 0.5]) and len(hist.grad_norms) == 4 and hist.lr == [0.5]
+    y = np.array([1, IGNORE_INDEX, 0, IGNORE_INDEX])
+    trainer = _FineTuneTrainer(lin, SGD(lin.parameters(), lr=0.1), CrossEntropyLoss(), progress=False)
+    loss, out, n = trainer.compute_loss((x, None), y)
+    logp = out.data - np.log(np.exp(out.data).sum(axis=1, keepdims=True))
+    assert n == 2 and abs(loss.item() + (logp[0, 1] + logp[2, 0]) / 2) < 1e-5
+    assert trainer.compute_loss((x, None), np.full(4, IGNORE_INDEX))[0] is None
+
+
+def test_compress_model_chains_the_stages_and_writes_the_report(tmp_path):
+    import json
+    from tinytorch.optimization.compression import compress_model
+    rng = np.random.default_rng(3)
+    net = Sequential(Linear(6, 8, rng=rng), ReLU(), Linear(8, 3, rng=rng))
+    X = Tensor(rng.standard_normal((24, 6)).astype(np.float32))
+    data = [(X, rng.integers(0, 3, 24))]
+    model, report = compress_model(net, data, data, sparsity=0.5, steps=1, fine_tune_epochs=1, distill_epochs=1,
+                                   quantize=False, report_path=tmp_path / "r.json")
+    assert model is net and [s["stage"] for s in report["stages"]] == ["dense", "pruned", "fine-tuned", "distilled"]
+    assert report["stages"][0]["sparsity"] < 0.1 <= report["stages"][-1]["weight_sparsity"]
+    assert report["config"]["sparsity"] == 0.5 and json.loads((tmp_path / "r.json").read_text())["stages"]
+    assert report["path"] and report["seconds"] >= 0

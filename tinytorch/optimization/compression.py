@@ -202,13 +202,20 @@ def compress_model(model: Module, train_data, val_data=None, config: Compression
     """Prune, fine-tune, optionally distil from `teacher` (default: a copy of the dense model) and quantize
     (module 16), as `config` says (a CompressionConfig; keyword `options` replace its fields, e.g.
     sparsity=0.8). Returns (model, report); the report lists every stage's size and accuracy and is written
-    to `report_path` as JSON (atomically)."""
+    to `report_path` as JSON (atomically).
+    Given: cfg, quant (module 16 or None), loss_fn, train_data (a list of batches). Exercise: stages = the "dense"
+    _stage, then _prune_and_fine_tune's rows; with cfg.distill_epochs, a KnowledgeDistillation from `teacher` (a
+    deepcopy of the dense model when None, taken before pruning) with cfg.temperature and cfg.alpha, fit for
+    distill_epochs with make_optimizer(cfg.optimizer, ..., cfg.lr, cfg.weight_decay), row "distilled" with
+    train_loss; with quant, model, row = _quantized_stage(...). report = {"config": cfg.to_dict(), "stages",
+    "seconds" (rounded to 3)}; with report_path, report["path"] = write_json_atomic(report_path, report)."""
     _check_module(model, "compress_model")
     cfg = _compression_config(config, options)
     _prunable_or_error(model, "compress_model")
     quant = _quantization() if cfg.quantize else None   # fail before any work when module 16 is missing
     loss_fn = loss_fn or CrossEntropyLoss()
     train_data = _batches(train_data)
+    ### BEGIN SOLUTION
     t0 = time.perf_counter()
     stages = [_stage("dense", model, val_data, loss_fn, 0.0)]
     if cfg.distill_epochs and teacher is None:
@@ -227,6 +234,7 @@ def compress_model(model: Module, train_data, val_data=None, config: Compression
     if report_path is not None:
         report["path"] = write_json_atomic(report_path, report)
     return model, report
+    ### END SOLUTION
 
 # %% ../../modules/17_compression/17_compression_pipeline.ipynb #b0d90c2b
 class CompressionAnalyzer:

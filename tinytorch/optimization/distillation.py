@@ -461,10 +461,15 @@ class _LMBatches:
 class _FineTuneTrainer(Trainer):
     "Module 07's Trainer for (x, mask) inputs: padded targets (IGNORE_INDEX) are left out of the loss and of n."
     def compute_loss(self, x, y) -> tuple:
+        """(loss or None, logits (N, C), n): x is (inputs, attention mask or None); the logits of model_forward,
+        flattened with the targets by _flat_pair; n = the counted targets (_counted); loss = self.loss_fn(out, ya),
+        None when n == 0 (the step is then skipped)."""
+        ### BEGIN SOLUTION
         x, am = x
         out, ya = _flat_pair(model_forward(self.model, x, am), y)
         n = int(_counted(ya).sum())
         return (self.loss_fn(out, ya) if n else None), out, n
+        ### END SOLUTION
 
 
 class _FineTuneSteps(Callback):
@@ -486,12 +491,18 @@ class _FineTuneSteps(Callback):
         return False                                  # SkipNonFinite decides
 
     def on_before_optimizer_step(self, trainer) -> None:
+        """Linear warm-up for this step only: record trainer.last_grad_norm in history.grad_norms; the factor is
+        min(1, steps / cfg.warmup_steps) (1 without warm-up; steps = self._count(trainer), this step included: 1 at
+        the first), kept in self._factor; self._base = each param group's lr now; each group's lr = base * factor
+        (on_step_end puts self._base back)."""
+        ### BEGIN SOLUTION
         self.history.grad_norms.append(trainer.last_grad_norm)
         w = self.cfg.warmup_steps
         self._factor = min(1.0, self._count(trainer) / w) if w else 1.0
         self._base = [g["lr"] for g in trainer.optimizer.param_groups]
         for group, b in zip(trainer.optimizer.param_groups, self._base):
             group["lr"] = b * self._factor
+        ### END SOLUTION
 
     def on_step_end(self, trainer, step: int, loss: float) -> None:
         for group, b in zip(trainer.optimizer.param_groups, self._base):

@@ -49,12 +49,15 @@ def _layer_width(mha: MultiHeadAttention) -> int:
 
 def head_alive(model: Module) -> np.ndarray:
     """(layers, heads) booleans: True where a head is present and switched on. Heads are numbered as built,
-    also after a physical prune removed some (a removed head is False)."""
+    also after a physical prune removed some (a removed head is False). Shape (number of attention layers, the
+    largest _layer_width); in layer l, the heads present are _head_ids(m) (original numbers), on where head_mask != 0."""
     layers = attention_layers(model)
+    ### BEGIN SOLUTION
     alive = np.zeros((len(layers), max(_layer_width(m) for m in layers)), dtype=bool)
     for l, m in enumerate(layers):
         alive[l, _head_ids(m)] = m.head_mask.data != 0
     return alive
+    ### END SOLUTION
 
 
 def pruned_heads(model: Module) -> list:
