@@ -14,6 +14,8 @@ from tinytorch.core.optimizers import SGD
 from tinytorch.core.spatial import Conv2d, Flatten
 from tinytorch.core.tensor import Tensor
 from tinytorch.optimization import pruning as P
+from tinytorch.optimization import distillation as D
+from tinytorch.optimization.compression import compact
 
 
 def _linear(w, b=None):
@@ -108,28 +110,28 @@ def test_structured_prune_heads_by_their_norm():
 def test_removable_units_dead_unused_and_folded():
     prod = _linear([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0], [3.0, 1.0]], b=[0.5, 0.0, 2.0, 0.1])
     cons = _linear([[1.0, 1.0, 1.0, 0.0], [2.0, 0.0, -1.0, 0.0]], b=[0.0, 0.0])
-    keep, fold = P._removable_units(prod, [ReLU()], cons)
+    keep, fold = D._removable_units(prod, [ReLU()], cons)
     assert keep.tolist() == [0] and fold.tolist() == [0.0, 0.0, 2.0, 0.0]   # unit 3 unused, 1 and 2 constant
     sig = [Sigmoid()]
-    keep, fold = P._removable_units(prod, sig, _linear(cons.weight.data))      # no consumer bias: cannot fold 0.5
+    keep, fold = D._removable_units(prod, sig, _linear(cons.weight.data))      # no consumer bias: cannot fold 0.5
     assert keep.tolist() == [0, 1, 2]
     conv = Conv2d(1, 3, 1)
     conv.weight.data[...] = np.array([1.0, 0.0, 2.0], np.float32).reshape(3, 1, 1, 1)
     conv.bias.data[...] = [0.0, 0.0, 1.0]
     lin = Linear(12, 2)
-    keep, fold = P._removable_units(conv, [ReLU(), Flatten()], lin)
+    keep, fold = D._removable_units(conv, [ReLU(), Flatten()], lin)
     assert keep.tolist() == [0, 2] and fold is None
 
 
 def test_consumer_columns_and_compact_pair():
     conv, lin = Conv2d(1, 3, 1), Linear(12, 2)
-    cols = P._consumer_columns(conv, [Flatten()], lin, np.array([0, 2]))
+    cols = D._consumer_columns(conv, [Flatten()], lin, np.array([0, 2]))
     assert cols.tolist() == [0, 1, 2, 3, 8, 9, 10, 11]
     prod = _linear([[1.0, 2.0], [0.0, 0.0], [3.0, 1.0]], b=[0.5, 2.0, 0.1])
     cons = _linear([[1.0, 1.0, 1.0], [2.0, -1.0, 0.0]], b=[0.0, 1.0])
     x = Tensor(np.array([[0.3, -0.7], [1.0, 2.0]], np.float32))
     before = cons(ReLU()(prod(x))).data
-    P._compact_pair(prod, [ReLU()], cons, np.array([0, 2]), np.array([0.0, 2.0, 0.0]))
+    D._compact_pair(prod, [ReLU()], cons, np.array([0, 2]), np.array([0.0, 2.0, 0.0]))
     assert prod.weight.shape == (2, 2) and prod.out_features == 2 and prod.bias.data.tolist() == pytest.approx([0.5, 0.1])
     assert cons.weight.shape == (2, 2) and cons.in_features == 2 and cons.bias.data.tolist() == [2.0, -1.0]
     assert np.allclose(cons(ReLU()(prod(x))).data, before)
@@ -139,13 +141,13 @@ def test_heads_to_keep_and_compact_attention():
     mha = MultiHeadAttention(8, 4, rng=np.random.default_rng(1))
     mha.head_mask.data[1] = 0
     mha.out_proj.weight.data[:, 6:8] = 0                                   # head 3 writes nothing
-    assert P._heads_to_keep(mha).tolist() == [0, 2]
+    assert D._heads_to_keep(mha).tolist() == [0, 2]
     x = Tensor(np.random.default_rng(2).standard_normal((1, 3, 8)).astype(np.float32))
     y = mha(x).data
-    P.compact(mha)
+    compact(mha)
     assert mha.num_heads == 2 and mha.head_ids == [0, 2] and np.allclose(mha(x).data, y, atol=1e-6)
     mha.head_mask.data[:] = 0
-    assert P._heads_to_keep(mha).tolist() == [0]
+    assert D._heads_to_keep(mha).tolist() == [0]
 
 
 def test_low_rank_factors_error_and_energy_rank():
@@ -235,7 +237,7 @@ def test_expand_heads_undoes_a_physical_prune():
     x = Tensor(np.random.default_rng(4).standard_normal((2, 3, 8)).astype(np.float32))
     P.mask_heads(mha, [1, 3])
     y = mha(x).data
-    P.compact(mha)
+    compact(mha)
     assert mha.num_heads == 2
     _expand_heads(mha)
     assert mha.num_heads == 4 and "head_ids" not in vars(mha)
@@ -281,7 +283,7 @@ def test_head_alive_numbers_heads_as_built():
     net = Sequential(MultiHeadAttention(8, 4, rng=np.random.default_rng(0)), MultiHeadAttention(8, 2, rng=np.random.default_rng(1)))
     assert head_alive(net).tolist() == [[True] * 4, [True, True, False, False]]
     P.mask_heads(net.layers[0], [1, 2])
-    P.compact(net.layers[0])                                            # heads 0 and 3 remain, as 0 and 1
+    compact(net.layers[0])                                            # heads 0 and 3 remain, as 0 and 1
     P.mask_heads(net.layers[0], [1])                                    # original head 3
     net.layers[1].head_mask.data[0] = 0
     assert head_alive(net).tolist() == [[True, False, False, False], [False, True, False, False]]

@@ -3,6 +3,7 @@
 # %% ../../modules/17_compression/17_compression_distill.ipynb #3bc12627
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, fields
@@ -19,10 +20,13 @@ from ..core.optimizers import Adam, AdamW, Optimizer, SGD
 from ..core.checks import check_choice, check_fraction, check_int, check_real
 from ..core.callbacks import DivergenceStop, SkipNonFinite
 from ..core.training import Callback, CosineAnnealingLR, Trainer, load_checkpoint
-from .pruning import _check_module, _register_mask_buffer, attach_mask, mask_gradients, param_owners
+from ..core.spatial import Conv2d
+from ..core.attention import MultiHeadAttention
+from .pruning import (_ZERO_PRESERVING, _check_module, _head_ids, _register_mask_buffer, attach_mask,
+                                            keep_masks_in_optimizers, layer_chains, mask_gradients, param_owners)
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'IGNORE_INDEX', 'LowRank', 'low_rank_approximate', 'low_rank_linear', 'KnowledgeDistillation',
+__all__ = ['OPTIMIZERS', 'IGNORE_INDEX', 'LowRank', 'low_rank_approximate', 'low_rank_linear', 'compact', 'KnowledgeDistillation',
            'MaskCallback', 'load_pruned_state_dict', 'load_pruned_checkpoint', 'make_optimizer', 'lm_triple',
            'input_attention_mask', 'model_forward', 'training_batches', 'evaluate', 'FineTuneHistory', 'FineTuneConfig',
            'fine_tune']
@@ -85,6 +89,166 @@ def low_rank_linear(linear: Linear, rank: int | None = None, energy: float | Non
     if linear.bias is not None:
         second.bias.data[...] = linear.bias.data
     return Sequential(first, second)
+
+# %% ../../modules/17_compression/17_compression_distill.ipynb #60a89bb8
+def _slice_param(module: Module, attr: str, index) -> None:
+    "Replace module.<attr> by a Parameter holding old[index] (its mask sliced the same way, if any)."
+    old = getattr(module, attr)
+    new = Parameter(np.ascontiguousarray(old.data[index]), requires_grad=old.requires_grad, dtype=old.data.dtype)
+    setattr(module, attr, new)
+    m = getattr(old, "mask", None)
+    if m is not None:
+        new.mask = np.ascontiguousarray(np.asarray(getattr(m, "data", m))[index])
+        keep_masks_in_optimizers()
+        _register_mask_buffer(module, attr, new.mask)
+
+
+def _unit_outputs_constant(producer: Linear, between: list) -> np.ndarray:
+    "What each unit of a Linear outputs after `between` when its weights are all zero: f(bias)."
+    b = producer.bias.data if producer.bias is not None else np.zeros(producer.out_features, np.float32)
+    with contextlib.ExitStack() as modes, no_grad():           # each module in eval mode, its own flags back after
+        x = Tensor(np.array(b[None, :], dtype=np.float32))
+        for mod in between:
+            modes.enter_context(eval_mode(mod))
+            x = mod(x)
+    return np.asarray(x.data, dtype=np.float64).reshape(-1)
+
+
+def _consumer_columns(producer, between, consumer, units: np.ndarray) -> np.ndarray:
+    """The input columns of `consumer` reading the producer's `units` (sorted ints): the units themselves, except for
+    Conv2d -> Flatten -> Linear, where channel u is read by columns u*hw .. u*hw + hw - 1, hw = in_features // channels."""
+    ### BEGIN SOLUTION
+    if isinstance(consumer, Linear) and isinstance(producer, Conv2d):
+        hw = consumer.in_features // producer.out_channels
+        return (units[:, None] * hw + np.arange(hw)).reshape(-1)
+    return units
+    ### END SOLUTION
+
+
+def _removable_units(producer, between, consumer):
+    """(keep, fold) for a producer of U units read by `consumer` (after Conv2d -> Flatten: U blocks of H*W columns).
+    Removable: units nothing reads (all-zero consumer columns / input channel), or with all-zero weights whose output
+    is a constant that can go: Linear producer, _unit_outputs_constant(producer, between) (float64 (U,)) is 0 or the
+    consumer has a bias; Conv2d, bias 0 (or none) and every module between in _ZERO_PRESERVING. keep: sorted int
+    indices of the rest ([0] if none). fold: None for a Conv2d; for a Linear, float64 (U,), the constant of each
+    removed foldable unit that is read, 0 elsewhere."""
+    ### BEGIN SOLUTION
+    units = producer.weight.shape[0]
+    w_dead = ~producer.weight.data.reshape(units, -1).any(axis=1)
+    cw = consumer.weight.data
+    if isinstance(consumer, Linear):
+        if isinstance(producer, Conv2d):
+            hw = consumer.in_features // units
+            unused = ~cw.reshape(cw.shape[0], units, hw).any(axis=(0, 2))
+        else:
+            unused = ~cw.any(axis=0)
+    else:
+        unused = ~cw.any(axis=(0, 2, 3))
+    fold = None
+    if isinstance(producer, Linear):
+        const = _unit_outputs_constant(producer, between)
+        foldable = w_dead & ((const == 0) | (consumer.bias is not None))
+        removable = unused | foldable
+        fold = np.where(foldable & ~unused, const, 0.0)
+    else:
+        b = producer.bias.data if producer.bias is not None else np.zeros(units)
+        zero_out = w_dead & (b == 0) & all(isinstance(m, _ZERO_PRESERVING) for m in between)
+        removable = unused | zero_out
+    keep = np.flatnonzero(~removable)
+    if keep.size == 0:                                  # a layer needs one unit: keep the first
+        keep = np.array([0])
+    if fold is not None:
+        fold[keep] = 0.0                                # a kept unit still computes its own output
+    return keep, fold
+    ### END SOLUTION
+
+
+def _compact_pair(producer, between, consumer, keep: np.ndarray, fold) -> None:
+    """In place: add consumer.weight @ fold to consumer.bias when fold (None or float64 (U,)) has a nonzero; then
+    _slice_param producer weight/bias to rows `keep` and consumer weight to _consumer_columns(...), and set
+    out_features / out_channels and in_features / in_channels to the new sizes. Returns None."""
+    ### BEGIN SOLUTION
+    if fold is not None and fold.any():
+        consumer.bias.data += (consumer.weight.data.astype(np.float64) @ fold).astype(consumer.bias.data.dtype)
+    cols = _consumer_columns(producer, between, consumer, keep)
+    _slice_param(producer, "weight", (keep,))
+    if producer.bias is not None:
+        _slice_param(producer, "bias", (keep,))
+    if isinstance(producer, Linear):
+        producer.out_features = int(keep.size)
+    else:
+        producer.out_channels = int(keep.size)
+    _slice_param(consumer, "weight", (slice(None), cols))
+    if isinstance(consumer, Linear):
+        consumer.in_features = int(cols.size)
+    else:
+        consumer.in_channels = int(keep.size)
+    ### END SOLUTION
+
+
+def _heads_to_keep(mha: MultiHeadAttention) -> np.ndarray:
+    """The heads of `mha` that still contribute: sorted int64 indices of the heads whose head_mask entry is not 0
+    and whose out_proj columns (out_proj.weight[:, h*hd:(h+1)*hd]) are not all zero; [0] when none is left
+    (head 0 stays, switched off by its head_mask)."""
+    H, hd = mha.num_heads, mha.head_dim
+    ### BEGIN SOLUTION
+    ow = mha.out_proj.weight.data
+    dead = (mha.head_mask.data == 0) | ~ow.reshape(ow.shape[0], H, hd).any(axis=(0, 2))
+    keep = np.flatnonzero(~dead)
+    return keep if keep.size else np.array([0])
+    ### END SOLUTION
+
+
+def _compact_heads(mha: MultiHeadAttention):
+    H, hd = mha.num_heads, mha.head_dim
+    keep = _heads_to_keep(mha)
+    if keep.size == H:
+        return None
+    ids = _head_ids(mha)
+    rows = (keep[:, None] * hd + np.arange(hd)).reshape(-1)
+    for proj in (mha.q_proj, mha.k_proj, mha.v_proj):
+        _slice_param(proj, "weight", (rows, slice(None)))
+        if proj.bias is not None:
+            _slice_param(proj, "bias", (rows,))
+        proj.out_features = int(rows.size)
+    _slice_param(mha.out_proj, "weight", (slice(None), rows))
+    mha.out_proj.in_features = int(rows.size)
+    mha.register_buffer("head_mask", Tensor(np.array(mha.head_mask.data[keep], dtype=mha.head_mask.data.dtype)))
+    mha.original_num_heads = int(getattr(mha, "original_num_heads", H))
+    mha.head_ids = [int(i) for i in ids[keep]]          # which heads remain, by their original numbers
+    mha.num_heads = int(keep.size)
+    return keep
+
+
+def _num_unique_parameters(model: Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def compact(model: Module) -> dict:
+    """Physically remove dead units (zero rows / filters / heads, and units nothing reads) and the matching
+    input columns of the next layer, without changing the function. Returns a report of what was removed."""
+    _check_module(model, "compact")
+    before = _num_unique_parameters(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    changes = []
+    for producer, between, consumer in layer_chains(model):
+        owners = param_owners(model)
+        if len(owners.get(id(producer.weight), [])) > 1 or len(owners.get(id(consumer.weight), [])) > 1:
+            continue                                      # shared weights keep their shape
+        units = producer.weight.shape[0]
+        keep, fold = _removable_units(producer, between, consumer)
+        if keep.size == units:
+            continue
+        _compact_pair(producer, between, consumer, keep, fold)
+        changes.append({"layer": names.get(id(producer), type(producer).__name__), "kind":
+                        "neurons" if isinstance(producer, Linear) else "filters",
+                        "before": int(units), "after": int(keep.size)})
+    for name, mod in model.named_modules():
+        if isinstance(mod, MultiHeadAttention):
+            H = mod.num_heads
+            if _compact_heads(mod) is not None:
+                changes.append({"layer": name, "kind": "heads", "before": int(H), "after": int(mod.num_heads)})
+    return {"parameters_before": before, "parameters_after": _num_unique_parameters(model), "changes": changes}
 
 # %% ../../modules/17_compression/17_compression_distill.ipynb #68fe80bf
 def _log_softmax_np(z: np.ndarray) -> np.ndarray:

@@ -16,8 +16,8 @@ from ..core.layers import Module, Parameter
 from ..core.losses import CrossEntropyLoss
 from ..core.attention import MultiHeadAttention
 from ..core.checks import check_choice, check_real
-from .pruning import (_check_module, _compact_heads, _head_ids, _register_mask_buffer, _slice_key, head_norms, head_slices, mask_heads, num_to_prune, remove_masks)
-from .distillation import (_int_ids, input_attention_mask, lm_triple, load_pruned_state_dict, model_forward)
+from .pruning import (_check_module, _head_ids, _register_mask_buffer, _slice_key, head_norms, head_slices, mask_heads, num_to_prune, remove_masks)
+from .distillation import (_compact_heads, _int_ids, input_attention_mask, lm_triple, load_pruned_state_dict, model_forward)
 
 # %% auto #0
 __all__ = ['HEAD_STRATEGIES', 'GROWTH_STRATEGIES', 'HEAD_INITS', 'attention_layers', 'head_alive', 'pruned_heads', 'lm_batches',
