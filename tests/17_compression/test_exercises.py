@@ -320,3 +320,32 @@ def test_compress_model_chains_the_stages_and_writes_the_report(tmp_path):
     assert report["stages"][0]["sparsity"] < 0.1 <= report["stages"][-1]["weight_sparsity"]
     assert report["config"]["sparsity"] == 0.5 and json.loads((tmp_path / "r.json").read_text())["stages"]
     assert report["path"] and report["seconds"] >= 0
+
+
+def test_owners_prunable_weights_and_chains_of_a_model():
+    a, b = Linear(3, 4), Linear(4, 4)
+    c = Linear(4, 4)
+    c.weight = b.weight                                                 # shared
+    net = Sequential(a, ReLU(), b, Sigmoid(), c, MultiHeadAttention(4, 2))
+    owners = P.param_owners(net)
+    assert owners[id(b.weight)] == [(b, "weight"), (c, "weight")] and owners[id(a.bias)] == [(a, "bias")]
+    ws = P.prunable_weights(net)
+    assert [w.name for w in ws] == ["0.weight", "2.weight", "5.q_proj.weight", "5.k_proj.weight", "5.v_proj.weight",
+                                    "5.out_proj.weight"]
+    assert ws[1].param is b.weight and len(ws[1].owners) == 2 and {w.kind for w in ws} == {"linear"}
+    chains = P.layer_chains(net)
+    assert [(p, type(m[0]).__name__, q) for p, m, q in chains] == [(a, "ReLU", b), (b, "Sigmoid", c)]
+    conv = Sequential(Conv2d(1, 2, 3), ReLU(), Flatten(), Linear(2 * 4 * 4, 3), Linear(3, 2))
+    assert [(type(p).__name__, len(m), type(q).__name__) for p, m, q in P.layer_chains(conv)] == \
+        [("Conv2d", 2, "Linear"), ("Linear", 0, "Linear")]
+
+
+def test_mask_gradients_zeroes_pruned_gradient_entries():
+    lin = Linear(2, 2)
+    P.attach_mask(lin.weight, np.array([[1, 0], [0, 1]]))
+    lin.weight.grad = Tensor(np.ones((2, 2), np.float32))
+    lin.bias.grad = Tensor(np.ones(2, np.float32))
+    assert P.mask_gradients(lin) == 1
+    assert lin.weight.grad.data.tolist() == [[1, 0], [0, 1]] and lin.bias.grad.data.tolist() == [1, 1]
+    lin.weight.grad = None
+    assert P.mask_gradients([lin.weight, lin.bias]) == 0

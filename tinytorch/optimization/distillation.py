@@ -104,7 +104,10 @@ def _slice_param(module: Module, attr: str, index) -> None:
 
 
 def _unit_outputs_constant(producer: Linear, between: list) -> np.ndarray:
-    "What each unit of a Linear outputs after `between` when its weights are all zero: f(bias)."
+    """What each unit of a Linear outputs after `between` when its weights are all zero: f(bias), a float64 array
+    (out_features,). Run the bias (zeros without one) as a (1, out_features) float32 Tensor through each module of
+    `between`, each in eval_mode (entered with an ExitStack, restored after), under no_grad."""
+    ### BEGIN SOLUTION
     b = producer.bias.data if producer.bias is not None else np.zeros(producer.out_features, np.float32)
     with contextlib.ExitStack() as modes, no_grad():           # each module in eval mode, its own flags back after
         x = Tensor(np.array(b[None, :], dtype=np.float32))
@@ -112,6 +115,7 @@ def _unit_outputs_constant(producer: Linear, between: list) -> np.ndarray:
             modes.enter_context(eval_mode(mod))
             x = mod(x)
     return np.asarray(x.data, dtype=np.float64).reshape(-1)
+    ### END SOLUTION
 
 
 def _consumer_columns(producer, between, consumer, units: np.ndarray) -> np.ndarray:
@@ -200,11 +204,17 @@ def _heads_to_keep(mha: MultiHeadAttention) -> np.ndarray:
 
 
 def _compact_heads(mha: MultiHeadAttention):
+    """Remove the dead heads of `mha` in place (None when every head is kept; else the kept head indices `keep`).
+    Given: keep (_heads_to_keep), ids (the original head numbers). Exercise: rows = the q/k/v rows of the kept heads
+    (head h owns h*hd .. h*hd + hd - 1); _slice_param q/k/v weights (rows) and biases, out_features = len(rows);
+    out_proj weight (columns rows), in_features; head_mask buffer = its kept entries; original_num_heads (once,
+    the width as built), head_ids = ids[keep] as ints, num_heads = len(keep). Returns keep."""
     H, hd = mha.num_heads, mha.head_dim
     keep = _heads_to_keep(mha)
     if keep.size == H:
         return None
     ids = _head_ids(mha)
+    ### BEGIN SOLUTION
     rows = (keep[:, None] * hd + np.arange(hd)).reshape(-1)
     for proj in (mha.q_proj, mha.k_proj, mha.v_proj):
         _slice_param(proj, "weight", (rows, slice(None)))
@@ -218,6 +228,7 @@ def _compact_heads(mha: MultiHeadAttention):
     mha.head_ids = [int(i) for i in ids[keep]]          # which heads remain, by their original numbers
     mha.num_heads = int(keep.size)
     return keep
+    ### END SOLUTION
 
 
 def _num_unique_parameters(model: Module) -> int:
@@ -226,8 +237,13 @@ def _num_unique_parameters(model: Module) -> int:
 
 def compact(model: Module) -> dict:
     """Physically remove dead units (zero rows / filters / heads, and units nothing reads) and the matching
-    input columns of the next layer, without changing the function. Returns a report of what was removed."""
+    input columns of the next layer, without changing the function. Returns a report of what was removed.
+    For each (producer, between, consumer) of layer_chains(model) whose weights are not shared (one owner each in
+    param_owners, recomputed per pair): _removable_units, and when units go, _compact_pair and a change row {"layer",
+    "kind": "neurons" (Linear) or "filters", "before", "after"}; then _compact_heads on each MultiHeadAttention (row
+    kind "heads"). Returns {"parameters_before", "parameters_after" (_num_unique_parameters), "changes"}."""
     _check_module(model, "compact")
+    ### BEGIN SOLUTION
     before = _num_unique_parameters(model)
     names = {id(m): n for n, m in model.named_modules()}
     changes = []
@@ -249,6 +265,7 @@ def compact(model: Module) -> dict:
             if _compact_heads(mod) is not None:
                 changes.append({"layer": name, "kind": "heads", "before": int(H), "after": int(mod.num_heads)})
     return {"parameters_before": before, "parameters_after": _num_unique_parameters(model), "changes": changes}
+    ### END SOLUTION
 
 # %% ../../modules/17_compression/17_compression_distill.ipynb #68fe80bf
 def _log_softmax_np(z: np.ndarray) -> np.ndarray:

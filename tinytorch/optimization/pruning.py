@@ -51,18 +51,24 @@ _PRUNABLE_KINDS = ((Linear, "linear"), (Conv2d, "conv"), (Embedding, "embedding"
 
 
 def param_owners(model: Module) -> dict:
-    "id(parameter) -> [(module, attribute), ...]: every module in `model` that holds each parameter."
+    """id(parameter) -> [(module, attribute), ...]: every module in `model` (model.named_modules(), in order) with an
+    attribute (vars(module)) holding that Parameter; a shared Parameter lists all its holders."""
+    ### BEGIN SOLUTION
     owners: dict = {}
     for _, mod in model.named_modules():
         for attr, value in vars(mod).items():
             if isinstance(value, Parameter):
                 owners.setdefault(id(value), []).append((mod, attr))
     return owners
+    ### END SOLUTION
 
 
 def prunable_weights(model: Module) -> list:
-    "Each prunable weight of `model` once (Linear, Conv2d, Embedding, attention projections), in module order."
+    """Each prunable weight of `model` once (Linear, Conv2d, Embedding, attention projections), in module order:
+    for each module whose class is in _PRUNABLE_KINDS ((class, kind) pairs) and whose `weight` is a Parameter not
+    seen before, PrunableWeight(its name in named_parameters, the Parameter, its owners from param_owners, kind)."""
     _check_module(model, "prunable_weights")
+    ### BEGIN SOLUTION
     names = {id(p): n for n, p in model.named_parameters()}
     owners = param_owners(model)
     out, seen = [], set()
@@ -74,6 +80,7 @@ def prunable_weights(model: Module) -> list:
         seen.add(id(p))
         out.append(PrunableWeight(names[id(p)], p, owners[id(p)], kind))
     return out
+    ### END SOLUTION
 
 
 def _arrays_of(x, who: str, weights_only: bool = False) -> list:
@@ -223,7 +230,10 @@ def _params_of(x) -> list:
 
 def mask_gradients(model_or_params) -> int:
     """Zero the gradient entries of pruned weights (call after backward, before clipping), so that a
-    gradient norm counts only the weights that still exist. Returns how many parameters were masked."""
+    gradient norm counts only the weights that still exist. Returns how many parameters were masked.
+    For each parameter (of a Module, a Tensor or a list) with a `mask` and a `grad`: multiply the gradient's array
+    (p.grad.data, or p.grad if it is an array) by the mask (an array or a Tensor of one) in place, and count it."""
+    ### BEGIN SOLUTION
     count = 0
     for p in _params_of(model_or_params):
         m = getattr(p, "mask", None)
@@ -232,6 +242,7 @@ def mask_gradients(model_or_params) -> int:
             g *= m.data if isinstance(m, Tensor) else m
             count += 1
     return count
+    ### END SOLUTION
 
 
 def _drop_mask(param: Tensor, owners) -> None:
@@ -540,7 +551,11 @@ def _fits(producer, between: list, consumer) -> bool:
 
 def layer_chains(model: Module) -> list:
     """(producer, between, consumer) for every Linear/Conv2d whose output feeds another Linear/Conv2d through
-    activations, dropout, pooling or Flatten only: in a Sequential, and fc1 -> act -> fc2 in a transformer MLP."""
+    activations, dropout, pooling or Flatten only: in a Sequential, and fc1 -> act -> fc2 in a transformer MLP.
+    For every module of `model`: its sequence (a Sequential's .layers, or [fc1, act, fc2]); for each Linear/Conv2d
+    at i, skip the modules of _ELEMENTWISE + _POOLS + (Flatten,) after it; if the next one is a Linear/Conv2d and
+    _fits(layer, between, next), add (layer, between list, next). In module order, then position."""
+    ### BEGIN SOLUTION
     out = []
     for mod in model.modules():
         if isinstance(mod, Sequential):
@@ -558,6 +573,7 @@ def layer_chains(model: Module) -> list:
             if j < len(seq) and isinstance(seq[j], (Linear, Conv2d)) and _fits(layer, seq[i + 1:j], seq[j]):
                 out.append((layer, list(seq[i + 1:j]), seq[j]))
     return out
+    ### END SOLUTION
 
 
 def _structured_targets(module: Module, layers) -> list:
