@@ -349,3 +349,63 @@ def test_mask_gradients_zeroes_pruned_gradient_entries():
     assert lin.weight.grad.data.tolist() == [[1, 0], [0, 1]] and lin.bias.grad.data.tolist() == [1, 1]
     lin.weight.grad = None
     assert P.mask_gradients([lin.weight, lin.bias]) == 0
+
+
+def test_head_slices_and_remove_masks():
+    mha = MultiHeadAttention(8, 4)
+    sl = P.head_slices(mha, 2)
+    assert len(sl) == 3 * (1 + (mha.q_proj.bias is not None)) + 1
+    assert [(m, a) for m, a, _ in sl][-1] == (mha.out_proj, "weight") and sl[0][:2] == (mha.q_proj, "weight")
+    assert sl[0][2] == (slice(4, 6), slice(None)) and sl[-1][2] == (slice(None), slice(4, 6))
+    with pytest.raises(IndexError, match="out of range"):
+        P.head_slices(mha, 4)
+    lin = Linear(3, 2)
+    net = Sequential(lin)
+    P.magnitude_prune(net, 0.5)
+    zeros = lin.weight.data == 0
+    assert P.remove_masks(net) == ["0.weight"] and "weight_mask" not in vars(lin)
+    assert "weight_mask" not in lin._buffer_names and getattr(lin.weight, "mask", None) is None
+    assert (lin.weight.data[zeros] == 0).all() and "0.weight_mask" not in net.state_dict()
+
+
+def test_fits_rules():
+    lin, conv = Linear(4, 3), Conv2d(2, 4, 1)
+    assert P._fits(Linear(2, 4), [ReLU()], lin) and not P._fits(Linear(2, 5), [], lin)
+    assert not P._fits(Linear(2, 4), [Flatten()], lin)
+    assert P._fits(conv, [ReLU()], Conv2d(4, 1, 1)) and not P._fits(conv, [], Conv2d(3, 1, 1))
+    assert P._fits(conv, [Flatten()], Linear(8, 2)) and not P._fits(conv, [Flatten()], Linear(6, 2))
+    assert not P._fits(conv, [], Linear(8, 2))
+
+
+def test_low_rank_linear_and_slice_param():
+    from tinytorch.optimization.distillation import _slice_param, low_rank_linear
+    rng = np.random.default_rng(7)
+    lin = Linear(5, 4, rng=rng)
+    lin.weight.data[...] = (rng.standard_normal((4, 2)) @ rng.standard_normal((2, 5))).astype(np.float32)
+    small = low_rank_linear(lin, rank=2)
+    first, second = small.layers
+    assert first.weight.shape == (2, 5) and first.bias is None and second.weight.shape == (4, 2)
+    x = Tensor(rng.standard_normal((3, 5)).astype(np.float32))
+    assert np.allclose(small(x).data, lin(x).data, atol=1e-5)
+    assert low_rank_linear(Linear(5, 4, bias=False), rank=1).layers[1].bias is None
+    P.attach_mask(lin.weight, np.arange(20).reshape(4, 5) % 2, owners=[(lin, "weight")])
+    old = lin.weight
+    _slice_param(lin, "weight", (np.array([0, 2]),))
+    assert lin.weight is not old and lin.weight.shape == (2, 5) and lin.weight.data.flags["C_CONTIGUOUS"]
+    assert np.array_equal(lin.weight.data, old.data[[0, 2]]) and np.array_equal(lin.weight.mask, old.mask[[0, 2]])
+    assert lin.weight_mask.data is lin.weight.mask
+
+
+def test_analyzer_rows_and_totals():
+    from tinytorch.optimization.compression import CompressionAnalyzer, csr_nbytes
+    lin = Linear(40, 10)
+    lin.weight.data[:, 1:] = 0
+    an = CompressionAnalyzer(Sequential(lin))
+    rows = an.layers()
+    assert [r["name"] for r in rows] == ["0.weight", "0.bias"] and rows[0]["zeros"] == 390
+    assert rows[0]["sparsity"] == 390 / 400 and rows[0]["prunable"] and not rows[1]["prunable"]
+    assert rows[0]["bytes_csr"] == csr_nbytes(lin.weight) and rows[0]["shape"] == (10, 40)
+    t = an.totals()
+    best = csr_nbytes(lin.weight) + lin.bias.data.nbytes
+    assert t["parameters"] == 410 and t["bytes_best"] == best
+    assert t["compression"] == pytest.approx(410 * 4 / best)

@@ -249,7 +249,10 @@ class CompressionAnalyzer:
         self.before = {n: p.data.copy() for n, p in self.model.named_parameters()}
 
     def layers(self) -> list:
-        "One dict per unique parameter: name, shape, parameters, zeros, sparsity, bytes_dense, bytes_csr, prunable, masked."
+        """One dict per unique parameter (named_parameters, in order): name, shape (tuple), parameters (size), zeros,
+        sparsity (zeros / size, 0.0 when empty), bytes_dense (.nbytes), bytes_csr (csr_nbytes), prunable (is one of
+        prunable_weights), masked (has a mask); the counts are ints."""
+        ### BEGIN SOLUTION
         prunable = {id(w.param) for w in prunable_weights(self.model)}
         rows = []
         for n, p in self.model.named_parameters():
@@ -260,8 +263,13 @@ class CompressionAnalyzer:
                          "bytes_csr": csr_nbytes(a), "prunable": id(p) in prunable,
                          "masked": getattr(p, "mask", None) is not None})
         return rows
+        ### END SOLUTION
 
     def totals(self) -> dict:
+        """Sums over self.layers(): parameters, zeros, sparsity (zeros / parameters, 0.0 if none), bytes_dense, bytes_best
+        (each prunable weight in the smaller of dense and CSR, the rest dense) and compression = bytes_dense / bytes_best
+        (inf if bytes_best is 0)."""
+        ### BEGIN SOLUTION
         rows = self.layers()
         params = sum(r["parameters"] for r in rows)
         zeros = sum(r["zeros"] for r in rows)
@@ -269,6 +277,7 @@ class CompressionAnalyzer:
         best = sum(min(r["bytes_dense"], r["bytes_csr"]) if r["prunable"] else r["bytes_dense"] for r in rows)
         return {"parameters": params, "zeros": zeros, "sparsity": zeros / params if params else 0.0,
                 "bytes_dense": dense, "bytes_best": best, "compression": dense / best if best else float("inf")}
+        ### END SOLUTION
 
     def table(self) -> str:
         lines = [f"{'parameter':28s} {'shape':>14s} {'params':>8s} {'zeros':>8s} {'sparsity':>8s} "

@@ -77,10 +77,13 @@ def low_rank_approximate(weight, rank: int | None = None, energy: float | None =
 
 
 def low_rank_linear(linear: Linear, rank: int | None = None, energy: float | None = None) -> Sequential:
-    "A Linear replaced by Linear(in, r, bias=False) -> Linear(r, out) computing x (A B)ᵀ + b."
+    """A Linear replaced by Sequential(Linear(in, r, bias=False), Linear(r, out)) computing x (A B)ᵀ + b: given A (out, r)
+    and B (r, in) from low_rank_approximate, the first weight is B, the second A, the second bias the old bias
+    (no bias when the old layer had none)."""
     if not isinstance(linear, Linear):
         raise TypeError(f"low_rank_linear: expected a Linear, got {type(linear).__name__}")
     A, B, _ = low_rank_approximate(linear.weight, rank, energy)
+    ### BEGIN SOLUTION
     r = A.shape[1]
     first = Linear(linear.in_features, r, bias=False)
     second = Linear(r, linear.out_features, bias=linear.bias is not None)
@@ -89,10 +92,14 @@ def low_rank_linear(linear: Linear, rank: int | None = None, energy: float | Non
     if linear.bias is not None:
         second.bias.data[...] = linear.bias.data
     return Sequential(first, second)
+    ### END SOLUTION
 
 # %% ../../modules/17_compression/17_compression_distill.ipynb #60a89bb8
 def _slice_param(module: Module, attr: str, index) -> None:
-    "Replace module.<attr> by a Parameter holding old[index] (its mask sliced the same way, if any)."
+    """Replace module.<attr> by a new Parameter holding a C-contiguous copy of old.data[index] (same dtype and
+    requires_grad); if the old one had a mask, the new one gets the mask sliced the same way (contiguous), kept in
+    optimizers (keep_masks_in_optimizers) and registered as the module's buffer (_register_mask_buffer)."""
+    ### BEGIN SOLUTION
     old = getattr(module, attr)
     new = Parameter(np.ascontiguousarray(old.data[index]), requires_grad=old.requires_grad, dtype=old.data.dtype)
     setattr(module, attr, new)
@@ -101,6 +108,7 @@ def _slice_param(module: Module, attr: str, index) -> None:
         new.mask = np.ascontiguousarray(np.asarray(getattr(m, "data", m))[index])
         keep_masks_in_optimizers()
         _register_mask_buffer(module, attr, new.mask)
+    ### END SOLUTION
 
 
 def _unit_outputs_constant(producer: Linear, between: list) -> np.ndarray:

@@ -246,6 +246,9 @@ def mask_gradients(model_or_params) -> int:
 
 
 def _drop_mask(param: Tensor, owners) -> None:
+    """Forget `param`'s mask: for each (module, attr) owner, the buffer `<attr>_mask` leaves module._buffer_names and
+    the module's attributes; then param.mask goes (the zeros stay in param.data)."""
+    ### BEGIN SOLUTION
     for module, attr in owners:
         name = f"{attr}_mask"
         if name in getattr(module, "_buffer_names", ()):
@@ -253,6 +256,7 @@ def _drop_mask(param: Tensor, owners) -> None:
         if name in vars(module):
             delattr(module, name)
     vars(param).pop("mask", None)
+    ### END SOLUTION
 
 
 def remove_masks(model: Module) -> list:
@@ -468,9 +472,12 @@ def structured_mask(weight, amount, n=2, dim: int = 0, default_mask=None, import
 
 
 def head_slices(mha: MultiHeadAttention, h: int) -> list:
-    "What head `h` owns: [(module, attribute, index)] for its q/k/v rows (weights and biases) and out_proj columns."
+    """What head `h` owns: [(module, attribute, index)], index a tuple of slices: for q_proj, k_proj, v_proj in that
+    order its rows h*hd:(h+1)*hd of the weight (rows, slice(None)) and, if there is a bias, of the bias (rows,); then
+    out_proj's weight columns (slice(None), rows). A bad h: IndexError "out of range"."""
     if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 0 <= h < mha.num_heads:
         raise IndexError(f"head_slices: head {h!r} is out of range for {mha.num_heads} heads")
+    ### BEGIN SOLUTION
     rows = slice(int(h) * mha.head_dim, (int(h) + 1) * mha.head_dim)
     out = []
     for proj in (mha.q_proj, mha.k_proj, mha.v_proj):
@@ -479,6 +486,7 @@ def head_slices(mha: MultiHeadAttention, h: int) -> list:
             out.append((proj, "bias", (rows,)))
     out.append((mha.out_proj, "weight", (slice(None), rows)))
     return out
+    ### END SOLUTION
 
 
 # the per-layer head scores structured_prune ranks by (section 11 scores heads across a whole model, from data)
@@ -536,6 +544,10 @@ _ZERO_PRESERVING = (ReLU, Tanh, GELU, Dropout, MaxPool2d, AvgPool2d, Flatten)   
 
 
 def _fits(producer, between: list, consumer) -> bool:
+    """Whether `consumer` reads exactly the units of `producer` through `between`: Linear -> Linear with no Flatten or
+    pooling between and in_features == out_features; anything -> Conv2d with no Flatten and in_channels ==
+    out_channels; Conv2d -> Linear through exactly one Flatten(1, -1), in_features a multiple of out_channels."""
+    ### BEGIN SOLUTION
     flat = any(isinstance(b, Flatten) for b in between)
     pools = any(isinstance(b, _POOLS) for b in between)
     if isinstance(producer, Linear):
@@ -547,6 +559,7 @@ def _fits(producer, between: list, consumer) -> bool:
         return (len(f) == 1 and f[0].start_dim == 1 and f[0].end_dim == -1
                 and consumer.in_features % producer.out_channels == 0)
     return False
+    ### END SOLUTION
 
 
 def layer_chains(model: Module) -> list:
