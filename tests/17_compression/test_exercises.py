@@ -409,3 +409,19 @@ def test_analyzer_rows_and_totals():
     best = csr_nbytes(lin.weight) + lin.bias.data.nbytes
     assert t["parameters"] == 410 and t["bytes_best"] == best
     assert t["compression"] == pytest.approx(410 * 4 / best)
+
+
+def test_mask_heads_keeps_what_the_head_held():
+    mha = MultiHeadAttention(8, 4, rng=np.random.default_rng(9))
+    q_rows = mha.q_proj.weight.data[2:4].copy()
+    out_cols = mha.out_proj.weight.data[:, 2:4].copy()
+    P.attach_mask(mha.q_proj.weight, np.arange(64).reshape(8, 8) % 3 != 0)
+    q_mask = mha.q_proj.weight.mask[2:4].copy()
+    assert P.mask_heads(mha, [1]) == [1]
+    saved = mha.pruned_head_weights[1]
+    assert np.array_equal(saved["weights"]["q_proj.weight"], q_rows * q_mask)
+    assert np.array_equal(saved["weights"]["out_proj.weight"], out_cols)
+    assert np.array_equal(saved["masks"]["q_proj.weight"], q_mask) and saved["masks"]["k_proj.weight"] is None
+    assert mha.head_mask.data.tolist() == [1, 0, 1, 1] and not mha.v_proj.weight.data[2:4].any()
+    P.mask_heads(mha, [1])                                               # again: the first copy stays
+    assert np.array_equal(mha.pruned_head_weights[1]["weights"]["out_proj.weight"], out_cols)

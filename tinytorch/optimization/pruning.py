@@ -507,7 +507,10 @@ def _slice_key(mha: MultiHeadAttention, module: Module, attr: str) -> str:
 def mask_heads(mha: MultiHeadAttention, heads) -> list:
     """Turn off the given heads of one layer (indices into the layer as it is now): head_mask[h] = 0 and everything
     they own zeroed under masks. What they held is kept in `mha.pruned_head_weights` (by the head's original
-    number) so that grow_heads can bring them back. Returns the heads."""
+    number) so that grow_heads can bring them back. Returns the heads.
+    Given per head h: slices (head_slices), kept (the dict), ids, owners. Exercise: if h is on or not yet kept, kept[ids[h]] =
+    {"weights": {_slice_key: copy of p.data[index]}, "masks": {_slice_key: bool copy of p.mask[index] or None}}; then
+    head_mask[h] = 0 and attach_mask on every slice (False there, owners from `owners`, default [(module, attr)])."""
     if not isinstance(mha, MultiHeadAttention):
         raise TypeError(f"mask_heads: expected a MultiHeadAttention, got {type(mha).__name__}")
     heads = sorted({int(h) for h in np.asarray(heads, dtype=np.int64).reshape(-1)})
@@ -518,6 +521,7 @@ def mask_heads(mha: MultiHeadAttention, heads) -> list:
     ids = _head_ids(mha)
     for h in heads:
         slices = head_slices(mha, h)
+        ### BEGIN SOLUTION
         if mha.head_mask.data[h] != 0 or int(ids[h]) not in kept:
             weights, old_masks = {}, {}
             for module, attr, index in slices:
@@ -527,7 +531,6 @@ def mask_heads(mha: MultiHeadAttention, heads) -> list:
                 m = getattr(p, "mask", None)
                 old_masks[key] = None if m is None else np.array(np.asarray(getattr(m, "data", m))[index], dtype=bool)
             kept[int(ids[h])] = {"weights": weights, "masks": old_masks}
-        ### BEGIN SOLUTION
         mha.head_mask.data[h] = 0
         for module, attr, index in slices:
             p = getattr(module, attr)
