@@ -425,3 +425,24 @@ def test_mask_heads_keeps_what_the_head_held():
     assert mha.head_mask.data.tolist() == [1, 0, 1, 1] and not mha.v_proj.weight.data[2:4].any()
     P.mask_heads(mha, [1])                                               # again: the first copy stays
     assert np.array_equal(mha.pruned_head_weights[1]["weights"]["out_proj.weight"], out_cols)
+
+
+def test_prune_heads_by_list_physical_and_the_growth_probe():
+    from tinytorch.optimization.heads import _growth_probe, prune_heads
+    net = Sequential(MultiHeadAttention(8, 4, rng=np.random.default_rng(0)), MultiHeadAttention(8, 4, rng=np.random.default_rng(1)))
+    before = net.layers[1].v_proj.weight.data[4:6].copy()
+    assert prune_heads(net, [(1, 2), (0, 3)]) == [(0, 3), (1, 2)]
+    assert net.layers[0].head_mask.data.tolist() == [1, 1, 1, 0] and net.layers[1].head_mask.data.tolist() == [1, 1, 0, 1]
+    probe = _growth_probe(net, [(1, 2)], "test")
+    assert probe is not net and np.array_equal(probe.layers[1].v_proj.weight.data[4:6], before)
+    assert not net.layers[1].v_proj.weight.data[4:6].any()                    # the model itself untouched
+    assert prune_heads(net, [(1, 0)], physical=True) == [(1, 0)]
+    assert net.layers[1].num_heads == 2 and net.layers[1].head_ids == [1, 3] and net.layers[0].num_heads == 3
+
+
+def test_reapply_masks_of_fine_tuning():
+    from tinytorch.optimization.distillation import _reapply_masks
+    w, free = Parameter(np.ones((2, 2), np.float32)), Parameter(np.ones(2, np.float32))
+    w.mask = np.array([[True, False], [False, True]])
+    _reapply_masks([w, free])
+    assert w.data.tolist() == [[1, 0], [0, 1]] and free.data.tolist() == [1, 1]

@@ -583,11 +583,14 @@ class FineTuneHistory(list):
 
 
 def _reapply_masks(params) -> None:
-    "Multiply every masked parameter by its mask again: pruned weights are exactly 0 whatever the optimizer did."
+    """Multiply every masked parameter by its mask again: pruned weights are exactly 0 whatever the optimizer did.
+    params: an iterable of Parameters; p.mask is None, an array, or a Tensor of one; p.data is changed in place."""
+    ### BEGIN SOLUTION
     for p in params:
         m = getattr(p, "mask", None)
         if m is not None:
             p.data *= m.data if isinstance(m, Tensor) else m
+    ### END SOLUTION
 
 
 @dataclass

@@ -263,7 +263,9 @@ def prune_heads(model: Module, heads, strategy: str = "magnitude", data=None, *,
     By mask (default): the head's gate is 0 and its q/k/v rows and out_proj columns are zeroed under masks, so
     its output is exactly zero and stays zero through any fine-tuning (its weights are kept aside for
     grow_heads). physical=True then removes every pruned head from the projections: smaller and faster, the
-    same outputs. Returns the (layer, head) pairs pruned now, sorted."""
+    same outputs. Returns the (layer, head) pairs pruned now, sorted.
+    Exercise (the end, once `pairs` is known): per layer l, one mask_heads call with the heads' current positions
+    (_local: original numbers -> positions after a physical prune); with physical, _compact_heads on every layer."""
     layers = attention_layers(model)
     alive = head_alive(model)
     if isinstance(heads, numbers.Real) and not isinstance(heads, bool):
@@ -289,12 +291,14 @@ def prune_heads(model: Module, heads, strategy: str = "magnitude", data=None, *,
         if off:
             raise ValueError(f"prune_heads: heads {off} are already pruned; the heads still on are "
                              f"{[tuple(int(v) for v in p) for p in np.argwhere(alive)]}")
+    ### BEGIN SOLUTION
     for l in sorted({l for l, _ in pairs}):
         mask_heads(layers[l], [_local(layers[l], h) for ll, h in pairs if ll == l])
     if physical:
         for m in layers:
             _compact_heads(m)
     return sorted(pairs)
+    ### END SOLUTION
 
 # %% ../../modules/17_compression/17_compression_heads.ipynb #c1cbf9f4
 def _expand_heads(mha: MultiHeadAttention) -> None:
@@ -366,13 +370,16 @@ def _revive_head(mha: MultiHeadAttention, h: int, init: str, rng, init_std: floa
 
 def _growth_probe(model: Module, candidates: list, who: str) -> Module:
     """A copy of `model` in which every candidate head holds its old weights again, gates still 0: what the
-    pruned heads would compute if switched on. The model itself is not touched."""
+    pruned heads would compute if switched on. The model itself is not touched.
+    Exercise (after the given checks): for each candidate (l, h), _expand_heads its layer of the copy, then write its
+    kept weights (pruned_head_weights[h]["weights"], keyed by _slice_key) into every slice of head_slices(mha, h)."""
     probe = copy.deepcopy(model)
     layers = attention_layers(probe)
     missing = [(l, h) for l, h in candidates if h not in vars(layers[l]).get("pruned_head_weights", {})]
     if missing:
         raise ValueError(f"{who}: heads {missing} have no kept weights (pruned by hand, or loaded from a file), so "
                          f"what they would contribute cannot be measured; use strategy 'balanced' or 'random'")
+    ### BEGIN SOLUTION
     for l, h in candidates:
         mha = layers[l]
         _expand_heads(mha)
@@ -380,6 +387,7 @@ def _growth_probe(model: Module, candidates: list, who: str) -> Module:
         for module, attr, index in head_slices(mha, h):
             getattr(module, attr).data[index] = saved["weights"][_slice_key(mha, module, attr)]
     return probe
+    ### END SOLUTION
 
 
 def growth_scores(model: Module, strategy: str = "gradient_sensitivity", data=None, *, seed: int = 0,
