@@ -35,12 +35,15 @@ def csr_nbytes(array) -> int:
 
 def model_bytes(model: Module) -> dict:
     """{'dense': bytes of every unique parameter as stored, 'sparse': the same with each prunable weight in CSR
-    when that is smaller}."""
+    when that is smaller}. Each unique parameter counts once (model.parameters()); a prunable weight
+    (prunable_weights) costs min(its .nbytes, csr_nbytes(it)) in 'sparse'. Both values are ints."""
+    ### BEGIN SOLUTION
     dense = sum(p.data.nbytes for p in model.parameters())
     saved = 0
     for w in prunable_weights(model):
         saved += max(0, w.param.data.nbytes - csr_nbytes(w.param))
     return {"dense": int(dense), "sparse": int(dense - saved)}
+    ### END SOLUTION
 
 
 def _count(model: Module) -> tuple:
@@ -131,7 +134,15 @@ def _compression_config(config, options: dict) -> CompressionConfig:
 
 def _prune_and_fine_tune(model: Module, train_data, val_data, loss_fn, cfg: CompressionConfig) -> list:
     """Gradual magnitude pruning with retraining between the steps, optional structured pruning, then
-    fine-tuning: one optimizer and one cosine schedule over all the retraining. Returns the stage rows."""
+    fine-tuning: one optimizer and one cosine schedule over all the retraining. Returns the stage rows.
+    Given: cfg (sparsity, steps, schedule, scope, epochs_per_step, retrain_dropout, structured_ratio,
+    fine_tune_epochs), retrain(epochs) (fine-tunes, returns the losses), dropouts [(Dropout, its p)], t (start time).
+    Exercise: for each amount of sparsity_schedule(cfg.sparsity, cfg.steps, cfg.schedule): magnitude_prune(model,
+    amount, cfg.scope); with cfg.retrain_dropout set each dropout's p to p0 * sqrt(weight density); retrain
+    cfg.epochs_per_step epochs between steps (not after the last). Then structured_prune(model,
+    cfg.structured_ratio) if it is > 0; a stage row _stage("pruned", model, val_data, loss_fn, seconds); and, if
+    cfg.fine_tune_epochs > 0, retrain that long and add _stage("fine-tuned", ..., seconds, train_loss=losses).
+    Returns [pruned row] or [pruned row, fine-tuned row]; the dropout rates are restored after (given)."""
     t = time.perf_counter()
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     cosine = CosineAnnealingLR(opt, T_max=max(cfg.epochs_per_step * (cfg.steps - 1) + cfg.fine_tune_epochs, 1))
@@ -146,6 +157,7 @@ def _prune_and_fine_tune(model: Module, train_data, val_data, loss_fn, cfg: Comp
 
     stages = []
     try:
+        ### BEGIN SOLUTION
         for i, amount in enumerate(sparsity_schedule(cfg.sparsity, cfg.steps, cfg.schedule)):
             magnitude_prune(model, amount, cfg.scope)
             if cfg.retrain_dropout:
@@ -161,6 +173,7 @@ def _prune_and_fine_tune(model: Module, train_data, val_data, loss_fn, cfg: Comp
             t = time.perf_counter()
             losses = retrain(cfg.fine_tune_epochs)
             stages.append(_stage("fine-tuned", model, val_data, loss_fn, time.perf_counter() - t, train_loss=losses))
+        ### END SOLUTION
     finally:
         for d, p0 in dropouts:
             d.p = p0
@@ -189,13 +202,20 @@ def compress_model(model: Module, train_data, val_data=None, config: Compression
     """Prune, fine-tune, optionally distil from `teacher` (default: a copy of the dense model) and quantize
     (module 16), as `config` says (a CompressionConfig; keyword `options` replace its fields, e.g.
     sparsity=0.8). Returns (model, report); the report lists every stage's size and accuracy and is written
-    to `report_path` as JSON (atomically)."""
+    to `report_path` as JSON (atomically).
+    Given: cfg, quant (module 16 or None), loss_fn, train_data (a list of batches). Exercise: stages = the "dense"
+    _stage, then _prune_and_fine_tune's rows; with cfg.distill_epochs, a KnowledgeDistillation from `teacher` (a
+    deepcopy of the dense model when None, taken before pruning) with cfg.temperature and cfg.alpha, fit for
+    distill_epochs with make_optimizer(cfg.optimizer, ..., cfg.lr, cfg.weight_decay), row "distilled" with
+    train_loss; with quant, model, row = _quantized_stage(...). report = {"config": cfg.to_dict(), "stages",
+    "seconds" (rounded to 3)}; with report_path, report["path"] = write_json_atomic(report_path, report)."""
     _check_module(model, "compress_model")
     cfg = _compression_config(config, options)
     _prunable_or_error(model, "compress_model")
     quant = _quantization() if cfg.quantize else None   # fail before any work when module 16 is missing
     loss_fn = loss_fn or CrossEntropyLoss()
     train_data = _batches(train_data)
+    ### BEGIN SOLUTION
     t0 = time.perf_counter()
     stages = [_stage("dense", model, val_data, loss_fn, 0.0)]
     if cfg.distill_epochs and teacher is None:
@@ -214,6 +234,7 @@ def compress_model(model: Module, train_data, val_data=None, config: Compression
     if report_path is not None:
         report["path"] = write_json_atomic(report_path, report)
     return model, report
+    ### END SOLUTION
 
 # %% ../../modules/17_compression/17_compression_pipeline.ipynb #b0d90c2b
 class CompressionAnalyzer:
@@ -228,7 +249,10 @@ class CompressionAnalyzer:
         self.before = {n: p.data.copy() for n, p in self.model.named_parameters()}
 
     def layers(self) -> list:
-        "One dict per unique parameter: name, shape, parameters, zeros, sparsity, bytes_dense, bytes_csr, prunable, masked."
+        """One dict per unique parameter (named_parameters, in order): name, shape (tuple), parameters (size), zeros,
+        sparsity (zeros / size, 0.0 when empty), bytes_dense (.nbytes), bytes_csr (csr_nbytes), prunable (is one of
+        prunable_weights), masked (has a mask); the counts are ints."""
+        ### BEGIN SOLUTION
         prunable = {id(w.param) for w in prunable_weights(self.model)}
         rows = []
         for n, p in self.model.named_parameters():
@@ -239,8 +263,13 @@ class CompressionAnalyzer:
                          "bytes_csr": csr_nbytes(a), "prunable": id(p) in prunable,
                          "masked": getattr(p, "mask", None) is not None})
         return rows
+        ### END SOLUTION
 
     def totals(self) -> dict:
+        """Sums over self.layers(): parameters, zeros, sparsity (zeros / parameters, 0.0 if none), bytes_dense, bytes_best
+        (each prunable weight in the smaller of dense and CSR, the rest dense) and compression = bytes_dense / bytes_best
+        (inf if bytes_best is 0)."""
+        ### BEGIN SOLUTION
         rows = self.layers()
         params = sum(r["parameters"] for r in rows)
         zeros = sum(r["zeros"] for r in rows)
@@ -248,6 +277,7 @@ class CompressionAnalyzer:
         best = sum(min(r["bytes_dense"], r["bytes_csr"]) if r["prunable"] else r["bytes_dense"] for r in rows)
         return {"parameters": params, "zeros": zeros, "sparsity": zeros / params if params else 0.0,
                 "bytes_dense": dense, "bytes_best": best, "compression": dense / best if best else float("inf")}
+        ### END SOLUTION
 
     def table(self) -> str:
         lines = [f"{'parameter':28s} {'shape':>14s} {'params':>8s} {'zeros':>8s} {'sparsity':>8s} "

@@ -3,6 +3,7 @@
 # %% ../../modules/17_compression/17_compression_distill.ipynb #3bc12627
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, fields
@@ -19,10 +20,13 @@ from ..core.optimizers import Adam, AdamW, Optimizer, SGD
 from ..core.checks import check_choice, check_fraction, check_int, check_real
 from ..core.callbacks import DivergenceStop, SkipNonFinite
 from ..core.training import Callback, CosineAnnealingLR, Trainer, load_checkpoint
-from .pruning import _check_module, _register_mask_buffer, attach_mask, mask_gradients, param_owners
+from ..core.spatial import Conv2d
+from ..core.attention import MultiHeadAttention
+from .pruning import (_ZERO_PRESERVING, _check_module, _head_ids, _register_mask_buffer, attach_mask,
+                                            keep_masks_in_optimizers, layer_chains, mask_gradients, param_owners)
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'IGNORE_INDEX', 'LowRank', 'low_rank_approximate', 'low_rank_linear', 'KnowledgeDistillation',
+__all__ = ['OPTIMIZERS', 'IGNORE_INDEX', 'LowRank', 'low_rank_approximate', 'low_rank_linear', 'compact', 'KnowledgeDistillation',
            'MaskCallback', 'load_pruned_state_dict', 'load_pruned_checkpoint', 'make_optimizer', 'lm_triple',
            'input_attention_mask', 'model_forward', 'training_batches', 'evaluate', 'FineTuneHistory', 'FineTuneConfig',
            'fine_tune']
@@ -37,7 +41,11 @@ class LowRank(NamedTuple):
 
 def low_rank_approximate(weight, rank: int | None = None, energy: float | None = None) -> LowRank:
     """The truncated SVD of a 2-D weight (array, Tensor or Linear): factors (m, r) and (r, n) and the relative
-    Frobenius reconstruction error. Give `rank`, or `energy` (the fraction of Σs² to keep; smallest rank that does)."""
+    Frobenius reconstruction error. Give `rank`, or `energy` (the fraction of Σs² to keep; smallest rank that does).
+    Given: W (m, n) finite, and either r (int in [1, min(m, n)]) or e (float in [0, 1]) with r None.
+    Exercise: U, s, Vt = the thin SVD of W in float64; with e, r = the smallest rank whose Σ_{i<r} s_i² / Σ s_i²
+    reaches e (all of them if Σ s² = 0), at least 1; error = sqrt(Σ_{i>=r} s_i²) / sqrt(Σ s_i²) (0.0 for W = 0).
+    Returns LowRank(U_r * s_r, Vt_r, error), the factors in W's float dtype (float32 for an integer W)."""
     if isinstance(weight, Linear):
         weight = weight.weight
     W = np.asarray(weight.data if isinstance(weight, Tensor) else weight)
@@ -46,15 +54,18 @@ def low_rank_approximate(weight, rank: int | None = None, energy: float | None =
     if not np.isfinite(W).all():
         raise ValueError("low_rank_approximate: the weight holds NaN or infinite values")
     full = min(W.shape)
-    U, s, Vt = np.linalg.svd(W.astype(np.float64), full_matrices=False)
     if (rank is None) == (energy is None):
         raise ValueError(f"low_rank_approximate: give exactly one of rank= or energy= (got rank={rank!r}, energy={energy!r})")
+    r = e = None
     if rank is not None:
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= full:
             raise ValueError(f"low_rank_approximate: rank must be an integer in [1, {full}] for shape {W.shape}, got {rank!r}")
         r = int(rank)
     else:
         e = check_fraction(energy, "energy", "low_rank_approximate")
+    ### BEGIN SOLUTION
+    U, s, Vt = np.linalg.svd(W.astype(np.float64), full_matrices=False)
+    if r is None:
         total = float((s ** 2).sum())
         r = full if total == 0 else int(np.searchsorted(np.cumsum(s ** 2) / total, e - 1e-12) + 1)
         r = min(max(r, 1), full)
@@ -62,13 +73,17 @@ def low_rank_approximate(weight, rank: int | None = None, energy: float | None =
     err = math.sqrt(float((s[r:] ** 2).sum())) / norm if norm > 0 else 0.0
     dt = W.dtype if W.dtype.kind == "f" else np.float32
     return LowRank((U[:, :r] * s[:r]).astype(dt), Vt[:r].astype(dt), err)
+    ### END SOLUTION
 
 
 def low_rank_linear(linear: Linear, rank: int | None = None, energy: float | None = None) -> Sequential:
-    "A Linear replaced by Linear(in, r, bias=False) -> Linear(r, out) computing x (A B)ᵀ + b."
+    """A Linear replaced by Sequential(Linear(in, r, bias=False), Linear(r, out)) computing x (A B)ᵀ + b: given A (out, r)
+    and B (r, in) from low_rank_approximate, the first weight is B, the second A, the second bias the old bias
+    (no bias when the old layer had none)."""
     if not isinstance(linear, Linear):
         raise TypeError(f"low_rank_linear: expected a Linear, got {type(linear).__name__}")
     A, B, _ = low_rank_approximate(linear.weight, rank, energy)
+    ### BEGIN SOLUTION
     r = A.shape[1]
     first = Linear(linear.in_features, r, bias=False)
     second = Linear(r, linear.out_features, bias=linear.bias is not None)
@@ -77,6 +92,188 @@ def low_rank_linear(linear: Linear, rank: int | None = None, energy: float | Non
     if linear.bias is not None:
         second.bias.data[...] = linear.bias.data
     return Sequential(first, second)
+    ### END SOLUTION
+
+# %% ../../modules/17_compression/17_compression_distill.ipynb #60a89bb8
+def _slice_param(module: Module, attr: str, index) -> None:
+    """Replace module.<attr> by a new Parameter holding a C-contiguous copy of old.data[index] (same dtype and
+    requires_grad); if the old one had a mask, the new one gets the mask sliced the same way (contiguous), kept in
+    optimizers (keep_masks_in_optimizers) and registered as the module's buffer (_register_mask_buffer)."""
+    ### BEGIN SOLUTION
+    old = getattr(module, attr)
+    new = Parameter(np.ascontiguousarray(old.data[index]), requires_grad=old.requires_grad, dtype=old.data.dtype)
+    setattr(module, attr, new)
+    m = getattr(old, "mask", None)
+    if m is not None:
+        new.mask = np.ascontiguousarray(np.asarray(getattr(m, "data", m))[index])
+        keep_masks_in_optimizers()
+        _register_mask_buffer(module, attr, new.mask)
+    ### END SOLUTION
+
+
+def _unit_outputs_constant(producer: Linear, between: list) -> np.ndarray:
+    """What each unit of a Linear outputs after `between` when its weights are all zero: f(bias), a float64 array
+    (out_features,). Run the bias (zeros without one) as a (1, out_features) float32 Tensor through each module of
+    `between`, each in eval_mode (entered with an ExitStack, restored after), under no_grad."""
+    ### BEGIN SOLUTION
+    b = producer.bias.data if producer.bias is not None else np.zeros(producer.out_features, np.float32)
+    with contextlib.ExitStack() as modes, no_grad():           # each module in eval mode, its own flags back after
+        x = Tensor(np.array(b[None, :], dtype=np.float32))
+        for mod in between:
+            modes.enter_context(eval_mode(mod))
+            x = mod(x)
+    return np.asarray(x.data, dtype=np.float64).reshape(-1)
+    ### END SOLUTION
+
+
+def _consumer_columns(producer, between, consumer, units: np.ndarray) -> np.ndarray:
+    """The input columns of `consumer` reading the producer's `units` (sorted ints): the units themselves, except for
+    Conv2d -> Flatten -> Linear, where channel u is read by columns u*hw .. u*hw + hw - 1, hw = in_features // channels."""
+    ### BEGIN SOLUTION
+    if isinstance(consumer, Linear) and isinstance(producer, Conv2d):
+        hw = consumer.in_features // producer.out_channels
+        return (units[:, None] * hw + np.arange(hw)).reshape(-1)
+    return units
+    ### END SOLUTION
+
+
+def _removable_units(producer, between, consumer):
+    """(keep, fold) for a producer of U units read by `consumer` (after Conv2d -> Flatten: U blocks of H*W columns).
+    Removable: units nothing reads (all-zero consumer columns / input channel), or with all-zero weights whose output
+    is a constant that can go: Linear producer, _unit_outputs_constant(producer, between) (float64 (U,)) is 0 or the
+    consumer has a bias; Conv2d, bias 0 (or none) and every module between in _ZERO_PRESERVING. keep: sorted int
+    indices of the rest ([0] if none). fold: None for a Conv2d; for a Linear, float64 (U,), the constant of each
+    removed foldable unit that is read, 0 elsewhere."""
+    ### BEGIN SOLUTION
+    units = producer.weight.shape[0]
+    w_dead = ~producer.weight.data.reshape(units, -1).any(axis=1)
+    cw = consumer.weight.data
+    if isinstance(consumer, Linear):
+        if isinstance(producer, Conv2d):
+            hw = consumer.in_features // units
+            unused = ~cw.reshape(cw.shape[0], units, hw).any(axis=(0, 2))
+        else:
+            unused = ~cw.any(axis=0)
+    else:
+        unused = ~cw.any(axis=(0, 2, 3))
+    fold = None
+    if isinstance(producer, Linear):
+        const = _unit_outputs_constant(producer, between)
+        foldable = w_dead & ((const == 0) | (consumer.bias is not None))
+        removable = unused | foldable
+        fold = np.where(foldable & ~unused, const, 0.0)
+    else:
+        b = producer.bias.data if producer.bias is not None else np.zeros(units)
+        zero_out = w_dead & (b == 0) & all(isinstance(m, _ZERO_PRESERVING) for m in between)
+        removable = unused | zero_out
+    keep = np.flatnonzero(~removable)
+    if keep.size == 0:                                  # a layer needs one unit: keep the first
+        keep = np.array([0])
+    if fold is not None:
+        fold[keep] = 0.0                                # a kept unit still computes its own output
+    return keep, fold
+    ### END SOLUTION
+
+
+def _compact_pair(producer, between, consumer, keep: np.ndarray, fold) -> None:
+    """In place: add consumer.weight @ fold to consumer.bias when fold (None or float64 (U,)) has a nonzero; then
+    _slice_param producer weight/bias to rows `keep` and consumer weight to _consumer_columns(...), and set
+    out_features / out_channels and in_features / in_channels to the new sizes. Returns None."""
+    ### BEGIN SOLUTION
+    if fold is not None and fold.any():
+        consumer.bias.data += (consumer.weight.data.astype(np.float64) @ fold).astype(consumer.bias.data.dtype)
+    cols = _consumer_columns(producer, between, consumer, keep)
+    _slice_param(producer, "weight", (keep,))
+    if producer.bias is not None:
+        _slice_param(producer, "bias", (keep,))
+    if isinstance(producer, Linear):
+        producer.out_features = int(keep.size)
+    else:
+        producer.out_channels = int(keep.size)
+    _slice_param(consumer, "weight", (slice(None), cols))
+    if isinstance(consumer, Linear):
+        consumer.in_features = int(cols.size)
+    else:
+        consumer.in_channels = int(keep.size)
+    ### END SOLUTION
+
+
+def _heads_to_keep(mha: MultiHeadAttention) -> np.ndarray:
+    """The heads of `mha` that still contribute: sorted int64 indices of the heads whose head_mask entry is not 0
+    and whose out_proj columns (out_proj.weight[:, h*hd:(h+1)*hd]) are not all zero; [0] when none is left
+    (head 0 stays, switched off by its head_mask)."""
+    H, hd = mha.num_heads, mha.head_dim
+    ### BEGIN SOLUTION
+    ow = mha.out_proj.weight.data
+    dead = (mha.head_mask.data == 0) | ~ow.reshape(ow.shape[0], H, hd).any(axis=(0, 2))
+    keep = np.flatnonzero(~dead)
+    return keep if keep.size else np.array([0])
+    ### END SOLUTION
+
+
+def _compact_heads(mha: MultiHeadAttention):
+    """Remove the dead heads of `mha` in place (None when every head is kept; else the kept head indices `keep`).
+    Given: keep (_heads_to_keep), ids (the original head numbers). Exercise: rows = the q/k/v rows of the kept heads
+    (head h owns h*hd .. h*hd + hd - 1); _slice_param q/k/v weights (rows) and biases, out_features = len(rows);
+    out_proj weight (columns rows), in_features; head_mask buffer = its kept entries; original_num_heads (once,
+    the width as built), head_ids = ids[keep] as ints, num_heads = len(keep). Returns keep."""
+    H, hd = mha.num_heads, mha.head_dim
+    keep = _heads_to_keep(mha)
+    if keep.size == H:
+        return None
+    ids = _head_ids(mha)
+    ### BEGIN SOLUTION
+    rows = (keep[:, None] * hd + np.arange(hd)).reshape(-1)
+    for proj in (mha.q_proj, mha.k_proj, mha.v_proj):
+        _slice_param(proj, "weight", (rows, slice(None)))
+        if proj.bias is not None:
+            _slice_param(proj, "bias", (rows,))
+        proj.out_features = int(rows.size)
+    _slice_param(mha.out_proj, "weight", (slice(None), rows))
+    mha.out_proj.in_features = int(rows.size)
+    mha.register_buffer("head_mask", Tensor(np.array(mha.head_mask.data[keep], dtype=mha.head_mask.data.dtype)))
+    mha.original_num_heads = int(getattr(mha, "original_num_heads", H))
+    mha.head_ids = [int(i) for i in ids[keep]]          # which heads remain, by their original numbers
+    mha.num_heads = int(keep.size)
+    return keep
+    ### END SOLUTION
+
+
+def _num_unique_parameters(model: Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def compact(model: Module) -> dict:
+    """Physically remove dead units (zero rows / filters / heads, and units nothing reads) and the matching
+    input columns of the next layer, without changing the function. Returns a report of what was removed.
+    For each (producer, between, consumer) of layer_chains(model) whose weights are not shared (one owner each in
+    param_owners, recomputed per pair): _removable_units, and when units go, _compact_pair and a change row {"layer",
+    "kind": "neurons" (Linear) or "filters", "before", "after"}; then _compact_heads on each MultiHeadAttention (row
+    kind "heads"). Returns {"parameters_before", "parameters_after" (_num_unique_parameters), "changes"}."""
+    _check_module(model, "compact")
+    ### BEGIN SOLUTION
+    before = _num_unique_parameters(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    changes = []
+    for producer, between, consumer in layer_chains(model):
+        owners = param_owners(model)
+        if len(owners.get(id(producer.weight), [])) > 1 or len(owners.get(id(consumer.weight), [])) > 1:
+            continue                                      # shared weights keep their shape
+        units = producer.weight.shape[0]
+        keep, fold = _removable_units(producer, between, consumer)
+        if keep.size == units:
+            continue
+        _compact_pair(producer, between, consumer, keep, fold)
+        changes.append({"layer": names.get(id(producer), type(producer).__name__), "kind":
+                        "neurons" if isinstance(producer, Linear) else "filters",
+                        "before": int(units), "after": int(keep.size)})
+    for name, mod in model.named_modules():
+        if isinstance(mod, MultiHeadAttention):
+            H = mod.num_heads
+            if _compact_heads(mod) is not None:
+                changes.append({"layer": name, "kind": "heads", "before": int(H), "after": int(mod.num_heads)})
+    return {"parameters_before": before, "parameters_after": _num_unique_parameters(model), "changes": changes}
+    ### END SOLUTION
 
 # %% ../../modules/17_compression/17_compression_distill.ipynb #68fe80bf
 def _log_softmax_np(z: np.ndarray) -> np.ndarray:
@@ -104,10 +301,13 @@ class KnowledgeDistillation:
         self.ce = CrossEntropyLoss()
 
     def teacher_logits(self, x) -> Tensor:
-        "The teacher's logits for x: eval mode (restored after), under no_grad, as a constant Tensor."
+        """The teacher's logits for x: run in eval_mode(self.teacher) (its modes restored after) and under no_grad(),
+        returned as a new Tensor holding a copy of the output array (same dtype), with no graph behind it."""
+        ### BEGIN SOLUTION
         with eval_mode(self.teacher), no_grad():
             out = self.teacher(x)
         return Tensor(np.array(out.data, copy=True), dtype=out.data.dtype)
+        ### END SOLUTION
 
     def distillation_loss(self, student_logits, teacher_logits, labels=None) -> Tensor:
         """The scalar loss above; it backpropagates into the student's logits (never the teacher's).
@@ -169,12 +369,16 @@ class _DistillTrainer(Trainer):
 
     def compute_loss(self, x, y) -> tuple:
         """(loss, student logits, n): the distillation loss of the student's logits against the teacher's (and
-        the labels y, which may be None when alpha == 1); n = the number of labels (1 without labels)."""
+        the labels y, which may be None when alpha == 1); n = the number of labels (1 without labels).
+        x may be an array: wrap it in a Tensor; the teacher's logits come from self.kd.teacher_logits, the student's
+        from self.model(x), the loss from self.kd.distillation_loss(student, teacher, y)."""
+        ### BEGIN SOLUTION
         x = x if isinstance(x, Tensor) else Tensor(x)
         teacher = self.kd.teacher_logits(x)
         out = self.model(x)
         n = len(np.asarray(getattr(y, "data", y)).reshape(-1)) if y is not None else 1
         return self.kd.distillation_loss(out, teacher, y), out, n
+        ### END SOLUTION
 
 
 def _batches(data):
@@ -301,10 +505,13 @@ def lm_triple(batch, i: int = 0) -> tuple:
 
 def input_attention_mask(valid: np.ndarray):
     """The (B, T) 0/1 attention mask of the inputs of an (x, y, valid) batch: an input is real when its target
-    is (valid) or when it is the target of the position before. None when nothing is padded."""
+    is (valid) or when it is the target of the position before. None when nothing is padded.
+    valid: (B, T) booleans. Returns None or an int64 (B, T) array of 0/1."""
+    ### BEGIN SOLUTION
     real = np.asarray(valid, dtype=bool).copy()
     real[:, 1:] |= real[:, :-1].copy()
     return None if real.all() else real.astype(np.int64)
+    ### END SOLUTION
 
 
 def model_forward(model: Module, x, attention_mask=None) -> Tensor:
@@ -340,8 +547,14 @@ def _counted(ya: np.ndarray) -> np.ndarray:
 
 def evaluate(model: Module, data, loss_fn=None) -> dict:
     """Mean loss and accuracy over batches (see training_batches: (x, y) pairs, (x, y, valid) triples, padded
-    dicts from encode_batch), per counted target (padding left out), in eval mode under no_grad (modes restored)."""
+    dicts from encode_batch), per counted target (padding left out), in eval mode under no_grad (modes restored).
+    Exercise: in eval_mode(model) and no_grad(), for each (x, y, am) of training_batches(data), out, ya =
+    _flat_pair(model_forward(model, x, am), y) (out (N, C) logits, ya (N,) targets); the counted targets are
+    _counted(ya); batches with none are skipped; add loss_fn(out, ya) * n to the loss sum and the counted
+    targets where argmax(out) == ya to the correct count. Returns {"accuracy": correct / n total, "loss": loss sum
+    / n total}; no counted target at all: ValueError "evaluate: the data yielded no batches"."""
     loss_fn = loss_fn or CrossEntropyLoss()
+    ### BEGIN SOLUTION
     total = correct = 0
     loss_sum = 0.0
     with eval_mode(model), no_grad():
@@ -357,6 +570,7 @@ def evaluate(model: Module, data, loss_fn=None) -> dict:
     if total == 0:
         raise ValueError("evaluate: the data yielded no batches (or only padding)")
     return {"accuracy": correct / total, "loss": loss_sum / total}
+    ### END SOLUTION
 
 
 class FineTuneHistory(list):
@@ -369,11 +583,14 @@ class FineTuneHistory(list):
 
 
 def _reapply_masks(params) -> None:
-    "Multiply every masked parameter by its mask again: pruned weights are exactly 0 whatever the optimizer did."
+    """Multiply every masked parameter by its mask again: pruned weights are exactly 0 whatever the optimizer did.
+    params: an iterable of Parameters; p.mask is None, an array, or a Tensor of one; p.data is changed in place."""
+    ### BEGIN SOLUTION
     for p in params:
         m = getattr(p, "mask", None)
         if m is not None:
             p.data *= m.data if isinstance(m, Tensor) else m
+    ### END SOLUTION
 
 
 @dataclass
@@ -436,10 +653,15 @@ class _LMBatches:
 class _FineTuneTrainer(Trainer):
     "Module 07's Trainer for (x, mask) inputs: padded targets (IGNORE_INDEX) are left out of the loss and of n."
     def compute_loss(self, x, y) -> tuple:
+        """(loss or None, logits (N, C), n): x is (inputs, attention mask or None); the logits of model_forward,
+        flattened with the targets by _flat_pair; n = the counted targets (_counted); loss = self.loss_fn(out, ya),
+        None when n == 0 (the step is then skipped)."""
+        ### BEGIN SOLUTION
         x, am = x
         out, ya = _flat_pair(model_forward(self.model, x, am), y)
         n = int(_counted(ya).sum())
         return (self.loss_fn(out, ya) if n else None), out, n
+        ### END SOLUTION
 
 
 class _FineTuneSteps(Callback):
@@ -461,12 +683,18 @@ class _FineTuneSteps(Callback):
         return False                                  # SkipNonFinite decides
 
     def on_before_optimizer_step(self, trainer) -> None:
+        """Linear warm-up for this step only: record trainer.last_grad_norm in history.grad_norms; the factor is
+        min(1, steps / cfg.warmup_steps) (1 without warm-up; steps = self._count(trainer), this step included: 1 at
+        the first), kept in self._factor; self._base = each param group's lr now; each group's lr = base * factor
+        (on_step_end puts self._base back)."""
+        ### BEGIN SOLUTION
         self.history.grad_norms.append(trainer.last_grad_norm)
         w = self.cfg.warmup_steps
         self._factor = min(1.0, self._count(trainer) / w) if w else 1.0
         self._base = [g["lr"] for g in trainer.optimizer.param_groups]
         for group, b in zip(trainer.optimizer.param_groups, self._base):
             group["lr"] = b * self._factor
+        ### END SOLUTION
 
     def on_step_end(self, trainer, step: int, loss: float) -> None:
         for group, b in zip(trainer.optimizer.param_groups, self._base):

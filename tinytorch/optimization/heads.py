@@ -16,8 +16,8 @@ from ..core.layers import Module, Parameter
 from ..core.losses import CrossEntropyLoss
 from ..core.attention import MultiHeadAttention
 from ..core.checks import check_choice, check_real
-from .pruning import (_check_module, _compact_heads, _head_ids, _register_mask_buffer, _slice_key, head_norms, head_slices, mask_heads, num_to_prune, remove_masks)
-from .distillation import (_int_ids, input_attention_mask, lm_triple, load_pruned_state_dict, model_forward)
+from .pruning import (_check_module, _head_ids, _register_mask_buffer, _slice_key, head_norms, head_slices, mask_heads, num_to_prune, remove_masks)
+from .distillation import (_compact_heads, _int_ids, input_attention_mask, lm_triple, load_pruned_state_dict, model_forward)
 
 # %% auto #0
 __all__ = ['HEAD_STRATEGIES', 'GROWTH_STRATEGIES', 'HEAD_INITS', 'attention_layers', 'head_alive', 'pruned_heads', 'lm_batches',
@@ -49,12 +49,15 @@ def _layer_width(mha: MultiHeadAttention) -> int:
 
 def head_alive(model: Module) -> np.ndarray:
     """(layers, heads) booleans: True where a head is present and switched on. Heads are numbered as built,
-    also after a physical prune removed some (a removed head is False)."""
+    also after a physical prune removed some (a removed head is False). Shape (number of attention layers, the
+    largest _layer_width); in layer l, the heads present are _head_ids(m) (original numbers), on where head_mask != 0."""
     layers = attention_layers(model)
+    ### BEGIN SOLUTION
     alive = np.zeros((len(layers), max(_layer_width(m) for m in layers)), dtype=bool)
     for l, m in enumerate(layers):
         alive[l, _head_ids(m)] = m.head_mask.data != 0
     return alive
+    ### END SOLUTION
 
 
 def pruned_heads(model: Module) -> list:
@@ -260,7 +263,9 @@ def prune_heads(model: Module, heads, strategy: str = "magnitude", data=None, *,
     By mask (default): the head's gate is 0 and its q/k/v rows and out_proj columns are zeroed under masks, so
     its output is exactly zero and stays zero through any fine-tuning (its weights are kept aside for
     grow_heads). physical=True then removes every pruned head from the projections: smaller and faster, the
-    same outputs. Returns the (layer, head) pairs pruned now, sorted."""
+    same outputs. Returns the (layer, head) pairs pruned now, sorted.
+    Exercise (the end, once `pairs` is known): per layer l, one mask_heads call with the heads' current positions
+    (_local: original numbers -> positions after a physical prune); with physical, _compact_heads on every layer."""
     layers = attention_layers(model)
     alive = head_alive(model)
     if isinstance(heads, numbers.Real) and not isinstance(heads, bool):
@@ -286,21 +291,30 @@ def prune_heads(model: Module, heads, strategy: str = "magnitude", data=None, *,
         if off:
             raise ValueError(f"prune_heads: heads {off} are already pruned; the heads still on are "
                              f"{[tuple(int(v) for v in p) for p in np.argwhere(alive)]}")
+    ### BEGIN SOLUTION
     for l in sorted({l for l, _ in pairs}):
         mask_heads(layers[l], [_local(layers[l], h) for ll, h in pairs if ll == l])
     if physical:
         for m in layers:
             _compact_heads(m)
     return sorted(pairs)
+    ### END SOLUTION
 
 # %% ../../modules/17_compression/17_compression_heads.ipynb #c1cbf9f4
 def _expand_heads(mha: MultiHeadAttention) -> None:
-    "Undo a physical prune: every head the layer was built with is present again (removed ones zero and off)."
+    """Undo a physical prune: every head the layer was built with is present again (removed ones zero and off).
+    Given: ids (int array, the original numbers of the heads present), H0 (heads as built), hd (head_dim), rows (the
+    rows the present heads take in the full layout), full = H0 * hd. Exercise: q/k/v weights and biases (axis 0) and
+    out_proj.weight (axis 1) become new Parameters of size `full` on that axis, the old values at `rows`, zeros
+    elsewhere, each with a boolean mask (True at `rows` or the old mask there, False elsewhere) set as `.mask` and
+    registered with _register_mask_buffer; out_features / in_features = full; head_mask becomes a buffer of H0
+    gates (the old ones at ids, 0 elsewhere); num_heads = H0. (`head_ids` is deleted after, given.)"""
     ids, H0, hd = _head_ids(mha), _layer_width(mha), mha.head_dim
     if len(ids) == H0:
         return
     rows = (ids[:, None] * hd + np.arange(hd)).reshape(-1)
     full = H0 * hd
+    ### BEGIN SOLUTION
 
     def widen(module, attr, axis):
         old = getattr(module, attr)
@@ -328,6 +342,7 @@ def _expand_heads(mha: MultiHeadAttention) -> None:
     gate[ids] = mha.head_mask.data
     mha.register_buffer("head_mask", Tensor(gate, dtype=gate.dtype))
     mha.num_heads = H0
+    ### END SOLUTION
     del mha.head_ids
 
 
@@ -355,13 +370,16 @@ def _revive_head(mha: MultiHeadAttention, h: int, init: str, rng, init_std: floa
 
 def _growth_probe(model: Module, candidates: list, who: str) -> Module:
     """A copy of `model` in which every candidate head holds its old weights again, gates still 0: what the
-    pruned heads would compute if switched on. The model itself is not touched."""
+    pruned heads would compute if switched on. The model itself is not touched.
+    Exercise (after the given checks): for each candidate (l, h), _expand_heads its layer of the copy, then write its
+    kept weights (pruned_head_weights[h]["weights"], keyed by _slice_key) into every slice of head_slices(mha, h)."""
     probe = copy.deepcopy(model)
     layers = attention_layers(probe)
     missing = [(l, h) for l, h in candidates if h not in vars(layers[l]).get("pruned_head_weights", {})]
     if missing:
         raise ValueError(f"{who}: heads {missing} have no kept weights (pruned by hand, or loaded from a file), so "
                          f"what they would contribute cannot be measured; use strategy 'balanced' or 'random'")
+    ### BEGIN SOLUTION
     for l, h in candidates:
         mha = layers[l]
         _expand_heads(mha)
@@ -369,6 +387,7 @@ def _growth_probe(model: Module, candidates: list, who: str) -> Module:
         for module, attr, index in head_slices(mha, h):
             getattr(module, attr).data[index] = saved["weights"][_slice_key(mha, module, attr)]
     return probe
+    ### END SOLUTION
 
 
 def growth_scores(model: Module, strategy: str = "gradient_sensitivity", data=None, *, seed: int = 0,

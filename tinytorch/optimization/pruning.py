@@ -26,7 +26,7 @@ __all__ = ['SCOPES', 'SCHEDULES', 'HEAD_IMPORTANCE', 'PrunableWeight', 'param_ow
            'reapply_masks', 'keep_masks_in_optimizers', 'attach_mask', 'masks', 'is_pruned', 'mask_gradients',
            'remove_masks', 'num_to_prune', 'unstructured_mask', 'global_masks', 'magnitude_prune', 'sparsity_schedule',
            'unit_norms', 'head_norms', 'structured_mask', 'head_slices', 'mask_heads', 'layer_chains',
-           'structured_prune', 'compact']
+           'structured_prune']
 
 # %% ../../modules/17_compression/17_compression.ipynb #ea2047e9
 # Arguments are checked with module 01's validators (check_fraction, check_choice, check_int).
@@ -51,18 +51,24 @@ _PRUNABLE_KINDS = ((Linear, "linear"), (Conv2d, "conv"), (Embedding, "embedding"
 
 
 def param_owners(model: Module) -> dict:
-    "id(parameter) -> [(module, attribute), ...]: every module in `model` that holds each parameter."
+    """id(parameter) -> [(module, attribute), ...]: every module in `model` (model.named_modules(), in order) with an
+    attribute (vars(module)) holding that Parameter; a shared Parameter lists all its holders."""
+    ### BEGIN SOLUTION
     owners: dict = {}
     for _, mod in model.named_modules():
         for attr, value in vars(mod).items():
             if isinstance(value, Parameter):
                 owners.setdefault(id(value), []).append((mod, attr))
     return owners
+    ### END SOLUTION
 
 
 def prunable_weights(model: Module) -> list:
-    "Each prunable weight of `model` once (Linear, Conv2d, Embedding, attention projections), in module order."
+    """Each prunable weight of `model` once (Linear, Conv2d, Embedding, attention projections), in module order:
+    for each module whose class is in _PRUNABLE_KINDS ((class, kind) pairs) and whose `weight` is a Parameter not
+    seen before, PrunableWeight(its name in named_parameters, the Parameter, its owners from param_owners, kind)."""
     _check_module(model, "prunable_weights")
+    ### BEGIN SOLUTION
     names = {id(p): n for n, p in model.named_parameters()}
     owners = param_owners(model)
     out, seen = [], set()
@@ -74,6 +80,7 @@ def prunable_weights(model: Module) -> list:
         seen.add(id(p))
         out.append(PrunableWeight(names[id(p)], p, owners[id(p)], kind))
     return out
+    ### END SOLUTION
 
 
 def _arrays_of(x, who: str, weights_only: bool = False) -> list:
@@ -132,8 +139,11 @@ def _as_mask(mask, shape: tuple, who: str) -> np.ndarray:
 
 
 def reapply_masks(optimizer, args=(), kwargs=None) -> None:
-    """The optimizer step post-hook that keeps pruned weights pruned: for each parameter of `optimizer` with
-    a `mask` (0/False = pruned), multiply the weight and every state buffer of its shape by the mask."""
+    """The optimizer step post-hook that keeps pruned weights pruned. For each p in optimizer.param_groups whose
+    `p.mask` is not None (bool or 0/1 array of p's shape, or a Tensor of one), multiply in place p.data and every
+    array of p's shape in optimizer.state.get(p, {}) (momentum_buffer, exp_avg, ...) by the mask. Returns None;
+    a mask that does not broadcast: ValueError naming the optimizer, "does not broadcast" and both shapes."""
+    ### BEGIN SOLUTION
     for group in optimizer.param_groups:
         for p in group["params"]:
             mask = getattr(p, "mask", None)
@@ -148,6 +158,7 @@ def reapply_masks(optimizer, args=(), kwargs=None) -> None:
             except ValueError as e:
                 raise ValueError(f"{type(optimizer).__name__}: the mask of shape {np.shape(mask)} does not "
                                  f"broadcast to its parameter of shape {p.data.shape} ({e})") from e
+    ### END SOLUTION
 
 
 _MASK_HOOK: list = []                   # the handle of the registered hook, once registered
@@ -219,7 +230,10 @@ def _params_of(x) -> list:
 
 def mask_gradients(model_or_params) -> int:
     """Zero the gradient entries of pruned weights (call after backward, before clipping), so that a
-    gradient norm counts only the weights that still exist. Returns how many parameters were masked."""
+    gradient norm counts only the weights that still exist. Returns how many parameters were masked.
+    For each parameter (of a Module, a Tensor or a list) with a `mask` and a `grad`: multiply the gradient's array
+    (p.grad.data, or p.grad if it is an array) by the mask (an array or a Tensor of one) in place, and count it."""
+    ### BEGIN SOLUTION
     count = 0
     for p in _params_of(model_or_params):
         m = getattr(p, "mask", None)
@@ -228,9 +242,13 @@ def mask_gradients(model_or_params) -> int:
             g *= m.data if isinstance(m, Tensor) else m
             count += 1
     return count
+    ### END SOLUTION
 
 
 def _drop_mask(param: Tensor, owners) -> None:
+    """Forget `param`'s mask: for each (module, attr) owner, the buffer `<attr>_mask` leaves module._buffer_names and
+    the module's attributes; then param.mask goes (the zeros stay in param.data)."""
+    ### BEGIN SOLUTION
     for module, attr in owners:
         name = f"{attr}_mask"
         if name in getattr(module, "_buffer_names", ()):
@@ -238,6 +256,7 @@ def _drop_mask(param: Tensor, owners) -> None:
         if name in vars(module):
             delattr(module, name)
     vars(param).pop("mask", None)
+    ### END SOLUTION
 
 
 def remove_masks(model: Module) -> list:
@@ -286,15 +305,15 @@ def _start_mask(shape: tuple, default_mask, dtype=np.float32) -> np.ndarray:
 def unstructured_mask(scores, amount, default_mask=None, who: str = "unstructured_mask") -> np.ndarray:
     """A 0/1 mask pruning the `amount` lowest-scoring entries among those `default_mask` keeps (all, if
     None). Ties go by position (stable sort), so the count is exact and the result deterministic.
-    Given: `mask` (the starting mask, scores' shape), `flat` (a view of it), `alive` (flat positions still
-    kept) and `k` (how many of them to prune). Exercise: set flat to 0 at the k alive positions with the
-    lowest scores (np.argsort(..., kind="stable")) and return mask."""
+    Given: s (the scores as an array). Exercise: start from _start_mask(s.shape, default_mask) (a fresh float32
+    0/1 copy, or ones); the candidates are its nonzero entries; k = num_to_prune(amount, #candidates, who);
+    set to 0 the k candidates with the lowest scores (np.argsort(..., kind="stable")); return the mask."""
     s = np.asarray(scores.data if isinstance(scores, Tensor) else scores)
+    ### BEGIN SOLUTION
     mask = _start_mask(s.shape, default_mask)
     flat = mask.reshape(-1)                                # a view: mask is contiguous
     alive = np.flatnonzero(flat)                           # candidates, in position order
     k = num_to_prune(amount, alive.size, who)
-    ### BEGIN SOLUTION
     if k:
         order = np.argsort(s.reshape(-1)[alive], kind="stable")
         flat[alive[order[:k]]] = 0
@@ -338,12 +357,15 @@ def _prunable_or_error(model: Module, who: str) -> list:
 
 
 def magnitude_prune(model: Module, sparsity, scope: str = "global") -> dict:
-    """Unstructured pruning in place: zero the `sparsity` fraction of the still-unpruned prunable weights with
-    the smallest |w| — ranked across all layers (scope="global") or within each ("layer") — and keep them
-    zero through training (masks). Returns {weight name: its sparsity afterwards}."""
+    """Zero the `sparsity` fraction of the unpruned prunable weights with the smallest |w|, in place and under
+    masks, ranked across layers (scope="global", global_masks) or within each ("layer", unstructured_mask).
+    Given: s (float in [0, 1]), weights (PrunableWeight: .name, .param, .owners). Candidates: the entries the
+    current `param.mask` (or None) keeps; attach_mask(param, mask, owners) unless the weight had no mask and
+    loses nothing. Returns {name: measure_sparsity(param)} in the order of `weights`."""
     s = check_fraction(sparsity, "sparsity", "magnitude_prune")
     check_choice(scope, SCOPES, "scope", "magnitude_prune")
     weights = _prunable_or_error(model, "magnitude_prune")
+    ### BEGIN SOLUTION
     scores = [np.abs(w.param.data) for w in weights]
     defaults = [getattr(w.param, "mask", None) for w in weights]
     if scope == "global":
@@ -356,22 +378,25 @@ def magnitude_prune(model: Module, sparsity, scope: str = "global") -> dict:
             attach_mask(w.param, m, w.owners)
         result[w.name] = measure_sparsity(w.param)
     return result
+    ### END SOLUTION
 
 
 SCHEDULES = ("equal", "cubic")
 
 
 def sparsity_schedule(final_sparsity, steps: int, kind: str = "equal") -> list:
-    """Per-step amounts (fractions of what remains) for gradual pruning to `final_sparsity` in `steps` steps:
-    "equal" removes the same fraction each step; "cubic" follows Zhu & Gupta (2017), total sparsity
-    s_i = final (1 - (1 - i/steps)^3): big cuts first, while many redundant weights remain, small ones last."""
+    """`steps` floats a_i, the fraction of what remains that step i prunes, with prod(1 - a_i) = 1 - final_sparsity:
+    "equal" the same a_i each step; "cubic" (Zhu & Gupta 2017) takes the total sparsity from s_(i-1) to
+    s_i = final (1 - (1 - i/steps)^3), big cuts first, a_i = 0 once s = 1. Given: f, steps (int >= 1), kind."""
     f = check_fraction(final_sparsity, "final_sparsity", "sparsity_schedule")
     steps = check_int(steps, "steps", "sparsity_schedule")
     check_choice(kind, SCHEDULES, "schedule", "sparsity_schedule")
+    ### BEGIN SOLUTION
     if kind == "equal":
         return [1.0 - (1.0 - f) ** (1.0 / steps)] * int(steps)
     totals = [f * (1.0 - (1.0 - i / steps) ** 3) for i in range(int(steps) + 1)]
     return [(b - a) / (1.0 - a) if a < 1.0 else 0.0 for a, b in zip(totals[:-1], totals[1:])]
+    ### END SOLUTION
 
 # %% ../../modules/17_compression/17_compression.ipynb #80c4aa12
 def _norm_order(n, who: str):
@@ -421,8 +446,10 @@ def head_norms(mha: MultiHeadAttention, n=2) -> np.ndarray:
 # %% ../../modules/17_compression/17_compression.ipynb #32f97021
 def structured_mask(weight, amount, n=2, dim: int = 0, default_mask=None, importance_scores=None,
                     who: str = "structured_mask") -> np.ndarray:
-    """A 0/1 mask that prunes the `amount` slices along `dim` with the smallest Ln norm, among the slices that
-    `default_mask` has not already removed entirely (ties by position)."""
+    """A 0/1 mask pruning the `amount` slices along `dim` with the smallest Ln norm among those still alive.
+    Given: scores (w's shape), d (the axis), mask (a fresh float32 copy of default_mask or ones). Alive slices: mask
+    not all zero there; k = num_to_prune(amount, #alive, who); zero the k alive slices with the smallest
+    unit_norms(scores, n, d) (stable sort: ties by position). Returns mask."""
     w = np.asarray(weight.data if isinstance(weight, Tensor) else weight)
     scores = w if importance_scores is None else np.asarray(getattr(importance_scores, "data", importance_scores))
     if scores.shape != w.shape:
@@ -431,6 +458,7 @@ def structured_mask(weight, amount, n=2, dim: int = 0, default_mask=None, import
         raise ValueError(f"{who}: structured pruning needs a weight of 2 or more dimensions, got shape {w.shape}")
     d = _axis(dim, w.ndim, who)
     mask = _start_mask(w.shape, default_mask)
+    ### BEGIN SOLUTION
     other = tuple(i for i in range(w.ndim) if i != d)
     alive = np.flatnonzero(mask.sum(axis=other) != 0)
     k = num_to_prune(amount, alive.size, who)
@@ -440,12 +468,16 @@ def structured_mask(weight, amount, n=2, dim: int = 0, default_mask=None, import
         index[d] = alive[np.argsort(norms, kind="stable")[:k]]
         mask[tuple(index)] = 0
     return mask
+    ### END SOLUTION
 
 
 def head_slices(mha: MultiHeadAttention, h: int) -> list:
-    "What head `h` owns: [(module, attribute, index)] for its q/k/v rows (weights and biases) and out_proj columns."
+    """What head `h` owns: [(module, attribute, index)], index a tuple of slices: for q_proj, k_proj, v_proj in that
+    order its rows h*hd:(h+1)*hd of the weight (rows, slice(None)) and, if there is a bias, of the bias (rows,); then
+    out_proj's weight columns (slice(None), rows). A bad h: IndexError "out of range"."""
     if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 0 <= h < mha.num_heads:
         raise IndexError(f"head_slices: head {h!r} is out of range for {mha.num_heads} heads")
+    ### BEGIN SOLUTION
     rows = slice(int(h) * mha.head_dim, (int(h) + 1) * mha.head_dim)
     out = []
     for proj in (mha.q_proj, mha.k_proj, mha.v_proj):
@@ -454,6 +486,7 @@ def head_slices(mha: MultiHeadAttention, h: int) -> list:
             out.append((proj, "bias", (rows,)))
     out.append((mha.out_proj, "weight", (slice(None), rows)))
     return out
+    ### END SOLUTION
 
 
 # the per-layer head scores structured_prune ranks by (section 11 scores heads across a whole model, from data)
@@ -474,7 +507,10 @@ def _slice_key(mha: MultiHeadAttention, module: Module, attr: str) -> str:
 def mask_heads(mha: MultiHeadAttention, heads) -> list:
     """Turn off the given heads of one layer (indices into the layer as it is now): head_mask[h] = 0 and everything
     they own zeroed under masks. What they held is kept in `mha.pruned_head_weights` (by the head's original
-    number) so that grow_heads can bring them back. Returns the heads."""
+    number) so that grow_heads can bring them back. Returns the heads.
+    Given per head h: slices (head_slices), kept (the dict), ids, owners. Exercise: if h is on or not yet kept, kept[ids[h]] =
+    {"weights": {_slice_key: copy of p.data[index]}, "masks": {_slice_key: bool copy of p.mask[index] or None}}; then
+    head_mask[h] = 0 and attach_mask on every slice (False there, owners from `owners`, default [(module, attr)])."""
     if not isinstance(mha, MultiHeadAttention):
         raise TypeError(f"mask_heads: expected a MultiHeadAttention, got {type(mha).__name__}")
     heads = sorted({int(h) for h in np.asarray(heads, dtype=np.int64).reshape(-1)})
@@ -485,6 +521,7 @@ def mask_heads(mha: MultiHeadAttention, heads) -> list:
     ids = _head_ids(mha)
     for h in heads:
         slices = head_slices(mha, h)
+        ### BEGIN SOLUTION
         if mha.head_mask.data[h] != 0 or int(ids[h]) not in kept:
             weights, old_masks = {}, {}
             for module, attr, index in slices:
@@ -494,7 +531,6 @@ def mask_heads(mha: MultiHeadAttention, heads) -> list:
                 m = getattr(p, "mask", None)
                 old_masks[key] = None if m is None else np.array(np.asarray(getattr(m, "data", m))[index], dtype=bool)
             kept[int(ids[h])] = {"weights": weights, "masks": old_masks}
-        ### BEGIN SOLUTION
         mha.head_mask.data[h] = 0
         for module, attr, index in slices:
             p = getattr(module, attr)
@@ -511,6 +547,10 @@ _ZERO_PRESERVING = (ReLU, Tanh, GELU, Dropout, MaxPool2d, AvgPool2d, Flatten)   
 
 
 def _fits(producer, between: list, consumer) -> bool:
+    """Whether `consumer` reads exactly the units of `producer` through `between`: Linear -> Linear with no Flatten or
+    pooling between and in_features == out_features; anything -> Conv2d with no Flatten and in_channels ==
+    out_channels; Conv2d -> Linear through exactly one Flatten(1, -1), in_features a multiple of out_channels."""
+    ### BEGIN SOLUTION
     flat = any(isinstance(b, Flatten) for b in between)
     pools = any(isinstance(b, _POOLS) for b in between)
     if isinstance(producer, Linear):
@@ -522,11 +562,16 @@ def _fits(producer, between: list, consumer) -> bool:
         return (len(f) == 1 and f[0].start_dim == 1 and f[0].end_dim == -1
                 and consumer.in_features % producer.out_channels == 0)
     return False
+    ### END SOLUTION
 
 
 def layer_chains(model: Module) -> list:
     """(producer, between, consumer) for every Linear/Conv2d whose output feeds another Linear/Conv2d through
-    activations, dropout, pooling or Flatten only: in a Sequential, and fc1 -> act -> fc2 in a transformer MLP."""
+    activations, dropout, pooling or Flatten only: in a Sequential, and fc1 -> act -> fc2 in a transformer MLP.
+    For every module of `model`: its sequence (a Sequential's .layers, or [fc1, act, fc2]); for each Linear/Conv2d
+    at i, skip the modules of _ELEMENTWISE + _POOLS + (Flatten,) after it; if the next one is a Linear/Conv2d and
+    _fits(layer, between, next), add (layer, between list, next). In module order, then position."""
+    ### BEGIN SOLUTION
     out = []
     for mod in model.modules():
         if isinstance(mod, Sequential):
@@ -544,6 +589,7 @@ def layer_chains(model: Module) -> list:
             if j < len(seq) and isinstance(seq[j], (Linear, Conv2d)) and _fits(layer, seq[i + 1:j], seq[j]):
                 out.append((layer, list(seq[i + 1:j]), seq[j]))
     return out
+    ### END SOLUTION
 
 
 def _structured_targets(module: Module, layers) -> list:
@@ -562,6 +608,42 @@ def _structured_targets(module: Module, layers) -> list:
         chosen = {id(p) for p, _, _ in layer_chains(module)}
         targets = [m for m in module.modules() if id(m) in chosen or isinstance(m, MultiHeadAttention)]
     return [(names.get(id(t)) or type(t).__name__, t) for t in targets]
+
+
+def _prune_heads_of(layer: MultiHeadAttention, r: float, n: float, strategy: str) -> list:
+    """Switch off the fraction `r` (float) of the alive heads (head_mask != 0) of `layer`, least important first:
+    k = num_to_prune(r, #alive, "structured_prune"); scores HEAD_IMPORTANCE[strategy](layer) (n=n for "magnitude"),
+    shape (num_heads,), at the alive heads; the k lowest (stable sort) go to mask_heads. Returns its list ([] if k=0)."""
+    ### BEGIN SOLUTION
+    alive = np.flatnonzero(layer.head_mask.data != 0)
+    k = num_to_prune(r, alive.size, "structured_prune")
+    if not k:
+        return []
+    kwargs = {"n": n} if strategy == "magnitude" else {}
+    scores = np.asarray(HEAD_IMPORTANCE[strategy](layer, **kwargs), dtype=np.float64)[alive]
+    return mask_heads(layer, alive[np.argsort(scores, kind="stable")[:k]])
+    ### END SOLUTION
+
+
+def _prune_units_of(layer, r: float, n: float, include_bias: bool, owners: dict) -> list:
+    """Prune the fraction `r` of the alive output units (rows/filters) of a Linear or Conv2d: structured_mask(w.data,
+    r, n, 0, current mask, who="structured_prune"); newly dead = alive before (no mask, or a kept entry in the row)
+    and all zero now. If any: attach_mask the weight (owners.get(id(w), [(layer, "weight")])) and, with include_bias
+    and a bias, a bias mask False at them. Returns the newly dead unit indices, a sorted list of ints."""
+    ### BEGIN SOLUTION
+    w = layer.weight
+    before = getattr(w, "mask", None)
+    was_alive = np.ones(w.shape[0], bool) if before is None else before.reshape(w.shape[0], -1).any(axis=1)
+    m = structured_mask(w.data, r, n, 0, before, who="structured_prune")
+    dead = np.flatnonzero(was_alive & ~m.reshape(w.shape[0], -1).any(axis=1))
+    if dead.size:
+        attach_mask(w, m, owners.get(id(w), [(layer, "weight")]))
+        if include_bias and layer.bias is not None:
+            bm = np.ones(layer.bias.shape, dtype=bool)
+            bm[dead] = False
+            attach_mask(layer.bias, bm, owners.get(id(layer.bias), [(layer, "bias")]))
+    return dead.tolist()
+    ### END SOLUTION
 
 
 def structured_prune(module: Module, prune_ratio, n=2, layers=None, include_bias: bool = True,
@@ -583,157 +665,7 @@ def structured_prune(module: Module, prune_ratio, n=2, layers=None, include_bias
     report = {}
     for name, layer in targets:
         if isinstance(layer, MultiHeadAttention):
-            alive = np.flatnonzero(layer.head_mask.data != 0)
-            k = num_to_prune(r, alive.size, "structured_prune")
-            kwargs = {"n": n} if strategy == "magnitude" else {}
-            scores = np.asarray(HEAD_IMPORTANCE[strategy](layer, **kwargs), dtype=np.float64)[alive]
-            report[name] = mask_heads(layer, alive[np.argsort(scores, kind="stable")[:k]]) if k else []
-            continue
-        w = layer.weight
-        before = getattr(w, "mask", None)
-        was_alive = np.ones(w.shape[0], bool) if before is None else before.reshape(w.shape[0], -1).any(axis=1)
-        m = structured_mask(w.data, r, n, 0, before, who="structured_prune")
-        dead = np.flatnonzero(was_alive & ~m.reshape(w.shape[0], -1).any(axis=1))
-        if dead.size:
-            attach_mask(w, m, owners.get(id(w), [(layer, "weight")]))
-            if include_bias and layer.bias is not None:
-                bm = np.ones(layer.bias.shape, dtype=bool)
-                bm[dead] = False
-                attach_mask(layer.bias, bm, owners.get(id(layer.bias), [(layer, "bias")]))
-        report[name] = dead.tolist()
-    return report
-
-# %% ../../modules/17_compression/17_compression.ipynb #c0031d5a
-def _slice_param(module: Module, attr: str, index) -> None:
-    "Replace module.<attr> by a Parameter holding old[index] (its mask sliced the same way, if any)."
-    old = getattr(module, attr)
-    new = Parameter(np.ascontiguousarray(old.data[index]), requires_grad=old.requires_grad, dtype=old.data.dtype)
-    setattr(module, attr, new)
-    m = getattr(old, "mask", None)
-    if m is not None:
-        new.mask = np.ascontiguousarray(np.asarray(getattr(m, "data", m))[index])
-        keep_masks_in_optimizers()
-        _register_mask_buffer(module, attr, new.mask)
-
-
-def _unit_outputs_constant(producer: Linear, between: list) -> np.ndarray:
-    "What each unit of a Linear outputs after `between` when its weights are all zero: f(bias)."
-    b = producer.bias.data if producer.bias is not None else np.zeros(producer.out_features, np.float32)
-    with contextlib.ExitStack() as modes, no_grad():           # each module in eval mode, its own flags back after
-        x = Tensor(np.array(b[None, :], dtype=np.float32))
-        for mod in between:
-            modes.enter_context(eval_mode(mod))
-            x = mod(x)
-    return np.asarray(x.data, dtype=np.float64).reshape(-1)
-
-
-def _consumer_columns(producer, between, consumer, units: np.ndarray) -> np.ndarray:
-    if isinstance(consumer, Linear) and isinstance(producer, Conv2d):
-        hw = consumer.in_features // producer.out_channels
-        return (units[:, None] * hw + np.arange(hw)).reshape(-1)
-    return units
-
-
-def _removable_units(producer, between, consumer):
-    "(keep, fold): the units to keep, and each unit's constant output to fold into the consumer's bias (or None)."
-    units = producer.weight.shape[0]
-    w_dead = ~producer.weight.data.reshape(units, -1).any(axis=1)
-    cw = consumer.weight.data
-    if isinstance(consumer, Linear):
-        if isinstance(producer, Conv2d):
-            hw = consumer.in_features // units
-            unused = ~cw.reshape(cw.shape[0], units, hw).any(axis=(0, 2))
+            report[name] = _prune_heads_of(layer, r, n, strategy)
         else:
-            unused = ~cw.any(axis=0)
-    else:
-        unused = ~cw.any(axis=(0, 2, 3))
-    fold = None
-    if isinstance(producer, Linear):
-        const = _unit_outputs_constant(producer, between)
-        foldable = w_dead & ((const == 0) | (consumer.bias is not None))
-        removable = unused | foldable
-        fold = np.where(foldable & ~unused, const, 0.0)
-    else:
-        b = producer.bias.data if producer.bias is not None else np.zeros(units)
-        zero_out = w_dead & (b == 0) & all(isinstance(m, _ZERO_PRESERVING) for m in between)
-        removable = unused | zero_out
-    keep = np.flatnonzero(~removable)
-    if keep.size == 0:                                  # a layer needs one unit: keep the first
-        keep = np.array([0])
-    if fold is not None:
-        fold[keep] = 0.0                                # a kept unit still computes its own output
-    return keep, fold
-
-
-def _compact_pair(producer, between, consumer, keep: np.ndarray, fold) -> None:
-    if fold is not None and fold.any():
-        consumer.bias.data += (consumer.weight.data.astype(np.float64) @ fold).astype(consumer.bias.data.dtype)
-    cols = _consumer_columns(producer, between, consumer, keep)
-    _slice_param(producer, "weight", (keep,))
-    if producer.bias is not None:
-        _slice_param(producer, "bias", (keep,))
-    if isinstance(producer, Linear):
-        producer.out_features = int(keep.size)
-    else:
-        producer.out_channels = int(keep.size)
-    _slice_param(consumer, "weight", (slice(None), cols))
-    if isinstance(consumer, Linear):
-        consumer.in_features = int(cols.size)
-    else:
-        consumer.in_channels = int(keep.size)
-
-
-def _compact_heads(mha: MultiHeadAttention):
-    H, hd = mha.num_heads, mha.head_dim
-    ow = mha.out_proj.weight.data
-    dead = (mha.head_mask.data == 0) | ~ow.reshape(ow.shape[0], H, hd).any(axis=(0, 2))
-    keep = np.flatnonzero(~dead)
-    if keep.size == H:
-        return None
-    if keep.size == 0:
-        keep = np.array([0])                             # head 0 stays, switched off by its head_mask
-    ids = _head_ids(mha)
-    rows = (keep[:, None] * hd + np.arange(hd)).reshape(-1)
-    for proj in (mha.q_proj, mha.k_proj, mha.v_proj):
-        _slice_param(proj, "weight", (rows, slice(None)))
-        if proj.bias is not None:
-            _slice_param(proj, "bias", (rows,))
-        proj.out_features = int(rows.size)
-    _slice_param(mha.out_proj, "weight", (slice(None), rows))
-    mha.out_proj.in_features = int(rows.size)
-    mha.register_buffer("head_mask", Tensor(np.array(mha.head_mask.data[keep], dtype=mha.head_mask.data.dtype)))
-    mha.original_num_heads = int(getattr(mha, "original_num_heads", H))
-    mha.head_ids = [int(i) for i in ids[keep]]          # which heads remain, by their original numbers
-    mha.num_heads = int(keep.size)
-    return keep
-
-
-def _num_unique_parameters(model: Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def compact(model: Module) -> dict:
-    """Physically remove dead units (zero rows / filters / heads, and units nothing reads) and the matching
-    input columns of the next layer, without changing the function. Returns a report of what was removed."""
-    _check_module(model, "compact")
-    before = _num_unique_parameters(model)
-    names = {id(m): n for n, m in model.named_modules()}
-    changes = []
-    for producer, between, consumer in layer_chains(model):
-        owners = param_owners(model)
-        if len(owners.get(id(producer.weight), [])) > 1 or len(owners.get(id(consumer.weight), [])) > 1:
-            continue                                      # shared weights keep their shape
-        units = producer.weight.shape[0]
-        keep, fold = _removable_units(producer, between, consumer)
-        if keep.size == units:
-            continue
-        _compact_pair(producer, between, consumer, keep, fold)
-        changes.append({"layer": names.get(id(producer), type(producer).__name__), "kind":
-                        "neurons" if isinstance(producer, Linear) else "filters",
-                        "before": int(units), "after": int(keep.size)})
-    for name, mod in model.named_modules():
-        if isinstance(mod, MultiHeadAttention):
-            H = mod.num_heads
-            if _compact_heads(mod) is not None:
-                changes.append({"layer": name, "kind": "heads", "before": int(H), "after": int(mod.num_heads)})
-    return {"parameters_before": before, "parameters_after": _num_unique_parameters(model), "changes": changes}
+            report[name] = _prune_units_of(layer, r, n, include_bias, owners)
+    return report
