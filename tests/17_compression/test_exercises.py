@@ -440,9 +440,11 @@ def test_prune_heads_by_list_physical_and_the_growth_probe():
     assert net.layers[1].num_heads == 2 and net.layers[1].head_ids == [1, 3] and net.layers[0].num_heads == 3
 
 
-def test_reapply_masks_of_fine_tuning():
-    from tinytorch.optimization.distillation import _reapply_masks
+def test_the_mask_callback_of_fine_tuning_reapplies_masks_through_the_optimizer():
+    from types import SimpleNamespace
+    from tinytorch.core.optimizers import SGD
+    from tinytorch.optimization.distillation import MaskCallback
     w, free = Parameter(np.ones((2, 2), np.float32)), Parameter(np.ones(2, np.float32))
     w.mask = np.array([[True, False], [False, True]])
-    _reapply_masks([w, free])
+    MaskCallback().on_step_end(SimpleNamespace(optimizer=SGD([w, free], lr=0.1)), 0, 0.0)
     assert w.data.tolist() == [[1, 0], [0, 1]] and free.data.tolist() == [1, 1]

@@ -23,7 +23,8 @@ from ..core.training import Callback, CosineAnnealingLR, Trainer, load_checkpoin
 from ..core.spatial import Conv2d
 from ..core.attention import MultiHeadAttention
 from .pruning import (_ZERO_PRESERVING, _check_module, _head_ids, _register_mask_buffer, attach_mask,
-                                            keep_masks_in_optimizers, layer_chains, mask_gradients, param_owners)
+                                            keep_masks_in_optimizers, layer_chains, mask_gradients, param_owners,
+                                            reapply_masks)
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'IGNORE_INDEX', 'LowRank', 'low_rank_approximate', 'low_rank_linear', 'compact', 'KnowledgeDistillation',
@@ -356,7 +357,7 @@ class MaskCallback(Callback):
         mask_gradients(trainer._params())
 
     def on_step_end(self, trainer, step: int, loss: float) -> None:
-        _reapply_masks(trainer._params())
+        reapply_masks(trainer.optimizer)     # the optimizer hook's rule, called directly
 
 
 class _DistillTrainer(Trainer):
@@ -580,17 +581,6 @@ class FineTuneHistory(list):
     def __init__(self, *args):
         super().__init__(*args)
         self.steps, self.skipped, self.lr, self.grad_norms, self.diverged = 0, [], [], [], None
-
-
-def _reapply_masks(params) -> None:
-    """Multiply every masked parameter by its mask again: pruned weights are exactly 0 whatever the optimizer did.
-    params: an iterable of Parameters; p.mask is None, an array, or a Tensor of one; p.data is changed in place."""
-    ### BEGIN SOLUTION
-    for p in params:
-        m = getattr(p, "mask", None)
-        if m is not None:
-            p.data *= m.data if isinstance(m, Tensor) else m
-    ### END SOLUTION
 
 
 @dataclass
