@@ -11,7 +11,7 @@ from ...core.tensor import Tensor
 from ...core.layers import Module, Parameter
 from ...core.spatial import Conv2d
 from ...core.checks import check_choice, check_fraction
-from ...optimization.pruning import (_check_amount, _drop_mask, _norm_order, attach_mask,
+from ...optimization.pruning import (_check_amount, _check_module, _drop_mask, _norm_order, attach_mask,
                                              global_masks, magnitude_prune, prunable_weights, structured_mask,
                                              structured_prune, unstructured_mask, SCOPES)
 from ...optimization.compression import CompressionAnalyzer
@@ -26,8 +26,7 @@ __all__ = ['BasePruningMethod', 'Identity', 'L1Unstructured', 'RandomUnstructure
 
 # %% ../../../modules/17_compression/17_compression_prune.ipynb #5ca1a0f6
 def _param(module, name: str) -> Parameter:
-    if not isinstance(module, Module):
-        raise TypeError(f"prune: expected a Module, got {type(module).__name__}")
+    _check_module(module, "prune")                 # module 17's one Module check
     if not isinstance(name, str):
         raise TypeError(f"prune: the parameter name must be a string, got {name!r}")
     p = getattr(module, name, None)
