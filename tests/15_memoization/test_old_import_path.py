@@ -1,27 +1,19 @@
 """The module's code lives in `tinytorch.generation.kv_cache`; the old path `tinytorch.optimization.memoization` re-exports it (the
 same objects, nothing defined twice), and each path imports alone in a fresh interpreter."""
 
-import importlib
-import subprocess
-import sys
+from old_path_checks import code_lives_in, each_path_imports_alone, old_path_gives_the_same_objects
 
 OLD, NEW = "tinytorch.optimization.memoization", "tinytorch.generation.kv_cache"
+PUBLIC = "cached_generate"
 
 
 def test_the_old_path_gives_the_same_objects():
-    old, new = importlib.import_module(OLD), importlib.import_module(NEW)
-    assert old is not new
-    assert sorted(old.__all__) == sorted(new.__all__) and "cached_generate" in new.__all__
-    assert all(getattr(old, name) is getattr(new, name) for name in new.__all__)
+    old_path_gives_the_same_objects(OLD, NEW, PUBLIC)
 
 
 def test_the_code_lives_in_the_new_module():
-    new = importlib.import_module(NEW)
-    assert new.cached_generate.__module__ == NEW
+    code_lives_in(NEW, PUBLIC)
 
 
 def test_each_path_imports_alone():
-    for name in (OLD, NEW):
-        code = f"import {name} as m; from {name} import cached_generate; print(m.__name__)"
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0 and r.stdout.strip() == name, r.stderr
+    each_path_imports_alone(OLD, NEW, PUBLIC)

@@ -12,6 +12,7 @@ import types
 
 import numpy as np
 import pytest
+from import_probe import ENV_OFF, ENV_ON, RECORD_ENV
 
 from tinytorch.optimization import kernels as K
 from tinytorch.optimization.kernels import (CSRMatrix, Kernel, KernelSet, QuantizedCSR, csr_bytes, index_dtype,
@@ -121,22 +122,14 @@ def test_int8_matmul_uses_the_compiled_kernel_of_the_one_set():
     assert isinstance(K._int8_matmul_loops, Kernel)
 
 
-IMPORT_PROBE = r"""
+IMPORT_PROBE = (r"""
 import json, os, sys
-read = []
-orig_getitem, orig_get = type(os.environ).__getitem__, type(os.environ).get
-def getitem(self, key):
-    read.append(key); return orig_getitem(self, key)
-def get(self, key, default=None):
-    read.append(key); return orig_get(self, key, default)
 import numpy, tinytorch.core.tensor, tinytorch.core.layers, tinytorch.core.spatial, tinytorch.optimization.profiling
 import tinytorch.core.training, tinytorch.core.activations, tinytorch.core.autograd
-type(os.environ).__getitem__, type(os.environ).get = getitem, get
-import tinytorch.optimization.kernels as k
+""" + RECORD_ENV + ENV_ON + r"""import tinytorch.optimization.kernels as k
 import tinytorch.optimization.quantization as q
 import tinytorch.optimization.qmodel as qm
-type(os.environ).__getitem__, type(os.environ).get = orig_getitem, orig_get
-numba_after_import = "numba" in sys.modules
+""" + ENV_OFF + r"""numba_after_import = "numba" in sys.modules
 mods = (k, q, qm)
 def snapshot():
     return {(m.__name__, n): id(v) for m in mods for n, v in vars(m).items() if not n.startswith("__")}
@@ -154,7 +147,7 @@ after = snapshot()
 print(json.dumps({"env_read": read, "numba_after_import": numba_after_import, "numba_after_use": "numba" in sys.modules,
                   "changed": sorted(map(str, (n for n in before if after.get(n) != before[n]))),
                   "added": sorted(map(str, set(after) - set(before)))}))
-"""
+""")
 
 
 def test_import_reads_no_environment_imports_no_numba_writes_nothing_and_use_rewrites_no_global(tmp_path):

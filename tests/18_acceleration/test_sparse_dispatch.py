@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from tinytorch.optimization import profiling, sparse
+from import_probe import ENV_OFF, ENV_ON, RECORD_ENV
 
 
 @pytest.fixture
@@ -144,21 +145,13 @@ def test_a_corrupt_calibration_file_is_an_error_naming_it(tmp_path, monkeypatch)
         sparse.calibrate([(8, 8)])
 
 
-IMPORT_PROBE = r"""
+IMPORT_PROBE = (r"""
 import json, os, sys, types
 import numpy, tinytorch.core.autograd, tinytorch.core.layers, tinytorch.core.tensor, tinytorch.core.training
 import tinytorch.core.spatial, tinytorch.optimization.pruning, tinytorch.measurement.profiling
-read = []
-orig_getitem, orig_get = type(os.environ).__getitem__, type(os.environ).get
-def getitem(self, key):
-    read.append(key); return orig_getitem(self, key)
-def get(self, key, default=None):
-    read.append(key); return orig_get(self, key, default)
-type(os.environ).__getitem__, type(os.environ).get = getitem, get
-import tinytorch.optimization.sparse as sp
+""" + RECORD_ENV + ENV_ON + r"""import tinytorch.optimization.sparse as sp
 import tinytorch.optimization.acceleration as acc
-type(os.environ).__getitem__, type(os.environ).get = orig_getitem, orig_get
-from tinytorch.optimization.kernels import Kernel
+""" + ENV_OFF + r"""from tinytorch.optimization.kernels import Kernel
 numba_after_import = "numba" in sys.modules
 def snapshot():
     return {(m.__name__, k): id(v) for m in (sp, acc) for k, v in vars(m).items() if not k.startswith("__")}
@@ -179,7 +172,7 @@ print(json.dumps({"changed": sorted(map(str, (k for k in before if after.get(k) 
                   "prange_is_range": sp.prange is range and acc.prange is range,
                   "numba_after_import": numba_after_import, "env_read": read,
                   "numba_after_use": "numba" in sys.modules}))
-"""
+""")
 
 
 def test_import_and_use_leave_the_module_globals_and_write_nothing(tmp_path):
