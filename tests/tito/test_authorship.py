@@ -1,26 +1,49 @@
-"""`tito status --authorship`: the share of exported lines inside solution blocks."""
+"""`tito status --authorship`: the share of exported lines inside solution blocks, over all non-blank
+lines and over code lines (no docstrings, no comment-only lines)."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from tito.authorship import Authorship, count_cell, count_notebook, format_table, summarize
+from tito.authorship import (Authorship, CellCount, Count, code_line_numbers, count_cell, count_notebook,
+                             course_authorship, format_table, summarize, without_kit)
+from tito.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_count_cell_counts_code_lines_inside_and_outside_blocks():
+def test_count_cell_counts_lines_and_code_inside_and_outside_blocks():
     src = ("#| export\n"
            "def f(x):\n"
            "    \"doc\"\n"
            "\n"
            "    ### BEGIN SOLUTION\n"
+           "    # add one\n"
            "    y = x + 1\n"
            "\n"
            "    return y\n"
            "    ### END SOLUTION\n")
-    # counted: def, doc, y = ..., return  (the directive, blanks and markers are not)
-    assert count_cell(src) == (4, 2, 1)
+    c = count_cell(src)
+    # lines: def, doc, the comment, y = ..., return (the directive, blanks and markers are not counted)
+    assert c.lines == Count(5, 3)
+    # code: def, y = ..., return (the docstring and the comment are not code)
+    assert c.code == Count(3, 2)
+    assert c.blocks == 1
+
+
+def test_docstrings_are_not_code_but_other_strings_are():
+    src = ('def f():\n'
+           '    """A contract\n'
+           '    over two lines."""\n'
+           '    s = """a string\n'
+           '    that is data"""\n'
+           '    return s  # trailing comment: still a code line\n')
+    assert code_line_numbers(src) == {1, 4, 5, 6}
+
+
+def test_a_cell_that_does_not_parse_counts_its_non_comment_lines_as_code():
+    c = count_cell("#| export\ndef f(:\n    # note\n    return 1\n")
+    assert c.lines == Count(3, 0) and c.code == Count(2, 0)
 
 
 def test_count_notebook_ignores_cells_that_are_not_exported(tmp_path):
@@ -30,15 +53,33 @@ def test_count_notebook_ignores_cells_that_are_not_exported(tmp_path):
     nb = tmp_path / "nb.ipynb"
     nb.write_text(json.dumps({"cells": [dict(c, metadata={}) for c in cells], "metadata": {},
                               "nbformat": 4, "nbformat_minor": 5}))
-    assert count_notebook(nb) == (2, 1, 1)
+    c = count_notebook(nb)
+    assert c.lines == Count(2, 1) and c.code == Count(2, 1) and c.blocks == 1
+
+
+def _row(number, lines, code, blocks=3, kit=CellCount()):
+    return Authorship(number, f"{number:02d}_x", CellCount(Count(*lines), Count(*code), blocks), kit)
 
 
 def test_summary_and_table():
-    rows = [Authorship(1, "01_a", 100, 30, 3), Authorship(14, "14_b", 100, 10, 1)]
+    rows = [_row(1, (100, 30), (80, 30)), _row(14, (100, 10), (50, 10), blocks=1)]
     assert summarize(rows).share == 0.2
-    assert summarize(rows, {1}).share == 0.3
+    assert summarize(rows, {1}).share == 0.3 and summarize(rows, {1}).code_share == 0.375
     table = format_table(rows)
-    assert "30.0%" in table and "modules 01-13" in table and "20.0%" in table
+    course = next(ln for ln in table.splitlines() if "modules 01-13" in ln).split()
+    assert course[-7:] == ["100", "30", "30.0%", "80", "30", "37.5%", "3"]
+    every = next(ln for ln in table.splitlines() if "all modules" in ln).split()
+    assert every[-7:] == ["200", "40", "20.0%", "130", "40", "30.8%", "4"]
+
+
+def test_kit_lines_and_their_exercises_are_taken_out_together():
+    kit = CellCount(Count(100, 20), Count(90, 20), 2)
+    rows = [_row(1, (200, 50), (150, 50), blocks=5, kit=kit), _row(2, (100, 30), (60, 30))]
+    assert without_kit(summarize(rows, {1, 2})).count == CellCount(Count(200, 60), Count(120, 60), 6)
+    table = format_table(rows)
+    line = next(ln for ln in table.splitlines() if "01-13 without kit" in ln).split()
+    assert line[-7:] == ["200", "60", "30.0%", "120", "60", "50.0%", "6"]
+    assert "100 lines, 20 of them the student's" in table
 
 
 def test_tito_status_authorship_prints_every_module_and_the_totals():
@@ -47,25 +88,21 @@ def test_tito_status_authorship_prints_every_module_and_the_totals():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert any(ln.startswith("01  01_tensor") for ln in lines)
-    assert any("all modules" in ln for ln in lines)
+    assert any("all modules" in ln for ln in lines) and any("cloc" in ln for ln in lines)
     row = next(ln for ln in lines if ln.startswith("05  05_autograd")).split()
-    exported, student = int(row[2]), int(row[3])
-    assert 0 < student < exported            # module 05 has exercises and given code
+    lines_total, lines_student, code_total, code_student = int(row[2]), int(row[3]), int(row[5]), int(row[6])
+    assert 0 < lines_student < lines_total and 0 < code_student < code_total < lines_total
 
 
-def test_kit_lines_are_shown_apart_from_the_course_lines():
-    rows = [Authorship(1, "01_a", 200, 30, 3, kit=100), Authorship(2, "02_b", 100, 30, 3)]
-    table = format_table(rows)
-    assert "01-13 without kit" in table
-    line = next(ln for ln in table.splitlines() if "01-13 without kit" in ln).split()
-    assert line[-4:] == ["200", "60", "30.0%", "6"]          # 300 - 100 kit lines, 60 student
-    assert "modules 01-13" in table and "20.0%" in table      # the whole count stays printed
-
-
-def test_the_manifest_kit_names_module_01s_given_pytorch_notebooks():
-    from tito.manifest import load_manifest
+def test_the_manifest_kit_names_module_01s_pytorch_notebooks():
+    from tito.authorship import module_authorship
     m1 = next(m for m in load_manifest(ROOT) if m.number == 1)
     assert set(m1.kit_names) == {"01_tensor_kit", "01_tensor_ops", "01_tensor_methods"}
-    from tito.authorship import module_authorship
     a = module_authorship(m1)
-    assert 0 < a.kit < a.exported
+    assert 0 < a.kit.lines.total < a.count.lines.total
+
+
+def test_students_write_at_least_30_percent_of_the_code_of_modules_01_to_13():
+    "Issue 12's target, on code lines: the stubs' contract docstrings are documentation, not given code."
+    course = summarize(course_authorship(load_manifest(ROOT)), set(range(1, 14)))
+    assert course.code_share >= 0.30, f"modules 01-13: {course.count.code}"

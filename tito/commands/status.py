@@ -9,7 +9,8 @@ several notebooks (``notebooks = [...]`` in the manifest) is in sync only when e
 exists and exports in sync; the notebook column then reads ``2/3`` when some are missing, and
 the notes below the table name them.
 ``--authorship`` prints instead the share of each module's exported lines that sit inside solution
-blocks (what students write), per module, for modules 01-13 and overall (see tito/authorship.py).
+blocks (what students write), per module, for modules 01-13 and overall, counted over all non-blank
+lines and over code lines only (see tito/authorship.py).
 A notebook whose code does not compile, or whose fresh export does not import, is an
 ``export error`` row with one note naming the notebook, the cell and the line.
 Exits 0, or 1 when a notebook has such an error (2 if the manifest itself is broken).
@@ -34,8 +35,9 @@ def register(sub):
 
 def run(args, ctx) -> int:
     if getattr(args, "authorship", False):
-        from ..authorship import course_authorship, format_table
+        from ..authorship import LEGEND, course_authorship, format_table
         print("exported lines inside solution blocks (what students write), counted in the notebooks:")
+        print(LEGEND)
         print(format_table(course_authorship(ctx.manifest)))
         return 0
     from ..exporter import check_sync
