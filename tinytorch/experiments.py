@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .core.activations import eval_mode
 from .core.autograd import no_grad
 from .core.checks import check_choice, check_int, check_real
 from .core.losses import CrossEntropyLoss
@@ -65,30 +66,44 @@ def tinygpt_preset(name: str) -> dict:
 
 
 def lr_at(step: int, progress: float, cfg: dict) -> float:
-    "Linear warm-up over the first steps, times a cosine decay from lr to min_lr as progress goes 0 -> 1."
+    """The learning rate of step `step` (0, 1, ...; an int) at `progress` (a float, the fraction of training done,
+    0 -> 1; above 1 counts as 1), from the preset `cfg` (keys "lr", "min_lr", "warmup": floats, warmup a step
+    count >= 1). Returns a float: warm · (min_lr + (lr − min_lr) · ½ (1 + cos(π · progress))), the cosine decay
+    from lr to min_lr, times the linear warm-up warm = min(1, (step + 1) / warmup)."""
+    ### BEGIN SOLUTION
     warm = min(1.0, (step + 1) / cfg["warmup"])
     return warm * (cfg["min_lr"] + (cfg["lr"] - cfg["min_lr"]) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+    ### END SOLUTION
 
 
 def random_windows(data: np.ndarray, T: int, B: int, rng) -> np.ndarray:
-    "B random windows of T + 1 consecutive ids: inputs [:, :-1], next-character targets [:, 1:]."
+    """data: a 1-D int array of token ids, longer than T + 1; T, B: ints; rng: a np.random.Generator. Returns
+    an int array (B, T + 1): row b is data[s_b : s_b + T + 1] for a start s_b drawn by ONE call
+    rng.integers(0, len(data) − T − 1, B) (so the same rng state gives the same windows); inputs are
+    [:, :-1], next-token targets [:, 1:]. One fancy index, no Python loop over rows."""
+    ### BEGIN SOLUTION
     starts = rng.integers(0, len(data) - T - 1, B)
     return data[starts[:, None] + np.arange(T + 1)]
+    ### END SOLUTION
 
 
 def mean_loss(model, loss_fn, windows: np.ndarray, batch: int = 128) -> float:
-    "Cross-entropy per character over `windows` (N, T + 1), in evaluation mode."
-    V = model.vocab_size
-    total, count = 0.0, 0
-    model.eval()
-    with no_grad():
+    """The loss per token over `windows` (N, T + 1) token ids, as a float. Given: model switched to eval mode and
+    back (module 02's eval_mode), no_grad. Exercise: for each slice of `batch` rows w, the model's logits of
+    w[:, :-1] reshaped to (rows·T, V) (V = model.vocab_size) against the targets w[:, 1:] flattened, through
+    loss_fn (a mean over tokens); weigh each slice's mean by its number of targets, so a short last slice
+    counts for what it holds, and return the total divided by the count."""
+    with eval_mode(model), no_grad():
+        ### BEGIN SOLUTION
+        V = model.vocab_size
+        total, count = 0.0, 0
         for i in range(0, len(windows), batch):
             w = windows[i:i + batch]
             loss = loss_fn(model(w[:, :-1]).reshape(-1, V), w[:, 1:].reshape(-1)).item()
             total += loss * w[:, 1:].size
             count += w[:, 1:].size
-    model.train()
-    return total / count
+        return total / count
+        ### END SOLUTION
 
 # %% ../modules/20_capstone/20_capstone.ipynb #e014d8f4
 def build_tinygpt(preset, vocab_size: int, seed: int = 0) -> GPT:
@@ -287,7 +302,7 @@ class ExperimentConfig:
     resume: bool = False
 
     def __post_init__(self):
-        ### BEGIN SOLUTION
+        "Check every field (ValueError naming the field and the value); the checks are given, like all validation."
         if not isinstance(self.model_name, str) or self.model_name not in TINYGPT_PRESETS:
             raise ValueError(f"ExperimentConfig: unknown model_name {self.model_name!r}; known TinyGPT presets: "
                              f"{', '.join(map(repr, TINYGPT_PRESETS))}")
@@ -307,7 +322,6 @@ class ExperimentConfig:
         if self.device not in DEVICES:
             raise ValueError(f"ExperimentConfig: device {self.device!r} is not available: tinytorch computes with NumPy "
                              f"on the CPU only, so the one device is 'cpu'")
-        ### END SOLUTION
         self.warmup_steps = check_int(self.warmup_steps, "warmup_steps", "ExperimentConfig", 0)
         self.seed = check_int(self.seed, "seed", "ExperimentConfig", 0)
         for name in ("test_mode", "physical", "resume"):

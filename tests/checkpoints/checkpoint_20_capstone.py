@@ -9,8 +9,9 @@ import pytest
 
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.transformers import GPT
+from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.experiments import (ExperimentConfig, ProgressTracker, generate_text, interactive_session,
-                                   load_or_train_tinygpt, run_experiment)
+                                   load_or_train_tinygpt, lr_at, mean_loss, random_windows, run_experiment)
 from tinytorch.optimization.compression import (attention_layers, fine_tune, grow_heads, head_alive, head_importance,
                                                 head_slices, prune_heads, pruned_heads)
 
@@ -46,7 +47,20 @@ def test_heads_are_scored_pruned_for_good_and_grown_back():
     assert sorted(set(gone) - set(grown)) == pruned_heads(m)
 
 
-def test_a_config_names_everything_and_refuses_what_cannot_run():
+def test_a_run_is_scheduled_windowed_measured_per_token_and_configured():
+    cfg = dict(lr=1e-2, min_lr=1e-3, warmup=10)
+    assert lr_at(0, 0.0, cfg) == pytest.approx(1e-3) and lr_at(9, 0.0, cfg) == pytest.approx(1e-2)
+    assert lr_at(50, 0.5, cfg) == pytest.approx(5.5e-3) and lr_at(50, 3.0, cfg) == pytest.approx(1e-3)
+    w = random_windows(np.arange(500), 6, 4, np.random.default_rng(3))
+    assert w.shape == (4, 7) and (np.diff(w, axis=1) == 1).all()
+    assert np.array_equal(w, random_windows(np.arange(500), 6, 4, np.random.default_rng(3)))
+    m = tiny_gpt()
+    windows = np.random.default_rng(0).integers(0, 12, (4, 10))
+    loss_fn = CrossEntropyLoss()
+    with no_grad():
+        whole = loss_fn(m(windows[:, :-1]).reshape(-1, 12), windows[:, 1:].reshape(-1)).item()
+    assert mean_loss(m, loss_fn, windows, batch=3) == pytest.approx(whole, rel=1e-5)     # 3 rows + 1 row, weighed
+    assert m.training
     c = ExperimentConfig(strategy="entropy", pruning_percent=0.3, test_mode=True)
     assert ExperimentConfig.from_dict(c.to_dict()) == c
     for kwargs, words in ((dict(device="cuda"), "CPU only"), (dict(pruning_percent=1.0), "pruning_percent"),

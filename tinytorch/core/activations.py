@@ -586,6 +586,9 @@ class GELUFunction(Function):
 
     @staticmethod
     def _backward(ctx, grad):
+        """grad: a float array of x's shape (float32/float64; backward above hands float16 and 0-d grads over
+        as a flat array of x's dtype). Reads (x,) = ctx.saved_tensors, ctx.approximate, and what forward saved:
+        ctx.t, ctx.x2 (tanh form) or ctx.cdf (exact). Returns grad · gelu'(x), in grad's dtype."""
         ### BEGIN SOLUTION
         (x,) = ctx.saved_tensors
         if ctx.approximate == "tanh":

@@ -22,6 +22,8 @@ class no_grad(set_grad_enabled):
         return cls()(func)
 
     def __init__(self, func=None):
+        """Set up the context as module 01's set_grad_enabled with recording OFF (its __init__ takes the
+        mode, a bool); `func` was handled by __new__. Returns None."""
         ### BEGIN SOLUTION
         super().__init__(False)
         ### END SOLUTION
@@ -30,6 +32,7 @@ class no_grad(set_grad_enabled):
 class enable_grad(set_grad_enabled):
     "Turn recording back on inside a `no_grad` block."
     def __init__(self):
+        "Set up the context as module 01's set_grad_enabled with recording ON. Returns None."
         ### BEGIN SOLUTION
         super().__init__(True)
         ### END SOLUTION
