@@ -24,11 +24,9 @@ _all_ = ["Function", "GradcheckError", "check_backward", "compare_gradients", "i
 # %% ../../modules/01_tensor/01_tensor.ipynb #7c38b35f
 def _check_requires_grad(arr: np.ndarray, flag: bool):
     """Raise ValueError "only floating-point tensors can require gradients; this tensor has dtype ..."
-    (naming the dtype) when `flag` is set on a non-float array. Returns None."""
-    ### BEGIN SOLUTION
+    (naming the dtype) when `flag` is set on a non-float array. Returns None. (Given: validation.)"""
     if flag and arr.dtype.kind != "f":
         raise ValueError(f"only floating-point tensors can require gradients; this tensor has dtype {arr.dtype}")
-    ### END SOLUTION
 
 
 def _to_array(data, dtype=None) -> np.ndarray:
