@@ -163,22 +163,34 @@ def numel(x) -> int: return x.numel()
 class Cast(Function):
     @staticmethod
     def forward(ctx, a, dtype):
+        "dtype: a floating NumPy dtype. Returns a converted to dtype (a new array). Saves ctx.in_dtype (a's dtype)."
+        ### BEGIN SOLUTION
         ctx.in_dtype = a.dtype
         return a.astype(dtype)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Reads ctx.in_dtype. Returns grad (in the output's dtype) cast back to the input's dtype, ctx.in_dtype."
+        ### BEGIN SOLUTION
         return grad.astype(ctx.in_dtype, copy=False)
+        ### END SOLUTION
 
 
 class Clone(Function):
     @staticmethod
     def forward(ctx, a):
+        "Returns a copy of a: a new array, so writing into the clone leaves a unchanged. Saves nothing."
+        ### BEGIN SOLUTION
         return a.copy()
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns the gradient of the identity: grad itself."
+        ### BEGIN SOLUTION
         return grad
+        ### END SOLUTION
 
 
 def cast(t: Tensor, dtype) -> Tensor:

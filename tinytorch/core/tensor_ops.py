@@ -25,24 +25,40 @@ __all__ = ['concat', 'concatenate', 'topk_result', 'max_result', 'clip', 'Size',
 class Cat(Function):
     @staticmethod
     def forward(ctx, *arrays, dim=0):
+        """arrays: arrays of one rank that agree outside axis `dim` (a non-negative int). Returns their
+        concatenation along dim. Saves ctx.sizes (the list of each array's length along dim) and ctx.dim."""
+        ### BEGIN SOLUTION
         ctx.sizes, ctx.dim = [a.shape[dim] for a in arrays], dim
         return np.concatenate(arrays, axis=dim)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads ctx.sizes, ctx.dim. Returns a tuple with one array per input: grad cut along ctx.dim
+        into consecutive pieces of lengths ctx.sizes (np.split at their running sums)."""
+        ### BEGIN SOLUTION
         cuts = np.cumsum(ctx.sizes)[:-1]
         return tuple(np.split(grad, cuts, axis=ctx.dim))
+        ### END SOLUTION
 
 
 class Stack(Function):
     @staticmethod
     def forward(ctx, *arrays, dim=0):
+        """arrays: arrays of one shape; dim: a non-negative int, at most their rank. Returns them stacked
+        along a new axis dim. Saves ctx.n (how many arrays) and ctx.dim."""
+        ### BEGIN SOLUTION
         ctx.n, ctx.dim = len(arrays), dim
         return np.stack(arrays, axis=dim)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads ctx.n, ctx.dim. Returns a tuple of ctx.n arrays: for input i, grad's slice i along
+        ctx.dim (that axis removed, np.take)."""
+        ### BEGIN SOLUTION
         return tuple(np.take(grad, i, axis=ctx.dim) for i in range(ctx.n))
+        ### END SOLUTION
 
 
 def _tensors(tensors, who):
@@ -113,12 +129,20 @@ def unbind(t: Tensor, dim=0) -> tuple:
 class Expand(Function):
     @staticmethod
     def forward(ctx, a, shape):
+        """a: an array; shape: a tuple that a broadcasts to. Returns a broadcast to shape (a read-only
+        view will do). Saves ctx.in_shape (a's shape)."""
+        ### BEGIN SOLUTION
         ctx.in_shape = a.shape
         return np.broadcast_to(a, shape)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads ctx.in_shape. Returns grad (of the expanded shape) summed back to ctx.in_shape: over the
+        new leading axes and over each axis a had as size 1 (the chapter's `_sum_to`)."""
+        ### BEGIN SOLUTION
         return _sum_to(grad, ctx.in_shape)
+        ### END SOLUTION
 
 
 def expand(t: Tensor, *sizes) -> Tensor:
@@ -152,16 +176,27 @@ def repeat(t: Tensor, *sizes) -> Tensor:
 class Gather(Function):
     @staticmethod
     def forward(ctx, a, index, dim):
+        """a: an array; index: an integer array of a's rank, entries in [0, a.shape[dim]) (checked and made
+        non-negative by `gather`); dim: a non-negative int. Returns the array of index's shape with
+        out[..., j, ...] = a[..., index[..., j, ...], ...] along dim (np.take_along_axis). Saves
+        ctx.shape (a's shape), ctx.index and ctx.dim."""
+        ### BEGIN SOLUTION
         ctx.shape, ctx.index, ctx.dim = a.shape, index, dim
         return np.take_along_axis(a, index, axis=dim)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads ctx.shape, ctx.index, ctx.dim. Returns zeros of ctx.shape (grad's dtype) with each grad
+        element added where it was gathered from; an entry of a gathered twice receives the sum of both
+        (np.add.at: plain assignment would keep only one). The other axes' positions: np.indices(..., sparse=True)."""
+        ### BEGIN SOLUTION
         out = np.zeros(ctx.shape, dtype=grad.dtype)
         idx = list(np.indices(ctx.index.shape, sparse=True))
         idx[ctx.dim] = ctx.index
         np.add.at(out, tuple(idx), grad)
         return out
+        ### END SOLUTION
 
 
 def gather(t: Tensor, dim, index) -> Tensor:
@@ -222,96 +257,150 @@ def min_(t: Tensor, dim=None, keepdim=False):
 class Sin(Function):
     @staticmethod
     def forward(ctx, a):
+        "Returns sin(_floating(a)). Saves (the floating a,)."
+        ### BEGIN SOLUTION
         a = _floating(a)
         ctx.save_for_backward(a)
         return np.sin(a)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns grad * cos(a), a from ctx.saved_tensors."
+        ### BEGIN SOLUTION
         (a,) = ctx.saved_tensors
         return grad * np.cos(a)
+        ### END SOLUTION
 
 
 class Cos(Function):
     @staticmethod
     def forward(ctx, a):
+        "Returns cos(_floating(a)). Saves (the floating a,)."
+        ### BEGIN SOLUTION
         a = _floating(a)
         ctx.save_for_backward(a)
         return np.cos(a)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Returns -grad * sin(a), a from ctx.saved_tensors."
+        ### BEGIN SOLUTION
         (a,) = ctx.saved_tensors
         return -grad * np.sin(a)
+        ### END SOLUTION
 
 
 class Clamp(Function):
     @staticmethod
     def forward(ctx, a, lo=None, hi=None):
+        """lo, hi: the bounds (numbers or arrays that broadcast with a); either may be None, no bound on
+        that side. Returns a clipped to [lo, hi] (np.clip). Saves (a,), ctx.lo and ctx.hi."""
+        ### BEGIN SOLUTION
         ctx.save_for_backward(a)
         ctx.lo, ctx.hi = lo, hi
         return np.clip(a, lo, hi)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
-        (a,) = ctx.saved_tensors                  # as PyTorch: the gradient passes where lo <= a <= hi
+        """Reads (a,) and ctx.lo, ctx.hi. Returns grad where lo <= a <= hi (both ends inclusive, as
+        PyTorch: an element sitting exactly on a bound keeps its gradient; a None bound always passes),
+        0 elsewhere."""
+        ### BEGIN SOLUTION
+        (a,) = ctx.saved_tensors
         keep = np.ones(a.shape, dtype=bool)
         if ctx.lo is not None:
             keep &= a >= ctx.lo
         if ctx.hi is not None:
             keep &= a <= ctx.hi
         return grad * keep
+        ### END SOLUTION
 
 
 class Where(Function):
     @staticmethod
     def forward(ctx, a, b, cond):
+        """a, b: arrays that broadcast with the bool array cond. Returns a where cond, else b, in
+        np.result_type(a, b) (np.where alone may widen it). Saves ctx.cond."""
+        ### BEGIN SOLUTION
         ctx.cond = cond
         out = np.where(cond, a, b)
         return out.astype(np.result_type(a, b), copy=False)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads ctx.cond, ctx.needs_input_grad. Returns (grad where cond else 0, grad where not cond
+        else 0), both in grad's dtype and broadcast shape (the caller sums broadcasts back); an entry is
+        None when ctx.needs_input_grad says its input needs no gradient."""
+        ### BEGIN SOLUTION
         need_a, need_b = ctx.needs_input_grad
         zero = np.zeros((), dtype=grad.dtype)
         return (np.where(ctx.cond, grad, zero) if need_a else None), (np.where(ctx.cond, zero, grad) if need_b else None)
+        ### END SOLUTION
 
 
 class Maximum(Function):
     "Elementwise max; at ties the gradient is split evenly, as PyTorch."
     @staticmethod
     def forward(ctx, a, b):
+        "a, b: arrays that broadcast. Returns np.maximum(a, b). Saves (a, b)."
+        ### BEGIN SOLUTION
         ctx.save_for_backward(a, b)
         return np.maximum(a, b)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads (a, b). Returns (grad * w, grad * (1 - w)) in the broadcast shape, where w is 1 where
+        a > b, 0 where a < b and 0.5 at a tie (PyTorch splits the gradient evenly)."""
+        ### BEGIN SOLUTION
         a, b = ctx.saved_tensors
         wa = (a > b) + 0.5 * (a == b)
         return grad * wa, grad * (1 - wa)
+        ### END SOLUTION
 
 
 class Tril(Function):
     @staticmethod
     def forward(ctx, a, k=0, upper=False):
+        """a: an array of rank >= 2; k: an int diagonal (0 the main one, > 0 above it). Returns a with the
+        entries above diagonal k of its last two axes zeroed (np.tril), or below it when upper (np.triu).
+        Saves ctx.k and ctx.upper."""
+        ### BEGIN SOLUTION
         ctx.k, ctx.upper = k, upper
         return np.triu(a, k) if upper else np.tril(a, k)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Reads ctx.k, ctx.upper. Returns grad masked as forward masked a (a zeroed entry gets no gradient)."
+        ### BEGIN SOLUTION
         return np.triu(grad, ctx.k) if ctx.upper else np.tril(grad, ctx.k)
+        ### END SOLUTION
 
 
 class Roll(Function):
     @staticmethod
     def forward(ctx, a, shifts, dims):
+        """shifts, dims: an int and a non-negative axis, or two tuples of one length (a shift per axis).
+        Returns a rolled (np.roll: each entry moves `shift` places along its axis, wrapping round).
+        Saves ctx.shifts and ctx.dims."""
+        ### BEGIN SOLUTION
         ctx.shifts, ctx.dims = shifts, dims
         return np.roll(a, shifts, axis=dims)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        """Reads ctx.shifts, ctx.dims. Returns grad rolled back: every shift negated (a tuple of shifts
+        stays a tuple), along the same ctx.dims."""
+        ### BEGIN SOLUTION
         neg = tuple(-s for s in ctx.shifts) if isinstance(ctx.shifts, tuple) else -ctx.shifts
         return np.roll(grad, neg, axis=ctx.dims)
+        ### END SOLUTION
 
 
 def _t(x, like=None):
@@ -423,12 +512,20 @@ def multinomial(probs: Tensor, num_samples: int, replacement: bool = False, *, g
 class Pad(Function):
     @staticmethod
     def forward(ctx, a, widths, value=0.0):
+        """widths: one (before, after) pair of non-negative ints per axis of a; value: the fill number.
+        Returns a padded with value (np.pad, constant mode). Saves ctx.slices: a tuple with one slice
+        per axis that cuts a's own region back out of the padded array."""
+        ### BEGIN SOLUTION
         ctx.slices = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, a.shape))
         return np.pad(a, widths, mode="constant", constant_values=value)
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
+        "Reads ctx.slices. Returns grad at a's own positions (the padding's gradient is dropped), a's shape."
+        ### BEGIN SOLUTION
         return grad[ctx.slices]
+        ### END SOLUTION
 
 
 def pad(input, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
@@ -486,28 +583,45 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
     return Tensor._from_op(np.eye(n, dtype=np.int64)[idx], None)
 
 
+def _einsum_grad(i: int, ins: tuple, out: str, arrays: tuple, grad: np.ndarray) -> np.ndarray:
+    """The gradient of einsum operand i. ins: one letter string per operand; out: the output's letters;
+    arrays: the operands; grad: the output's gradient (letters `out`). It is the einsum of grad with the
+    other operands onto operand i's letters that out or another operand has; a letter only operand i
+    has was summed away by forward, so the result is broadcast back along it. Returns a new (writable)
+    array of arrays[i]'s shape."""
+    ### BEGIN SOLUTION
+    sub = ins[i]
+    others = [(s, a) for j, (s, a) in enumerate(zip(ins, arrays)) if j != i]
+    have = set(out).union(*[set(s) for s, _ in others])
+    target = "".join(c for c in sub if c in have)       # letters only this operand has: summed, so broadcast
+    eq = ",".join([out] + [s for s, _ in others]) + "->" + target
+    g = np.einsum(eq, grad, *[a for _, a in others], optimize=True)
+    shape = tuple(arrays[i].shape[k] if c in have else 1 for k, c in enumerate(sub))
+    return np.broadcast_to(g.reshape(shape), arrays[i].shape).copy()
+    ### END SOLUTION
+
+
 class Einsum(Function):
     @staticmethod
     def forward(ctx, *arrays, equation):
+        """equation: (ins, out), ins a tuple with one letter string per array (no letter twice within
+        one), out the output's letters. Returns np.einsum of "ins[0],ins[1],...->out" as an array.
+        Saves ctx.ins, ctx.out and the arrays (ctx.save_for_backward)."""
+        ### BEGIN SOLUTION
         ctx.ins, ctx.out = equation
         ctx.save_for_backward(*arrays)
         return np.asarray(np.einsum(f"{','.join(ctx.ins)}->{ctx.out}", *arrays, optimize=True))
+        ### END SOLUTION
 
     @staticmethod
     def backward(ctx, grad):
-        arrays, grads = ctx.saved_tensors, []
-        for i, sub in enumerate(ctx.ins):
-            if not ctx.needs_input_grad[i]:
-                grads.append(None)
-                continue
-            others = [(s, a) for j, (s, a) in enumerate(zip(ctx.ins, arrays)) if j != i]
-            have = set(ctx.out).union(*[set(s) for s, _ in others])
-            target = "".join(c for c in sub if c in have)       # letters only this operand has: summed, so broadcast
-            eq = ",".join([ctx.out] + [s for s, _ in others]) + "->" + target
-            g = np.einsum(eq, grad, *[a for _, a in others], optimize=True)
-            shape = tuple(arrays[i].shape[k] if c in have else 1 for k, c in enumerate(sub))
-            grads.append(np.broadcast_to(g.reshape(shape), arrays[i].shape).copy())
-        return tuple(grads)
+        """Reads ctx.ins, ctx.out, ctx.saved_tensors, ctx.needs_input_grad. Returns a tuple with one entry
+        per operand: `_einsum_grad(i, ...)` where operand i needs a gradient, else None."""
+        ### BEGIN SOLUTION
+        arrays = ctx.saved_tensors
+        return tuple(_einsum_grad(i, ctx.ins, ctx.out, arrays, grad) if need else None
+                     for i, need in enumerate(ctx.needs_input_grad))
+        ### END SOLUTION
 
 
 def einsum(equation: str, *operands) -> Tensor:
