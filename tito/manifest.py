@@ -99,7 +99,7 @@ class ModuleInfo:
     root: Path = field(repr=False)
     nbs_path: Path = field(repr=False)
     notebook_names: tuple[str, ...] = ()
-    kit_names: tuple[str, ...] = ()     # given PyTorch-compatibility notebooks (issue 15's rule)
+    kit_names: tuple[str, ...] = ()     # PyTorch-compatibility notebooks: op exercises + given plumbing
 
     @property
     def stems(self) -> tuple[str, ...]:

@@ -100,7 +100,7 @@ def student(subs: Path, name: str, changes: dict) -> Path:
             write_notebook(changes[folder], dst)
         elif isinstance(changes[folder], str):
             dst.write_text(changes[folder])
-        if changes.get(folder, "") is not None:       # the module's other notebooks (e.g. 01's given kit)
+        if changes.get(folder, "") is not None:       # the module's other notebooks (e.g. 01's kit notebooks)
             for other in MANIFEST.by_folder(folder).notebooks[1:]:
                 copy_other_notebook(folder, other, dst.parent / other.name,
                                     release=changes.get(folder) is _STRIPPED.get(folder, ()))

@@ -20,6 +20,7 @@ def test_polynomial_autograd_tutorial_matches_pytorch():
 
 
 def test_polynomial_nn_tutorial_with_hand_written_sgd_matches_pytorch():
+    torch.manual_seed(0)             # unseeded, about one start in 60 stays above 20 % of its first loss
     theirs_model = P.polynomial_nn_model(torch)
     ours_model = P.polynomial_nn_model(tinytorch)
     P.copy_weights(theirs_model, ours_model)
