@@ -681,49 +681,74 @@ def _tune_stage(run: _Run, stage: str, batches: list, warmup: int):
     ### END SOLUTION
 
 
-def _stages(run: _Run, tick) -> None:
-    """The experiment's stages after the model (see experiment_stages): baseline (unless resumed), each prune →
-    fine-tune cycle after run.done, growth (unless grown before). Uses _measure, _tune_stage, _tune_batches;
-    appends one record per cycle to run.cycles and the grown heads to run.grown."""
+def _prune_cycle(run: _Run, k: int, tick) -> None:
+    """Prune → fine-tune cycle k (1, 2, ...), its four stages named by cycle_stages(run.config, k), each announced
+    with tick(name) as it starts. Prune: remember which heads are on (head_alive), score the heads with
+    head_importance(model, config.strategy, run.scoring, seed=config.seed + k − 1), prune_heads(model,
+    config.pruning_percent, config.strategy, importance=..., physical=config.physical); heads that were already off
+    get importance NaN (they were not candidates); tracker.log_pruning(pruned name, "prune", strategy, pruned,
+    head_alive(model), importance). Then _measure the pruned stage, _tune_stage(run, tune name,
+    _tune_batches(run, k), 0), _measure the fine-tuned stage. Appends to run.cycles {"cycle": k, "pruned_heads": the
+    pruned (layer, head) pairs as lists, "heads_on", "pruned_loss", "fine_tuned_loss" (from the two measures),
+    "importance", "diverged" (the tuning history's)}."""
     config, model, tracker = run.config, run.model, run.tracker
     ### BEGIN SOLUTION
+    prune_name, pruned_name, tune_name, tuned_name = cycle_stages(config, k)
+    tick(prune_name)
+    on_before = head_alive(model)
+    importance = head_importance(model, config.strategy, run.scoring, seed=config.seed + k - 1)
+    pruned = prune_heads(model, config.pruning_percent, config.strategy, importance=importance,
+                         physical=config.physical)
+    importance = np.where(on_before, importance, np.nan)       # heads already off were not candidates
+    tracker.log_pruning(pruned_name, "prune", config.strategy, pruned, head_alive(model), importance)
+    tick(pruned_name)
+    after_prune = _measure(run, pruned_name)
+    tick(tune_name)
+    history = _tune_stage(run, tune_name, _tune_batches(run, k), 0)
+    tick(tuned_name)
+    after_tune = _measure(run, tuned_name)
+    run.cycles.append({"cycle": k, "pruned_heads": [list(p) for p in pruned], "heads_on": after_tune["heads_on"],
+                       "pruned_loss": after_prune["loss"], "fine_tuned_loss": after_tune["loss"],
+                       "importance": importance, "diverged": history.diverged})
+    ### END SOLUTION
+
+
+def _grow_stage(run: _Run, tick) -> None:
+    """Growth, four stages announced with tick: "grow": if heads are pruned, grow_heads(model, n,
+    config.growth_strategy, run.scoring, seed=config.seed) into run.grown, n = config.grow_count or half the last
+    cycle's pruned heads (at least 1; 1 without cycles), at most the pruned count; else log_event("notice",
+    message="nothing to grow: no head is pruned"). Then tracker.log_pruning("grown", "grow", growth_strategy,
+    run.grown, head_alive(model)); "grown": _measure; "grown + fine-tune": _tune_stage with _tune_batches(run, 0) and
+    config.warmup_steps of warm-up; "grown + fine-tuned": _measure."""
+    config, model, tracker = run.config, run.model, run.tracker
+    ### BEGIN SOLUTION
+    tick("grow")
+    if pruned_heads(model):
+        n = config.grow_count or max(1, len(run.cycles[-1]["pruned_heads"]) // 2 if run.cycles else 1)
+        n = min(n, len(pruned_heads(model)))
+        run.grown = grow_heads(model, n, config.growth_strategy, run.scoring, seed=config.seed)
+    else:
+        tracker.log_event("notice", message="nothing to grow: no head is pruned")
+    tracker.log_pruning("grown", "grow", config.growth_strategy, run.grown, head_alive(model))
+    tick("grown")
+    _measure(run, "grown")
+    tick("grown + fine-tune")
+    _tune_stage(run, "grown + fine-tune", _tune_batches(run, 0), config.warmup_steps)
+    tick("grown + fine-tuned")
+    _measure(run, "grown + fine-tuned")
+    ### END SOLUTION
+
+
+def _stages(run: _Run, tick) -> None:
+    """The experiment's stages after the model (see experiment_stages): baseline (unless resumed), each prune →
+    fine-tune cycle after run.done (_prune_cycle), growth unless grown before (_grow_stage)."""
     if run.previous is None:
         tick("baseline")
         _measure(run, "baseline")
-    for k in range(run.done + 1, config.max_cycles + 1):
-        prune_name, pruned_name, tune_name, tuned_name = cycle_stages(config, k)
-        tick(prune_name)
-        on_before = head_alive(model)
-        importance = head_importance(model, config.strategy, run.scoring, seed=config.seed + k - 1)
-        pruned = prune_heads(model, config.pruning_percent, config.strategy, importance=importance,
-                             physical=config.physical)
-        importance = np.where(on_before, importance, np.nan)       # heads already off were not candidates
-        tracker.log_pruning(pruned_name, "prune", config.strategy, pruned, head_alive(model), importance)
-        tick(pruned_name)
-        after_prune = _measure(run, pruned_name)
-        tick(tune_name)
-        history = _tune_stage(run, tune_name, _tune_batches(run, k), 0)
-        tick(tuned_name)
-        after_tune = _measure(run, tuned_name)
-        run.cycles.append({"cycle": k, "pruned_heads": [list(p) for p in pruned], "heads_on": after_tune["heads_on"],
-                           "pruned_loss": after_prune["loss"], "fine_tuned_loss": after_tune["loss"],
-                           "importance": importance, "diverged": history.diverged})
-    if config.growth_strategy is not None and not run.grown_before:
-        tick("grow")
-        if pruned_heads(model):
-            n = config.grow_count or max(1, len(run.cycles[-1]["pruned_heads"]) // 2 if run.cycles else 1)
-            n = min(n, len(pruned_heads(model)))
-            run.grown = grow_heads(model, n, config.growth_strategy, run.scoring, seed=config.seed)
-        else:
-            tracker.log_event("notice", message="nothing to grow: no head is pruned")
-        tracker.log_pruning("grown", "grow", config.growth_strategy, run.grown, head_alive(model))
-        tick("grown")
-        _measure(run, "grown")
-        tick("grown + fine-tune")
-        _tune_stage(run, "grown + fine-tune", _tune_batches(run, 0), config.warmup_steps)
-        tick("grown + fine-tuned")
-        _measure(run, "grown + fine-tuned")
-    ### END SOLUTION
+    for k in range(run.done + 1, run.config.max_cycles + 1):
+        _prune_cycle(run, k, tick)
+    if run.config.growth_strategy is not None and not run.grown_before:
+        _grow_stage(run, tick)
 
 
 def _summary(run: _Run) -> dict:
