@@ -85,6 +85,31 @@ def test_every_stub_states_its_contract(notebook):
     assert not problems, "\n".join(problems)
 
 
+MAX_EXERCISE_LINES = 35        # issue 12: "a few to ~30 lines each; a longer one is split into steps"
+
+
+def _long_blocks(source: str, where: str) -> list[str]:
+    lines = source.split("\n")
+    out = []
+    for begin, end in _blocks(source):
+        code = [ln for ln in lines[begin:end - 1] if ln.strip() and not ln.strip().startswith("#")]
+        if len(code) > MAX_EXERCISE_LINES:
+            out.append(f"{where}: the exercise at line {begin} has {len(code)} lines of code; split it into steps")
+    return out
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_exercise_is_student_sized(notebook):
+    problems = [p for i, src in _cells(notebook) for p in _long_blocks(src, f"{notebook.stem} cell {i}")]
+    assert not problems, "\n".join(problems)
+
+
+def test_a_long_exercise_is_reported():
+    src = "def f():\n    ### BEGIN SOLUTION\n" + "    x = 1\n" * 36 + "    ### END SOLUTION\n"
+    assert "36 lines of code" in _long_blocks(src, "nb")[0]
+    assert _long_blocks(src.replace("    x = 1\n", "    # x\n", 5), "nb") == []
+
+
 def test_the_notebooks_have_stubs_to_check():
     blocks = sum(len(_blocks(src)) for nb in NOTEBOOKS for _, src in _cells(nb))
     assert len(NOTEBOOKS) >= 20 and blocks >= 300
