@@ -70,10 +70,8 @@ def lr_at(step: int, progress: float, cfg: dict) -> float:
     0 -> 1; above 1 counts as 1), from the preset `cfg` (keys "lr", "min_lr", "warmup": floats, warmup a step
     count >= 1). Returns a float: warm · (min_lr + (lr − min_lr) · ½ (1 + cos(π · progress))), the cosine decay
     from lr to min_lr, times the linear warm-up warm = min(1, (step + 1) / warmup)."""
-    ### BEGIN SOLUTION
     warm = min(1.0, (step + 1) / cfg["warmup"])
     return warm * (cfg["min_lr"] + (cfg["lr"] - cfg["min_lr"]) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-    ### END SOLUTION
 
 
 def random_windows(data: np.ndarray, T: int, B: int, rng) -> np.ndarray:
@@ -81,20 +79,16 @@ def random_windows(data: np.ndarray, T: int, B: int, rng) -> np.ndarray:
     an int array (B, T + 1): row b is data[s_b : s_b + T + 1] for a start s_b drawn by ONE call
     rng.integers(0, len(data) − T − 1, B) (so the same rng state gives the same windows); inputs are
     [:, :-1], next-token targets [:, 1:]. One fancy index, no Python loop over rows."""
-    ### BEGIN SOLUTION
     starts = rng.integers(0, len(data) - T - 1, B)
     return data[starts[:, None] + np.arange(T + 1)]
-    ### END SOLUTION
 
 
 def mean_loss(model, loss_fn, windows: np.ndarray, batch: int = 128) -> float:
-    """The loss per token over `windows` (N, T + 1) token ids, as a float. Given: model switched to eval mode and
-    back (module 02's eval_mode), no_grad. Exercise: for each slice of `batch` rows w, the model's logits of
-    w[:, :-1] reshaped to (rows·T, V) (V = model.vocab_size) against the targets w[:, 1:] flattened, through
-    loss_fn (a mean over tokens); weigh each slice's mean by its number of targets, so a short last slice
-    counts for what it holds, and return the total divided by the count."""
+    """The loss per token over `windows` (N, T + 1) token ids, as a float, in eval mode (module 02's eval_mode)
+    under no_grad: for each slice of `batch` rows w, the model's logits of w[:, :-1] reshaped to (rows·T, V)
+    against the targets w[:, 1:] flattened, through loss_fn (a mean over tokens); each slice's mean weighed by its
+    number of targets, so a short last slice counts for what it holds."""
     with eval_mode(model), no_grad():
-        ### BEGIN SOLUTION
         V = model.vocab_size
         total, count = 0.0, 0
         for i in range(0, len(windows), batch):
@@ -103,7 +97,6 @@ def mean_loss(model, loss_fn, windows: np.ndarray, batch: int = 128) -> float:
             total += loss * w[:, 1:].size
             count += w[:, 1:].size
         return total / count
-        ### END SOLUTION
 
 # %% ../modules/20_capstone/20_capstone.ipynb #e014d8f4
 def build_tinygpt(preset, vocab_size: int, seed: int = 0) -> GPT:

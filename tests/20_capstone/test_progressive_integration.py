@@ -76,6 +76,20 @@ class TestExperimentsCore:
         assert lr_at(0, 0.0, cfg) == pytest.approx(1e-3) and lr_at(9, 0.0, cfg) == pytest.approx(1e-2)
         assert lr_at(100, 0.5, cfg) == pytest.approx(5.5e-3) and lr_at(100, 1.0, cfg) == pytest.approx(1e-3)
 
+    def test_mean_loss_weighs_slices_by_tokens_and_gives_the_model_its_mode_back(self):
+        from tinytorch.core.losses import CrossEntropyLoss
+        from tinytorch.experiments import mean_loss
+        m = GPT(vocab_size=12, embed_dim=16, num_layers=1, num_heads=2, max_seq_len=10, seed=1)
+        windows = np.random.default_rng(0).integers(0, 12, (5, 9))
+        loss_fn = CrossEntropyLoss()
+        with no_grad():
+            whole = loss_fn(m(windows[:, :-1]).reshape(-1, 12), windows[:, 1:].reshape(-1)).item()
+        assert mean_loss(m, loss_fn, windows, batch=2) == pytest.approx(whole, rel=1e-5)   # slices of 2, 2, 1 rows
+        assert m.training
+        m.eval()
+        mean_loss(m, loss_fn, windows)
+        assert not m.training                      # an eval-mode model stays in eval mode (it was forced to train)
+
     def test_shakespeare_split_is_ninety_ten_and_reuses_a_tokenizer(self):
         from tinytorch.core.dataloader import load_tinyshakespeare
         from tinytorch.experiments import shakespeare_split

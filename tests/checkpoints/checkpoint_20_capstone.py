@@ -9,9 +9,8 @@ import pytest
 
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.transformers import GPT
-from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.experiments import (ExperimentConfig, ProgressTracker, generate_text, interactive_session,
-                                   load_or_train_tinygpt, lr_at, mean_loss, random_windows, run_experiment)
+                                   load_or_train_tinygpt, run_experiment)
 from tinytorch.optimization.compression import (attention_layers, fine_tune, grow_heads, head_alive, head_importance,
                                                 head_slices, prune_heads, pruned_heads)
 
@@ -45,30 +44,6 @@ def test_heads_are_scored_pruned_for_good_and_grown_back():
     grown = grow_heads(m, 2, "gradient_sensitivity", data)
     assert len(grown) == 2 and set(grown) <= set(gone) and head_alive(m).sum() == 6
     assert sorted(set(gone) - set(grown)) == pruned_heads(m)
-
-
-def test_a_run_is_scheduled_windowed_measured_per_token_and_configured():
-    cfg = dict(lr=1e-2, min_lr=1e-3, warmup=10)
-    assert lr_at(0, 0.0, cfg) == pytest.approx(1e-3) and lr_at(9, 0.0, cfg) == pytest.approx(1e-2)
-    assert lr_at(50, 0.5, cfg) == pytest.approx(5.5e-3) and lr_at(50, 3.0, cfg) == pytest.approx(1e-3)
-    w = random_windows(np.arange(500), 6, 4, np.random.default_rng(3))
-    assert w.shape == (4, 7) and (np.diff(w, axis=1) == 1).all()
-    assert np.array_equal(w, random_windows(np.arange(500), 6, 4, np.random.default_rng(3)))
-    m = tiny_gpt()
-    windows = np.random.default_rng(0).integers(0, 12, (4, 10))
-    loss_fn = CrossEntropyLoss()
-    with no_grad():
-        whole = loss_fn(m(windows[:, :-1]).reshape(-1, 12), windows[:, 1:].reshape(-1)).item()
-    assert mean_loss(m, loss_fn, windows, batch=3) == pytest.approx(whole, rel=1e-5)     # 3 rows + 1 row, weighed
-    assert m.training
-    c = ExperimentConfig(strategy="entropy", pruning_percent=0.3, test_mode=True)
-    assert ExperimentConfig.from_dict(c.to_dict()) == c
-    for kwargs, words in ((dict(device="cuda"), "CPU only"), (dict(pruning_percent=1.0), "pruning_percent"),
-                          (dict(strategy="l1"), "known: 'random', 'magnitude', 'entropy', 'gradient'"),
-                          (dict(num_epochs=0), "num_epochs"), (dict(learning_rate=-1.0), "learning_rate"),
-                          (dict(growth_strategy="more"), "gradient_sensitivity")):
-        with pytest.raises(ValueError, match=words):
-            ExperimentConfig(**kwargs)
 
 
 def test_the_model_is_read_by_its_text():
@@ -109,3 +84,10 @@ def test_an_experiment_is_repeatable_and_readable(tmp_path):
     _, _, again = run_experiment(ExperimentConfig.from_dict({**config.to_dict(), "output_dir": None}))
     assert [s["loss"] for s in again["stages"]] == [s["loss"] for s in summary["stages"]]
     assert again["pruned_heads"] == summary["pruned_heads"] and again["grown_heads"] == summary["grown_heads"]
+    assert ExperimentConfig.from_dict(config.to_dict()) == config        # the config names everything (given checks)
+    for kwargs, words in ((dict(device="cuda"), "CPU only"), (dict(pruning_percent=1.0), "pruning_percent"),
+                          (dict(strategy="l1"), "known: 'random', 'magnitude', 'entropy', 'gradient'"),
+                          (dict(num_epochs=0), "num_epochs"), (dict(learning_rate=-1.0), "learning_rate"),
+                          (dict(growth_strategy="more"), "gradient_sensitivity")):
+        with pytest.raises(ValueError, match=words):
+            ExperimentConfig(**kwargs)
