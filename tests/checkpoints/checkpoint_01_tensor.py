@@ -7,6 +7,7 @@ import pytest
 
 from tinytorch.core import tensor as T
 from tinytorch.core.tensor import Tensor, _check_matmul, check_backward
+from tinytorch.core import tensor_kit, tensor_ops as K
 
 
 def test_stores_numbers_with_a_shape_and_a_dtype():
@@ -115,4 +116,24 @@ def _x(*shape, positive=False, seed=0):
 def test_every_op_knows_its_derivative(op, shapes, params, positive):
     # each backward against central differences with a random cotangent, float64, no engine
     xs = [_x(*s, positive=positive, seed=i) for i, s in enumerate(shapes)]
+    assert check_backward(op, *xs, **params)
+
+
+_COND = np.random.default_rng(7).standard_normal((3, 4)) > 0
+
+
+@pytest.mark.parametrize("op, shapes, params", [
+    (K.Cat, [(3, 4), (3, 2)], {"dim": 1}), (K.Stack, [(3, 4), (3, 4)], {"dim": 2}),
+    (K.Expand, [(3, 1)], {"shape": (2, 3, 4)}),
+    (K.Gather, [(3, 4)], {"index": np.array([[0, 2], [1, 1], [3, 3]]), "dim": 1}),
+    (K.Sin, [(3, 4)], {}), (K.Cos, [(3, 4)], {}), (K.Clamp, [(3, 4)], {"lo": -0.5, "hi": 0.5}),
+    (K.Where, [(3, 4), (3, 1)], {"cond": _COND}), (K.Maximum, [(3, 4), (3, 4)], {}),
+    (K.Tril, [(3, 4)], {"k": 1, "upper": True}), (K.Roll, [(3, 4)], {"shifts": (1, -2), "dims": (0, 1)}),
+    (K.Pad, [(3, 4)], {"widths": ((1, 0), (2, 1)), "value": 7.0}),
+    (K.Einsum, [(3, 4), (5,)], {"equation": (("ij", "k"), "i")}), (tensor_kit.Clone, [(3, 4)], {}),
+    (tensor_kit.Cast, [(3, 4)], {"dtype": "float64"}),
+], ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_every_more_op_knows_its_derivative(op, shapes, params):
+    # the PyTorch-kit ops of 01_tensor_ops / 01_tensor_kit: forward and backward are the student's too
+    xs = [_x(*s, seed=i) for i, s in enumerate(shapes)]
     assert check_backward(op, *xs, **params)
