@@ -4,15 +4,13 @@ environment variable, writes no file and rewrites no global; using them rewrites
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import types
 
 import numpy as np
 import pytest
-from import_probe import ENV_OFF, ENV_ON, RECORD_ENV
+from import_probe import ENV_OFF, ENV_ON, RECORD_ENV, sandbox
 
 from tinytorch.optimization import kernels as K
 from tinytorch.optimization.kernels import (CSRMatrix, Kernel, KernelSet, QuantizedCSR, csr_bytes, index_dtype,
@@ -151,23 +149,14 @@ print(json.dumps({"env_read": read, "numba_after_import": numba_after_import, "n
 
 
 def test_import_reads_no_environment_imports_no_numba_writes_nothing_and_use_rewrites_no_global(tmp_path):
-    home, work, cache = tmp_path / "home", tmp_path / "work", tmp_path / "numba"
-    for d in (home, work):
-        d.mkdir()
-    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "NUMBA_CACHE_DIR": str(cache),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    only_import = subprocess.run([sys.executable, "-c", "import tinytorch.optimization.kernels, "
-                                  "tinytorch.optimization.quantization, tinytorch.optimization.qmodel"],
-                                 cwd=work, env=env, capture_output=True, text=True, timeout=120)
-    assert only_import.returncode == 0, only_import.stderr
-    assert os.listdir(home) == [] and os.listdir(work) == [] and not cache.exists()        # nothing written
-    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], cwd=work, env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    r = json.loads(out.stdout)
+    box = sandbox(tmp_path, {"PYTHONDONTWRITEBYTECODE": "1"})
+    box.run("import tinytorch.optimization.kernels, tinytorch.optimization.quantization, tinytorch.optimization.qmodel",
+            timeout=120)
+    assert box.nothing_written()
+    r = box.probe(IMPORT_PROBE)
     assert r["env_read"] == [] and not r["numba_after_import"] and r["numba_after_use"], r
     assert r["changed"] == [] and r["added"] == [], r                     # compiling and running rewrote no global
-    assert os.listdir(home) == [] and os.listdir(work) == []              # only Numba's cache (its own folder)
+    assert os.listdir(box.home) == [] and os.listdir(box.work) == []      # only Numba's cache (its own folder)
 
 
 def test_the_numpy_references_and_the_compiled_kernels_compute_the_exact_int32_products():

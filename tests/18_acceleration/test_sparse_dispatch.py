@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tinytorch.optimization import profiling, sparse
-from import_probe import ENV_OFF, ENV_ON, RECORD_ENV
+from import_probe import ENV_OFF, ENV_ON, RECORD_ENV, sandbox
 
 
 @pytest.fixture
@@ -176,26 +176,15 @@ print(json.dumps({"changed": sorted(map(str, (k for k in before if after.get(k) 
 
 
 def test_import_and_use_leave_the_module_globals_and_write_nothing(tmp_path):
-    home, work, numba_cache = tmp_path / "home", tmp_path / "work", tmp_path / "numba"
-    for d in (home, work):
-        d.mkdir()
-    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
-           "NUMBA_CACHE_DIR": str(numba_cache), "TINYTORCH_SPARSE_PARALLEL": "1"}
-    env.pop("TINYTORCH_SPARSE_CROSSOVER", None)
-    only_import = subprocess.run([sys.executable, "-c", "import tinytorch.optimization.sparse, "
-                                  "tinytorch.optimization.acceleration"], cwd=work, env=env,
-                                 capture_output=True, text=True, timeout=120)
-    assert only_import.returncode == 0, only_import.stderr
-    assert os.listdir(home) == [] and os.listdir(work) == [] and not numba_cache.exists()   # nothing written
-    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], cwd=work, env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    r = json.loads(out.stdout)
+    box = sandbox(tmp_path, {"TINYTORCH_SPARSE_PARALLEL": "1"}, unset_vars=("TINYTORCH_SPARSE_CROSSOVER",))
+    box.run("import tinytorch.optimization.sparse, tinytorch.optimization.acceleration", timeout=120)
+    assert box.nothing_written()
+    r = box.probe(IMPORT_PROBE)
     assert r["changed"] == [] and r["added"] == [], r              # compiling rewrote no global
     assert r["kernels"] >= 10 and r["python_kernels"] and r["prange_is_range"]
     assert not r["numba_after_import"] and r["numba_after_use"]     # Numba is imported on first use only
     assert r["env_read"] == []                                      # importing reads no environment variable
-    assert os.listdir(home) == [] and os.listdir(work) == []      # only Numba's own cache (its folder) was written
+    assert os.listdir(box.home) == [] and os.listdir(box.work) == []   # only Numba's own cache (its folder) was written
 
 
 def test_break_even_density_interpolates_in_log_log_and_stops_at_the_first_loss():
