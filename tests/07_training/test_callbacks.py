@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from lr_lockstep import step_in_lockstep
 
 from tinytorch.core.layers import Linear, Parameter, Sequential
 from tinytorch.core.activations import Tanh
@@ -30,13 +31,7 @@ def test_more_schedules_match_torch(ours, theirs):
     opt = SGD([{"params": [Parameter(np.zeros(2))], "lr": 0.1}, {"params": [Parameter(np.zeros(2))], "lr": 0.03}])
     topt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 0.1},
                             {"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 0.03}])
-    s, ts = ours(opt), theirs(topt)
-    for _ in range(9):
-        assert [g["lr"] for g in opt.param_groups] == pytest.approx([g["lr"] for g in topt.param_groups], rel=1e-12)
-        opt.step()
-        topt.step()
-        s.step()
-        ts.step()
+    step_in_lockstep(opt, topt, ours(opt), theirs(topt), 9)
 
 
 def data(n_batches=4, seed=0):

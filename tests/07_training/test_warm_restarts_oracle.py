@@ -3,6 +3,7 @@ group's rate, epoch by epoch, through several restarts (T_mult 1, 2, 3), resumed
 import numpy as np
 import pytest
 import torch
+from lr_lockstep import step_in_lockstep
 
 import tinytorch.optim.lr_scheduler as tls
 from tinytorch.core.layers import Parameter
@@ -19,12 +20,7 @@ def test_matches_torch(T_0, T_mult, eta_min):
                             {"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 0.03}])
     ours = CosineAnnealingWarmRestarts(opt, T_0, T_mult, eta_min)
     theirs = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(topt, T_0, T_mult, eta_min)
-    for _ in range(40):
-        assert [g["lr"] for g in opt.param_groups] == pytest.approx([g["lr"] for g in topt.param_groups], rel=1e-12)
-        opt.step()
-        topt.step()
-        ours.step()
-        theirs.step()
+    step_in_lockstep(opt, topt, ours, theirs, 40)
     again = CosineAnnealingWarmRestarts(SGD([{"params": [Parameter(np.zeros(2))], "lr": 0.1},
                                              {"params": [Parameter(np.zeros(2))], "lr": 0.03}]), T_0, T_mult, eta_min)
     again.load_state_dict(ours.state_dict())
