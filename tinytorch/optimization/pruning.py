@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.tensor import Tensor
+from ..core.tensor import Tensor, _dim      # _dim: module 01's dim check
 from ..core.checks import check_choice, check_fraction, check_int
 from ..core.autograd import no_grad
 from ..core.layers import Dropout, Linear, Module, Parameter, Sequential
@@ -407,19 +407,13 @@ def _norm_order(n, who: str):
     return float(n)
 
 
-def _axis(dim, ndim: int, who: str) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not -ndim <= dim < ndim:
-        raise IndexError(f"{who}: dim {dim!r} is out of range for a tensor of {ndim} dimensions")
-    return int(dim) % ndim
-
-
 def unit_norms(weight, n=2, dim: int = 0) -> np.ndarray:
     "The Ln norm of each slice of `weight` along `dim` (over all other axes), as float64."
     w = np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=np.float64)
     if w.ndim < 2:
         raise ValueError(f"unit_norms: structured pruning needs a weight of 2 or more dimensions, got shape {w.shape}")
     n = _norm_order(n, "unit_norms")
-    d = _axis(dim, w.ndim, "unit_norms")
+    d = _dim(dim, w.ndim, "unit_norms")
     axes = tuple(i for i in range(w.ndim) if i != d)
     ### BEGIN SOLUTION
     a = np.abs(w)
@@ -456,7 +450,7 @@ def structured_mask(weight, amount, n=2, dim: int = 0, default_mask=None, import
         raise ValueError(f"{who}: importance scores of shape {scores.shape} for a weight of shape {w.shape}")
     if w.ndim < 2:
         raise ValueError(f"{who}: structured pruning needs a weight of 2 or more dimensions, got shape {w.shape}")
-    d = _axis(dim, w.ndim, who)
+    d = _dim(dim, w.ndim, who)
     mask = _start_mask(w.shape, default_mask)
     ### BEGIN SOLUTION
     other = tuple(i for i in range(w.ndim) if i != d)

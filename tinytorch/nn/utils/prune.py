@@ -12,6 +12,7 @@ from ...core.layers import Module, Parameter
 from ...core.spatial import Conv2d
 from ...core.checks import check_choice, check_fraction
 from ...optimization.pruning import (_check_amount, _check_module, _drop_mask, _norm_order, attach_mask,
+                                             is_pruned as _is_pruned,
                                              global_masks, magnitude_prune, prunable_weights, structured_mask,
                                              structured_prune, unstructured_mask, SCOPES)
 from ...optimization.compression import CompressionAnalyzer
@@ -225,10 +226,9 @@ def remove(module: Module, name: str) -> Module:
 
 
 def is_pruned(module: Module) -> bool:
-    "True when some parameter of `module` (or of its sub-modules) carries a pruning mask."
-    if not isinstance(module, Module):
-        raise TypeError(f"is_pruned: expected a Module, got {type(module).__name__}")
-    return any(getattr(p, "mask", None) is not None for p in module.parameters())
+    "True when some parameter of `module` (or of its sub-modules) carries a pruning mask (module 17's is_pruned)."
+    _check_module(module, "is_pruned")
+    return _is_pruned(module)
 
 # %% ../../../modules/17_compression/17_compression_prune.ipynb #8290445e
 def _as_array(w, who: str) -> np.ndarray:
